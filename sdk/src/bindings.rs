@@ -1,0 +1,45 @@
+//! Bindings generated from `wit/plugin.wit`, one module per world. The shared
+//! `types` and `host` interfaces are generated once (in `source`) and reused
+//! by the other worlds, so a `Batch` is the same Rust type everywhere.
+
+/// The `source` world.
+pub mod source {
+    wit_bindgen::generate!({
+        world: "source",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_source_world",
+        default_bindings_module: "sluice_sdk::bindings::source",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The `transform` world.
+pub mod transform {
+    wit_bindgen::generate!({
+        world: "transform",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_transform_world",
+        default_bindings_module: "sluice_sdk::bindings::transform",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}
+
+/// The `destination` world.
+pub mod destination {
+    wit_bindgen::generate!({
+        world: "destination",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_destination_world",
+        default_bindings_module: "sluice_sdk::bindings::destination",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}

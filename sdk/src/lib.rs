@@ -1,0 +1,64 @@
+//! # sluice-sdk: write Sluice plugins in Rust
+//!
+//! A Sluice plugin is a WebAssembly component that exports one of the worlds
+//! of `wit/plugin.wit`: a source, a transform or a destination. This crate
+//! hides the WIT bindings: implement one trait and call one macro.
+//!
+//! ```ignore
+//! use sluice_sdk::prelude::*;
+//!
+//! struct Upper;
+//!
+//! impl Transform for Upper {
+//!     fn spec() -> PluginSpec {
+//!         PluginSpec::new("upper", env!("CARGO_PKG_VERSION"), "Uppercases every text value")
+//!     }
+//!     fn open(_config: &str) -> Result<Self, PluginError> {
+//!         Ok(Upper)
+//!     }
+//!     fn transform(&mut self, mut batch: Batch) -> Result<Transformed, PluginError> {
+//!         for row in &mut batch.rows {
+//!             for value in row.iter_mut() {
+//!                 if let Value::Text(s) = value {
+//!                     *s = s.to_uppercase();
+//!                 }
+//!             }
+//!         }
+//!         Ok(Transformed::all(batch))
+//!     }
+//! }
+//!
+//! sluice_sdk::export_transform!(Upper);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` (crate type
+//! `cdylib`), or with `sluice plugin build`.
+
+#[doc(hidden)]
+pub mod bindings;
+pub mod config;
+pub mod http;
+pub mod log;
+mod plugin;
+mod value;
+
+pub use bindings::source::sluice::plugin::types::{
+    Batch, Field, FieldType, ObjectInfo, PluginError, PluginSpec, RateLimit, RateLimitedInfo,
+    ReadRequest, Row, RowError, RowResult, Transformed, Value, WriteMode, WriteTarget,
+};
+pub use plugin::{Destination, Reader, Source, Transform, Writer};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::plugin::adapters::*;
+}
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::config::parse_config;
+    pub use crate::{
+        Batch, Destination, Field, FieldType, ObjectInfo, PluginError, PluginSpec, RateLimit,
+        ReadRequest, Reader, Row, RowError, RowResult, Source, Transform, Transformed, Value,
+        WriteMode, WriteTarget, Writer,
+    };
+}

@@ -1,0 +1,209 @@
+//! The three plugin traits and the adapters that connect them to the
+//! generated WIT bindings. Plugin authors implement a trait and call the
+//! matching `export_*!` macro; they never touch the bindings.
+
+use crate::{Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget};
+
+/// A source: reads rows out of a system, a batch at a time.
+pub trait Source: 'static {
+    /// The reader for one run.
+    type Reader: Reader;
+
+    fn spec() -> PluginSpec;
+    /// Test the connection described by `config`.
+    fn check(config: &str) -> Result<(), PluginError>;
+    /// The objects (tables, files) this source can read.
+    fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError>;
+    /// Start reading a query or an object.
+    fn read(config: &str, request: ReadRequest) -> Result<Self::Reader, PluginError>;
+}
+
+/// An open read.
+pub trait Reader: 'static {
+    /// The next batch of at most `max_rows` rows, or `None` at the end.
+    fn next(&mut self, max_rows: u32) -> Result<Option<Batch>, PluginError>;
+}
+
+/// A transform: batch in, batch out, with per-row errors.
+pub trait Transform: Sized + 'static {
+    fn spec() -> PluginSpec;
+    /// Validate `config` without transforming anything.
+    fn check(config: &str) -> Result<(), PluginError> {
+        Self::open(config).map(|_| ())
+    }
+    /// Prepare for one run.
+    fn open(config: &str) -> Result<Self, PluginError>;
+    /// Transform one batch. Rows that fail are reported with
+    /// [`Transformed::reject`] and left out of the output batch.
+    fn transform(&mut self, batch: Batch) -> Result<Transformed, PluginError>;
+}
+
+/// A destination: writes rows and reports one result per row.
+pub trait Destination: 'static {
+    /// The writer for one run.
+    type Writer: Writer;
+
+    fn spec() -> PluginSpec;
+    fn check(config: &str) -> Result<(), PluginError>;
+    /// The objects this destination can write, with their fields.
+    fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError>;
+    /// Prepare a writer for one run.
+    fn open(config: &str, target: WriteTarget) -> Result<Self::Writer, PluginError>;
+}
+
+/// An open write.
+pub trait Writer: 'static {
+    /// Write a batch; return exactly one result per row, in order.
+    fn write(&mut self, batch: Batch) -> Result<Vec<RowResult>, PluginError>;
+}
+
+#[doc(hidden)]
+pub mod adapters {
+    use super::*;
+    use crate::bindings::{destination, source, transform};
+    use std::cell::RefCell;
+    use std::marker::PhantomData;
+
+    pub struct SourceAdapter<T>(PhantomData<T>);
+    pub struct ReaderAdapter<T: Source>(RefCell<T::Reader>);
+
+    impl<T: Source> source::exports::sluice::plugin::source_api::Guest for SourceAdapter<T> {
+        type Reader = ReaderAdapter<T>;
+        fn spec() -> PluginSpec {
+            T::spec()
+        }
+        fn check(config: String) -> Result<(), PluginError> {
+            T::check(&config)
+        }
+        fn discover(config: String) -> Result<Vec<ObjectInfo>, PluginError> {
+            T::discover(&config)
+        }
+        fn read(
+            config: String,
+            request: ReadRequest,
+        ) -> Result<source::exports::sluice::plugin::source_api::Reader, PluginError> {
+            let reader = T::read(&config, request)?;
+            Ok(source::exports::sluice::plugin::source_api::Reader::new(ReaderAdapter::<T>(
+                RefCell::new(reader),
+            )))
+        }
+    }
+
+    impl<T: Source> source::exports::sluice::plugin::source_api::GuestReader for ReaderAdapter<T> {
+        fn next(&self, max_rows: u32) -> Result<Option<Batch>, PluginError> {
+            self.0.borrow_mut().next(max_rows)
+        }
+    }
+
+    pub struct TransformAdapter<T>(PhantomData<T>);
+    pub struct TransformerAdapter<T>(RefCell<T>);
+
+    impl<T: Transform> transform::exports::sluice::plugin::transform_api::Guest for TransformAdapter<T> {
+        type Transformer = TransformerAdapter<T>;
+        fn spec() -> PluginSpec {
+            T::spec()
+        }
+        fn check(config: String) -> Result<(), PluginError> {
+            T::check(&config)
+        }
+        fn open(
+            config: String,
+        ) -> Result<transform::exports::sluice::plugin::transform_api::Transformer, PluginError> {
+            let t = T::open(&config)?;
+            Ok(transform::exports::sluice::plugin::transform_api::Transformer::new(
+                TransformerAdapter(RefCell::new(t)),
+            ))
+        }
+    }
+
+    impl<T: Transform> transform::exports::sluice::plugin::transform_api::GuestTransformer
+        for TransformerAdapter<T>
+    {
+        fn transform(&self, input: Batch) -> Result<Transformed, PluginError> {
+            self.0.borrow_mut().transform(input)
+        }
+    }
+
+    pub struct DestinationAdapter<T>(PhantomData<T>);
+    pub struct WriterAdapter<T: Destination>(RefCell<T::Writer>);
+
+    impl<T: Destination> destination::exports::sluice::plugin::destination_api::Guest
+        for DestinationAdapter<T>
+    {
+        type Writer = WriterAdapter<T>;
+        fn spec() -> PluginSpec {
+            T::spec()
+        }
+        fn check(config: String) -> Result<(), PluginError> {
+            T::check(&config)
+        }
+        fn discover(config: String) -> Result<Vec<ObjectInfo>, PluginError> {
+            T::discover(&config)
+        }
+        fn open(
+            config: String,
+            target: WriteTarget,
+        ) -> Result<destination::exports::sluice::plugin::destination_api::Writer, PluginError> {
+            let w = T::open(&config, target)?;
+            Ok(destination::exports::sluice::plugin::destination_api::Writer::new(WriterAdapter::<
+                T,
+            >(
+                RefCell::new(w),
+            )))
+        }
+    }
+
+    impl<T: Destination> destination::exports::sluice::plugin::destination_api::GuestWriter
+        for WriterAdapter<T>
+    {
+        fn write(&self, input: Batch) -> Result<Vec<RowResult>, PluginError> {
+            self.0.borrow_mut().write(input)
+        }
+    }
+}
+
+/// Export a [`Source`] implementation as this component's `source` world.
+#[macro_export]
+macro_rules! export_source {
+    ($t:ty) => {
+        // Exports exist only in the component; a native build (tests,
+        // benchmarks) uses the plugin as a plain library.
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceSourceExport = $crate::__private::SourceAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::source::__export_source_world!(
+            __SluiceSourceExport with_types_in $crate::bindings::source
+        );
+    };
+}
+
+/// Export a [`Transform`] implementation as this component's `transform` world.
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        // Exports exist only in the component; a native build (tests,
+        // benchmarks) uses the plugin as a plain library.
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceTransformExport = $crate::__private::TransformAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::transform::__export_transform_world!(
+            __SluiceTransformExport with_types_in $crate::bindings::transform
+        );
+    };
+}
+
+/// Export a [`Destination`] implementation as this component's `destination`
+/// world.
+#[macro_export]
+macro_rules! export_destination {
+    ($t:ty) => {
+        // Exports exist only in the component; a native build (tests,
+        // benchmarks) uses the plugin as a plain library.
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceDestinationExport = $crate::__private::DestinationAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::destination::__export_destination_world!(
+            __SluiceDestinationExport with_types_in $crate::bindings::destination
+        );
+    };
+}
