@@ -1,0 +1,86 @@
+//! Why a call into a plugin failed, named precisely: which plugin, which
+//! call, and which limit or capability.
+
+use super::bindings::types::PluginError;
+use super::sandbox::Denial;
+use std::fmt;
+
+/// A failed call into a plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin `{plugin}` failed in `{call}`: {kind}")]
+pub struct PluginFailure {
+    pub plugin: String,
+    pub call: String,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// The call ran past its deadline and was interrupted.
+    Deadline { limit_ms: u128 },
+    /// The plugin tried to grow its memory past the ceiling.
+    Memory { limit_bytes: usize },
+    /// The plugin asked for something its grant does not allow, and failed.
+    Denied(Denial),
+    /// The plugin trapped (a panic, an unreachable, a stack overflow).
+    Trap(String),
+    /// The plugin broke the contract (e.g. the wrong number of row results).
+    Contract(String),
+    /// The plugin returned one of the contract's typed errors.
+    Plugin(PluginError),
+    /// The instance trapped earlier and cannot be called again.
+    Poisoned,
+    /// Too many live instances for this tenant.
+    InstanceLimit { limit: usize },
+    /// Creating the instance failed.
+    Instantiate(String),
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Deadline { limit_ms } => {
+                write!(f, "exceeded its CPU deadline of {limit_ms} ms and was interrupted")
+            }
+            FailureKind::Memory { limit_bytes } => {
+                write!(f, "exceeded its memory ceiling of {} MiB", limit_bytes >> 20)
+            }
+            FailureKind::Denied(d) => write!(f, "{d}"),
+            FailureKind::Trap(m) => write!(f, "trapped: {m}"),
+            FailureKind::Contract(m) => write!(f, "broke the plugin contract: {m}"),
+            FailureKind::Plugin(e) => write!(f, "{}", describe_plugin_error(e)),
+            FailureKind::Poisoned => f.write_str("the instance trapped earlier and cannot be used again"),
+            FailureKind::InstanceLimit { limit } => write!(f, "the tenant already has {limit} live plugin instances"),
+            FailureKind::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+        }
+    }
+}
+
+/// A one-line description of a contract error.
+pub fn describe_plugin_error(e: &PluginError) -> String {
+    match e {
+        PluginError::Config(m) => format!("configuration error: {m}"),
+        PluginError::Auth(m) => format!("authentication failed: {m}"),
+        PluginError::RateLimited(r) => format!("rate limited (retry after {} ms): {}", r.retry_after_ms, r.message),
+        PluginError::Retryable(m) => format!("transient error: {m}"),
+        PluginError::Permanent(m) => format!("error: {m}"),
+    }
+}
+
+impl PluginFailure {
+    /// The contract error, if the plugin returned one.
+    pub fn plugin_error(&self) -> Option<&PluginError> {
+        match &self.kind {
+            FailureKind::Plugin(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            &self.kind,
+            FailureKind::Plugin(PluginError::Retryable(_) | PluginError::RateLimited(_)) | FailureKind::InstanceLimit { .. }
+        )
+    }
+}

@@ -1,0 +1,344 @@
+//! One sandboxed instance of a plugin, used for one run. Every call gets a
+//! fresh deadline; a trap poisons only this instance; failures name the
+//! plugin, the call and the limit or capability involved.
+
+use super::bindings::types::{Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget};
+use super::bindings::{Destination, Source, Transform};
+use super::error::{FailureKind, PluginFailure};
+use super::limits::Limits;
+use super::log::LogSource;
+use super::plugin::{Plugin, PluginKind, PluginPre};
+use super::sandbox::http::SandboxedHttp;
+use super::sandbox::policy::Grants;
+use super::sandbox::stdio::CapturedOutput;
+use super::sandbox::{sockets, Denials};
+use super::state::{MemoryLimiter, PluginState};
+use std::sync::Arc;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// What one instance is allowed: its grants, its limits, and the tenant whose
+/// instance quota it counts against.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    pub grants: Grants,
+    pub limits: Option<Limits>,
+    pub tenant: String,
+}
+
+impl Sandbox {
+    pub fn new(grants: Grants) -> Self {
+        Sandbox { grants, limits: None, tenant: "default".into() }
+    }
+}
+
+enum Exports {
+    Source(Source),
+    Transform(Transform),
+    Destination(Destination),
+}
+
+/// An open source read.
+pub struct ReaderHandle(ResourceAny);
+/// An open transformer.
+pub struct TransformerHandle(ResourceAny);
+/// An open destination writer.
+pub struct WriterHandle(ResourceAny);
+
+/// A live plugin instance.
+pub struct Instance {
+    plugin: Arc<str>,
+    kind: PluginKind,
+    store: Store<PluginState>,
+    exports: Exports,
+    limits: Limits,
+    poisoned: bool,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Plugin {
+    /// Create a sandboxed instance for one run.
+    pub async fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, PluginFailure> {
+        let runtime = &self.runtime;
+        let limits = sandbox.limits.clone().unwrap_or_else(|| runtime.options.limits.clone());
+        let fail = |kind| PluginFailure { plugin: self.name.to_string(), call: "instantiate".into(), kind };
+        let permit = runtime
+            .tenant_permits(&sandbox.tenant, limits.instances_per_tenant)
+            .try_acquire_owned()
+            .map_err(|_| fail(FailureKind::InstanceLimit { limit: limits.instances_per_tenant }))?;
+
+        let log = runtime.options.log.clone();
+        let stdout = CapturedOutput::new(self.name.clone(), LogSource::Stdout, log.clone(), limits.output_bytes);
+        let stderr = CapturedOutput::new(self.name.clone(), LogSource::Stderr, log.clone(), limits.output_bytes);
+        let denials = Denials::default();
+        let policy = Arc::new(sandbox.grants.net.clone());
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for dir in &sandbox.grants.dirs {
+            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+                fail(FailureKind::Instantiate(format!("granted directory {} is not usable: {e}", dir.host.display())))
+            })?;
+        }
+        let resolved = sockets::resolve_granted_names(&policy, &*runtime.options.resolver).await;
+        sockets::install(&mut wasi, policy.clone(), resolved, denials.clone());
+
+        let state = PluginState {
+            plugin: self.name.clone(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: SandboxedHttp {
+                policy,
+                resolver: runtime.options.resolver.clone(),
+                denials: denials.clone(),
+                max_response_bytes: limits.http_response_bytes,
+            },
+            table: Default::default(),
+            limiter: MemoryLimiter::new(&limits),
+            denials,
+            log,
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(limits.deadline_ticks());
+        store.epoch_deadline_trap();
+
+        let exports = match &self.pre {
+            PluginPre::Source(pre) => pre.instantiate_async(&mut store).await.map(Exports::Source),
+            PluginPre::Transform(pre) => pre.instantiate_async(&mut store).await.map(Exports::Transform),
+            PluginPre::Destination(pre) => pre.instantiate_async(&mut store).await.map(Exports::Destination),
+        };
+        let mut instance_limits_store = store;
+        let exports = match exports {
+            Ok(e) => e,
+            Err(e) => {
+                let kind = classify_trap(&mut instance_limits_store, &limits, e);
+                return Err(fail(kind));
+            }
+        };
+        Ok(Instance {
+            plugin: self.name.clone(),
+            kind: self.kind,
+            store: instance_limits_store,
+            exports,
+            limits,
+            poisoned: false,
+            stdout,
+            stderr,
+            _permit: permit,
+        })
+    }
+}
+
+/// Turn a wasmtime error from a call into a named failure.
+fn classify_trap(store: &mut Store<PluginState>, limits: &Limits, error: wasmtime::Error) -> FailureKind {
+    let state = store.data_mut();
+    if state.limiter.exceeded {
+        state.limiter.exceeded = false;
+        return FailureKind::Memory { limit_bytes: limits.memory_bytes };
+    }
+    if let Some(denial) = state.denials.take().into_iter().next() {
+        return FailureKind::Denied(denial);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FailureKind::Deadline { limit_ms: limits.call_deadline.as_millis() },
+        Some(trap) => FailureKind::Trap(format!("{trap}")),
+        None => FailureKind::Trap(format!("{:#}", anyhow::Error::from(error))),
+    }
+}
+
+impl Instance {
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// Bytes of stdout and stderr discarded after the output cap.
+    pub fn discarded_output(&self) -> usize {
+        self.stdout.dropped() + self.stderr.dropped()
+    }
+
+    fn failure(&self, call: &str, kind: FailureKind) -> PluginFailure {
+        PluginFailure { plugin: self.plugin.to_string(), call: call.into(), kind }
+    }
+
+    fn begin(&mut self, call: &str) -> Result<(), PluginFailure> {
+        if self.poisoned {
+            return Err(self.failure(call, FailureKind::Poisoned));
+        }
+        self.store.data().denials.take();
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        Ok(())
+    }
+
+    /// Map the outcome of a call whose WIT result is `result<T, plugin-error>`.
+    fn finish<T>(&mut self, call: &str, outcome: wasmtime::Result<Result<T, PluginError>>) -> Result<T, PluginFailure> {
+        match self.finish_plain(call, outcome)? {
+            Ok(v) => {
+                for denial in self.store.data().denials.take() {
+                    tracing::warn!(plugin = %self.plugin, call, "plugin continued after a denial: {denial}");
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                // A plugin failing right after a denial failed because of it:
+                // say which capability it lacked.
+                let kind = match self.store.data().denials.take().into_iter().next() {
+                    Some(denial) => FailureKind::Denied(denial),
+                    None => FailureKind::Plugin(e),
+                };
+                Err(self.failure(call, kind))
+            }
+        }
+    }
+
+    /// Map the outcome of a call that cannot return a contract error.
+    fn finish_plain<T>(&mut self, call: &str, outcome: wasmtime::Result<T>) -> Result<T, PluginFailure> {
+        outcome.map_err(|e| {
+            self.poisoned = true;
+            let kind = classify_trap(&mut self.store, &self.limits, e);
+            tracing::warn!(plugin = %self.plugin, call, "plugin instance failed: {kind}");
+            self.failure(call, kind)
+        })
+    }
+
+    fn wrong_world(&self, call: &str) -> PluginFailure {
+        self.failure(call, FailureKind::Contract(format!("`{call}` is not part of the {} world", self.kind)))
+    }
+
+    pub async fn spec(&mut self) -> Result<PluginSpec, PluginFailure> {
+        self.begin("spec")?;
+        let outcome = match &self.exports {
+            Exports::Source(s) => s.sluice_plugin_source_api().call_spec(&mut self.store).await,
+            Exports::Transform(t) => t.sluice_plugin_transform_api().call_spec(&mut self.store).await,
+            Exports::Destination(d) => d.sluice_plugin_destination_api().call_spec(&mut self.store).await,
+        };
+        self.finish_plain("spec", outcome)
+    }
+
+    pub async fn check(&mut self, config: &str) -> Result<(), PluginFailure> {
+        self.begin("check")?;
+        let outcome = match &self.exports {
+            Exports::Source(s) => s.sluice_plugin_source_api().call_check(&mut self.store, config).await,
+            Exports::Transform(t) => t.sluice_plugin_transform_api().call_check(&mut self.store, config).await,
+            Exports::Destination(d) => d.sluice_plugin_destination_api().call_check(&mut self.store, config).await,
+        };
+        self.finish("check", outcome)
+    }
+
+    pub async fn discover(&mut self, config: &str) -> Result<Vec<ObjectInfo>, PluginFailure> {
+        self.begin("discover")?;
+        let outcome = match &self.exports {
+            Exports::Source(s) => s.sluice_plugin_source_api().call_discover(&mut self.store, config).await,
+            Exports::Destination(d) => d.sluice_plugin_destination_api().call_discover(&mut self.store, config).await,
+            Exports::Transform(_) => return Err(self.wrong_world("discover")),
+        };
+        self.finish("discover", outcome)
+    }
+
+    /// Start reading (sources).
+    pub async fn read(&mut self, config: &str, request: &ReadRequest) -> Result<ReaderHandle, PluginFailure> {
+        self.begin("read")?;
+        let Exports::Source(s) = &self.exports else { return Err(self.wrong_world("read")) };
+        let outcome = s.sluice_plugin_source_api().call_read(&mut self.store, config, request).await;
+        self.finish("read", outcome).map(ReaderHandle)
+    }
+
+    /// The next batch of a read, or `None` at the end.
+    pub async fn next_batch(&mut self, reader: &ReaderHandle, max_rows: u32) -> Result<Option<Batch>, PluginFailure> {
+        self.begin("reader.next")?;
+        let Exports::Source(s) = &self.exports else { return Err(self.wrong_world("reader.next")) };
+        let outcome = s.sluice_plugin_source_api().reader().call_next(&mut self.store, reader.0, max_rows).await;
+        let batch = self.finish("reader.next", outcome)?;
+        if let Some(b) = &batch {
+            if let Some(bad) = b.rows.iter().position(|r| r.len() != b.columns.len()) {
+                return Err(self.failure(
+                    "reader.next",
+                    FailureKind::Contract(format!(
+                        "row {bad} has {} values but the batch has {} columns",
+                        b.rows[bad].len(),
+                        b.columns.len()
+                    )),
+                ));
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Prepare a transformer (transforms).
+    pub async fn open_transformer(&mut self, config: &str) -> Result<TransformerHandle, PluginFailure> {
+        self.begin("open")?;
+        let Exports::Transform(t) = &self.exports else { return Err(self.wrong_world("open")) };
+        let outcome = t.sluice_plugin_transform_api().call_open(&mut self.store, config).await;
+        self.finish("open", outcome).map(TransformerHandle)
+    }
+
+    /// Transform a batch. Checks that every input row is accounted for,
+    /// either as an output row or as a row error.
+    pub async fn transform(&mut self, transformer: &TransformerHandle, batch: &Batch) -> Result<Transformed, PluginFailure> {
+        self.begin("transform")?;
+        let Exports::Transform(t) = &self.exports else { return Err(self.wrong_world("transform")) };
+        let outcome = t.sluice_plugin_transform_api().transformer().call_transform(&mut self.store, transformer.0, batch).await;
+        let out = self.finish("transform", outcome)?;
+        if let Err(m) = check_transformed(batch.rows.len(), &out) {
+            return Err(self.failure("transform", FailureKind::Contract(m)));
+        }
+        Ok(out)
+    }
+
+    /// Prepare a writer (destinations).
+    pub async fn open_writer(&mut self, config: &str, target: &WriteTarget) -> Result<WriterHandle, PluginFailure> {
+        self.begin("open")?;
+        let Exports::Destination(d) = &self.exports else { return Err(self.wrong_world("open")) };
+        let outcome = d.sluice_plugin_destination_api().call_open(&mut self.store, config, target).await;
+        self.finish("open", outcome).map(WriterHandle)
+    }
+
+    /// Write a batch; exactly one result per row comes back, or the call fails.
+    pub async fn write(&mut self, writer: &WriterHandle, batch: &Batch) -> Result<Vec<RowResult>, PluginFailure> {
+        self.begin("write")?;
+        let Exports::Destination(d) = &self.exports else { return Err(self.wrong_world("write")) };
+        let outcome = d.sluice_plugin_destination_api().writer().call_write(&mut self.store, writer.0, batch).await;
+        let results = self.finish("write", outcome)?;
+        if results.len() != batch.rows.len() {
+            return Err(self.failure(
+                "write",
+                FailureKind::Contract(format!(
+                    "returned {} row results for a batch of {} rows",
+                    results.len(),
+                    batch.rows.len()
+                )),
+            ));
+        }
+        Ok(results)
+    }
+}
+
+fn check_transformed(input_rows: usize, out: &Transformed) -> Result<(), String> {
+    if out.batch.rows.len() + out.errors.len() != input_rows {
+        return Err(format!(
+            "returned {} rows and {} row errors for {input_rows} input rows",
+            out.batch.rows.len(),
+            out.errors.len()
+        ));
+    }
+    let mut seen = vec![false; input_rows];
+    for e in &out.errors {
+        let i = e.index as usize;
+        if i >= input_rows || std::mem::replace(&mut seen[i], true) {
+            return Err(format!("row error index {i} is out of range or repeated"));
+        }
+    }
+    if let Some(bad) = out.batch.rows.iter().position(|r| r.len() != out.batch.columns.len()) {
+        return Err(format!("output row {bad} does not match the output columns"));
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Resource limits for plugin instances, with defaults an operator can
+//! override per project, per plugin or per tenant.
+
+use std::time::Duration;
+
+/// Limits applied to every instance of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory ceiling per instance.
+    pub memory_bytes: usize,
+    /// Wall-clock deadline for one call into the plugin (epoch interruption).
+    pub call_deadline: Duration,
+    /// Bytes of stdout and of stderr kept per instance.
+    pub output_bytes: usize,
+    /// Largest HTTP response body a plugin may receive.
+    pub http_response_bytes: usize,
+    /// Live instances per tenant.
+    pub instances_per_tenant: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            call_deadline: Duration::from_secs(60),
+            output_bytes: 64 << 10,
+            http_response_bytes: 64 << 20,
+            instances_per_tenant: 64,
+        }
+    }
+}
+
+/// The period of the engine's epoch ticker: deadlines are rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+impl Limits {
+    /// The call deadline in epoch ticks (at least one).
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// Parse sizes such as `256MiB`, `64k`, `1g` or plain bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("`{text}` is not a size (try 256MiB)"))?;
+    let mult = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parse durations such as `30s`, `500ms`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration (try 30s)"))?;
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s or m)")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(Limits { call_deadline: Duration::from_millis(1), ..Limits::default() }.deadline_ticks(), 1);
+    }
+}

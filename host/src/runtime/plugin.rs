@@ -1,0 +1,196 @@
+//! Loading a plugin: read the component, find which world and version it
+//! exports, refuse what this host cannot run, compile it (or load the
+//! cached compilation) and link it once into an `InstancePre`, from which
+//! each run instantiates cheaply.
+
+use super::bindings::{DestinationPre, SourcePre, TransformPre};
+use super::cache::{self, CacheOutcome};
+use super::state::PluginState;
+use super::{Runtime, RuntimeInner, WIT_PACKAGE, WIT_VERSION};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::component::Component;
+
+/// Which world a plugin exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Source,
+    Transform,
+    Destination,
+}
+
+impl PluginKind {
+    fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Source => "source-api",
+            PluginKind::Transform => "transform-api",
+            PluginKind::Destination => "destination-api",
+        }
+    }
+
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Source => "source",
+            PluginKind::Transform => "transform",
+            PluginKind::Destination => "destination",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+pub(crate) enum PluginPre {
+    Source(SourcePre<PluginState>),
+    Transform(TransformPre<PluginState>),
+    Destination(DestinationPre<PluginState>),
+}
+
+/// A loaded, linked plugin. Instantiate it once per run.
+pub struct Plugin {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: PluginKind,
+    pub(crate) version: String,
+    pub(crate) digest: String,
+    pub(crate) cache: CacheOutcome,
+    pub(crate) imports: Vec<String>,
+    pub(crate) pre: PluginPre,
+    pub(crate) runtime: Arc<RuntimeInner>,
+}
+
+impl Plugin {
+    /// Load a component file. The plugin is named after the file stem until
+    /// its spec says otherwise.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<Plugin> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+        Self::from_bytes(runtime, name, &bytes).with_context(|| format!("loading plugin {}", path.display()))
+    }
+
+    /// Load a component from memory.
+    pub fn from_bytes(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin> {
+        if !bytes.starts_with(b"\0asm") {
+            bail!("not a WebAssembly file (it does not start with \\0asm)");
+        }
+        let inner = runtime.inner().clone();
+        let digest = cache::digest(bytes);
+        let (component, cache) = cache::load_or_compile(&inner.engine, inner.options.cache_dir.as_deref(), bytes, &digest)?;
+        let (kind, version) = detect_world(&inner, &component)?;
+        let imports = component
+            .component_type()
+            .imports(&inner.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow!("the plugin imports something this host does not provide: {}", anyhow::Error::from(e))
+        })?;
+        let pre = match kind {
+            PluginKind::Source => PluginPre::Source(SourcePre::new(instance_pre).map_err(anyhow::Error::from)?),
+            PluginKind::Transform => PluginPre::Transform(TransformPre::new(instance_pre).map_err(anyhow::Error::from)?),
+            PluginKind::Destination => {
+                PluginPre::Destination(DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?)
+            }
+        };
+        Ok(Plugin { name: name.into(), kind, version, digest, cache, imports, pre, runtime: inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Rename the plugin (e.g. after its spec or the project's name for it);
+    /// errors and logs use this name.
+    pub fn set_name(&mut self, name: &str) {
+        self.name = name.into();
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// The `sluice:plugin` version the component was built against.
+    pub fn wit_version(&self) -> &str {
+        &self.version
+    }
+
+    /// Hex SHA-256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Everything the component imports (WASI interfaces, `sluice:plugin/host`).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+}
+
+/// Find the one `sluice:plugin/*-api@VERSION` export and check its version.
+fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKind, String)> {
+    let exports: Vec<String> = component.component_type().exports(&inner.engine).map(|(n, _)| n.to_string()).collect();
+    let mut found = Vec::new();
+    for name in &exports {
+        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else { continue };
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let kind = [PluginKind::Source, PluginKind::Transform, PluginKind::Destination]
+            .into_iter()
+            .find(|k| k.interface() == iface);
+        if let Some(kind) = kind {
+            found.push((kind, version.to_string()));
+        }
+    }
+    let supported = format!("{WIT_PACKAGE}@{}.{}.x", WIT_VERSION.0, WIT_VERSION.1);
+    match found.as_slice() {
+        [] => {
+            let names: Vec<&str> = exports.iter().map(String::as_str).collect();
+            bail!(
+                "not a Sluice plugin: it exports [{}], but a plugin exports one of {WIT_PACKAGE}/source-api, \
+                 transform-api or destination-api ({supported})",
+                names.join(", ")
+            )
+        }
+        [(kind, version)] => {
+            if !compatible(version) {
+                bail!(
+                    "the plugin targets {WIT_PACKAGE}@{version} ({} world), but this host supports {supported}; \
+                     rebuild it against a supported sluice-sdk",
+                    kind.world()
+                );
+            }
+            Ok((*kind, version.clone()))
+        }
+        many => {
+            let worlds: Vec<&str> = many.iter().map(|(k, _)| k.world()).collect();
+            bail!("the plugin exports several worlds ({}); a plugin must be exactly one", worlds.join(", "))
+        }
+    }
+}
+
+/// semver compatibility for 0.x: same major and minor.
+fn compatible(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>());
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(Ok(major)), Some(Ok(minor))) if major == WIT_VERSION.0 && (major > 0 || minor == WIT_VERSION.1)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_compatibility_follows_semver_for_0x() {
+        assert!(super::compatible("0.1.0"));
+        assert!(super::compatible("0.1.7"));
+        assert!(!super::compatible("0.2.0"));
+        assert!(!super::compatible("1.0.0"));
+        assert!(!super::compatible(""));
+    }
+}

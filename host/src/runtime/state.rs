@@ -1,0 +1,96 @@
+//! What a plugin instance's `Store` holds: its WASI context (filesystem,
+//! sockets, stdio as granted), its `wasi:http` hooks, its resource limiter,
+//! and the denials recorded during the current call.
+
+use super::bindings::host;
+use super::limits::Limits;
+use super::log::{LogLine, LogSink, LogSource};
+use super::sandbox::http::SandboxedHttp;
+use super::sandbox::Denials;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub struct PluginState {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_hooks: SandboxedHttp,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) denials: Denials,
+    pub(crate) log: LogSink,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        // A plugin could log in a loop; cap each line so one call cannot
+        // flood the host log with megabytes.
+        let message = if message.len() > 8192 {
+            let mut end = 8192;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}… ({} bytes truncated)", &message[..end], message.len() - end)
+        } else {
+            message
+        };
+        (self.log)(LogLine { plugin: self.plugin.clone(), source: LogSource::Log(level), message });
+        Ok(())
+    }
+}
+
+/// Enforces the memory ceiling and remembers that it was hit, so a failed
+/// call can say "memory" rather than a bare trap.
+pub struct MemoryLimiter {
+    pub limit: usize,
+    pub exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        MemoryLimiter { limit: limits.memory_bytes, exceeded: false }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            // Trap rather than returning -1 from memory.grow: most guest
+            // allocators abort on failure anyway, and a trap is attributable.
+            return Err(wasmtime::format_err!("memory ceiling of {} bytes reached", self.limit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}

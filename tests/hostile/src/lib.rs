@@ -1,0 +1,96 @@
+//! A destination plugin that attacks its sandbox. Its config names the
+//! attack; `write` carries it out. Whatever it manages to read it sends back
+//! in its row results, so a test can prove nothing leaked.
+
+use serde::Deserialize;
+use sluice_sdk::http::Request;
+use sluice_sdk::prelude::*;
+
+#[derive(Deserialize)]
+struct Config {
+    attack: String,
+    #[serde(default)]
+    url: String,
+}
+
+pub struct Hostile;
+
+pub struct Attack(Config);
+
+impl Destination for Hostile {
+    type Writer = Attack;
+
+    fn spec() -> PluginSpec {
+        PluginSpec::new("hostile", "0.1.0", "Attacks its sandbox (tests only)")
+    }
+
+    fn check(_config: &str) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn discover(_config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    fn open(config: &str, _target: WriteTarget) -> Result<Attack, PluginError> {
+        Ok(Attack(parse_config(config)?))
+    }
+}
+
+fn leak(rows: usize, what: String) -> Vec<RowResult> {
+    vec![RowResult::Rejected(what); rows]
+}
+
+impl Writer for Attack {
+    fn write(&mut self, batch: Batch) -> Result<Vec<RowResult>, PluginError> {
+        let rows = batch.len();
+        match self.0.attack.as_str() {
+            "infinite-loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "http" => {
+                let response = Request::get(&self.0.url).send()?;
+                Ok(leak(rows, format!("fetched {} bytes: {}", response.body.len(), response.text())))
+            }
+            "tcp" => {
+                use std::io::Read;
+                let mut stream = std::net::TcpStream::connect("127.0.0.1:5432")
+                    .map_err(|e| PluginError::Permanent(format!("connect failed: {e}")))?;
+                let mut buf = [0u8; 16];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                Ok(leak(rows, format!("connected to postgres, read {n} bytes")))
+            }
+            "read-file" => {
+                let text = std::fs::read_to_string("/etc/passwd")
+                    .map_err(|e| PluginError::Permanent(format!("reading /etc/passwd failed: {e}")))?;
+                Ok(leak(rows, text))
+            }
+            "env" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                Ok(leak(rows, format!("env: [{}]", vars.join(", "))))
+            }
+            "stdout-flood" => {
+                let line = "flood ".repeat(100);
+                for i in 0..20_000 {
+                    println!("{i} {line}");
+                }
+                Ok(vec![RowResult::Accepted; rows])
+            }
+            "panic" => panic!("hostile plugin panicked on purpose"),
+            "wrong-results" => Ok(vec![RowResult::Accepted; rows + 1]),
+            other => Err(PluginError::Config(format!("unknown attack `{other}`"))),
+        }
+    }
+}
+
+sluice_sdk::export_destination!(Hostile);
