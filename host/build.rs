@@ -8,7 +8,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["webhook", "pii-hash", "field-map"];
+const PLUGINS: &[&str] = &["webhook", "pii-hash", "field-map", "files", "postgres"];
 const HOSTILE: &[&str] = &["hostile"];
 
 fn main() {

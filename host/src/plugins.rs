@@ -9,9 +9,11 @@ pub fn embedded(name: &str) -> Option<&'static [u8]> {
         "webhook" => WEBHOOK,
         "pii-hash" => PII_HASH,
         "field-map" => FIELD_MAP,
+        "files" => FILES,
+        "postgres" => POSTGRES,
         _ => return None,
     })
 }
 
 /// Names of the embedded plugins.
-pub const EMBEDDED: &[&str] = &["webhook", "pii-hash", "field-map"];
+pub const EMBEDDED: &[&str] = &["webhook", "pii-hash", "field-map", "files", "postgres"];

@@ -46,13 +46,14 @@ async fn config_errors_come_back_typed_and_named() {
 
 #[tokio::test]
 async fn compiled_components_are_cached_by_digest() {
-    let rt = runtime();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime_with(|o| o.cache_dir = Some(cache.path().to_path_buf()));
     let first = Plugin::from_bytes(&rt.runtime, "field-map", plugins::FIELD_MAP).unwrap();
     assert_eq!(first.cache_outcome(), CacheOutcome::Compiled);
     let second = Plugin::from_bytes(&rt.runtime, "field-map", plugins::FIELD_MAP).unwrap();
     assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
     assert_eq!(first.digest(), second.digest());
-    let cached: Vec<_> = std::fs::read_dir(rt.cache.path()).unwrap().collect();
+    let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
     assert_eq!(cached.len(), 1);
     // A cache hit runs like a fresh compile.
     let mut instance = second.instantiate(&sandbox(&[])).await.unwrap();

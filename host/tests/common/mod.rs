@@ -6,22 +6,25 @@ use sluice::runtime::sandbox::policy::Grants;
 use sluice::runtime::{Runtime, RuntimeOptions, Sandbox};
 use std::sync::{Arc, Mutex};
 
-/// A runtime whose plugin log lines are collected for assertions, with the
-/// compile cache in a temporary directory.
+/// A runtime whose plugin log lines are collected for assertions. The
+/// compile cache is shared by the test binaries (under target/), so each
+/// component is compiled once per build rather than once per test.
 pub struct TestRuntime {
     pub runtime: Runtime,
     pub lines: Arc<Mutex<Vec<LogLine>>>,
-    pub cache: tempfile::TempDir,
+}
+
+pub fn shared_cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-component-cache")
 }
 
 pub fn runtime_with(customise: impl FnOnce(&mut RuntimeOptions)) -> TestRuntime {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink_lines = lines.clone();
     let sink: LogSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
-    let cache = tempfile::tempdir().unwrap();
-    let mut options = RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), log: sink, ..Default::default() };
+    let mut options = RuntimeOptions { cache_dir: Some(shared_cache_dir()), log: sink, ..Default::default() };
     customise(&mut options);
-    TestRuntime { runtime: Runtime::new(options).unwrap(), lines, cache }
+    TestRuntime { runtime: Runtime::new(options).unwrap(), lines }
 }
 
 pub fn runtime() -> TestRuntime {
@@ -34,4 +37,56 @@ pub fn sandbox(grants: &[&str]) -> Sandbox {
 
 pub fn text(s: &str) -> sluice::Value {
     sluice::Value::Text(s.to_string())
+}
+
+/// A local webhook receiver that records what it gets.
+pub struct Receiver {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    /// Statuses to answer with, in order; 200 once they run out.
+    pub script: Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: axum::http::HeaderMap,
+    pub body: serde_json::Value,
+    pub raw: Vec<u8>,
+}
+
+pub async fn receiver() -> Receiver {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+
+    type Shared = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>);
+
+    async fn hook(State((requests, script)): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> axum::response::Response {
+        let next = script.lock().unwrap().pop_front();
+        let (status, retry_after) = next.unwrap_or((200, None));
+        if status == 200 {
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            requests.lock().unwrap().push(Received { headers, body: json, raw: body.to_vec() });
+        }
+        let mut response = (StatusCode::from_u16(status).unwrap(), format!("status {status}")).into_response();
+        if let Some(r) = retry_after {
+            response.headers_mut().insert("retry-after", r.parse().unwrap());
+        }
+        response
+    }
+
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state((requests.clone(), script.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { url: format!("http://127.0.0.1:{}/hook", addr.port()), requests, script }
+}
+
+impl Receiver {
+    /// The grant that lets a plugin reach this receiver.
+    pub fn grant(&self) -> String {
+        sluice::runtime::sandbox::policy::Grants::pattern_for_url(&self.url).unwrap()
+    }
 }

@@ -1,0 +1,251 @@
+//! Text cells to typed values, for CSV type hints. Every parser returns a
+//! short reason on failure; the caller adds file, line and column.
+
+use crate::config::ColumnType;
+use sluice_sdk::Value;
+
+/// Parse one cell as `hint`. An empty cell is null whatever the type.
+pub fn parse_cell(text: &str, hint: ColumnType) -> Result<Value, String> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    if hint == ColumnType::Text {
+        return Ok(Value::Text(text.to_string()));
+    }
+    // Surrounding spaces are formatting, not data, for every typed column.
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(Value::Null);
+    }
+    let parsed = match hint {
+        ColumnType::Text => unreachable!("handled above"),
+        ColumnType::Integer => t.parse::<i64>().ok().map(Value::Integer),
+        ColumnType::Float => t.parse::<f64>().ok().map(Value::Float),
+        ColumnType::Decimal => parse_decimal(t).map(Value::Decimal),
+        ColumnType::Boolean => parse_bool(t).map(Value::Boolean),
+        ColumnType::Timestamp => parse_timestamp(t).map(Value::Timestamp),
+        ColumnType::Date => parse_date(t)
+            .and_then(|d| i32::try_from(d).ok())
+            .map(Value::Date),
+        ColumnType::Json => serde_json::from_str::<serde::de::IgnoredAny>(t)
+            .ok()
+            .map(|_| Value::Json(t.to_string())),
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "{text:?} is not a valid {} ({})",
+            hint.name(),
+            expected(hint)
+        )
+    })
+}
+
+fn expected(hint: ColumnType) -> &'static str {
+    match hint {
+        ColumnType::Text => "any text",
+        ColumnType::Integer => "expected a whole number between -2^63 and 2^63-1",
+        ColumnType::Float => "expected a number such as 12.5 or 1e-3",
+        ColumnType::Decimal => "expected a plain decimal such as -12.50",
+        ColumnType::Boolean => "expected true/false, t/f, yes/no, y/n or 1/0",
+        ColumnType::Timestamp => {
+            "expected YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|±HH:MM]; no offset means UTC"
+        }
+        ColumnType::Date => "expected YYYY-MM-DD",
+        ColumnType::Json => "expected a JSON document",
+    }
+}
+
+fn parse_bool(t: &str) -> Option<bool> {
+    match t.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `[+-]digits[.digits]` (or `.5`), normalised to plain notation with a
+/// leading digit and no `+`; trailing zeros are kept since they carry scale.
+fn parse_decimal(t: &str) -> Option<String> {
+    let (negative, body) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut out = String::with_capacity(t.len() + 1);
+    if negative {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
+/// days_from_civil).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// A fixed-width run of ASCII digits.
+fn number(s: &str, width: usize) -> Option<u32> {
+    let part = s.get(..width)?;
+    if part.bytes().all(|b| b.is_ascii_digit()) {
+        part.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// `YYYY-MM-DD` to days since the epoch.
+pub fn parse_date(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (
+        number(t, 4)? as i64,
+        number(&t[5..], 2)?,
+        number(&t[8..], 2)?,
+    );
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// ISO 8601 / RFC 3339 to microseconds since the epoch. A date alone is its
+/// midnight; a time without an offset is taken as UTC. Digits past the
+/// microsecond are dropped.
+pub fn parse_timestamp(t: &str) -> Option<i64> {
+    let days = parse_date(t.get(..10)?)?;
+    let rest = &t[10..];
+    if rest.is_empty() {
+        return days.checked_mul(86_400_000_000);
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let (hh, mm) = (number(rest, 2)?, number(rest.get(3..)?, 2)?);
+    if rest.as_bytes().get(2) != Some(&b':') || hh > 23 || mm > 59 {
+        return None;
+    }
+    let mut rest = &rest[5..];
+    let mut ss = 0;
+    let mut micros = 0i64;
+    if let Some(r) = rest.strip_prefix(':') {
+        ss = number(r, 2)?;
+        if ss > 59 {
+            return None;
+        }
+        rest = &r[2..];
+        if let Some(r) = rest.strip_prefix(['.', ',']) {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return None;
+            }
+            let kept = &r[..n.min(6)];
+            micros = kept.parse::<i64>().ok()? * 10i64.pow(6 - kept.len() as u32);
+            rest = &r[n..];
+        }
+    }
+    let offset_secs = parse_offset(rest.strip_prefix(' ').unwrap_or(rest))?;
+    let secs = days * 86_400 + (hh * 3600 + mm * 60 + ss) as i64 - offset_secs;
+    secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+/// `""`/`Z` → 0, `±HH`, `±HHMM`, `±HH:MM` → seconds east of UTC.
+fn parse_offset(s: &str) -> Option<i64> {
+    if s.is_empty() || s == "Z" || s == "z" {
+        return Some(0);
+    }
+    let sign = match s.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let s = &s[1..];
+    let (h, m) = match s.len() {
+        2 => (number(s, 2)?, 0),
+        4 => (number(s, 2)?, number(&s[2..], 2)?),
+        5 if s.as_bytes()[2] == b':' => (number(s, 2)?, number(&s[3..], 2)?),
+        _ => return None,
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    Some(sign * (h as i64 * 3600 + m as i64 * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps_in_common_shapes() {
+        assert_eq!(parse_timestamp("1970-01-01"), Some(0));
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:30:00Z"),
+            Some(1_714_566_600_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01 12:30"),
+            Some(1_714_566_600_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01T14:30:00+02:00"),
+            Some(1_714_566_600_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:30:00.1234567Z"),
+            Some(1_714_566_600_123_456)
+        );
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59.5Z"), Some(-500_000));
+        assert_eq!(parse_timestamp("2024-02-30T00:00:00Z"), None);
+        assert_eq!(parse_timestamp("2024-05-01T25:00:00Z"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn parses_dates_decimals_and_booleans() {
+        assert_eq!(parse_date("2024-05-01"), Some(19_844));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_decimal("-12.50").as_deref(), Some("-12.50"));
+        assert_eq!(parse_decimal("+.5").as_deref(), Some("0.5"));
+        assert_eq!(parse_decimal("1e5"), None);
+        assert_eq!(parse_decimal("-"), None);
+        assert_eq!(
+            parse_cell(" Yes ", ColumnType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(parse_cell("", ColumnType::Integer), Ok(Value::Null));
+        assert_eq!(
+            parse_cell(" ", ColumnType::Text),
+            Ok(Value::Text(" ".into()))
+        );
+        assert!(parse_cell("12.5", ColumnType::Integer)
+            .unwrap_err()
+            .contains("not a valid integer"));
+    }
+}

@@ -1,0 +1,367 @@
+//! One connection to PostgreSQL: socket, startup, authentication and the
+//! message loop. Blocking `std::net` I/O: on wasm32-wasip2 that is
+//! wasi:sockets, filtered by the plugin's grant.
+
+use crate::config::Config;
+use crate::error::{connect_error, io_error, unexpected, DbError};
+use crate::types::{Kind, Oid};
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use sluice_sdk::PluginError;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+
+/// How much the read buffer grows by when a message is incomplete.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The rows of a simple (text protocol) query, for small catalog queries.
+pub type TextRows = Vec<Vec<Option<String>>>;
+
+pub struct Connection {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    /// `host:port`, for error messages.
+    target: String,
+    /// Column kinds of type OIDs looked up in pg_type on this connection.
+    pub(crate) type_cache: HashMap<Oid, Kind>,
+}
+
+impl Connection {
+    /// Connect, authenticate and wait until the server is ready for queries.
+    pub fn connect(config: &Config) -> Result<Connection, PluginError> {
+        let stream = open_socket(config)?;
+        let mut conn = Connection {
+            stream,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            write_buf: BytesMut::with_capacity(1024),
+            target: config.target(),
+            type_cache: HashMap::new(),
+        };
+        conn.startup(config)?;
+        let doing = format!(
+            "connecting to {} as user `{}`, database `{}`",
+            conn.target, config.user, config.database
+        );
+        conn.authenticate(config, &doing)?;
+        conn.wait_ready(&doing)?;
+        Ok(conn)
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The buffer the next message(s) are encoded into; [`send`] sends it.
+    pub fn buf(&mut self) -> &mut BytesMut {
+        &mut self.write_buf
+    }
+
+    /// Write out everything encoded into [`buf`].
+    pub fn send(&mut self, doing: &str) -> Result<(), PluginError> {
+        let result = self
+            .stream
+            .write_all(&self.write_buf)
+            .and_then(|()| self.stream.flush());
+        self.write_buf.clear();
+        result.map_err(|e| io_error(&self.target, doing, &e))
+    }
+
+    /// The next message that matters to the caller. Notices, parameter
+    /// changes and notifications are asynchronous and skipped here. A FATAL
+    /// error is returned as `Err`: the server closes the connection after
+    /// it, so no ReadyForQuery will follow.
+    pub fn recv(&mut self, doing: &str) -> Result<Message, PluginError> {
+        loop {
+            match Message::parse(&mut self.read_buf)
+                .map_err(|e| io_error(&self.target, doing, &e))?
+            {
+                Some(
+                    Message::NoticeResponse(_)
+                    | Message::ParameterStatus(_)
+                    | Message::NotificationResponse(_),
+                ) => {}
+                Some(Message::ErrorResponse(body)) => {
+                    let error = DbError::parse(&body);
+                    if error.is_fatal() {
+                        return Err(error.into_plugin_error(doing));
+                    }
+                    return Ok(Message::ErrorResponse(body));
+                }
+                Some(message) => return Ok(message),
+                None => self.fill(doing)?,
+            }
+        }
+    }
+
+    /// Read more bytes from the socket into the read buffer.
+    fn fill(&mut self, doing: &str) -> Result<(), PluginError> {
+        let len = self.read_buf.len();
+        // Reuse the buffer's spare capacity: `Message::parse` splits whole
+        // messages off the front, so the tail is usually free already.
+        self.read_buf.resize(len + READ_CHUNK, 0);
+        let read = loop {
+            match self.stream.read(&mut self.read_buf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.read_buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => Err(PluginError::Retryable(format!(
+                "connection to {} closed by the server while {doing}",
+                self.target
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(io_error(&self.target, doing, &e)),
+        }
+    }
+
+    /// Skip messages up to and including ReadyForQuery; the first server
+    /// error on the way is returned once the connection is ready again.
+    pub fn wait_ready(&mut self, doing: &str) -> Result<(), PluginError> {
+        let mut error = None;
+        loop {
+            match self.recv(doing)? {
+                Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
+                Message::ErrorResponse(body) if error.is_none() => {
+                    error = Some(DbError::parse(&body).into_plugin_error(doing));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Run `sql` with the simple query protocol and return the text rows
+    /// of its (last) result. Only for small results (catalog queries).
+    pub fn simple_query(&mut self, sql: &str) -> Result<TextRows, PluginError> {
+        let doing = format!("running query: {}", abbreviate(sql));
+        frontend::query(sql, &mut self.write_buf)
+            .map_err(|e| io_error(&self.target, &doing, &e))?;
+        self.send(&doing)?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            match self.recv(&doing)? {
+                Message::RowDescription(_) => rows.clear(),
+                Message::DataRow(row) => rows.push(text_row(&row, &self.target, &doing)?),
+                Message::ErrorResponse(body) if error.is_none() => {
+                    error = Some(
+                        DbError::parse(&body)
+                            .into_plugin_error(&format!("query: {}", abbreviate(sql))),
+                    );
+                }
+                Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
+                Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
+                    return Err(unexpected(&self.target, &doing, "COPY (not supported)"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Say goodbye; errors do not matter any more.
+    pub fn terminate(mut self) {
+        frontend::terminate(&mut self.write_buf);
+        let _ = self.stream.write_all(&self.write_buf);
+    }
+
+    fn startup(&mut self, config: &Config) -> Result<(), PluginError> {
+        let params = [
+            ("user", config.user.as_str()),
+            ("database", config.database.as_str()),
+            ("application_name", config.application_name.as_str()),
+            // Text columns arrive as UTF-8 whatever the server encoding.
+            ("client_encoding", "UTF8"),
+            // Output formats only (input order such as MDY stays the
+            // server's): ISO dates and intervals, hex bytea, shortest exact
+            // floats, all of which appear in text-format values and arrays.
+            ("DateStyle", "ISO"),
+            ("IntervalStyle", "iso_8601"),
+            ("bytea_output", "hex"),
+            ("extra_float_digits", "3"),
+        ];
+        frontend::startup_message(params, &mut self.write_buf)
+            .map_err(|e| PluginError::Config(format!("cannot encode the startup message: {e}")))?;
+        self.send("sending the startup message")
+    }
+
+    fn authenticate(&mut self, config: &Config, doing: &str) -> Result<(), PluginError> {
+        match self.recv(doing)? {
+            Message::AuthenticationOk => Ok(()),
+            Message::AuthenticationCleartextPassword => {
+                let password = self.password(config, "cleartext")?;
+                self.send_password(password.as_bytes())?;
+                self.expect_auth_ok(doing)
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let password = self.password(config, "MD5")?;
+                let hash = md5_hash(config.user.as_bytes(), password.as_bytes(), body.salt());
+                self.send_password(hash.as_bytes())?;
+                self.expect_auth_ok(doing)
+            }
+            Message::AuthenticationSasl(body) => {
+                let mechanisms: Vec<String> = body
+                    .mechanisms()
+                    .map(|m| Ok(m.to_owned()))
+                    .collect()
+                    .map_err(|e| io_error(&self.target, doing, &e))?;
+                self.scram(config, &mechanisms, doing)
+            }
+            Message::ErrorResponse(body) => Err(DbError::parse(&body).into_plugin_error(doing)),
+            Message::AuthenticationKerberosV5
+            | Message::AuthenticationScmCredential
+            | Message::AuthenticationGss
+            | Message::AuthenticationSspi => Err(PluginError::Auth(format!(
+                "{} asks for Kerberos/GSSAPI/SSPI authentication, which this plugin does not support \
+                 (use password, MD5 or SCRAM-SHA-256 auth for user `{}`)",
+                self.target, config.user
+            ))),
+            _ => Err(unexpected(&self.target, doing, "message")),
+        }
+    }
+
+    fn password<'c>(&self, config: &'c Config, method: &str) -> Result<&'c str, PluginError> {
+        config.password.as_deref().ok_or_else(|| {
+            PluginError::Auth(format!(
+                "{} asks for {method} password authentication for user `{}` but the config has no `password`",
+                self.target, config.user
+            ))
+        })
+    }
+
+    fn send_password(&mut self, password: &[u8]) -> Result<(), PluginError> {
+        frontend::password_message(password, &mut self.write_buf)
+            .map_err(|e| PluginError::Config(format!("cannot encode the password: {e}")))?;
+        self.send("sending the password")
+    }
+
+    /// SCRAM-SHA-256 without channel binding (there is no TLS to bind to).
+    fn scram(
+        &mut self,
+        config: &Config,
+        mechanisms: &[String],
+        doing: &str,
+    ) -> Result<(), PluginError> {
+        if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+            return Err(PluginError::Auth(format!(
+                "{} offers only SASL mechanisms {mechanisms:?}; this plugin supports {SCRAM_SHA_256} without TLS",
+                self.target
+            )));
+        }
+        let password = self.password(config, SCRAM_SHA_256)?;
+        let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut self.write_buf)
+            .map_err(|e| io_error(&self.target, doing, &e))?;
+        self.send(doing)?;
+        let body = match self.recv(doing)? {
+            Message::AuthenticationSaslContinue(body) => body,
+            Message::ErrorResponse(body) => {
+                return Err(DbError::parse(&body).into_plugin_error(doing))
+            }
+            _ => return Err(unexpected(&self.target, doing, "message")),
+        };
+        scram.update(body.data()).map_err(|e| {
+            PluginError::Auth(format!("SCRAM exchange with {} failed: {e}", self.target))
+        })?;
+        frontend::sasl_response(scram.message(), &mut self.write_buf)
+            .map_err(|e| io_error(&self.target, doing, &e))?;
+        self.send(doing)?;
+        let body = match self.recv(doing)? {
+            Message::AuthenticationSaslFinal(body) => body,
+            Message::ErrorResponse(body) => {
+                return Err(DbError::parse(&body).into_plugin_error(doing))
+            }
+            _ => return Err(unexpected(&self.target, doing, "message")),
+        };
+        // Verifies the server's signature: it proves the server knows the password too.
+        scram.finish(body.data()).map_err(|e| {
+            PluginError::Auth(format!(
+                "{} failed SCRAM server verification: {e}",
+                self.target
+            ))
+        })?;
+        self.expect_auth_ok(doing)
+    }
+
+    fn expect_auth_ok(&mut self, doing: &str) -> Result<(), PluginError> {
+        match self.recv(doing)? {
+            Message::AuthenticationOk => Ok(()),
+            Message::ErrorResponse(body) => Err(DbError::parse(&body).into_plugin_error(doing)),
+            _ => Err(unexpected(&self.target, doing, "message")),
+        }
+    }
+}
+
+/// Resolve `host:port` and connect to the first address that answers.
+fn open_socket(config: &Config) -> Result<TcpStream, PluginError> {
+    let target = config.target();
+    let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .map_err(|e| PluginError::Retryable(format!("cannot resolve {target}: {e}")))?
+        .collect();
+    let mut last_error = None;
+    for addr in &addrs {
+        match connect_addr(addr, config) {
+            Ok(stream) => {
+                // We wait for an answer after every write; never let Nagle
+                // hold a small message back. Unsupported on some WASI hosts.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(connect_error(&target, &e)),
+        None => Err(PluginError::Permanent(format!(
+            "{} resolves to no address",
+            config.host
+        ))),
+    }
+}
+
+fn connect_addr(addr: &SocketAddr, config: &Config) -> io::Result<TcpStream> {
+    match TcpStream::connect_timeout(addr, config.connect_timeout()) {
+        // Some WASI implementations cannot time a connect; a plain connect
+        // still works there.
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => TcpStream::connect(addr),
+        other => other,
+    }
+}
+
+/// A DataRow of a text-format result as strings (lossy: only used for
+/// catalog data, where a stray byte must not fail discovery).
+fn text_row(
+    row: &postgres_protocol::message::backend::DataRowBody,
+    target: &str,
+    doing: &str,
+) -> Result<Vec<Option<String>>, PluginError> {
+    let buf = row.buffer();
+    row.ranges()
+        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
+        .collect()
+        .map_err(|e| io_error(target, doing, &e))
+}
+
+/// A query on one line, cut to 200 characters, for error messages.
+pub fn abbreviate(sql: &str) -> String {
+    const MAX: usize = 200;
+    let mut short = String::with_capacity(MAX);
+    for (i, word) in sql.split_whitespace().enumerate() {
+        if i > 0 {
+            short.push(' ');
+        }
+        short.push_str(word);
+        if short.chars().count() > MAX {
+            let cut: String = short.chars().take(MAX).collect();
+            return cut + "…";
+        }
+    }
+    short
+}
