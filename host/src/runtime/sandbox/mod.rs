@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod policy;
+pub mod requests;
 pub mod resolver;
 pub mod sockets;
 pub mod stdio;

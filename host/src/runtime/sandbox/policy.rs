@@ -447,6 +447,7 @@ impl NetPolicy {
             return Ok(());
         }
         let reason = match restriction(ip) {
+            _ if self.grants.is_empty() => self.no_grant_reason(),
             Some(r) if !self.may_reach(ip, port) => format!("{r} address, and no grant names it"),
             _ => self.no_grant_reason(),
         };

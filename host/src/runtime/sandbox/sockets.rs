@@ -27,15 +27,14 @@ pub async fn resolve_granted_names(policy: &NetPolicy, resolver: &dyn Resolve) -
 
 /// Install the address check on a WASI context.
 pub fn install(builder: &mut WasiCtxBuilder, policy: Arc<NetPolicy>, resolved: Vec<(String, IpAddr)>, denials: Denials) {
-    if policy.is_empty() {
-        return;
-    }
+    // TCP stays on even without grants so that every attempt reaches the
+    // check below and is recorded as a denial naming the address.
     let resolved = Arc::new(resolved);
     builder.allow_tcp(true);
     builder.allow_udp(false);
     // Guests may look names up (std::net does) but the answer does not
     // matter: the check below only admits granted addresses.
-    builder.allow_ip_name_lookup(true);
+    builder.allow_ip_name_lookup(!policy.is_empty());
     builder.socket_addr_check(move |addr: SocketAddr, usage: SocketAddrUse| {
         let verdict = check(&policy, &resolved, addr, usage);
         if let Err(reason) = &verdict {
