@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod runtime;
+pub mod state;
 pub mod sync;
 
 pub use runtime::bindings::types::{Batch, PluginError, PluginSpec, Row, RowResult, Value};

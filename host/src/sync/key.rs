@@ -222,6 +222,13 @@ impl fmt::Display for RowKey {
     }
 }
 
+/// Keys appear in `--json` output as their display form.
+impl serde::Serialize for RowKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Debug for RowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RowKey({self})")
