@@ -392,8 +392,17 @@ fn check_mode(sync: &SyncConfig, object: &ObjectInfo, problems: &mut Vec<Mapping
             problems.push(MappingProblem {
                 location: Some(sync.location.clone()),
                 message: format!(
-                    "sync `{}` (mode {}) needs `{}` to support {mode:?} writes; it supports {:?}",
-                    sync.name, sync.mode, object.name, object.modes
+                    "sync `{}` (mode {}) needs `{}` to support {} writes; it supports: {}",
+                    sync.name,
+                    sync.mode,
+                    object.name,
+                    write_mode_name(mode),
+                    object
+                        .modes
+                        .iter()
+                        .map(|m| write_mode_name(*m))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -450,15 +459,40 @@ fn check_types(sync: &SyncConfig, object: &ObjectInfo, problems: &mut Vec<Mappin
             problems.push(MappingProblem {
                 location: Some(m.location.clone()),
                 message: format!(
-                    "sync `{}`: field `{}` of `{}` is {:?}, but the mapping converts to {}",
+                    "sync `{}`: field `{}` of `{}` is {}, but the mapping converts to {}",
                     sync.name,
                     m.to,
                     object.name,
-                    field.type_,
+                    field_type_name(field.type_),
                     to.as_str()
                 ),
             });
         }
+    }
+}
+
+fn write_mode_name(m: WriteMode) -> &'static str {
+    match m {
+        WriteMode::Upsert => "upsert",
+        WriteMode::Update => "update",
+        WriteMode::Insert => "insert",
+        WriteMode::Delete => "delete",
+        WriteMode::Append => "append",
+    }
+}
+
+fn field_type_name(t: FieldType) -> &'static str {
+    match t {
+        FieldType::Boolean => "boolean",
+        FieldType::Integer => "integer",
+        FieldType::Float => "float",
+        FieldType::Decimal => "decimal",
+        FieldType::Text => "text",
+        FieldType::Bytes => "bytes",
+        FieldType::Timestamp => "timestamp",
+        FieldType::Date => "date",
+        FieldType::Json => "json",
+        FieldType::Any => "any",
     }
 }
 
