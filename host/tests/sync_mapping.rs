@@ -130,13 +130,8 @@ fn mapping_renames_coerces_and_adds_constants() {
 fn a_missing_model_column_names_close_matches() {
     let mapper = Mapper::new(&sync_from(SYNC)).unwrap();
     let (mut b, keys) = model_batch();
-    b.columns[1] = "email_address".into();
-    b.columns[0] = "id".into();
-    let b2 = Batch {
-        columns: vec!["id".into(), "mails".into(), "signup".into(), "vip".into()],
-        rows: b.rows.clone(),
-    };
-    let err = mapper.apply(&b2, &keys).unwrap_err();
+    b.columns[1] = "mails".into();
+    let err = mapper.apply(&b, &keys).unwrap_err();
     assert!(err.message.contains("maps column `mail`"), "{err}");
     assert!(err.message.contains("did you mean `mails`"), "{err}");
     assert!(err.to_string().starts_with("/p/sluice.yaml:16:"), "{err}");
