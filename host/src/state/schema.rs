@@ -1,0 +1,146 @@
+//! The state schema, written once for SQLite and PostgreSQL.
+//!
+//! The tables, columns and constraints are the same in both; only three
+//! spellings differ, so the DDL is a template:
+//! - `{ID}`: the auto-assigned run id (`INTEGER PRIMARY KEY` is SQLite's
+//!   rowid alias; PostgreSQL uses an identity column);
+//! - `{BLOB}`: binary columns (`BLOB` / `BYTEA`);
+//! - `{NO_ROWID}`: SQLite stores `delivered` and `rejected` clustered on
+//!   their primary key (`WITHOUT ROWID`), which halves their size; PostgreSQL
+//!   has no such clause and needs none.
+//!
+//! All statements the stores run (`INSERT ... ON CONFLICT ... DO UPDATE`,
+//! `RETURNING`) are valid in both dialects.
+//!
+//! Tables:
+//! - `runs`: one row per run of a sync, with its status, owner (which
+//!   process runs it), heartbeat, error, and the counters of [`RunCounts`];
+//! - `run_samples`: up to [`MAX_SAMPLES`] rejected or invalid rows per run,
+//!   with the destination's message;
+//! - `delivered`: per sync, primary key → 16-byte content hash and the
+//!   destination id; "what we sent and the destination accepted";
+//! - `rejected`: the ledger of rows the destination refused, with the
+//!   message, first and last run, and attempts for the same content.
+//!
+//! [`RunCounts`]: super::RunCounts
+
+/// Bumped when the schema changes; stores refuse a newer database.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Rejected/invalid rows kept per run as samples.
+pub const MAX_SAMPLES: i64 = 100;
+
+/// The counter columns of `runs`, in [`super::RunCounts`] field order.
+pub const COUNT_COLUMNS: [&str; 11] = [
+    "planned",
+    "added",
+    "changed",
+    "removed",
+    "unchanged",
+    "invalid",
+    "sent",
+    "ok",
+    "rejected",
+    "retried",
+    "throttled_waits",
+];
+
+const TEMPLATE: &str = "
+CREATE TABLE IF NOT EXISTS sluice_schema (
+    version BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id {ID},
+    sync TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'killed')),
+    full_resync BOOLEAN NOT NULL DEFAULT FALSE,
+    owner TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    error TEXT,
+    planned BIGINT NOT NULL DEFAULT 0,
+    added BIGINT NOT NULL DEFAULT 0,
+    changed BIGINT NOT NULL DEFAULT 0,
+    removed BIGINT NOT NULL DEFAULT 0,
+    unchanged BIGINT NOT NULL DEFAULT 0,
+    invalid BIGINT NOT NULL DEFAULT 0,
+    sent BIGINT NOT NULL DEFAULT 0,
+    ok BIGINT NOT NULL DEFAULT 0,
+    rejected BIGINT NOT NULL DEFAULT 0,
+    retried BIGINT NOT NULL DEFAULT 0,
+    throttled_waits BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_sync ON runs (sync, id);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE TABLE IF NOT EXISTS run_samples (
+    run_id BIGINT NOT NULL REFERENCES runs (id),
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('rejected', 'invalid')),
+    row_key {BLOB},
+    message TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    sync TEXT NOT NULL,
+    row_key {BLOB} NOT NULL,
+    content_hash {BLOB} NOT NULL,
+    dest_id {BLOB},
+    run_id BIGINT NOT NULL,
+    PRIMARY KEY (sync, row_key)
+){NO_ROWID};
+CREATE TABLE IF NOT EXISTS rejected (
+    sync TEXT NOT NULL,
+    row_key {BLOB} NOT NULL,
+    content_hash {BLOB} NOT NULL,
+    message TEXT NOT NULL,
+    first_run BIGINT NOT NULL,
+    last_run BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    PRIMARY KEY (sync, row_key)
+){NO_ROWID};
+";
+
+/// The SQL dialects the schema is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The DDL creating every table and index (idempotent).
+pub fn ddl(dialect: Dialect) -> String {
+    let (id, blob, no_rowid) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY", "BLOB", " WITHOUT ROWID"),
+        Dialect::Postgres => (
+            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            "BYTEA",
+            "",
+        ),
+    };
+    TEMPLATE
+        .replace("{ID}", id)
+        .replace("{BLOB}", blob)
+        .replace("{NO_ROWID}", no_rowid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_differ_only_in_spelling() {
+        let lite = ddl(Dialect::Sqlite);
+        let pg = ddl(Dialect::Postgres);
+        assert!(!lite.contains('{') && !pg.contains('{'));
+        assert!(pg.contains("BYTEA") && !pg.contains("BLOB") && !pg.contains("ROWID"));
+        let tables = |s: &str| s.matches("CREATE TABLE").count();
+        assert_eq!(tables(&lite), tables(&pg));
+        for c in COUNT_COLUMNS {
+            assert!(
+                lite.contains(&format!("    {c} BIGINT NOT NULL DEFAULT 0")),
+                "{c}"
+            );
+        }
+    }
+}
