@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Every connector and transform is a WebAssembly component that runs with
 /// only the network hosts, directories, memory and CPU you grant it.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "sluice",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -85,7 +85,10 @@ pub fn load_plugin(runtime: &Runtime, reference: &str) -> Result<Plugin> {
     if reference.ends_with(".wasm") || reference.contains('/') {
         bail!("plugin file {reference} does not exist");
     }
-    bail!("unknown plugin `{reference}`: not a file, and not a built-in plugin ({})", plugins::EMBEDDED.join(", "))
+    bail!(
+        "unknown plugin `{reference}`: not a file, and not a built-in plugin ({})",
+        plugins::EMBEDDED.join(", ")
+    )
 }
 
 async fn spec_of(plugin: &Plugin) -> Result<PluginSpec> {
@@ -97,8 +100,13 @@ async fn inspect(reference: &str, json: bool) -> Result<()> {
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let plugin = load_plugin(&runtime, reference)?;
     let spec = spec_of(&plugin).await?;
-    let schema: serde_json::Value = serde_json::from_str(&spec.config_schema)
-        .with_context(|| format!("plugin `{}` returned a config schema that is not JSON", spec.name))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&spec.config_schema).with_context(|| {
+            format!(
+                "plugin `{}` returned a config schema that is not JSON",
+                spec.name
+            )
+        })?;
     if json {
         let out = serde_json::json!({
             "name": spec.name,
@@ -117,29 +125,53 @@ async fn inspect(reference: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("{} {}: {}", spec.name, spec.version, spec.description);
-    println!("  world         {} ({}@{})", plugin.kind(), crate::runtime::WIT_PACKAGE, plugin.wit_version());
+    println!(
+        "  world         {} ({}@{})",
+        plugin.kind(),
+        crate::runtime::WIT_PACKAGE,
+        plugin.wit_version()
+    );
     println!("  sha256        {}", plugin.digest());
-    let caps = if spec.capabilities.is_empty() { "none".to_string() } else { spec.capabilities.join(", ") };
+    let caps = if spec.capabilities.is_empty() {
+        "none".to_string()
+    } else {
+        spec.capabilities.join(", ")
+    };
     println!("  requests      {caps}");
     if let Some(r) = spec.rate_limit {
-        println!("  rate limit    {} requests / {} ms, {} in flight", r.requests, r.per_ms, r.concurrency);
+        println!(
+            "  rate limit    {} requests / {} ms, {} in flight",
+            r.requests, r.per_ms, r.concurrency
+        );
     }
     println!("  batch size    {} rows", spec.batch_size);
-    println!("  imports       {}", plugin.imports().join("\n                "));
-    println!("  config schema\n{}", indent(&serde_json::to_string_pretty(&schema)?, 4));
+    println!(
+        "  imports       {}",
+        plugin.imports().join("\n                ")
+    );
+    println!(
+        "  config schema\n{}",
+        indent(&serde_json::to_string_pretty(&schema)?, 4)
+    );
     Ok(())
 }
 
 fn indent(text: &str, n: usize) -> String {
-    text.lines().map(|l| format!("{:n$}{l}", "")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{:n$}{l}", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn read_config(path: Option<&PathBuf>) -> Result<String> {
-    let Some(path) = path else { return Ok("{}".into()) };
+    let Some(path) = path else {
+        return Ok("{}".into());
+    };
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the config from stdin")?
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?
     };
     serde_json::from_str::<serde_json::Value>(&text)
         .with_context(|| format!("config {} is not valid JSON", path.display()))?;
@@ -159,14 +191,20 @@ async fn check(args: CheckArgs) -> Result<()> {
     if let Some(t) = args.timeout {
         limits.call_deadline = t;
     }
-    let sandbox = Sandbox { grants, limits: Some(limits), tenant: "cli".into() };
+    let sandbox = Sandbox {
+        grants,
+        limits: Some(limits),
+        tenant: "cli".into(),
+    };
     let mut instance = plugin.instantiate(&sandbox).await?;
     let outcome = instance.check(&config).await;
     let requested = requested_grants(&spec, &config);
     if args.json {
         let out = match &outcome {
             Ok(()) => serde_json::json!({"plugin": spec.name, "ok": true}),
-            Err(f) => serde_json::json!({"plugin": spec.name, "ok": false, "call": f.call, "error": f.kind.to_string()}),
+            Err(f) => {
+                serde_json::json!({"plugin": spec.name, "ok": false, "call": f.call, "error": f.kind.to_string()})
+            }
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
@@ -180,10 +218,17 @@ async fn check(args: CheckArgs) -> Result<()> {
         Err(failure) => {
             let mut message = failure.to_string();
             if let FailureKind::Plugin(e) = &failure.kind {
-                message = format!("plugin `{}` check failed: {}", spec.name, describe_plugin_error(e));
+                message = format!(
+                    "plugin `{}` check failed: {}",
+                    spec.name,
+                    describe_plugin_error(e)
+                );
             }
             if matches!(failure.kind, FailureKind::Denied(_)) && !requested.is_empty() {
-                message.push_str(&format!("\nthe plugin requests: {} (grant with --allow)", requested.join(", ")));
+                message.push_str(&format!(
+                    "\nthe plugin requests: {} (grant with --allow)",
+                    requested.join(", ")
+                ));
             }
             bail!(message)
         }
@@ -193,7 +238,10 @@ async fn check(args: CheckArgs) -> Result<()> {
 fn requested_grants(spec: &PluginSpec, config: &str) -> Vec<String> {
     let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
     let schema: serde_json::Value = serde_json::from_str(&spec.config_schema).unwrap_or_default();
-    resolve_requests(&spec.capabilities, &config, &schema).into_iter().filter_map(Result::ok).collect()
+    resolve_requests(&spec.capabilities, &config, &schema)
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
 }
 
 fn list(json: bool) -> Result<()> {

@@ -43,7 +43,12 @@ pub enum CacheOutcome {
 }
 
 /// Load the compiled component from the cache, or compile and store it.
-pub fn load_or_compile(engine: &Engine, dir: Option<&Path>, bytes: &[u8], digest: &str) -> Result<(Component, CacheOutcome)> {
+pub fn load_or_compile(
+    engine: &Engine,
+    dir: Option<&Path>,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(Component, CacheOutcome)> {
     let Some(dir) = dir else {
         return Ok((compile(engine, bytes)?, CacheOutcome::Disabled));
     };
@@ -55,7 +60,9 @@ pub fn load_or_compile(engine: &Engine, dir: Option<&Path>, bytes: &[u8], digest
         // operator. wasmtime still validates the header and engine settings.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok((component, CacheOutcome::Hit)),
-            Err(e) => tracing::warn!(path = %path.display(), "discarding unusable cache entry: {e}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "discarding unusable cache entry: {e}")
+            }
         }
     }
     let component = compile(engine, bytes)?;
@@ -66,7 +73,9 @@ pub fn load_or_compile(engine: &Engine, dir: Option<&Path>, bytes: &[u8], digest
 }
 
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
-    Component::new(engine, bytes).map_err(anyhow::Error::from).context("compiling the component")
+    Component::new(engine, bytes)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")
 }
 
 /// Write atomically (temp file + rename) so a concurrent reader never sees a

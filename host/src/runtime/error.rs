@@ -40,17 +40,28 @@ impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailureKind::Deadline { limit_ms } => {
-                write!(f, "exceeded its CPU deadline of {limit_ms} ms and was interrupted")
+                write!(
+                    f,
+                    "exceeded its CPU deadline of {limit_ms} ms and was interrupted"
+                )
             }
             FailureKind::Memory { limit_bytes } => {
-                write!(f, "exceeded its memory ceiling of {} MiB", limit_bytes >> 20)
+                write!(
+                    f,
+                    "exceeded its memory ceiling of {} MiB",
+                    limit_bytes >> 20
+                )
             }
             FailureKind::Denied(d) => write!(f, "{d}"),
             FailureKind::Trap(m) => write!(f, "trapped: {m}"),
             FailureKind::Contract(m) => write!(f, "broke the plugin contract: {m}"),
             FailureKind::Plugin(e) => write!(f, "{}", describe_plugin_error(e)),
-            FailureKind::Poisoned => f.write_str("the instance trapped earlier and cannot be used again"),
-            FailureKind::InstanceLimit { limit } => write!(f, "the tenant already has {limit} live plugin instances"),
+            FailureKind::Poisoned => {
+                f.write_str("the instance trapped earlier and cannot be used again")
+            }
+            FailureKind::InstanceLimit { limit } => {
+                write!(f, "the tenant already has {limit} live plugin instances")
+            }
             FailureKind::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
         }
     }
@@ -61,7 +72,10 @@ pub fn describe_plugin_error(e: &PluginError) -> String {
     match e {
         PluginError::Config(m) => format!("configuration error: {m}"),
         PluginError::Auth(m) => format!("authentication failed: {m}"),
-        PluginError::RateLimited(r) => format!("rate limited (retry after {} ms): {}", r.retry_after_ms, r.message),
+        PluginError::RateLimited(r) => format!(
+            "rate limited (retry after {} ms): {}",
+            r.retry_after_ms, r.message
+        ),
         PluginError::Retryable(m) => format!("transient error: {m}"),
         PluginError::Permanent(m) => format!("error: {m}"),
     }
@@ -80,7 +94,8 @@ impl PluginFailure {
     pub fn is_retryable(&self) -> bool {
         matches!(
             &self.kind,
-            FailureKind::Plugin(PluginError::Retryable(_) | PluginError::RateLimited(_)) | FailureKind::InstanceLimit { .. }
+            FailureKind::Plugin(PluginError::Retryable(_) | PluginError::RateLimited(_))
+                | FailureKind::InstanceLimit { .. }
         )
     }
 }

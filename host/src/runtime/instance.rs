@@ -2,7 +2,9 @@
 //! fresh deadline; a trap poisons only this instance; failures name the
 //! plugin, the call and the limit or capability involved.
 
-use super::bindings::types::{Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget};
+use super::bindings::types::{
+    Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget,
+};
 use super::bindings::{Destination, Source, Transform};
 use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
@@ -30,7 +32,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(grants: Grants) -> Self {
-        Sandbox { grants, limits: None, tenant: "default".into() }
+        Sandbox {
+            grants,
+            limits: None,
+            tenant: "default".into(),
+        }
     }
 }
 
@@ -64,26 +70,55 @@ impl Plugin {
     /// Create a sandboxed instance for one run.
     pub async fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, PluginFailure> {
         let runtime = &self.runtime;
-        let limits = sandbox.limits.clone().unwrap_or_else(|| runtime.options.limits.clone());
-        let fail = |kind| PluginFailure { plugin: self.name.to_string(), call: "instantiate".into(), kind };
+        let limits = sandbox
+            .limits
+            .clone()
+            .unwrap_or_else(|| runtime.options.limits.clone());
+        let fail = |kind| PluginFailure {
+            plugin: self.name.to_string(),
+            call: "instantiate".into(),
+            kind,
+        };
         let permit = runtime
             .tenant_permits(&sandbox.tenant, limits.instances_per_tenant)
             .try_acquire_owned()
-            .map_err(|_| fail(FailureKind::InstanceLimit { limit: limits.instances_per_tenant }))?;
+            .map_err(|_| {
+                fail(FailureKind::InstanceLimit {
+                    limit: limits.instances_per_tenant,
+                })
+            })?;
 
         let log = runtime.options.log.clone();
-        let stdout = CapturedOutput::new(self.name.clone(), LogSource::Stdout, log.clone(), limits.output_bytes);
-        let stderr = CapturedOutput::new(self.name.clone(), LogSource::Stderr, log.clone(), limits.output_bytes);
+        let stdout = CapturedOutput::new(
+            self.name.clone(),
+            LogSource::Stdout,
+            log.clone(),
+            limits.output_bytes,
+        );
+        let stderr = CapturedOutput::new(
+            self.name.clone(),
+            LogSource::Stderr,
+            log.clone(),
+            limits.output_bytes,
+        );
         let denials = Denials::default();
         let policy = Arc::new(sandbox.grants.net.clone());
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
         for dir in &sandbox.grants.dirs {
-            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
-                fail(FailureKind::Instantiate(format!("granted directory {} is not usable: {e}", dir.host.display())))
-            })?;
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    fail(FailureKind::Instantiate(format!(
+                        "granted directory {} is not usable: {e}",
+                        dir.host.display()
+                    )))
+                })?;
         }
         let resolved = sockets::resolve_granted_names(&policy, &*runtime.options.resolver).await;
         sockets::install(&mut wasi, policy.clone(), resolved, denials.clone());
@@ -110,8 +145,14 @@ impl Plugin {
 
         let exports = match &self.pre {
             PluginPre::Source(pre) => pre.instantiate_async(&mut store).await.map(Exports::Source),
-            PluginPre::Transform(pre) => pre.instantiate_async(&mut store).await.map(Exports::Transform),
-            PluginPre::Destination(pre) => pre.instantiate_async(&mut store).await.map(Exports::Destination),
+            PluginPre::Transform(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Transform),
+            PluginPre::Destination(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Destination),
         };
         let mut instance_limits_store = store;
         let exports = match exports {
@@ -136,17 +177,25 @@ impl Plugin {
 }
 
 /// Turn a wasmtime error from a call into a named failure.
-fn classify_trap(store: &mut Store<PluginState>, limits: &Limits, error: wasmtime::Error) -> FailureKind {
+fn classify_trap(
+    store: &mut Store<PluginState>,
+    limits: &Limits,
+    error: wasmtime::Error,
+) -> FailureKind {
     let state = store.data_mut();
     if state.limiter.exceeded {
         state.limiter.exceeded = false;
-        return FailureKind::Memory { limit_bytes: limits.memory_bytes };
+        return FailureKind::Memory {
+            limit_bytes: limits.memory_bytes,
+        };
     }
     if let Some(denial) = state.denials.take().into_iter().next() {
         return FailureKind::Denied(denial);
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => FailureKind::Deadline { limit_ms: limits.call_deadline.as_millis() },
+        Some(Trap::Interrupt) => FailureKind::Deadline {
+            limit_ms: limits.call_deadline.as_millis(),
+        },
         Some(trap) => FailureKind::Trap(format!("{trap}")),
         None => FailureKind::Trap(format!("{:#}", anyhow::Error::from(error))),
     }
@@ -167,7 +216,11 @@ impl Instance {
     }
 
     fn failure(&self, call: &str, kind: FailureKind) -> PluginFailure {
-        PluginFailure { plugin: self.plugin.to_string(), call: call.into(), kind }
+        PluginFailure {
+            plugin: self.plugin.to_string(),
+            call: call.into(),
+            kind,
+        }
     }
 
     fn begin(&mut self, call: &str) -> Result<(), PluginFailure> {
@@ -180,7 +233,11 @@ impl Instance {
     }
 
     /// Map the outcome of a call whose WIT result is `result<T, plugin-error>`.
-    fn finish<T>(&mut self, call: &str, outcome: wasmtime::Result<Result<T, PluginError>>) -> Result<T, PluginFailure> {
+    fn finish<T>(
+        &mut self,
+        call: &str,
+        outcome: wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, PluginFailure> {
         match self.finish_plain(call, outcome)? {
             Ok(v) => {
                 for denial in self.store.data().denials.take() {
@@ -201,7 +258,11 @@ impl Instance {
     }
 
     /// Map the outcome of a call that cannot return a contract error.
-    fn finish_plain<T>(&mut self, call: &str, outcome: wasmtime::Result<T>) -> Result<T, PluginFailure> {
+    fn finish_plain<T>(
+        &mut self,
+        call: &str,
+        outcome: wasmtime::Result<T>,
+    ) -> Result<T, PluginFailure> {
         outcome.map_err(|e| {
             self.poisoned = true;
             let kind = classify_trap(&mut self.store, &self.limits, e);
@@ -211,15 +272,30 @@ impl Instance {
     }
 
     fn wrong_world(&self, call: &str) -> PluginFailure {
-        self.failure(call, FailureKind::Contract(format!("`{call}` is not part of the {} world", self.kind)))
+        self.failure(
+            call,
+            FailureKind::Contract(format!("`{call}` is not part of the {} world", self.kind)),
+        )
     }
 
     pub async fn spec(&mut self) -> Result<PluginSpec, PluginFailure> {
         self.begin("spec")?;
         let outcome = match &self.exports {
-            Exports::Source(s) => s.sluice_plugin_source_api().call_spec(&mut self.store).await,
-            Exports::Transform(t) => t.sluice_plugin_transform_api().call_spec(&mut self.store).await,
-            Exports::Destination(d) => d.sluice_plugin_destination_api().call_spec(&mut self.store).await,
+            Exports::Source(s) => {
+                s.sluice_plugin_source_api()
+                    .call_spec(&mut self.store)
+                    .await
+            }
+            Exports::Transform(t) => {
+                t.sluice_plugin_transform_api()
+                    .call_spec(&mut self.store)
+                    .await
+            }
+            Exports::Destination(d) => {
+                d.sluice_plugin_destination_api()
+                    .call_spec(&mut self.store)
+                    .await
+            }
         };
         self.finish_plain("spec", outcome)
     }
@@ -227,9 +303,21 @@ impl Instance {
     pub async fn check(&mut self, config: &str) -> Result<(), PluginFailure> {
         self.begin("check")?;
         let outcome = match &self.exports {
-            Exports::Source(s) => s.sluice_plugin_source_api().call_check(&mut self.store, config).await,
-            Exports::Transform(t) => t.sluice_plugin_transform_api().call_check(&mut self.store, config).await,
-            Exports::Destination(d) => d.sluice_plugin_destination_api().call_check(&mut self.store, config).await,
+            Exports::Source(s) => {
+                s.sluice_plugin_source_api()
+                    .call_check(&mut self.store, config)
+                    .await
+            }
+            Exports::Transform(t) => {
+                t.sluice_plugin_transform_api()
+                    .call_check(&mut self.store, config)
+                    .await
+            }
+            Exports::Destination(d) => {
+                d.sluice_plugin_destination_api()
+                    .call_check(&mut self.store, config)
+                    .await
+            }
         };
         self.finish("check", outcome)
     }
@@ -237,26 +325,53 @@ impl Instance {
     pub async fn discover(&mut self, config: &str) -> Result<Vec<ObjectInfo>, PluginFailure> {
         self.begin("discover")?;
         let outcome = match &self.exports {
-            Exports::Source(s) => s.sluice_plugin_source_api().call_discover(&mut self.store, config).await,
-            Exports::Destination(d) => d.sluice_plugin_destination_api().call_discover(&mut self.store, config).await,
+            Exports::Source(s) => {
+                s.sluice_plugin_source_api()
+                    .call_discover(&mut self.store, config)
+                    .await
+            }
+            Exports::Destination(d) => {
+                d.sluice_plugin_destination_api()
+                    .call_discover(&mut self.store, config)
+                    .await
+            }
             Exports::Transform(_) => return Err(self.wrong_world("discover")),
         };
         self.finish("discover", outcome)
     }
 
     /// Start reading (sources).
-    pub async fn read(&mut self, config: &str, request: &ReadRequest) -> Result<ReaderHandle, PluginFailure> {
+    pub async fn read(
+        &mut self,
+        config: &str,
+        request: &ReadRequest,
+    ) -> Result<ReaderHandle, PluginFailure> {
         self.begin("read")?;
-        let Exports::Source(s) = &self.exports else { return Err(self.wrong_world("read")) };
-        let outcome = s.sluice_plugin_source_api().call_read(&mut self.store, config, request).await;
+        let Exports::Source(s) = &self.exports else {
+            return Err(self.wrong_world("read"));
+        };
+        let outcome = s
+            .sluice_plugin_source_api()
+            .call_read(&mut self.store, config, request)
+            .await;
         self.finish("read", outcome).map(ReaderHandle)
     }
 
     /// The next batch of a read, or `None` at the end.
-    pub async fn next_batch(&mut self, reader: &ReaderHandle, max_rows: u32) -> Result<Option<Batch>, PluginFailure> {
+    pub async fn next_batch(
+        &mut self,
+        reader: &ReaderHandle,
+        max_rows: u32,
+    ) -> Result<Option<Batch>, PluginFailure> {
         self.begin("reader.next")?;
-        let Exports::Source(s) = &self.exports else { return Err(self.wrong_world("reader.next")) };
-        let outcome = s.sluice_plugin_source_api().reader().call_next(&mut self.store, reader.0, max_rows).await;
+        let Exports::Source(s) = &self.exports else {
+            return Err(self.wrong_world("reader.next"));
+        };
+        let outcome = s
+            .sluice_plugin_source_api()
+            .reader()
+            .call_next(&mut self.store, reader.0, max_rows)
+            .await;
         let batch = self.finish("reader.next", outcome)?;
         if let Some(b) = &batch {
             if let Some(bad) = b.rows.iter().position(|r| r.len() != b.columns.len()) {
@@ -274,19 +389,37 @@ impl Instance {
     }
 
     /// Prepare a transformer (transforms).
-    pub async fn open_transformer(&mut self, config: &str) -> Result<TransformerHandle, PluginFailure> {
+    pub async fn open_transformer(
+        &mut self,
+        config: &str,
+    ) -> Result<TransformerHandle, PluginFailure> {
         self.begin("open")?;
-        let Exports::Transform(t) = &self.exports else { return Err(self.wrong_world("open")) };
-        let outcome = t.sluice_plugin_transform_api().call_open(&mut self.store, config).await;
+        let Exports::Transform(t) = &self.exports else {
+            return Err(self.wrong_world("open"));
+        };
+        let outcome = t
+            .sluice_plugin_transform_api()
+            .call_open(&mut self.store, config)
+            .await;
         self.finish("open", outcome).map(TransformerHandle)
     }
 
     /// Transform a batch. Checks that every input row is accounted for,
     /// either as an output row or as a row error.
-    pub async fn transform(&mut self, transformer: &TransformerHandle, batch: &Batch) -> Result<Transformed, PluginFailure> {
+    pub async fn transform(
+        &mut self,
+        transformer: &TransformerHandle,
+        batch: &Batch,
+    ) -> Result<Transformed, PluginFailure> {
         self.begin("transform")?;
-        let Exports::Transform(t) = &self.exports else { return Err(self.wrong_world("transform")) };
-        let outcome = t.sluice_plugin_transform_api().transformer().call_transform(&mut self.store, transformer.0, batch).await;
+        let Exports::Transform(t) = &self.exports else {
+            return Err(self.wrong_world("transform"));
+        };
+        let outcome = t
+            .sluice_plugin_transform_api()
+            .transformer()
+            .call_transform(&mut self.store, transformer.0, batch)
+            .await;
         let out = self.finish("transform", outcome)?;
         if let Err(m) = check_transformed(batch.rows.len(), &out) {
             return Err(self.failure("transform", FailureKind::Contract(m)));
@@ -295,18 +428,37 @@ impl Instance {
     }
 
     /// Prepare a writer (destinations).
-    pub async fn open_writer(&mut self, config: &str, target: &WriteTarget) -> Result<WriterHandle, PluginFailure> {
+    pub async fn open_writer(
+        &mut self,
+        config: &str,
+        target: &WriteTarget,
+    ) -> Result<WriterHandle, PluginFailure> {
         self.begin("open")?;
-        let Exports::Destination(d) = &self.exports else { return Err(self.wrong_world("open")) };
-        let outcome = d.sluice_plugin_destination_api().call_open(&mut self.store, config, target).await;
+        let Exports::Destination(d) = &self.exports else {
+            return Err(self.wrong_world("open"));
+        };
+        let outcome = d
+            .sluice_plugin_destination_api()
+            .call_open(&mut self.store, config, target)
+            .await;
         self.finish("open", outcome).map(WriterHandle)
     }
 
     /// Write a batch; exactly one result per row comes back, or the call fails.
-    pub async fn write(&mut self, writer: &WriterHandle, batch: &Batch) -> Result<Vec<RowResult>, PluginFailure> {
+    pub async fn write(
+        &mut self,
+        writer: &WriterHandle,
+        batch: &Batch,
+    ) -> Result<Vec<RowResult>, PluginFailure> {
         self.begin("write")?;
-        let Exports::Destination(d) = &self.exports else { return Err(self.wrong_world("write")) };
-        let outcome = d.sluice_plugin_destination_api().writer().call_write(&mut self.store, writer.0, batch).await;
+        let Exports::Destination(d) = &self.exports else {
+            return Err(self.wrong_world("write"));
+        };
+        let outcome = d
+            .sluice_plugin_destination_api()
+            .writer()
+            .call_write(&mut self.store, writer.0, batch)
+            .await;
         let results = self.finish("write", outcome)?;
         if results.len() != batch.rows.len() {
             return Err(self.failure(
@@ -337,8 +489,15 @@ fn check_transformed(input_rows: usize, out: &Transformed) -> Result<(), String>
             return Err(format!("row error index {i} is out of range or repeated"));
         }
     }
-    if let Some(bad) = out.batch.rows.iter().position(|r| r.len() != out.batch.columns.len()) {
-        return Err(format!("output row {bad} does not match the output columns"));
+    if let Some(bad) = out
+        .batch
+        .rows
+        .iter()
+        .position(|r| r.len() != out.batch.columns.len())
+    {
+        return Err(format!(
+            "output row {bad} does not match the output columns"
+        ));
     }
     Ok(())
 }

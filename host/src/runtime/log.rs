@@ -44,8 +44,12 @@ pub fn tracing_sink() -> LogSink {
         let message = line.message;
         match line.source {
             LogSource::Log(Level::Error) => tracing::error!(plugin, %source, "{message}"),
-            LogSource::Log(Level::Warn) | LogSource::Stderr => tracing::warn!(plugin, %source, "{message}"),
-            LogSource::Log(Level::Info) | LogSource::Stdout => tracing::info!(plugin, %source, "{message}"),
+            LogSource::Log(Level::Warn) | LogSource::Stderr => {
+                tracing::warn!(plugin, %source, "{message}")
+            }
+            LogSource::Log(Level::Info) | LogSource::Stdout => {
+                tracing::info!(plugin, %source, "{message}")
+            }
             LogSource::Log(Level::Debug) => tracing::debug!(plugin, %source, "{message}"),
             LogSource::Log(Level::Trace) => tracing::trace!(plugin, %source, "{message}"),
         }

@@ -76,11 +76,18 @@ pub(crate) struct RuntimeInner {
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self> {
-        let engine = Engine::new(&engine_config()).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
+        let engine = Engine::new(&engine_config())
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
         start_epoch_ticker(&engine);
         let linker = build_linker(&engine)?;
         Ok(Runtime {
-            inner: Arc::new(RuntimeInner { engine, linker, options, tenants: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                options,
+                tenants: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -101,7 +108,10 @@ impl RuntimeInner {
     /// The instance semaphore of a tenant, created on first use.
     pub(crate) fn tenant_permits(&self, tenant: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        tenants.entry(tenant.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))).clone()
+        tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit)))
+            .clone()
     }
 }
 
@@ -135,8 +145,12 @@ fn start_epoch_ticker(engine: &Engine) {
 fn build_linker(engine: &Engine) -> Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-    bindings::host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(&mut linker, |s| s)
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)?;
+    bindings::host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)?;
     Ok(linker)
 }

@@ -67,9 +67,14 @@ impl Plugin {
     /// Load a component file. The plugin is named after the file stem until
     /// its spec says otherwise.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Plugin> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-        Self::from_bytes(runtime, name, &bytes).with_context(|| format!("loading plugin {}", path.display()))
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        Self::from_bytes(runtime, name, &bytes)
+            .with_context(|| format!("loading plugin {}", path.display()))
     }
 
     /// Load a component from memory.
@@ -79,7 +84,12 @@ impl Plugin {
         }
         let inner = runtime.inner().clone();
         let digest = cache::digest(bytes);
-        let (component, cache) = cache::load_or_compile(&inner.engine, inner.options.cache_dir.as_deref(), bytes, &digest)?;
+        let (component, cache) = cache::load_or_compile(
+            &inner.engine,
+            inner.options.cache_dir.as_deref(),
+            bytes,
+            &digest,
+        )?;
         let (kind, version) = detect_world(&inner, &component)?;
         let imports = component
             .component_type()
@@ -87,16 +97,32 @@ impl Plugin {
             .map(|(name, _)| name.to_string())
             .collect();
         let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
-            anyhow!("the plugin imports something this host does not provide: {}", anyhow::Error::from(e))
+            anyhow!(
+                "the plugin imports something this host does not provide: {}",
+                anyhow::Error::from(e)
+            )
         })?;
         let pre = match kind {
-            PluginKind::Source => PluginPre::Source(SourcePre::new(instance_pre).map_err(anyhow::Error::from)?),
-            PluginKind::Transform => PluginPre::Transform(TransformPre::new(instance_pre).map_err(anyhow::Error::from)?),
-            PluginKind::Destination => {
-                PluginPre::Destination(DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?)
+            PluginKind::Source => {
+                PluginPre::Source(SourcePre::new(instance_pre).map_err(anyhow::Error::from)?)
             }
+            PluginKind::Transform => {
+                PluginPre::Transform(TransformPre::new(instance_pre).map_err(anyhow::Error::from)?)
+            }
+            PluginKind::Destination => PluginPre::Destination(
+                DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?,
+            ),
         };
-        Ok(Plugin { name: name.into(), kind, version, digest, cache, imports, pre, runtime: inner })
+        Ok(Plugin {
+            name: name.into(),
+            kind,
+            version,
+            digest,
+            cache,
+            imports,
+            pre,
+            runtime: inner,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -135,14 +161,24 @@ impl Plugin {
 
 /// Find the one `sluice:plugin/*-api@VERSION` export and check its version.
 fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKind, String)> {
-    let exports: Vec<String> = component.component_type().exports(&inner.engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&inner.engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
     let mut found = Vec::new();
     for name in &exports {
-        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else { continue };
+        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
+            continue;
+        };
         let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        let kind = [PluginKind::Source, PluginKind::Transform, PluginKind::Destination]
-            .into_iter()
-            .find(|k| k.interface() == iface);
+        let kind = [
+            PluginKind::Source,
+            PluginKind::Transform,
+            PluginKind::Destination,
+        ]
+        .into_iter()
+        .find(|k| k.interface() == iface);
         if let Some(kind) = kind {
             found.push((kind, version.to_string()));
         }
@@ -169,7 +205,10 @@ fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKi
         }
         many => {
             let worlds: Vec<&str> = many.iter().map(|(k, _)| k.world()).collect();
-            bail!("the plugin exports several worlds ({}); a plugin must be exactly one", worlds.join(", "))
+            bail!(
+                "the plugin exports several worlds ({}); a plugin must be exactly one",
+                worlds.join(", ")
+            )
         }
     }
 }

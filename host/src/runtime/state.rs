@@ -26,13 +26,20 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
     }
 }
 
@@ -45,11 +52,19 @@ impl host::Host for PluginState {
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
-            format!("{}… ({} bytes truncated)", &message[..end], message.len() - end)
+            format!(
+                "{}… ({} bytes truncated)",
+                &message[..end],
+                message.len() - end
+            )
         } else {
             message
         };
-        (self.log)(LogLine { plugin: self.plugin.clone(), source: LogSource::Log(level), message });
+        (self.log)(LogLine {
+            plugin: self.plugin.clone(),
+            source: LogSource::Log(level),
+            message,
+        });
         Ok(())
     }
 }
@@ -63,22 +78,38 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(limits: &Limits) -> Self {
-        MemoryLimiter { limit: limits.memory_bytes, exceeded: false }
+        MemoryLimiter {
+            limit: limits.memory_bytes,
+            exceeded: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             // Trap rather than returning -1 from memory.grow: most guest
             // allocators abort on failure anyway, and a trap is attributable.
-            return Err(wasmtime::format_err!("memory ceiling of {} bytes reached", self.limit));
+            return Err(wasmtime::format_err!(
+                "memory ceiling of {} bytes reached",
+                self.limit
+            ));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 

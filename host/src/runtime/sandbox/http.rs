@@ -24,7 +24,13 @@ pub struct SandboxedHttp {
     pub max_response_bytes: usize,
 }
 
-type SendResult = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>;
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
 
 impl WasiHttpHooks for SandboxedHttp {
     fn send_request(
@@ -61,8 +67,14 @@ struct Target {
 impl Target {
     fn from_uri(uri: &http::Uri) -> Result<Self, HttpError> {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?.to_ascii_lowercase();
-        let port = uri.port_u16().or_else(|| default_port(&scheme)).ok_or(HttpError::HttpRequestUriInvalid)?;
+        let host = uri
+            .host()
+            .ok_or(HttpError::HttpRequestUriInvalid)?
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .ok_or(HttpError::HttpRequestUriInvalid)?;
         Ok(Target { scheme, host, port })
     }
 
@@ -81,8 +93,14 @@ async fn authorize(
         .map_err(|d| (d, HttpError::HttpRequestDenied))?;
     let resolved = resolver.resolve(target.bare_host()).await.map_err(|e| {
         (
-            NetDenial { target: format!("{}:{}", target.host, target.port), reason: format!("DNS lookup failed: {e}") },
-            HttpError::DnsError { rcode: Some(e.to_string()), info_code: None },
+            NetDenial {
+                target: format!("{}:{}", target.host, target.port),
+                reason: format!("DNS lookup failed: {e}"),
+            },
+            HttpError::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            },
         )
     })?;
     policy
@@ -90,7 +108,11 @@ async fn authorize(
         .map_err(|d| (d, HttpError::DestinationIpProhibited))
 }
 
-async fn connect_any(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, HttpError> {
+async fn connect_any(
+    addrs: &[IpAddr],
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, HttpError> {
     let mut last = HttpError::ConnectionRefused;
     for ip in addrs {
         match tokio::time::timeout(timeout, TcpStream::connect(SocketAddr::new(*ip, port))).await {
@@ -106,13 +128,18 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 async fn tls(stream: TcpStream, host: &str) -> Result<Box<dyn Io>, HttpError> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::InternalError(Some(e.to_string())))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(HttpError::InvalidDnsNameError)?;
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| HttpError::InternalError(Some(e.to_string())))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(HttpError::InvalidDnsNameError)?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
@@ -127,11 +154,19 @@ async fn send_pinned(
     addrs: &[IpAddr],
     max_response_bytes: usize,
 ) -> SendResult {
-    let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(Duration::from_secs(30));
-    let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(Duration::from_secs(120));
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(Duration::from_secs(30));
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(Duration::from_secs(120));
     let stream = connect_any(addrs, target.port, connect_timeout).await?;
     let _ = stream.set_nodelay(true);
-    let io: Box<dyn Io> = if target.scheme == "https" { tls(stream, target.bare_host()).await? } else { Box::new(stream) };
+    let io: Box<dyn Io> = if target.scheme == "https" {
+        tls(stream, target.bare_host()).await?
+    } else {
+        Box::new(stream)
+    };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -140,7 +175,11 @@ async fn send_pinned(
         let _ = conn.await;
     });
     // Origin-form request line: the scheme and authority live in Host.
-    let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
     let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
         .await

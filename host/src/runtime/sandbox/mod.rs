@@ -36,7 +36,10 @@ pub struct Denials(Arc<Mutex<Vec<Denial>>>);
 
 impl Denials {
     pub fn record(&self, capability: &'static str, detail: impl std::fmt::Display) {
-        let denial = Denial { capability, detail: detail.to_string() };
+        let denial = Denial {
+            capability,
+            detail: detail.to_string(),
+        };
         tracing::warn!(capability, detail = %denial.detail, "sandbox denied a plugin request");
         if let Ok(mut list) = self.0.lock() {
             list.push(denial);
@@ -45,6 +48,9 @@ impl Denials {
 
     /// Take the denials recorded so far.
     pub fn take(&self) -> Vec<Denial> {
-        self.0.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
     }
 }

@@ -75,10 +75,13 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 
 impl NetGrant {
     pub fn parse(pattern: &str) -> Result<Self, GrantError> {
-        let err = |reason: &str| GrantError { pattern: pattern.to_string(), reason: reason.to_string() };
-        let (scheme, rest) = pattern
-            .split_once("://")
-            .ok_or_else(|| err("expected scheme://host[:port], e.g. https://api.example.com or *://localhost:*"))?;
+        let err = |reason: &str| GrantError {
+            pattern: pattern.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = pattern.split_once("://").ok_or_else(|| {
+            err("expected scheme://host[:port], e.g. https://api.example.com or *://localhost:*")
+        })?;
         if scheme.is_empty() {
             return Err(err("empty scheme; use * for any scheme"));
         }
@@ -87,7 +90,9 @@ impl NetGrant {
             // A path, unless the slash belongs to a CIDR block (checked below).
             let (host_port, _) = rest.split_once('/').unwrap_or((rest, ""));
             if split_host_port(host_port).is_ok_and(|(h, _)| h.parse::<IpAddr>().is_err()) {
-                return Err(err("paths are not allowed in grants; grant the host and port"));
+                return Err(err(
+                    "paths are not allowed in grants; grant the host and port",
+                ));
             }
         }
         let (host, port) = split_host_port(rest).map_err(|r| err(&r))?;
@@ -96,11 +101,14 @@ impl NetGrant {
             Some("*") => PortPattern::Any,
             Some(p) => parse_ports(p).map_err(|r| err(&r))?,
             None if scheme == "*" => {
-                return Err(err("a grant for any scheme needs a port (`*` for any), e.g. *://localhost:*"))
+                return Err(err(
+                    "a grant for any scheme needs a port (`*` for any), e.g. *://localhost:*",
+                ))
             }
             None => {
-                let p = default_port(&scheme)
-                    .ok_or_else(|| err(&format!("scheme `{scheme}` has no default port; add :PORT")))?;
+                let p = default_port(&scheme).ok_or_else(|| {
+                    err(&format!("scheme `{scheme}` has no default port; add :PORT"))
+                })?;
                 PortPattern::Range(p, p)
             }
         };
@@ -125,7 +133,10 @@ impl NetGrant {
 
     /// Whether the grant covers a host name (or IP literal) in a URL.
     fn allows_host(&self, host: &str) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         match (&self.host, host.parse::<IpAddr>()) {
             (HostPattern::Any, _) => true,
             (HostPattern::Suffix(s), Err(_)) => host.ends_with(&format!(".{s}")),
@@ -194,14 +205,19 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
         return Err("`*` is only allowed as the whole host or as a leading `*.`".into());
     }
     if host.contains('/') {
-        return host.parse::<IpNet>().map(HostPattern::Cidr).map_err(|e| format!("bad CIDR block: {e}"));
+        return host
+            .parse::<IpNet>()
+            .map(HostPattern::Cidr)
+            .map_err(|e| format!("bad CIDR block: {e}"));
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(HostPattern::Ip(ip));
     }
-    let valid = host
-        .split('.')
-        .all(|label| !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let valid = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
     if !valid {
         return Err(format!("`{host}` is not a valid host name"));
     }
@@ -209,7 +225,10 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
 }
 
 fn parse_ports(p: &str) -> Result<PortPattern, String> {
-    let port = |s: &str| s.parse::<u16>().map_err(|_| format!("`{s}` is not a port number"));
+    let port = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port number"))
+    };
     match p.split_once('-') {
         Some((lo, hi)) => {
             let (lo, hi) = (port(lo)?, port(hi)?);
@@ -297,32 +316,49 @@ fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
     // Forms that embed an IPv4 address: NAT64 (64:ff9b::/96), 6to4
     // (2002::/16) and the deprecated IPv4-compatible ::a.b.c.d.
     let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+        Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ))
     } else if s[0] == 0x2002 {
-        Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
+        Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ))
     } else if s[0..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
-        Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+        Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ))
     } else {
         None
     };
     if let Some(v4) = embedded {
         return restriction_v4(v4);
     }
-    Some(if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        Restricted::CloudMetadata
-    } else if ip.is_loopback() {
-        Restricted::Loopback
-    } else if ip.is_unspecified() {
-        Restricted::Unspecified
-    } else if (s[0] & 0xfe00) == 0xfc00 {
-        Restricted::Private
-    } else if (s[0] & 0xffc0) == 0xfe80 {
-        Restricted::LinkLocal
-    } else if ip.is_multicast() {
-        Restricted::Multicast
-    } else {
-        return None;
-    })
+    Some(
+        if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+            Restricted::CloudMetadata
+        } else if ip.is_loopback() {
+            Restricted::Loopback
+        } else if ip.is_unspecified() {
+            Restricted::Unspecified
+        } else if (s[0] & 0xfe00) == 0xfc00 {
+            Restricted::Private
+        } else if (s[0] & 0xffc0) == 0xfe80 {
+            Restricted::LinkLocal
+        } else if ip.is_multicast() {
+            Restricted::Multicast
+        } else {
+            return None;
+        },
+    )
 }
 
 /// The network part of a plugin's grant.
@@ -351,7 +387,11 @@ impl NetPolicy {
     }
 
     pub fn parse(patterns: &[String]) -> Result<Self, GrantError> {
-        patterns.iter().map(|p| NetGrant::parse(p)).collect::<Result<_, _>>().map(NetPolicy::new)
+        patterns
+            .iter()
+            .map(|p| NetGrant::parse(p))
+            .collect::<Result<_, _>>()
+            .map(NetPolicy::new)
     }
 
     pub fn grants(&self) -> &[NetGrant] {
@@ -385,8 +425,17 @@ impl NetPolicy {
     /// Step 2 for a URL: of the addresses `host` resolved to, keep those the
     /// plugin may reach. A restricted address is kept only when a grant that
     /// covers the port names it.
-    pub fn filter_resolved(&self, host: &str, port: u16, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, NetDenial> {
-        let kept: Vec<IpAddr> = addrs.iter().copied().filter(|ip| self.may_reach(*ip, port)).collect();
+    pub fn filter_resolved(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, NetDenial> {
+        let kept: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|ip| self.may_reach(*ip, port))
+            .collect();
         if kept.is_empty() {
             let described: Vec<String> = addrs
                 .iter()
@@ -410,7 +459,10 @@ impl NetPolicy {
     fn may_reach(&self, ip: IpAddr, port: u16) -> bool {
         match restriction(ip) {
             None => true,
-            Some(_) => self.grants.iter().any(|g| g.allows_port(port) && g.names_ip(ip)),
+            Some(_) => self
+                .grants
+                .iter()
+                .any(|g| g.allows_port(port) && g.names_ip(ip)),
         }
     }
 
@@ -429,14 +481,22 @@ impl NetPolicy {
 
     /// A raw TCP connect to `ip:port`. `resolved` holds, for each granted
     /// name, the addresses the host itself resolved it to.
-    pub fn check_socket(&self, ip: IpAddr, port: u16, resolved: &[(String, IpAddr)]) -> Result<(), NetDenial> {
+    pub fn check_socket(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        resolved: &[(String, IpAddr)],
+    ) -> Result<(), NetDenial> {
         let ip = canonical(ip);
         let allowed = self.grants.iter().any(|g| {
             g.allows_port(port)
                 && match &g.host {
                     HostPattern::Ip(_) | HostPattern::Cidr(_) => g.names_ip(ip),
                     HostPattern::Name(n) => {
-                        g.names_ip(ip) || resolved.iter().any(|(name, addr)| name == n && canonical(*addr) == ip)
+                        g.names_ip(ip)
+                            || resolved
+                                .iter()
+                                .any(|(name, addr)| name == n && canonical(*addr) == ip)
                     }
                     HostPattern::Any => restriction(ip).is_none(),
                     HostPattern::Suffix(_) => false,
@@ -451,7 +511,10 @@ impl NetPolicy {
             Some(r) if !self.may_reach(ip, port) => format!("{r} address, and no grant names it"),
             _ => self.no_grant_reason(),
         };
-        Err(NetDenial { target: format!("tcp {}", std::net::SocketAddr::new(ip, port)), reason })
+        Err(NetDenial {
+            target: format!("tcp {}", std::net::SocketAddr::new(ip, port)),
+            reason,
+        })
     }
 }
 
@@ -465,7 +528,10 @@ pub struct DirGrant {
 
 impl DirGrant {
     pub fn parse(pattern: &str) -> Result<Self, GrantError> {
-        let err = |reason: &str| GrantError { pattern: pattern.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| GrantError {
+            pattern: pattern.to_string(),
+            reason: reason.to_string(),
+        };
         let rest = pattern
             .strip_prefix("dir:")
             .ok_or_else(|| err("expected dir:HOST_PATH[:GUEST_PATH][:rw]"))?;
@@ -492,7 +558,11 @@ impl DirGrant {
         if !guest.starts_with('/') {
             return Err(err("the guest path must be absolute, e.g. /data"));
         }
-        Ok(DirGrant { host: host.into(), guest: guest.to_string(), writable })
+        Ok(DirGrant {
+            host: host.into(),
+            guest: guest.to_string(),
+            writable,
+        })
     }
 }
 
@@ -515,7 +585,10 @@ impl Grants {
                 net.push(NetGrant::parse(p)?);
             }
         }
-        Ok(Grants { net: NetPolicy::new(net), dirs })
+        Ok(Grants {
+            net: NetPolicy::new(net),
+            dirs,
+        })
     }
 
     /// The grant a URL implies: `https://api.example.com/v1/x` grants
@@ -524,8 +597,14 @@ impl Grants {
     pub fn pattern_for_url(url: &str) -> Option<String> {
         let parsed = url::Url::parse(url).ok()?;
         let host = parsed.host_str()?;
-        let port = parsed.port_or_known_default().or_else(|| default_port(parsed.scheme()))?;
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let port = parsed
+            .port_or_known_default()
+            .or_else(|| default_port(parsed.scheme()))?;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         Some(format!("{}://{}:{}", parsed.scheme(), host, port))
     }
 }
@@ -544,9 +623,18 @@ mod tests {
         assert_eq!(g.host, HostPattern::Suffix("salesforce.com".into()));
         assert_eq!(g.ports, PortPattern::Range(443, 443));
         assert_eq!(NetGrant::parse("*://localhost:*").unwrap().scheme, None);
-        assert_eq!(NetGrant::parse("tcp://10.0.0.0/8:5432").unwrap().host, HostPattern::Cidr("10.0.0.0/8".parse().unwrap()));
-        assert_eq!(NetGrant::parse("http://[::1]:8080").unwrap().host, HostPattern::Ip("::1".parse().unwrap()));
-        assert_eq!(NetGrant::parse("postgres://db:5000-5002").unwrap().ports, PortPattern::Range(5000, 5002));
+        assert_eq!(
+            NetGrant::parse("tcp://10.0.0.0/8:5432").unwrap().host,
+            HostPattern::Cidr("10.0.0.0/8".parse().unwrap())
+        );
+        assert_eq!(
+            NetGrant::parse("http://[::1]:8080").unwrap().host,
+            HostPattern::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(
+            NetGrant::parse("postgres://db:5000-5002").unwrap().ports,
+            PortPattern::Range(5000, 5002)
+        );
     }
 
     #[test]
@@ -569,9 +657,18 @@ mod tests {
     fn matches_urls() {
         let p = policy(&["https://*.example.com", "http://localhost:8000-8100"]);
         assert!(p.check_url("https", "api.example.com", 443).is_ok());
-        assert!(p.check_url("https", "example.com", 443).is_err(), "suffix does not match the apex");
-        assert!(p.check_url("http", "api.example.com", 443).is_err(), "scheme");
-        assert!(p.check_url("https", "api.example.com", 8443).is_err(), "port");
+        assert!(
+            p.check_url("https", "example.com", 443).is_err(),
+            "suffix does not match the apex"
+        );
+        assert!(
+            p.check_url("http", "api.example.com", 443).is_err(),
+            "scheme"
+        );
+        assert!(
+            p.check_url("https", "api.example.com", 8443).is_err(),
+            "port"
+        );
         assert!(p.check_url("http", "localhost", 8080).is_ok());
         let d = p.check_url("https", "evil.test", 443).unwrap_err();
         assert!(d.reason.contains("https://*.example.com"), "{d}");
@@ -598,20 +695,36 @@ mod tests {
     fn a_name_cannot_smuggle_in_a_restricted_address() {
         let p = policy(&["https://metadata.test"]);
         let meta: IpAddr = "169.254.169.254".parse().unwrap();
-        let e = p.filter_resolved("metadata.test", 443, &[meta]).unwrap_err();
+        let e = p
+            .filter_resolved("metadata.test", 443, &[meta])
+            .unwrap_err();
         assert!(e.reason.contains("cloud metadata"), "{e}");
         let public: IpAddr = "93.184.216.34".parse().unwrap();
-        assert_eq!(p.filter_resolved("metadata.test", 443, &[meta, public]).unwrap(), vec![public]);
+        assert_eq!(
+            p.filter_resolved("metadata.test", 443, &[meta, public])
+                .unwrap(),
+            vec![public]
+        );
         // Named explicitly, loopback is fine.
         let p = policy(&["http://localhost:8080", "http://10.0.0.0/8:80"]);
-        assert!(p.filter_resolved("localhost", 8080, &["127.0.0.1".parse().unwrap()]).is_ok());
-        assert!(p.filter_resolved("internal", 80, &["10.9.9.9".parse().unwrap()]).is_ok());
-        assert!(p.filter_resolved("internal", 81, &["10.9.9.9".parse().unwrap()]).is_err());
+        assert!(p
+            .filter_resolved("localhost", 8080, &["127.0.0.1".parse().unwrap()])
+            .is_ok());
+        assert!(p
+            .filter_resolved("internal", 80, &["10.9.9.9".parse().unwrap()])
+            .is_ok());
+        assert!(p
+            .filter_resolved("internal", 81, &["10.9.9.9".parse().unwrap()])
+            .is_err());
     }
 
     #[test]
     fn sockets_reach_only_named_or_resolved_addresses() {
-        let p = policy(&["postgres://db.internal:5432", "tcp://127.0.0.1:6379", "*://*:443"]);
+        let p = policy(&[
+            "postgres://db.internal:5432",
+            "tcp://127.0.0.1:6379",
+            "*://*:443",
+        ]);
         let resolved = vec![("db.internal".to_string(), "10.0.0.5".parse().unwrap())];
         let ok = |ip: &str, port| p.check_socket(ip.parse().unwrap(), port, &resolved);
         assert!(ok("127.0.0.1", 6379).is_ok());
@@ -620,9 +733,15 @@ mod tests {
         // it still needs naming to be reachable.
         let e = ok("10.0.0.5", 5432).unwrap_err();
         assert!(e.reason.contains("private"), "{e}");
-        assert!(ok("93.184.216.34", 443).is_ok(), "wildcard host reaches public addresses");
+        assert!(
+            ok("93.184.216.34", 443).is_ok(),
+            "wildcard host reaches public addresses"
+        );
         assert!(ok("169.254.169.254", 443).is_err());
-        assert!(ok("::ffff:127.0.0.1", 6379).is_ok(), "mapped form is the same address");
+        assert!(
+            ok("::ffff:127.0.0.1", 6379).is_ok(),
+            "mapped form is the same address"
+        );
     }
 
     #[test]
@@ -635,8 +754,17 @@ mod tests {
 
     #[test]
     fn url_to_pattern() {
-        assert_eq!(Grants::pattern_for_url("https://hooks.example.com/x?y").unwrap(), "https://hooks.example.com:443");
-        assert_eq!(Grants::pattern_for_url("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
-        assert_eq!(Grants::pattern_for_url("postgres://db:5432").unwrap(), "postgres://db:5432");
+        assert_eq!(
+            Grants::pattern_for_url("https://hooks.example.com/x?y").unwrap(),
+            "https://hooks.example.com:443"
+        );
+        assert_eq!(
+            Grants::pattern_for_url("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            Grants::pattern_for_url("postgres://db:5432").unwrap(),
+            "postgres://db:5432"
+        );
     }
 }

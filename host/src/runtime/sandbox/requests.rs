@@ -7,17 +7,30 @@ use super::policy::{Grants, NetGrant};
 /// Substitute `${config.KEY}` (top-level keys of the JSON config; absent
 /// keys use the schema's default when it has one) and turn URLs into
 /// `scheme://host:port` patterns.
-pub fn resolve_requests(requests: &[String], config: &serde_json::Value, schema: &serde_json::Value) -> Vec<Result<String, String>> {
-    requests.iter().map(|r| resolve_one(r, config, schema)).collect()
+pub fn resolve_requests(
+    requests: &[String],
+    config: &serde_json::Value,
+    schema: &serde_json::Value,
+) -> Vec<Result<String, String>> {
+    requests
+        .iter()
+        .map(|r| resolve_one(r, config, schema))
+        .collect()
 }
 
-fn resolve_one(request: &str, config: &serde_json::Value, schema: &serde_json::Value) -> Result<String, String> {
+fn resolve_one(
+    request: &str,
+    config: &serde_json::Value,
+    schema: &serde_json::Value,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = request;
     while let Some(start) = rest.find("${config.") {
         out.push_str(&rest[..start]);
         let after = &rest[start + "${config.".len()..];
-        let end = after.find('}').ok_or_else(|| format!("`{request}`: unclosed ${{config.…}}"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{request}`: unclosed ${{config.…}}"))?;
         let key = &after[..end];
         let value = config
             .get(key)
@@ -36,7 +49,9 @@ fn resolve_one(request: &str, config: &serde_json::Value, schema: &serde_json::V
     if NetGrant::parse(&out).is_ok() {
         return Ok(out);
     }
-    Grants::pattern_for_url(&out).ok_or_else(|| format!("`{request}` resolved to `{out}`, which is not a URL or grant pattern"))
+    Grants::pattern_for_url(&out).ok_or_else(|| {
+        format!("`{request}` resolved to `{out}`, which is not a URL or grant pattern")
+    })
 }
 
 #[cfg(test)]
@@ -47,9 +62,14 @@ mod tests {
     #[test]
     fn substitutes_config_and_schema_defaults() {
         let schema = json!({"properties": {"port": {"default": 5432}}});
-        let config = json!({"url": "https://hooks.example.com/in?x=1", "host": "db", "path": "/data"});
+        let config =
+            json!({"url": "https://hooks.example.com/in?x=1", "host": "db", "path": "/data"});
         let got = resolve_requests(
-            &["${config.url}".into(), "postgres://${config.host}:${config.port}".into(), "dir:${config.path}".into()],
+            &[
+                "${config.url}".into(),
+                "postgres://${config.host}:${config.port}".into(),
+                "dir:${config.path}".into(),
+            ],
             &config,
             &schema,
         );

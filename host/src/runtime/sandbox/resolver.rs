@@ -24,7 +24,11 @@ impl Resolve for SystemResolver {
     fn resolve(&self, host: &str) -> ResolveFuture {
         let host = host.to_string();
         Box::pin(async move {
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            if let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
                 return Ok(vec![ip]);
             }
             let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;

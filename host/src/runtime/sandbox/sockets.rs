@@ -13,10 +13,14 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// Resolve every name in the grant that a socket may reach.
-pub async fn resolve_granted_names(policy: &NetPolicy, resolver: &dyn Resolve) -> Vec<(String, IpAddr)> {
+pub async fn resolve_granted_names(
+    policy: &NetPolicy,
+    resolver: &dyn Resolve,
+) -> Vec<(String, IpAddr)> {
     let mut out = Vec::new();
     for (name, _) in policy.socket_names() {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), resolver.resolve(&name)).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), resolver.resolve(&name)).await
+        {
             Ok(Ok(ips)) => out.extend(ips.into_iter().map(|ip| (name.clone(), ip))),
             Ok(Err(e)) => tracing::warn!(host = %name, "granted name did not resolve: {e}"),
             Err(_) => tracing::warn!(host = %name, "granted name took too long to resolve"),
@@ -26,7 +30,12 @@ pub async fn resolve_granted_names(policy: &NetPolicy, resolver: &dyn Resolve) -
 }
 
 /// Install the address check on a WASI context.
-pub fn install(builder: &mut WasiCtxBuilder, policy: Arc<NetPolicy>, resolved: Vec<(String, IpAddr)>, denials: Denials) {
+pub fn install(
+    builder: &mut WasiCtxBuilder,
+    policy: Arc<NetPolicy>,
+    resolved: Vec<(String, IpAddr)>,
+    denials: Denials,
+) {
     // TCP stays on even without grants so that every attempt reaches the
     // check below and is recorded as a denial naming the address.
     let resolved = Arc::new(resolved);
@@ -44,11 +53,20 @@ pub fn install(builder: &mut WasiCtxBuilder, policy: Arc<NetPolicy>, resolved: V
     });
 }
 
-fn check(policy: &NetPolicy, resolved: &[(String, IpAddr)], addr: SocketAddr, usage: SocketAddrUse) -> Result<(), String> {
+fn check(
+    policy: &NetPolicy,
+    resolved: &[(String, IpAddr)],
+    addr: SocketAddr,
+    usage: SocketAddrUse,
+) -> Result<(), String> {
     match usage {
-        SocketAddrUse::TcpConnect => policy.check_socket(addr.ip(), addr.port(), resolved).map_err(|d| d.to_string()),
+        SocketAddrUse::TcpConnect => policy
+            .check_socket(addr.ip(), addr.port(), resolved)
+            .map_err(|d| d.to_string()),
         // An implicit bind before connect uses the unspecified address.
         SocketAddrUse::TcpBind if addr.ip().is_unspecified() && addr.port() == 0 => Ok(()),
-        other => Err(format!("{other:?} on {addr}: plugins may only open outbound TCP connections")),
+        other => Err(format!(
+            "{other:?} on {addr}: plugins may only open outbound TCP connections"
+        )),
     }
 }

@@ -62,7 +62,10 @@ impl Capture {
         if !over.is_empty() {
             if self.dropped == 0 {
                 self.emit_partial();
-                let message = format!("output capped at {} bytes; further output is discarded", self.cap);
+                let message = format!(
+                    "output capped at {} bytes; further output is discarded",
+                    self.cap
+                );
                 self.emit(message);
             }
             self.dropped += over.len();
@@ -86,7 +89,11 @@ impl Capture {
     }
 
     fn emit(&self, message: String) {
-        (self.sink)(LogLine { plugin: self.plugin.clone(), source: self.source, message });
+        (self.sink)(LogLine {
+            plugin: self.plugin.clone(),
+            source: self.source,
+            message,
+        });
     }
 }
 
@@ -133,7 +140,11 @@ impl OutputStream for CapturedOutput {
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }
