@@ -17,12 +17,25 @@ fn main() {
     let target_dir = root.join("target").join("wasm-plugins");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
 
-    for dir in ["wit", "sdk/src", "sdk/Cargo.toml", "plugins/Cargo.toml", "tests/hostile/Cargo.toml", "tests/hostile/src"] {
+    for dir in [
+        "wit",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "plugins/Cargo.toml",
+        "tests/hostile/Cargo.toml",
+        "tests/hostile/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     for p in PLUGINS {
-        println!("cargo:rerun-if-changed={}", root.join("plugins").join(p).join("src").display());
-        println!("cargo:rerun-if-changed={}", root.join("plugins").join(p).join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("plugins").join(p).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("plugins").join(p).join("Cargo.toml").display()
+        );
     }
 
     build_workspace(&root.join("plugins/Cargo.toml"), PLUGINS, &target_dir);
@@ -35,9 +48,15 @@ fn main() {
             let file = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
             assert!(file.exists(), "{} was not built", file.display());
             let ident = name.replace('-', "_").to_uppercase();
-            code.push_str(&format!("pub const {ident}_PATH: &str = {:?};\n", file.display().to_string()));
+            code.push_str(&format!(
+                "pub const {ident}_PATH: &str = {:?};\n",
+                file.display().to_string()
+            ));
             if embed {
-                code.push_str(&format!("pub const {ident}: &[u8] = include_bytes!({:?});\n", file.display().to_string()));
+                code.push_str(&format!(
+                    "pub const {ident}: &[u8] = include_bytes!({:?});\n",
+                    file.display().to_string()
+                ));
             }
         }
     }
@@ -47,10 +66,16 @@ fn main() {
 fn build_workspace(manifest: &Path, packages: &[&str], target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(target_dir);
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -68,5 +93,9 @@ fn build_workspace(manifest: &Path, packages: &[&str], target_dir: &Path) {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("running cargo for the wasm plugins");
-    assert!(status.success(), "building {} for wasm32-wasip2 failed", manifest.display());
+    assert!(
+        status.success(),
+        "building {} for wasm32-wasip2 failed",
+        manifest.display()
+    );
 }

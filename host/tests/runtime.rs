@@ -11,7 +11,10 @@ use sluice::{plugins, Batch, Value};
 fn emails() -> Batch {
     Batch {
         columns: vec!["id".into(), "email".into()],
-        rows: vec![vec![Value::Integer(1), text(" Foo@Example.COM ")], vec![Value::Integer(2), Value::Null]],
+        rows: vec![
+            vec![Value::Integer(1), text(" Foo@Example.COM ")],
+            vec![Value::Integer(2), Value::Null],
+        ],
     }
 }
 
@@ -24,10 +27,16 @@ async fn pii_hash_transforms_a_batch_inside_the_sandbox() {
     let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
     let spec = instance.spec().await.unwrap();
     assert_eq!(spec.name, "pii-hash");
-    let t = instance.open_transformer(r#"{"fields":["email"]}"#).await.unwrap();
+    let t = instance
+        .open_transformer(r#"{"fields":["email"]}"#)
+        .await
+        .unwrap();
     let out = instance.transform(&t, &emails()).await.unwrap();
     assert!(out.errors.is_empty());
-    assert_eq!(out.batch.rows[0][1], text("321ba197033e81286fedb719d60d4ed5cecaed170733cb4a92013811afc0e3b6"));
+    assert_eq!(
+        out.batch.rows[0][1],
+        text("321ba197033e81286fedb719d60d4ed5cecaed170733cb4a92013811afc0e3b6")
+    );
     assert_eq!(out.batch.rows[1][1], Value::Null);
 }
 
@@ -36,12 +45,25 @@ async fn config_errors_come_back_typed_and_named() {
     let rt = runtime();
     let plugin = Plugin::from_bytes(&rt.runtime, "pii-hash", plugins::PII_HASH).unwrap();
     let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
-    let err = instance.open_transformer(r#"{"felds":["email"]}"#).await.err().unwrap();
+    let err = instance
+        .open_transformer(r#"{"felds":["email"]}"#)
+        .await
+        .err()
+        .unwrap();
     let message = err.to_string();
-    assert!(message.contains("plugin `pii-hash` failed in `open`"), "{message}");
-    assert!(message.contains("configuration error") && message.contains("felds"), "{message}");
+    assert!(
+        message.contains("plugin `pii-hash` failed in `open`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("configuration error") && message.contains("felds"),
+        "{message}"
+    );
     // A contract error does not poison the instance.
-    instance.open_transformer(r#"{"fields":["email"]}"#).await.unwrap();
+    instance
+        .open_transformer(r#"{"fields":["email"]}"#)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -57,7 +79,10 @@ async fn compiled_components_are_cached_by_digest() {
     assert_eq!(cached.len(), 1);
     // A cache hit runs like a fresh compile.
     let mut instance = second.instantiate(&sandbox(&[])).await.unwrap();
-    let t = instance.open_transformer(r#"{"fields":[{"from":"id","to":"Id","type":"text"}]}"#).await.unwrap();
+    let t = instance
+        .open_transformer(r#"{"fields":[{"from":"id","to":"Id","type":"text"}]}"#)
+        .await
+        .unwrap();
     let out = instance.transform(&t, &emails()).await.unwrap();
     assert_eq!(out.batch.columns, vec!["Id"]);
     assert_eq!(out.batch.rows[0][0], text("1"));
@@ -66,12 +91,19 @@ async fn compiled_components_are_cached_by_digest() {
 #[tokio::test]
 async fn refuses_files_that_are_not_sluice_plugins() {
     let rt = runtime();
-    let err = Plugin::from_bytes(&rt.runtime, "junk", b"not wasm at all").err().unwrap();
+    let err = Plugin::from_bytes(&rt.runtime, "junk", b"not wasm at all")
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
     // A valid component that exports no Sluice world.
     let empty = wat_component();
-    let err = Plugin::from_bytes(&rt.runtime, "empty", &empty).err().unwrap();
-    assert!(format!("{err:#}").contains("not a Sluice plugin"), "{err:#}");
+    let err = Plugin::from_bytes(&rt.runtime, "empty", &empty)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("not a Sluice plugin"),
+        "{err:#}"
+    );
 }
 
 /// The smallest valid component: `(component)` in binary form.

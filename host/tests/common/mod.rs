@@ -22,9 +22,16 @@ pub fn runtime_with(customise: impl FnOnce(&mut RuntimeOptions)) -> TestRuntime 
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink_lines = lines.clone();
     let sink: LogSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
-    let mut options = RuntimeOptions { cache_dir: Some(shared_cache_dir()), log: sink, ..Default::default() };
+    let mut options = RuntimeOptions {
+        cache_dir: Some(shared_cache_dir()),
+        log: sink,
+        ..Default::default()
+    };
     customise(&mut options);
-    TestRuntime { runtime: Runtime::new(options).unwrap(), lines }
+    TestRuntime {
+        runtime: Runtime::new(options).unwrap(),
+        lines,
+    }
 }
 
 pub fn runtime() -> TestRuntime {
@@ -59,29 +66,52 @@ pub async fn receiver() -> Receiver {
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
 
-    type Shared = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>);
+    type Shared = (
+        Arc<Mutex<Vec<Received>>>,
+        Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+    );
 
-    async fn hook(State((requests, script)): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> axum::response::Response {
+    async fn hook(
+        State((requests, script)): State<Shared>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
         let next = script.lock().unwrap().pop_front();
         let (status, retry_after) = next.unwrap_or((200, None));
         if status == 200 {
             let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            requests.lock().unwrap().push(Received { headers, body: json, raw: body.to_vec() });
+            requests.lock().unwrap().push(Received {
+                headers,
+                body: json,
+                raw: body.to_vec(),
+            });
         }
-        let mut response = (StatusCode::from_u16(status).unwrap(), format!("status {status}")).into_response();
+        let mut response = (
+            StatusCode::from_u16(status).unwrap(),
+            format!("status {status}"),
+        )
+            .into_response();
         if let Some(r) = retry_after {
-            response.headers_mut().insert("retry-after", r.parse().unwrap());
+            response
+                .headers_mut()
+                .insert("retry-after", r.parse().unwrap());
         }
         response
     }
 
     let requests = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
-    let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state((requests.clone(), script.clone()));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state((requests.clone(), script.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Receiver { url: format!("http://127.0.0.1:{}/hook", addr.port()), requests, script }
+    Receiver {
+        url: format!("http://127.0.0.1:{}/hook", addr.port()),
+        requests,
+        script,
+    }
 }
 
 impl Receiver {
