@@ -1,1 +1,123 @@
-//! Local emulators of SaaS APIs.
+//! Local emulators of the Salesforce REST API and the HubSpot CRM v3 API.
+//!
+//! They reproduce the documented behaviour in `shared/reference/saas-apis.md`
+//! (auth and token expiry, batch limits, per-record errors inside a 200, whole-request
+//! 400s, validation errors, each API's own throttling signals, Bulk API 2.0 job states)
+//! and add seeded fault injection (5xx, slow responses, dropped connections), so that
+//! destination plugins can be tested, benchmarked and developed offline.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use sluice_emulators::{start_salesforce, EmulatorConfig};
+//! let emulator = start_salesforce("127.0.0.1:0".parse()?, EmulatorConfig::default()).await?;
+//! println!("{}", emulator.connection_info());
+//! let accounts = emulator.handle().records("Account");
+//! # let _ = accounts;
+//! emulator.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! State is in memory only and lives as long as the emulator.
+
+// Handlers validate in small helpers that return the finished error `Response` as
+// their `Err`, so each early exit is one `?`/match arm. A `Response` is ~128 bytes;
+// boxing it on these cold paths would add noise for no measurable gain.
+#![allow(clippy::result_large_err)]
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use anyhow::Context;
+
+mod config;
+mod faults;
+mod handle;
+pub mod hubspot;
+mod limits;
+pub mod salesforce;
+mod schema;
+mod server;
+mod store;
+mod values;
+
+pub use config::{
+    ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
+};
+pub use handle::{EmulatorHandle, IssuedToken, StatsSnapshot};
+pub use schema::{FieldSpec, FieldType, ObjectSpec};
+pub use server::RunningEmulator;
+pub use values::is_valid_email;
+
+/// Which API an emulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmulatorKind {
+    /// Salesforce REST API (OAuth, describe, sObject Collections, Bulk API 2.0).
+    Salesforce,
+    /// HubSpot CRM v3 (batch object endpoints, properties).
+    HubSpot,
+}
+
+impl fmt::Display for EmulatorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EmulatorKind::Salesforce => "salesforce",
+            EmulatorKind::HubSpot => "hubspot",
+        })
+    }
+}
+
+impl FromStr for EmulatorKind {
+    type Err = anyhow::Error;
+
+    /// Parses the CLI spelling: `salesforce` or `hubspot` (any case).
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "salesforce" | "sfdc" => Ok(EmulatorKind::Salesforce),
+            "hubspot" => Ok(EmulatorKind::HubSpot),
+            other => anyhow::bail!("unknown emulator {other:?}: expected salesforce or hubspot"),
+        }
+    }
+}
+
+/// Starts a Salesforce emulator on `addr` (use port 0 for any free port).
+pub async fn start_salesforce(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::Salesforce, addr, config).await
+}
+
+/// Starts a HubSpot emulator on `addr` (use port 0 for any free port).
+pub async fn start_hubspot(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::HubSpot, addr, config).await
+}
+
+/// Starts an emulator of `kind`.
+pub async fn start(
+    kind: EmulatorKind,
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(kind, addr, config).await
+}
+
+/// Runs an emulator until Ctrl-C, then shuts it down gracefully. Connection details
+/// are logged through `tracing` at info level; a CLI wanting to print them itself can
+/// call [`start`] and [`RunningEmulator::connection_info`] instead.
+pub async fn serve_forever(
+    kind: EmulatorKind,
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<()> {
+    let emulator = start(kind, addr, config).await?;
+    tracing::info!("{}", emulator.connection_info());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    emulator.shutdown().await
+}

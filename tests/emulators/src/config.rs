@@ -1,0 +1,145 @@
+//! Configuration knobs shared by both emulators, plus the per-API specifics.
+//!
+//! Every knob has a default that behaves like a healthy, unthrottled API so that
+//! `EmulatorConfig::default()` is what `sluice demo` wants; tests and benchmarks
+//! turn individual knobs on.
+
+use std::time::Duration;
+
+/// Client id accepted by the Salesforce token endpoint when no clients are configured.
+pub const DEFAULT_CLIENT_ID: &str = "sluice-emulator-client";
+/// Client secret paired with [`DEFAULT_CLIENT_ID`].
+pub const DEFAULT_CLIENT_SECRET: &str = "sluice-emulator-secret";
+/// Private-app token accepted by the HubSpot emulator when no tokens are configured.
+pub const DEFAULT_HUBSPOT_TOKEN: &str = "pat-na1-sluice-emulator-token";
+
+/// A request budget: at most `requests` accepted requests in any rolling window of
+/// `interval` (HubSpot's `TEN_SECONDLY_ROLLING` is 190 per 10 s, for instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Length of the rolling window.
+    pub interval: Duration,
+}
+
+impl RateLimit {
+    /// A limit of `requests` per `interval`.
+    pub fn new(requests: u32, interval: Duration) -> Self {
+        Self { requests, interval }
+    }
+}
+
+/// Fault injection. Probabilities are in `[0, 1]` and are drawn, in this order, for
+/// every request from one random generator seeded with [`EmulatorConfig::seed`]:
+/// dropped connection, then 5xx, then slow response. A faulted request (drop or 5xx)
+/// never reaches the API logic, so nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FaultConfig {
+    /// Probability of answering 500 or 503 (chosen half and half) instead of serving.
+    pub server_error_probability: f64,
+    /// Probability of delaying the response by `slow_delay` before serving it normally.
+    pub slow_probability: f64,
+    /// How long a slow response is held.
+    pub slow_delay: Duration,
+    /// Probability of closing the socket after reading the request, without a response.
+    pub drop_probability: f64,
+}
+
+impl FaultConfig {
+    /// No faults at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// True if any fault can fire.
+    pub fn is_active(&self) -> bool {
+        self.server_error_probability > 0.0
+            || self.slow_probability > 0.0
+            || self.drop_probability > 0.0
+    }
+}
+
+/// One OAuth client (connected app) known to the Salesforce emulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// `client_id` (consumer key); also the `iss` a JWT-bearer assertion must carry.
+    pub client_id: String,
+    /// `client_secret` (consumer secret) for the client-credentials grant.
+    pub client_secret: String,
+}
+
+/// Salesforce-only knobs.
+#[derive(Debug, Clone)]
+pub struct SalesforceSettings {
+    /// The `M` in `Sforce-Limit-Info: api-usage=N/M`; calls beyond it get 403
+    /// `REQUEST_LIMIT_EXCEEDED`.
+    pub daily_api_limit: u64,
+    /// Delay before a Bulk 2.0 job moves UploadComplete -> InProgress, and again
+    /// before it moves InProgress -> JobComplete/Failed.
+    pub bulk_processing_delay: Duration,
+    /// Connected apps accepted by the token endpoint.
+    pub clients: Vec<ClientCredentials>,
+}
+
+impl Default for SalesforceSettings {
+    fn default() -> Self {
+        Self {
+            daily_api_limit: 100_000,
+            bulk_processing_delay: Duration::from_millis(200),
+            clients: vec![ClientCredentials {
+                client_id: DEFAULT_CLIENT_ID.to_owned(),
+                client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+            }],
+        }
+    }
+}
+
+/// HubSpot-only knobs.
+#[derive(Debug, Clone)]
+pub struct HubSpotSettings {
+    /// Private-app tokens accepted as `Authorization: Bearer <token>`.
+    pub tokens: Vec<String>,
+    /// Daily request allowance (`X-HubSpot-RateLimit-Daily`); 429 `DAILY` beyond it.
+    pub daily_limit: u64,
+}
+
+impl Default for HubSpotSettings {
+    fn default() -> Self {
+        Self {
+            tokens: vec![DEFAULT_HUBSPOT_TOKEN.to_owned()],
+            daily_limit: 1_000_000,
+        }
+    }
+}
+
+/// Everything an emulator needs at start; most of it can be changed at run time
+/// through [`crate::EmulatorHandle`].
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Short-window request budget; `None` means unthrottled (daily limits still apply).
+    pub rate_limit: Option<RateLimit>,
+    /// Lifetime of Salesforce access tokens from the moment they are issued.
+    pub token_lifetime: Duration,
+    /// Fault injection probabilities.
+    pub faults: FaultConfig,
+    /// Seed for every random choice (faults, tokens, correlation ids).
+    pub seed: u64,
+    /// Salesforce specifics.
+    pub salesforce: SalesforceSettings,
+    /// HubSpot specifics.
+    pub hubspot: HubSpotSettings,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit: None,
+            token_lifetime: Duration::from_secs(2 * 60 * 60),
+            faults: FaultConfig::none(),
+            seed: 0x51_1CE,
+            salesforce: SalesforceSettings::default(),
+            hubspot: HubSpotSettings::default(),
+        }
+    }
+}
