@@ -11,9 +11,19 @@ pub fn embedded(name: &str) -> Option<&'static [u8]> {
         "field-map" => FIELD_MAP,
         "files" => FILES,
         "postgres" => POSTGRES,
+        "salesforce" => SALESFORCE,
+        "hubspot" => HUBSPOT,
         _ => return None,
     })
 }
 
 /// Names of the embedded plugins.
-pub const EMBEDDED: &[&str] = &["webhook", "pii-hash", "field-map", "files", "postgres"];
+pub const EMBEDDED: &[&str] = &[
+    "webhook",
+    "pii-hash",
+    "field-map",
+    "files",
+    "postgres",
+    "salesforce",
+    "hubspot",
+];

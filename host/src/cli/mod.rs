@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 pub mod plugin;
+pub mod sync;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -38,6 +39,34 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check sluice.yaml: every problem with its file, line and what was expected.
+    Validate {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::ValidateArgs,
+    },
+    /// Dry-run a sync: what would be added, changed and deleted; nothing is written.
+    Plan {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::PlanArgs,
+    },
+    /// Run a sync (or --all): send what changed since the last run.
+    Run {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::RunArgs,
+    },
+    /// List past runs, or `runs show RUN` for one run's counts and rejected rows.
+    Runs {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::RunsArgs,
+    },
     /// Inspect, check and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -46,6 +75,10 @@ pub enum Command {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Validate { project, args } => sync::validate(&project, args),
+        Command::Plan { project, args } => sync::plan(&project, args).await,
+        Command::Run { project, args } => sync::run(&project, args).await,
+        Command::Runs { project, args } => sync::runs(&project, args),
         Command::Plugin(cmd) => plugin::run(cmd).await,
     }
 }

@@ -300,8 +300,13 @@ pub fn check_against_destination(
 ) -> Result<(), Vec<MappingProblem>> {
     let mut problems = Vec::new();
     check_mode(sync, object, &mut problems);
-    check_identifier(sync, object, &mut problems);
-    if sync.transforms.is_empty() {
+    // A field named `*` means the destination takes any fields (webhooks,
+    // event APIs): only the mode can be checked.
+    let open_schema = object.fields.iter().any(|f| f.name == "*");
+    if !open_schema {
+        check_identifier(sync, object, &mut problems);
+    }
+    if sync.transforms.is_empty() && !open_schema {
         check_types(sync, object, &mut problems);
         let fields: Option<Vec<String>> = if sync.mappings.is_empty() {
             model_columns.map(<[String]>::to_vec)

@@ -16,3 +16,4 @@ pub mod hash;
 pub mod key;
 pub mod mapping;
 pub mod snapshot;
+pub mod run;

@@ -1,0 +1,697 @@
+//! Running a sync: extract → diff → map → transform → load → commit.
+//!
+//! The source streams batches from its own task while this loop diffs,
+//! maps, transforms and writes the previous batch. After each batch, the
+//! rows the destination acknowledged, the rows it rejected and the run's
+//! progress are committed in one state transaction: a run killed at any
+//! point leaves state that claims only acknowledged rows, so the next run
+//! re-sends exactly what was not recorded (at-least-once, idempotent by key).
+
+use super::diff::{Change, Differ, RowDiff};
+use super::key::{DestId, RowKey};
+use super::hash::RowHash;
+use super::mapping::{self, Mapper};
+use crate::config::{GrantKind, PluginInstance, PluginRef, Project, SyncConfig};
+use crate::runtime::bindings::types::{ObjectInfo, PluginError, ReadRequest, RowResult, WriteMode, WriteTarget};
+use crate::runtime::instance::{TransformerHandle, WriterHandle};
+use crate::runtime::plugin::Plugin;
+use crate::runtime::sandbox::policy::{self, Grants, NetGrant, NetPolicy};
+use crate::runtime::{FailureKind, Instance, PluginFailure, Runtime, Sandbox};
+use crate::state::{Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore};
+use crate::{plugins, Batch, Row, Value};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Re-send every row (the rejected-row ledger is kept).
+    pub full_resync: bool,
+    /// Plan only: diff and map, write nothing, commit nothing.
+    pub dry_run: bool,
+    /// Called after every batch with the counts so far.
+    pub progress: Option<Arc<dyn Fn(&RunCounts) + Send + Sync>>,
+    /// Retry policy for retryable failures within the run.
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Consecutive rate-limit waits tolerated for one batch.
+    pub max_throttle_waits: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_throttle_waits: 1000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let jitter = rand_unit();
+        exp.mul_f64(0.5 + jitter / 2.0)
+    }
+}
+
+/// A cheap pseudo-random number in [0, 1) for jitter (no crypto needed).
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A row the plan would send, for `sluice plan`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedRow {
+    pub change: &'static str,
+    pub key: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: Option<RunId>,
+    pub sync: String,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub elapsed_ms: u128,
+    pub error: Option<String>,
+    /// Samples of rows that would be sent (plans only).
+    pub planned: Vec<PlannedRow>,
+}
+
+const PLAN_SAMPLES: usize = 10;
+const SOURCE_QUEUE: usize = 4;
+
+/// Everything a run needs from the outside.
+pub struct SyncEngine<'a, S: StateStore> {
+    pub project: &'a Project,
+    pub runtime: &'a Runtime,
+    pub store: &'a Mutex<S>,
+}
+
+impl<S: StateStore> SyncEngine<'_, S> {
+    /// Run (or plan) one sync.
+    pub async fn run(&self, name: &str, options: &RunOptions) -> Result<RunReport> {
+        let started = Instant::now();
+        let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
+        let mut prepared = self.prepare(sync).await.with_context(|| format!("sync `{name}`"))?;
+        if options.dry_run {
+            let mut report = prepared.plan(self.store, options).await.with_context(|| format!("planning sync `{name}`"))?;
+            report.elapsed_ms = started.elapsed().as_millis();
+            return Ok(report);
+        }
+        let run_id = {
+            let mut store = lock(self.store);
+            store.mark_interrupted_runs()?;
+            let id = store.begin_run(name, options.full_resync)?;
+            if options.full_resync {
+                store.forget_snapshot(name)?;
+            }
+            id
+        };
+        let outcome = prepared.execute(self.store, run_id, options).await;
+        let (status, error) = match &outcome {
+            Ok(()) => (RunStatus::Succeeded, None),
+            Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
+        };
+        let record = {
+            let mut store = lock(self.store);
+            store.finish_run(run_id, status, error.as_deref())?;
+            store.run(run_id)?
+        };
+        let counts = record.map(|r| r.counts).unwrap_or_default();
+        Ok(RunReport {
+            run_id: Some(run_id),
+            sync: name.to_string(),
+            status,
+            counts,
+            elapsed_ms: started.elapsed().as_millis(),
+            error,
+            planned: Vec::new(),
+        })
+    }
+
+    async fn prepare<'p>(&self, sync: &'p SyncConfig) -> Result<Prepared<'p>> {
+        let project = self.project;
+        let model = project.model_of(sync);
+        let source_cfg = project.source_of(model);
+        let dest_cfg = &project.destination_of(sync).instance;
+
+        let source = open_instance(self.runtime, source_cfg, "source").await?;
+        let mut destination = open_instance(self.runtime, dest_cfg, "destination").await?;
+        let object = discover_object(&mut destination, dest_cfg, sync).await?;
+        mapping::check_against_destination(sync, None, &object).map_err(|problems| {
+            anyhow!(
+                "the mapping does not fit `{}` on destination `{}`:\n  {}",
+                sync.object,
+                dest_cfg.name,
+                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  ")
+            )
+        })?;
+        let mapper = Mapper::new(sync).map_err(|problems| {
+            anyhow!("invalid mappings: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        let mut transforms = Vec::new();
+        for t in &sync.transforms {
+            let cfg = &project.transforms[t];
+            let mut instance = open_instance(self.runtime, cfg, "transform").await?;
+            let handle = instance.open_transformer(&cfg.config_json()).await?;
+            transforms.push((instance, handle));
+        }
+        let identifier = sync.identifier.as_ref().map(|i| i.expose().to_string());
+        let target = WriteTarget {
+            object: sync.object.expose().to_string(),
+            mode: sync.mode.write_mode(),
+            identifier: identifier.clone().unwrap_or_default(),
+        };
+        let dest_config = dest_cfg.config_json();
+        let batch_size = sync.batch_size.unwrap_or(0);
+        Ok(Prepared {
+            sync,
+            source: Some(source),
+            source_config: source_cfg.config_json(),
+            destination,
+            dest_config,
+            target,
+            identifier,
+            mapper,
+            transforms,
+            batch_size,
+            primary_key: model.primary_key.clone(),
+            read: model.read_request(),
+        })
+    }
+}
+
+fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolve a plugin reference: a file, or a plugin built into the binary.
+pub fn load_plugin(runtime: &Runtime, cfg: &PluginInstance) -> Result<Plugin> {
+    let mut plugin = match &cfg.plugin {
+        PluginRef::Path(path) => Plugin::load(runtime, path)?,
+        PluginRef::Installed(name) => {
+            let bytes = plugins::embedded(name).ok_or_else(|| {
+                anyhow!(
+                    "`{}` uses plugin `{name}`, which is neither a file nor a built-in plugin ({})",
+                    cfg.name,
+                    plugins::EMBEDDED.join(", ")
+                )
+            })?;
+            Plugin::from_bytes(runtime, name, bytes)?
+        }
+    };
+    plugin.set_name(&cfg.name);
+    Ok(plugin)
+}
+
+/// The sandbox a project grants one plugin.
+pub fn sandbox_for(cfg: &PluginInstance) -> Result<Sandbox> {
+    let mut net = Vec::new();
+    let mut dirs = Vec::new();
+    for grant in &cfg.grants {
+        match &grant.kind {
+            GrantKind::Network(_) => net.push(
+                NetGrant::parse(grant.text.expose()).with_context(|| format!("grant of `{}`", cfg.name))?,
+            ),
+            GrantKind::Dir(d) => dirs.push(policy::DirGrant { host: d.host.clone(), guest: d.guest.clone(), writable: d.writable }),
+        }
+    }
+    Ok(Sandbox { grants: Grants { net: NetPolicy::new(net), dirs }, limits: None, tenant: "default".into() })
+}
+
+async fn open_instance(runtime: &Runtime, cfg: &PluginInstance, role: &str) -> Result<Instance> {
+    let plugin = load_plugin(runtime, cfg).with_context(|| format!("loading {role} `{}`", cfg.name))?;
+    let sandbox = sandbox_for(cfg)?;
+    Ok(plugin.instantiate(&sandbox).await?)
+}
+
+async fn discover_object(destination: &mut Instance, cfg: &PluginInstance, sync: &SyncConfig) -> Result<ObjectInfo> {
+    let objects = destination.discover(&cfg.config_json()).await?;
+    let wanted = sync.object.expose();
+    if let Some(o) = objects.iter().find(|o| o.name == wanted) {
+        return Ok(o.clone());
+    }
+    // A destination with one catch-all object (webhooks) accepts any name.
+    if let [only] = objects.as_slice() {
+        if only.fields.iter().any(|f| f.name == "*") {
+            return Ok(ObjectInfo { name: wanted.to_string(), ..only.clone() });
+        }
+    }
+    let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    let hint = crate::config::suggest(wanted, names.iter().copied()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+    bail!("destination `{}` has no object `{wanted}` (it has: {}){hint}", cfg.name, names.join(", "))
+}
+
+/// Per-row bookkeeping that travels with a row through map, transform and
+/// load.
+#[derive(Clone)]
+struct RowMeta {
+    key: RowKey,
+    hash: RowHash,
+}
+
+struct Prepared<'p> {
+    sync: &'p SyncConfig,
+    /// Moves into the reader task when the run starts.
+    source: Option<Instance>,
+    source_config: String,
+    destination: Instance,
+    dest_config: String,
+    target: WriteTarget,
+    identifier: Option<String>,
+    mapper: Mapper,
+    transforms: Vec<(Instance, TransformerHandle)>,
+    batch_size: u32,
+    primary_key: Vec<String>,
+    read: ReadRequest,
+}
+
+/// The rows of one source batch that should be sent (mapped and
+/// transformed), plus what happened to the others.
+struct Outgoing {
+    batch: Batch,
+    meta: Vec<RowMeta>,
+    commit: CommitBatch,
+}
+
+/// Stream a source in its own task so reading overlaps writing.
+fn spawn_reader(
+    mut source: Instance,
+    config: String,
+    read: ReadRequest,
+    batch_rows: u32,
+) -> tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
+    tokio::spawn(async move {
+        let reader = match source.read(&config, &read).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        loop {
+            let next = source.next_batch(&reader, batch_rows).await;
+            let done = !matches!(next, Ok(Some(_)));
+            let item = match next {
+                Ok(Some(batch)) => Ok(batch),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Prepared<'_> {
+    fn write_batch_rows(&self) -> usize {
+        match self.batch_size {
+            0 => 1000,
+            n => n as usize,
+        }
+    }
+
+    fn start_reader(&mut self) -> Result<tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>>> {
+        let source = self.source.take().ok_or_else(|| anyhow!("the source was already read"))?;
+        let rows = (self.write_batch_rows() as u32).max(1000);
+        Ok(spawn_reader(source, self.source_config.clone(), self.read.clone(), rows))
+    }
+
+    async fn classify(&mut self, differ: &mut Differ, mut batch: Batch, counts: &mut RunCounts) -> Result<Outgoing> {
+        let diffs = differ.classify(&batch).with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
+        let mut commit = CommitBatch::default();
+        let mut rows: Vec<Row> = Vec::with_capacity(diffs.len());
+        let mut keys: Vec<RowKey> = Vec::with_capacity(diffs.len());
+        let mut hashes: Vec<RowHash> = Vec::with_capacity(diffs.len());
+        for RowDiff { index, key, hash, change } in diffs {
+            match change {
+                Change::Added => counts.added += 1,
+                Change::Changed { .. } => counts.changed += 1,
+                Change::Unchanged => {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                Change::Invalid(reason) => {
+                    counts.invalid += 1;
+                    let message = match &key {
+                        Some(k) => format!("row with key {k}: {reason}"),
+                        None => format!("row {index} of its batch: {reason}"),
+                    };
+                    commit.invalid.push(InvalidRow { key, message });
+                    continue;
+                }
+            }
+            if matches!(change, Change::Changed { .. }) && !self.sync.mode.sends_changed() {
+                continue;
+            }
+            let Some(key) = key else { continue };
+            rows.push(std::mem::take(&mut batch.rows[index]));
+            keys.push(key);
+            hashes.push(hash);
+        }
+        counts.planned += rows.len() as u64;
+        let selected = Batch { columns: batch.columns, rows };
+        let mapped = self.mapper.apply(&selected, &keys)?;
+        for e in &mapped.errors {
+            commit.rejected.push(Rejection { key: e.key.clone(), hash: hashes[e.index], message: e.to_string() });
+        }
+        let meta = mapped.rows.iter().map(|&i| RowMeta { key: keys[i].clone(), hash: hashes[i] }).collect();
+        let mut out = Outgoing { batch: mapped.batch, meta, commit };
+        self.apply_transforms(&mut out).await?;
+        Ok(out)
+    }
+
+    async fn apply_transforms(&mut self, out: &mut Outgoing) -> Result<()> {
+        for (instance, handle) in &mut self.transforms {
+            if out.batch.rows.is_empty() {
+                return Ok(());
+            }
+            let transformed = instance.transform(handle, &out.batch).await?;
+            let mut failed = vec![false; out.meta.len()];
+            for e in &transformed.errors {
+                let meta = &out.meta[e.index as usize];
+                failed[e.index as usize] = true;
+                out.commit.rejected.push(Rejection {
+                    key: meta.key.clone(),
+                    hash: meta.hash,
+                    message: format!("transform `{}`: {}", instance.plugin_name(), e.message),
+                });
+            }
+            let meta = std::mem::take(&mut out.meta);
+            out.meta = meta.into_iter().zip(failed).filter(|(_, f)| !f).map(|(m, _)| m).collect();
+            out.batch = transformed.batch;
+        }
+        Ok(())
+    }
+
+    async fn plan<S: StateStore>(&mut self, store: &Mutex<S>, options: &RunOptions) -> Result<RunReport> {
+        let snapshot = if options.full_resync { Default::default() } else { lock(store).load_snapshot(&self.sync.name)? };
+        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let mut rx = self.start_reader()?;
+        let mut counts = RunCounts::default();
+        let mut planned = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            let out = self.classify(&mut differ, batch?, &mut counts).await?;
+            counts.rejected += out.commit.rejected.len() as u64;
+            for (row, meta) in out.batch.rows.iter().zip(&out.meta).take(PLAN_SAMPLES.saturating_sub(planned.len())) {
+                let fields = out.batch.columns.iter().zip(row).map(|(c, v)| (c.clone(), value_json(v))).collect();
+                planned.push(PlannedRow { change: "send", key: meta.key.to_string(), fields });
+            }
+            if let Some(p) = &options.progress {
+                p(&counts);
+            }
+        }
+        let summary = differ.finish();
+        if self.sync.mode.deletes_removed() {
+            counts.removed = summary.removed.len() as u64;
+            counts.planned += counts.removed;
+            for r in summary.removed.iter().take(PLAN_SAMPLES.saturating_sub(planned.len())) {
+                planned.push(PlannedRow { change: "delete", key: r.key.to_string(), fields: Default::default() });
+            }
+        }
+        Ok(RunReport {
+            run_id: None,
+            sync: self.sync.name.clone(),
+            status: RunStatus::Succeeded,
+            counts,
+            elapsed_ms: 0,
+            error: None,
+            planned,
+        })
+    }
+
+    async fn execute<S: StateStore>(&mut self, store: &Mutex<S>, run: RunId, options: &RunOptions) -> Result<()> {
+        let snapshot = lock(store).load_snapshot(&self.sync.name)?;
+        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let writer = self.destination.open_writer(&self.dest_config, &self.target).await?;
+        let mut rx = self.start_reader()?;
+        let mut total = RunCounts::default();
+        while let Some(batch) = rx.recv().await {
+            let mut counts = RunCounts::default();
+            let mut out = self.classify(&mut differ, batch?, &mut counts).await?;
+            for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
+                self.deliver(&writer, chunk, &mut out.commit, &mut counts, &options.retry).await?;
+            }
+            counts.rejected += out.commit.rejected.len() as u64;
+            out.commit.progress = counts;
+            lock(store).commit_batch(run, &out.commit)?;
+            total += counts;
+            if let Some(p) = &options.progress {
+                p(&total);
+            }
+        }
+        let summary = differ.finish();
+        if self.sync.mode.deletes_removed() && !summary.removed.is_empty() {
+            self.delete_removed(store, run, summary.removed, &options.retry, &mut total, options).await?;
+        }
+        Ok(())
+    }
+
+    /// Mirror mode: delete the rows that left the model, but only those
+    /// Sluice itself delivered (they are in the snapshot, with the
+    /// identifier value they were sent with).
+    async fn delete_removed<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        run: RunId,
+        removed: Vec<super::diff::RemovedRow>,
+        retry: &RetryPolicy,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<()> {
+        let identifier = self.identifier.clone().ok_or_else(|| anyhow!("mirror mode needs an identifier"))?;
+        let target = WriteTarget { mode: WriteMode::Delete, ..self.target.clone() };
+        let writer = self.destination.open_writer(&self.dest_config, &target).await?;
+        for chunk in removed.chunks(self.write_batch_rows()) {
+            let mut counts = RunCounts { removed: chunk.len() as u64, planned: chunk.len() as u64, ..Default::default() };
+            let mut commit = CommitBatch::default();
+            let mut rows = Vec::new();
+            let mut keys = Vec::new();
+            for r in chunk {
+                match r.dest_id.as_ref().map(DestId::to_value) {
+                    Some(Ok(id)) => {
+                        rows.push(vec![id]);
+                        keys.push(r.key.clone());
+                    }
+                    _ => tracing::warn!(sync = %self.sync.name, key = %r.key, "cannot delete: no identifier was recorded when it was delivered"),
+                }
+            }
+            let batch = Batch { columns: vec![identifier.clone()], rows };
+            let results = self.write_with_retry(&writer, &batch, retry, &mut counts).await?;
+            for (key, result) in keys.into_iter().zip(results) {
+                match result {
+                    Ok(()) => commit.acknowledged.push(Ack::Deleted { key }),
+                    Err(message) => {
+                        counts.rejected += 1;
+                        tracing::warn!(sync = %self.sync.name, %key, "delete rejected: {message}");
+                    }
+                }
+            }
+            commit.progress = counts;
+            lock(store).commit_batch(run, &commit)?;
+            *total += counts;
+            if let Some(p) = &options.progress {
+                p(total);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write one chunk and record every row's outcome in `commit`. A chunk
+    /// the destination refuses as a whole is split in halves until the bad
+    /// rows are isolated.
+    async fn deliver(
+        &mut self,
+        writer: &WriterHandle,
+        chunk: (Batch, Vec<RowMeta>),
+        commit: &mut CommitBatch,
+        counts: &mut RunCounts,
+        retry: &RetryPolicy,
+    ) -> Result<()> {
+        let id_column = self.identifier.as_ref().and_then(|i| chunk.0.columns.iter().position(|c| c == i));
+        let mut pending = VecDeque::from([chunk]);
+        while let Some((batch, meta)) = pending.pop_front() {
+            match self.write_with_retry(writer, &batch, retry, counts).await {
+                Ok(results) => {
+                    for ((row, meta), result) in batch.rows.iter().zip(meta).zip(results) {
+                        match result {
+                            Ok(()) => {
+                                let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
+                                commit.acknowledged.push(Ack::Delivered { key: meta.key, hash: meta.hash, dest_id });
+                            }
+                            Err(message) => commit.rejected.push(Rejection { key: meta.key, hash: meta.hash, message }),
+                        }
+                    }
+                }
+                Err(failure) if is_row_problem(&failure) && batch.rows.len() > 1 => {
+                    counts.retried += batch.rows.len() as u64;
+                    pending.extend(split_in_half(batch, meta));
+                }
+                Err(failure) if is_row_problem(&failure) => {
+                    let message = failure.kind.to_string();
+                    for m in meta {
+                        commit.rejected.push(Rejection { key: m.key, hash: m.hash, message: message.clone() });
+                    }
+                }
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a batch; retry retryable and throttled rows within the run.
+    /// Returns, per row, `Ok` when acknowledged or `Err(message)` when
+    /// rejected; a failure of the whole call comes back as `Err`.
+    async fn write_with_retry(
+        &mut self,
+        writer: &WriterHandle,
+        batch: &Batch,
+        retry: &RetryPolicy,
+        counts: &mut RunCounts,
+    ) -> Result<Vec<Result<(), String>>, PluginFailure> {
+        let mut outcome: Vec<Option<Result<(), String>>> = vec![None; batch.rows.len()];
+        let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
+        let mut attempt = 0;
+        let mut throttled = 0;
+        counts.sent += todo.len() as u64;
+        while !todo.is_empty() {
+            let sub = Batch { columns: batch.columns.clone(), rows: todo.iter().map(|&i| batch.rows[i].clone()).collect() };
+            let results = match self.destination.write(writer, &sub).await {
+                Ok(r) => r,
+                Err(failure) => match failure.plugin_error() {
+                    Some(PluginError::RateLimited(info)) if throttled < retry.max_throttle_waits => {
+                        throttled += 1;
+                        counts.throttled_waits += 1;
+                        tokio::time::sleep(Duration::from_millis(info.retry_after_ms)).await;
+                        continue;
+                    }
+                    Some(PluginError::Retryable(_)) if attempt + 1 < retry.max_attempts => {
+                        attempt += 1;
+                        counts.retried += todo.len() as u64;
+                        tokio::time::sleep(retry.delay(attempt)).await;
+                        continue;
+                    }
+                    _ => return Err(failure),
+                },
+            };
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for (&i, result) in todo.iter().zip(results) {
+                match result {
+                    RowResult::Created | RowResult::Updated | RowResult::Deleted | RowResult::Accepted => {
+                        counts.ok += 1;
+                        outcome[i] = Some(Ok(()));
+                    }
+                    RowResult::Rejected(message) => outcome[i] = Some(Err(message)),
+                    RowResult::RateLimited(ms) => {
+                        wait = wait.max(Duration::from_millis(ms));
+                        again.push((i, None));
+                    }
+                    RowResult::Retryable(message) => again.push((i, Some(message))),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            let throttled_only = again.iter().all(|(_, m)| m.is_none());
+            if throttled_only && throttled < retry.max_throttle_waits {
+                throttled += 1;
+                counts.throttled_waits += 1;
+            } else if attempt + 1 < retry.max_attempts {
+                attempt += 1;
+                counts.retried += again.len() as u64;
+                wait = wait.max(retry.delay(attempt));
+            } else {
+                // The destination keeps failing: fail the run rather than
+                // blame the rows. They are not acknowledged, so the next run
+                // sends them again.
+                let message = again.into_iter().find_map(|(_, m)| m).unwrap_or_else(|| "still rate limited".into());
+                return Err(PluginFailure {
+                    plugin: self.destination.plugin_name().to_string(),
+                    call: "write".into(),
+                    kind: FailureKind::Plugin(PluginError::Retryable(format!(
+                        "still failing after {} attempts: {message}",
+                        attempt + 1
+                    ))),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            todo = again.into_iter().map(|(i, _)| i).collect();
+        }
+        Ok(outcome.into_iter().map(|o| o.unwrap_or_else(|| Err("no result".into()))).collect())
+    }
+}
+
+/// A failure that may be caused by some rows of the batch rather than the
+/// destination as a whole: worth splitting the batch to find them.
+fn is_row_problem(failure: &PluginFailure) -> bool {
+    matches!(&failure.kind, FailureKind::Plugin(PluginError::Permanent(_)))
+}
+
+fn split_in_half(batch: Batch, meta: Vec<RowMeta>) -> [(Batch, Vec<RowMeta>); 2] {
+    let mid = batch.rows.len() / 2;
+    let mut rows = batch.rows;
+    let mut meta = meta;
+    let right_rows = rows.split_off(mid);
+    let right_meta = meta.split_off(mid);
+    [
+        (Batch { columns: batch.columns.clone(), rows }, meta),
+        (Batch { columns: batch.columns, rows: right_rows }, right_meta),
+    ]
+}
+
+fn split_outgoing(batch: Batch, meta: Vec<RowMeta>, size: usize) -> Vec<(Batch, Vec<RowMeta>)> {
+    if batch.rows.is_empty() {
+        return Vec::new();
+    }
+    let mut chunks = Vec::new();
+    let mut rows = batch.rows.into_iter();
+    let mut meta = meta.into_iter();
+    loop {
+        let r: Vec<Row> = rows.by_ref().take(size).collect();
+        if r.is_empty() {
+            break;
+        }
+        let m: Vec<RowMeta> = meta.by_ref().take(r.len()).collect();
+        chunks.push((Batch { columns: batch.columns.clone(), rows: r }, m));
+    }
+    chunks
+}
+
+/// A value as JSON, for plan samples.
+pub fn value_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+        Value::Decimal(s) => s.parse::<serde_json::Number>().map(J::Number).unwrap_or_else(|_| J::String(s.clone())),
+        Value::Text(s) => J::String(s.clone()),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
+        Value::Bytes(b) => J::String(hex::encode(b)),
+        Value::Timestamp(us) => J::String(super::coerce::format_timestamp(*us)),
+        Value::Date(d) => J::String(super::coerce::format_date(*d)),
+    }
+}
