@@ -52,6 +52,8 @@ pub struct Receiver {
     pub requests: Arc<Mutex<Vec<Received>>>,
     /// Statuses to answer with, in order; 200 once they run out.
     pub script: Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+    /// Delay before answering each request.
+    pub delay: Arc<Mutex<std::time::Duration>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,13 +71,18 @@ pub async fn receiver() -> Receiver {
     type Shared = (
         Arc<Mutex<Vec<Received>>>,
         Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+        Arc<Mutex<std::time::Duration>>,
     );
 
     async fn hook(
-        State((requests, script)): State<Shared>,
+        State((requests, script, delay)): State<Shared>,
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> axum::response::Response {
+        let pause = *delay.lock().unwrap();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let next = script.lock().unwrap().pop_front();
         let (status, retry_after) = next.unwrap_or((200, None));
         if status == 200 {
@@ -101,9 +108,10 @@ pub async fn receiver() -> Receiver {
 
     let requests = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
-        .with_state((requests.clone(), script.clone()));
+        .with_state((requests.clone(), script.clone(), delay.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -111,10 +119,39 @@ pub async fn receiver() -> Receiver {
         url: format!("http://127.0.0.1:{}/hook", addr.port()),
         requests,
         script,
+        delay,
     }
 }
 
 impl Receiver {
+    /// Every row received so far, across requests, as JSON objects.
+    pub fn rows(&self) -> Vec<serde_json::Value> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .flat_map(|r| {
+                r.body["data"]["rows"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The `data.mode` of every request received.
+    pub fn modes(&self) -> Vec<String> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .map(|r| {
+                r.body["data"]["mode"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// The grant that lets a plugin reach this receiver.
     pub fn grant(&self) -> String {
         sluice::runtime::sandbox::policy::Grants::pattern_for_url(&self.url).unwrap()
