@@ -4,7 +4,7 @@
 use crate::config::{self, Project};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::state::{RunCounts, RunRecord, SqliteStore, StateStore};
-use crate::sync::run::{RunOptions, RunReport, SyncEngine};
+use crate::sync::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use std::io::IsTerminal;
@@ -14,7 +14,13 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Args)]
 pub struct ProjectArg {
     /// The project folder (the one holding sluice.yaml).
-    #[arg(long, short = 'C', global = true, env = "SLUICE_PROJECT", default_value = ".")]
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        env = "SLUICE_PROJECT",
+        default_value = "."
+    )]
     pub project: PathBuf,
 }
 
@@ -78,7 +84,11 @@ pub enum RunsCommand {
 pub fn load_project(dir: &Path) -> Result<Project> {
     config::validate(dir).map_err(|diagnostics| {
         let list: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
-        anyhow!("{} problem(s) in the project:\n{}", list.len(), list.join("\n"))
+        anyhow!(
+            "{} problem(s) in the project:\n{}",
+            list.len(),
+            list.join("\n")
+        )
     })
 }
 
@@ -86,9 +96,17 @@ pub fn validate(project: &ProjectArg, args: ValidateArgs) -> Result<()> {
     match config::validate(&project.project) {
         Ok(p) => {
             if args.json {
-                println!("{}", serde_json::json!({"ok": true, "syncs": p.syncs.keys().collect::<Vec<_>>()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "syncs": p.syncs.keys().collect::<Vec<_>>()})
+                );
             } else {
-                println!("{}: ok ({} sync(s): {})", p.file.display(), p.syncs.len(), p.syncs.keys().cloned().collect::<Vec<_>>().join(", "));
+                println!(
+                    "{}: ok ({} sync(s): {})",
+                    p.file.display(),
+                    p.syncs.len(),
+                    p.syncs.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
             Ok(())
         }
@@ -114,17 +132,20 @@ fn open_store(project: &Project) -> Result<Mutex<SqliteStore>> {
 }
 
 /// A progress line on a terminal, structured logs otherwise.
-fn progress(sync: &str, quiet: bool) -> (Option<indicatif::ProgressBar>, Option<Arc<dyn Fn(&RunCounts) + Send + Sync>>) {
+fn progress(sync: &str, quiet: bool) -> (Option<indicatif::ProgressBar>, Option<ProgressFn>) {
     if quiet {
         return (None, None);
     }
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}").expect("valid template"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}")
+                .expect("valid template"),
+        );
         bar.set_prefix(sync.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let b = bar.clone();
-        let f: Arc<dyn Fn(&RunCounts) + Send + Sync> = Arc::new(move |c: &RunCounts| {
+        let f: ProgressFn = Arc::new(move |c: &RunCounts| {
             let scanned = c.added + c.changed + c.unchanged + c.invalid;
             b.set_message(format!(
                 "scanned {scanned} · sent {} · ok {} · rejected {} · throttled waits {}",
@@ -134,7 +155,7 @@ fn progress(sync: &str, quiet: bool) -> (Option<indicatif::ProgressBar>, Option<
         (Some(bar), Some(f))
     } else {
         let name = sync.to_string();
-        let f: Arc<dyn Fn(&RunCounts) + Send + Sync> = Arc::new(move |c: &RunCounts| {
+        let f: ProgressFn = Arc::new(move |c: &RunCounts| {
             tracing::debug!(sync = %name, scanned = c.added + c.changed + c.unchanged + c.invalid, sent = c.sent, ok = c.ok, rejected = c.rejected, "progress");
         });
         (None, Some(f))
@@ -145,9 +166,18 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     let project = load_project(&project.project)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let store = open_store(&project)?;
-    let engine = SyncEngine { project: &project, runtime: &runtime, store: &store };
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &runtime,
+        store: &store,
+    };
     let (bar, progress) = progress(&args.sync, args.json);
-    let options = RunOptions { full_resync: args.full_resync, dry_run: true, progress, ..Default::default() };
+    let options = RunOptions {
+        full_resync: args.full_resync,
+        dry_run: true,
+        progress,
+        ..Default::default()
+    };
     let report = engine.run(&args.sync, &options).await;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -162,7 +192,12 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     println!("  would send {} row(s): {} added, {} changed; {} to delete; {} unchanged; {} invalid; {} fail mapping or transforms",
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid, c.rejected);
     for row in &report.planned {
-        println!("  {:<6} {}  {}", row.change, row.key, serde_json::Value::Object(row.fields.clone()));
+        println!(
+            "  {:<6} {}  {}",
+            row.change,
+            row.key,
+            serde_json::Value::Object(row.fields.clone())
+        );
     }
     Ok(())
 }
@@ -178,7 +213,15 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
     let mut reports = Vec::new();
     let mut failed = 0;
     for name in &names {
-        let report = run_one(&project, &runtime, &store, name, args.full_resync, args.json).await?;
+        let report = run_one(
+            &project,
+            &runtime,
+            &store,
+            name,
+            args.full_resync,
+            args.json,
+        )
+        .await?;
         if report.error.is_some() {
             failed += 1;
         }
@@ -205,9 +248,17 @@ pub async fn run_one(
     full_resync: bool,
     quiet: bool,
 ) -> Result<RunReport> {
-    let engine = SyncEngine { project, runtime, store };
+    let engine = SyncEngine {
+        project,
+        runtime,
+        store,
+    };
     let (bar, progress) = progress(name, quiet);
-    let options = RunOptions { full_resync, progress, ..Default::default() };
+    let options = RunOptions {
+        full_resync,
+        progress,
+        ..Default::default()
+    };
     let report = engine.run(name, &options).await;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -216,14 +267,27 @@ pub async fn run_one(
 }
 
 pub fn print_report(report: &RunReport, store: &Mutex<SqliteStore>) -> Result<()> {
-    let id = report.run_id.map(|i| format!("run {i}")).unwrap_or_default();
-    println!("sync `{}`: {} in {:.1}s ({id})", report.sync, report.status, report.elapsed_ms as f64 / 1000.0);
+    let id = report
+        .run_id
+        .map(|i| format!("run {i}"))
+        .unwrap_or_default();
+    println!(
+        "sync `{}`: {} in {:.1}s ({id})",
+        report.sync,
+        report.status,
+        report.elapsed_ms as f64 / 1000.0
+    );
     print_counts(&report.counts);
     if let Some(e) = &report.error {
         println!("  error: {e}");
     }
     if let Some(id) = report.run_id {
-        print_samples(&store.lock().unwrap_or_else(|e| e.into_inner()).samples(id)?);
+        print_samples(
+            &store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .samples(id)?,
+        );
     }
     Ok(())
 }
@@ -233,7 +297,10 @@ fn print_counts(c: &RunCounts) {
         "  planned {}  added {}  changed {}  removed {}  unchanged {}  invalid {}",
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid
     );
-    println!("  sent {}  ok {}  rejected {}  retried {}  throttled waits {}", c.sent, c.ok, c.rejected, c.retried, c.throttled_waits);
+    println!(
+        "  sent {}  ok {}  rejected {}  retried {}  throttled waits {}",
+        c.sent, c.ok, c.rejected, c.retried, c.throttled_waits
+    );
 }
 
 fn print_samples(samples: &[crate::state::Sample]) {
@@ -242,7 +309,11 @@ fn print_samples(samples: &[crate::state::Sample]) {
     }
     println!("  rejected and invalid rows (sample):");
     for s in samples.iter().take(20) {
-        let key = s.key.as_ref().map(|k| k.to_string()).unwrap_or_else(|| "-".into());
+        let key = s
+            .key
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into());
         println!("    {:?} {key}: {}", s.kind, s.message);
     }
 }
@@ -251,10 +322,17 @@ pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
     let project = load_project(&project.project)?;
     let store = SqliteStore::open_project(&project.dir)?;
     if let Some(RunsCommand::Show { run, json }) = args.show {
-        let record = store.run(run)?.ok_or_else(|| anyhow!("no run {run} in {}", store.path().display()))?;
+        let record = store
+            .run(run)?
+            .ok_or_else(|| anyhow!("no run {run} in {}", store.path().display()))?;
         let samples = store.samples(run)?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": record, "samples": samples}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"run": record, "samples": samples})
+                )?
+            );
         } else {
             print_record(&record);
             print_counts(&record.counts);
@@ -280,7 +358,10 @@ pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
 }
 
 fn print_record(r: &RunRecord) {
-    let secs = r.finished_at.map(|f| format!("{:.1}s", (f - r.started_at) as f64 / 1e6)).unwrap_or_else(|| "-".into());
+    let secs = r
+        .finished_at
+        .map(|f| format!("{:.1}s", (f - r.started_at) as f64 / 1e6))
+        .unwrap_or_else(|| "-".into());
     println!(
         "run {:<5} {:<24} {:<10} {:>7}  sent {} ok {} rejected {}{}",
         r.id,

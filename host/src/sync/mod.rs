@@ -15,5 +15,5 @@ pub mod diff;
 pub mod hash;
 pub mod key;
 pub mod mapping;
-pub mod snapshot;
 pub mod run;
+pub mod snapshot;

@@ -8,21 +8,28 @@
 //! re-sends exactly what was not recorded (at-least-once, idempotent by key).
 
 use super::diff::{Change, Differ, RowDiff};
-use super::key::{DestId, RowKey};
 use super::hash::RowHash;
+use super::key::{DestId, RowKey};
 use super::mapping::{self, Mapper};
 use crate::config::{GrantKind, PluginInstance, PluginRef, Project, SyncConfig};
-use crate::runtime::bindings::types::{ObjectInfo, PluginError, ReadRequest, RowResult, WriteMode, WriteTarget};
+use crate::runtime::bindings::types::{
+    ObjectInfo, PluginError, ReadRequest, RowResult, WriteMode, WriteTarget,
+};
 use crate::runtime::instance::{TransformerHandle, WriterHandle};
 use crate::runtime::plugin::Plugin;
 use crate::runtime::sandbox::policy::{self, Grants, NetGrant, NetPolicy};
 use crate::runtime::{FailureKind, Instance, PluginFailure, Runtime, Sandbox};
-use crate::state::{Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore};
+use crate::state::{
+    Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore,
+};
 use crate::{plugins, Batch, Row, Value};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Called after every batch with the run's counts so far.
+pub type ProgressFn = Arc<dyn Fn(&RunCounts) + Send + Sync>;
 
 /// How to run.
 #[derive(Clone, Default)]
@@ -32,7 +39,7 @@ pub struct RunOptions {
     /// Plan only: diff and map, write nothing, commit nothing.
     pub dry_run: bool,
     /// Called after every batch with the counts so far.
-    pub progress: Option<Arc<dyn Fn(&RunCounts) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
     /// Retry policy for retryable failures within the run.
     pub retry: RetryPolicy,
 }
@@ -60,7 +67,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter.
     fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
         let jitter = rand_unit();
         exp.mul_f64(0.5 + jitter / 2.0)
     }
@@ -110,9 +120,15 @@ impl<S: StateStore> SyncEngine<'_, S> {
     pub async fn run(&self, name: &str, options: &RunOptions) -> Result<RunReport> {
         let started = Instant::now();
         let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
-        let mut prepared = self.prepare(sync).await.with_context(|| format!("sync `{name}`"))?;
+        let mut prepared = self
+            .prepare(sync)
+            .await
+            .with_context(|| format!("sync `{name}`"))?;
         if options.dry_run {
-            let mut report = prepared.plan(self.store, options).await.with_context(|| format!("planning sync `{name}`"))?;
+            let mut report = prepared
+                .plan(self.store, options)
+                .await
+                .with_context(|| format!("planning sync `{name}`"))?;
             report.elapsed_ms = started.elapsed().as_millis();
             return Ok(report);
         }
@@ -161,11 +177,22 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 "the mapping does not fit `{}` on destination `{}`:\n  {}",
                 sync.object,
                 dest_cfg.name,
-                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  ")
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
             )
         })?;
         let mapper = Mapper::new(sync).map_err(|problems| {
-            anyhow!("invalid mappings: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+            anyhow!(
+                "invalid mappings: {}",
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         })?;
         let mut transforms = Vec::new();
         for t in &sync.transforms {
@@ -229,21 +256,38 @@ pub fn sandbox_for(cfg: &PluginInstance) -> Result<Sandbox> {
     for grant in &cfg.grants {
         match &grant.kind {
             GrantKind::Network(_) => net.push(
-                NetGrant::parse(grant.text.expose()).with_context(|| format!("grant of `{}`", cfg.name))?,
+                NetGrant::parse(grant.text.expose())
+                    .with_context(|| format!("grant of `{}`", cfg.name))?,
             ),
-            GrantKind::Dir(d) => dirs.push(policy::DirGrant { host: d.host.clone(), guest: d.guest.clone(), writable: d.writable }),
+            GrantKind::Dir(d) => dirs.push(policy::DirGrant {
+                host: d.host.clone(),
+                guest: d.guest.clone(),
+                writable: d.writable,
+            }),
         }
     }
-    Ok(Sandbox { grants: Grants { net: NetPolicy::new(net), dirs }, limits: None, tenant: "default".into() })
+    Ok(Sandbox {
+        grants: Grants {
+            net: NetPolicy::new(net),
+            dirs,
+        },
+        limits: None,
+        tenant: "default".into(),
+    })
 }
 
 async fn open_instance(runtime: &Runtime, cfg: &PluginInstance, role: &str) -> Result<Instance> {
-    let plugin = load_plugin(runtime, cfg).with_context(|| format!("loading {role} `{}`", cfg.name))?;
+    let plugin =
+        load_plugin(runtime, cfg).with_context(|| format!("loading {role} `{}`", cfg.name))?;
     let sandbox = sandbox_for(cfg)?;
     Ok(plugin.instantiate(&sandbox).await?)
 }
 
-async fn discover_object(destination: &mut Instance, cfg: &PluginInstance, sync: &SyncConfig) -> Result<ObjectInfo> {
+async fn discover_object(
+    destination: &mut Instance,
+    cfg: &PluginInstance,
+    sync: &SyncConfig,
+) -> Result<ObjectInfo> {
     let objects = destination.discover(&cfg.config_json()).await?;
     let wanted = sync.object.expose();
     if let Some(o) = objects.iter().find(|o| o.name == wanted) {
@@ -252,12 +296,21 @@ async fn discover_object(destination: &mut Instance, cfg: &PluginInstance, sync:
     // A destination with one catch-all object (webhooks) accepts any name.
     if let [only] = objects.as_slice() {
         if only.fields.iter().any(|f| f.name == "*") {
-            return Ok(ObjectInfo { name: wanted.to_string(), ..only.clone() });
+            return Ok(ObjectInfo {
+                name: wanted.to_string(),
+                ..only.clone()
+            });
         }
     }
     let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
-    let hint = crate::config::suggest(wanted, names.iter().copied()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-    bail!("destination `{}` has no object `{wanted}` (it has: {}){hint}", cfg.name, names.join(", "))
+    let hint = crate::config::suggest(wanted, names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    bail!(
+        "destination `{}` has no object `{wanted}` (it has: {}){hint}",
+        cfg.name,
+        names.join(", ")
+    )
 }
 
 /// Per-row bookkeeping that travels with a row through map, transform and
@@ -332,19 +385,42 @@ impl Prepared<'_> {
         }
     }
 
-    fn start_reader(&mut self) -> Result<tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>>> {
-        let source = self.source.take().ok_or_else(|| anyhow!("the source was already read"))?;
+    fn start_reader(
+        &mut self,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>>> {
+        let source = self
+            .source
+            .take()
+            .ok_or_else(|| anyhow!("the source was already read"))?;
         let rows = (self.write_batch_rows() as u32).max(1000);
-        Ok(spawn_reader(source, self.source_config.clone(), self.read.clone(), rows))
+        Ok(spawn_reader(
+            source,
+            self.source_config.clone(),
+            self.read.clone(),
+            rows,
+        ))
     }
 
-    async fn classify(&mut self, differ: &mut Differ, mut batch: Batch, counts: &mut RunCounts) -> Result<Outgoing> {
-        let diffs = differ.classify(&batch).with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
+    async fn classify(
+        &mut self,
+        differ: &mut Differ,
+        mut batch: Batch,
+        counts: &mut RunCounts,
+    ) -> Result<Outgoing> {
+        let diffs = differ
+            .classify(&batch)
+            .with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
         let mut commit = CommitBatch::default();
         let mut rows: Vec<Row> = Vec::with_capacity(diffs.len());
         let mut keys: Vec<RowKey> = Vec::with_capacity(diffs.len());
         let mut hashes: Vec<RowHash> = Vec::with_capacity(diffs.len());
-        for RowDiff { index, key, hash, change } in diffs {
+        for RowDiff {
+            index,
+            key,
+            hash,
+            change,
+        } in diffs
+        {
             match change {
                 Change::Added => counts.added += 1,
                 Change::Changed { .. } => counts.changed += 1,
@@ -371,13 +447,31 @@ impl Prepared<'_> {
             hashes.push(hash);
         }
         counts.planned += rows.len() as u64;
-        let selected = Batch { columns: batch.columns, rows };
+        let selected = Batch {
+            columns: batch.columns,
+            rows,
+        };
         let mapped = self.mapper.apply(&selected, &keys)?;
         for e in &mapped.errors {
-            commit.rejected.push(Rejection { key: e.key.clone(), hash: hashes[e.index], message: e.to_string() });
+            commit.rejected.push(Rejection {
+                key: e.key.clone(),
+                hash: hashes[e.index],
+                message: e.to_string(),
+            });
         }
-        let meta = mapped.rows.iter().map(|&i| RowMeta { key: keys[i].clone(), hash: hashes[i] }).collect();
-        let mut out = Outgoing { batch: mapped.batch, meta, commit };
+        let meta = mapped
+            .rows
+            .iter()
+            .map(|&i| RowMeta {
+                key: keys[i].clone(),
+                hash: hashes[i],
+            })
+            .collect();
+        let mut out = Outgoing {
+            batch: mapped.batch,
+            meta,
+            commit,
+        };
         self.apply_transforms(&mut out).await?;
         Ok(out)
     }
@@ -399,14 +493,27 @@ impl Prepared<'_> {
                 });
             }
             let meta = std::mem::take(&mut out.meta);
-            out.meta = meta.into_iter().zip(failed).filter(|(_, f)| !f).map(|(m, _)| m).collect();
+            out.meta = meta
+                .into_iter()
+                .zip(failed)
+                .filter(|(_, f)| !f)
+                .map(|(m, _)| m)
+                .collect();
             out.batch = transformed.batch;
         }
         Ok(())
     }
 
-    async fn plan<S: StateStore>(&mut self, store: &Mutex<S>, options: &RunOptions) -> Result<RunReport> {
-        let snapshot = if options.full_resync { Default::default() } else { lock(store).load_snapshot(&self.sync.name)? };
+    async fn plan<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        options: &RunOptions,
+    ) -> Result<RunReport> {
+        let snapshot = if options.full_resync {
+            Default::default()
+        } else {
+            lock(store).load_snapshot(&self.sync.name)?
+        };
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
         let mut rx = self.start_reader()?;
         let mut counts = RunCounts::default();
@@ -414,9 +521,25 @@ impl Prepared<'_> {
         while let Some(batch) = rx.recv().await {
             let out = self.classify(&mut differ, batch?, &mut counts).await?;
             counts.rejected += out.commit.rejected.len() as u64;
-            for (row, meta) in out.batch.rows.iter().zip(&out.meta).take(PLAN_SAMPLES.saturating_sub(planned.len())) {
-                let fields = out.batch.columns.iter().zip(row).map(|(c, v)| (c.clone(), value_json(v))).collect();
-                planned.push(PlannedRow { change: "send", key: meta.key.to_string(), fields });
+            for (row, meta) in out
+                .batch
+                .rows
+                .iter()
+                .zip(&out.meta)
+                .take(PLAN_SAMPLES.saturating_sub(planned.len()))
+            {
+                let fields = out
+                    .batch
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), value_json(v)))
+                    .collect();
+                planned.push(PlannedRow {
+                    change: "send",
+                    key: meta.key.to_string(),
+                    fields,
+                });
             }
             if let Some(p) = &options.progress {
                 p(&counts);
@@ -426,8 +549,16 @@ impl Prepared<'_> {
         if self.sync.mode.deletes_removed() {
             counts.removed = summary.removed.len() as u64;
             counts.planned += counts.removed;
-            for r in summary.removed.iter().take(PLAN_SAMPLES.saturating_sub(planned.len())) {
-                planned.push(PlannedRow { change: "delete", key: r.key.to_string(), fields: Default::default() });
+            for r in summary
+                .removed
+                .iter()
+                .take(PLAN_SAMPLES.saturating_sub(planned.len()))
+            {
+                planned.push(PlannedRow {
+                    change: "delete",
+                    key: r.key.to_string(),
+                    fields: Default::default(),
+                });
             }
         }
         Ok(RunReport {
@@ -441,17 +572,26 @@ impl Prepared<'_> {
         })
     }
 
-    async fn execute<S: StateStore>(&mut self, store: &Mutex<S>, run: RunId, options: &RunOptions) -> Result<()> {
+    async fn execute<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        run: RunId,
+        options: &RunOptions,
+    ) -> Result<()> {
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
-        let writer = self.destination.open_writer(&self.dest_config, &self.target).await?;
+        let writer = self
+            .destination
+            .open_writer(&self.dest_config, &self.target)
+            .await?;
         let mut rx = self.start_reader()?;
         let mut total = RunCounts::default();
         while let Some(batch) = rx.recv().await {
             let mut counts = RunCounts::default();
             let mut out = self.classify(&mut differ, batch?, &mut counts).await?;
             for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
-                self.deliver(&writer, chunk, &mut out.commit, &mut counts, &options.retry).await?;
+                self.deliver(&writer, chunk, &mut out.commit, &mut counts, &options.retry)
+                    .await?;
             }
             counts.rejected += out.commit.rejected.len() as u64;
             out.commit.progress = counts;
@@ -463,7 +603,15 @@ impl Prepared<'_> {
         }
         let summary = differ.finish();
         if self.sync.mode.deletes_removed() && !summary.removed.is_empty() {
-            self.delete_removed(store, run, summary.removed, &options.retry, &mut total, options).await?;
+            self.delete_removed(
+                store,
+                run,
+                summary.removed,
+                &options.retry,
+                &mut total,
+                options,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -480,11 +628,24 @@ impl Prepared<'_> {
         total: &mut RunCounts,
         options: &RunOptions,
     ) -> Result<()> {
-        let identifier = self.identifier.clone().ok_or_else(|| anyhow!("mirror mode needs an identifier"))?;
-        let target = WriteTarget { mode: WriteMode::Delete, ..self.target.clone() };
-        let writer = self.destination.open_writer(&self.dest_config, &target).await?;
+        let identifier = self
+            .identifier
+            .clone()
+            .ok_or_else(|| anyhow!("mirror mode needs an identifier"))?;
+        let target = WriteTarget {
+            mode: WriteMode::Delete,
+            ..self.target.clone()
+        };
+        let writer = self
+            .destination
+            .open_writer(&self.dest_config, &target)
+            .await?;
         for chunk in removed.chunks(self.write_batch_rows()) {
-            let mut counts = RunCounts { removed: chunk.len() as u64, planned: chunk.len() as u64, ..Default::default() };
+            let mut counts = RunCounts {
+                removed: chunk.len() as u64,
+                planned: chunk.len() as u64,
+                ..Default::default()
+            };
             let mut commit = CommitBatch::default();
             let mut rows = Vec::new();
             let mut keys = Vec::new();
@@ -494,11 +655,18 @@ impl Prepared<'_> {
                         rows.push(vec![id]);
                         keys.push(r.key.clone());
                     }
-                    _ => tracing::warn!(sync = %self.sync.name, key = %r.key, "cannot delete: no identifier was recorded when it was delivered"),
+                    _ => {
+                        tracing::warn!(sync = %self.sync.name, key = %r.key, "cannot delete: no identifier was recorded when it was delivered")
+                    }
                 }
             }
-            let batch = Batch { columns: vec![identifier.clone()], rows };
-            let results = self.write_with_retry(&writer, &batch, retry, &mut counts).await?;
+            let batch = Batch {
+                columns: vec![identifier.clone()],
+                rows,
+            };
+            let results = self
+                .write_with_retry(&writer, &batch, retry, &mut counts)
+                .await?;
             for (key, result) in keys.into_iter().zip(results) {
                 match result {
                     Ok(()) => commit.acknowledged.push(Ack::Deleted { key }),
@@ -529,7 +697,10 @@ impl Prepared<'_> {
         counts: &mut RunCounts,
         retry: &RetryPolicy,
     ) -> Result<()> {
-        let id_column = self.identifier.as_ref().and_then(|i| chunk.0.columns.iter().position(|c| c == i));
+        let id_column = self
+            .identifier
+            .as_ref()
+            .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
         let mut pending = VecDeque::from([chunk]);
         while let Some((batch, meta)) = pending.pop_front() {
             match self.write_with_retry(writer, &batch, retry, counts).await {
@@ -538,9 +709,17 @@ impl Prepared<'_> {
                         match result {
                             Ok(()) => {
                                 let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
-                                commit.acknowledged.push(Ack::Delivered { key: meta.key, hash: meta.hash, dest_id });
+                                commit.acknowledged.push(Ack::Delivered {
+                                    key: meta.key,
+                                    hash: meta.hash,
+                                    dest_id,
+                                });
                             }
-                            Err(message) => commit.rejected.push(Rejection { key: meta.key, hash: meta.hash, message }),
+                            Err(message) => commit.rejected.push(Rejection {
+                                key: meta.key,
+                                hash: meta.hash,
+                                message,
+                            }),
                         }
                     }
                 }
@@ -551,7 +730,11 @@ impl Prepared<'_> {
                 Err(failure) if is_row_problem(&failure) => {
                     let message = failure.kind.to_string();
                     for m in meta {
-                        commit.rejected.push(Rejection { key: m.key, hash: m.hash, message: message.clone() });
+                        commit.rejected.push(Rejection {
+                            key: m.key,
+                            hash: m.hash,
+                            message: message.clone(),
+                        });
                     }
                 }
                 Err(failure) => return Err(failure.into()),
@@ -576,11 +759,16 @@ impl Prepared<'_> {
         let mut throttled = 0;
         counts.sent += todo.len() as u64;
         while !todo.is_empty() {
-            let sub = Batch { columns: batch.columns.clone(), rows: todo.iter().map(|&i| batch.rows[i].clone()).collect() };
+            let sub = Batch {
+                columns: batch.columns.clone(),
+                rows: todo.iter().map(|&i| batch.rows[i].clone()).collect(),
+            };
             let results = match self.destination.write(writer, &sub).await {
                 Ok(r) => r,
                 Err(failure) => match failure.plugin_error() {
-                    Some(PluginError::RateLimited(info)) if throttled < retry.max_throttle_waits => {
+                    Some(PluginError::RateLimited(info))
+                        if throttled < retry.max_throttle_waits =>
+                    {
                         throttled += 1;
                         counts.throttled_waits += 1;
                         tokio::time::sleep(Duration::from_millis(info.retry_after_ms)).await;
@@ -599,7 +787,10 @@ impl Prepared<'_> {
             let mut wait = Duration::ZERO;
             for (&i, result) in todo.iter().zip(results) {
                 match result {
-                    RowResult::Created | RowResult::Updated | RowResult::Deleted | RowResult::Accepted => {
+                    RowResult::Created
+                    | RowResult::Updated
+                    | RowResult::Deleted
+                    | RowResult::Accepted => {
                         counts.ok += 1;
                         outcome[i] = Some(Ok(()));
                     }
@@ -626,7 +817,10 @@ impl Prepared<'_> {
                 // The destination keeps failing: fail the run rather than
                 // blame the rows. They are not acknowledged, so the next run
                 // sends them again.
-                let message = again.into_iter().find_map(|(_, m)| m).unwrap_or_else(|| "still rate limited".into());
+                let message = again
+                    .into_iter()
+                    .find_map(|(_, m)| m)
+                    .unwrap_or_else(|| "still rate limited".into());
                 return Err(PluginFailure {
                     plugin: self.destination.plugin_name().to_string(),
                     call: "write".into(),
@@ -639,14 +833,20 @@ impl Prepared<'_> {
             tokio::time::sleep(wait).await;
             todo = again.into_iter().map(|(i, _)| i).collect();
         }
-        Ok(outcome.into_iter().map(|o| o.unwrap_or_else(|| Err("no result".into()))).collect())
+        Ok(outcome
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err("no result".into())))
+            .collect())
     }
 }
 
 /// A failure that may be caused by some rows of the batch rather than the
 /// destination as a whole: worth splitting the batch to find them.
 fn is_row_problem(failure: &PluginFailure) -> bool {
-    matches!(&failure.kind, FailureKind::Plugin(PluginError::Permanent(_)))
+    matches!(
+        &failure.kind,
+        FailureKind::Plugin(PluginError::Permanent(_))
+    )
 }
 
 fn split_in_half(batch: Batch, meta: Vec<RowMeta>) -> [(Batch, Vec<RowMeta>); 2] {
@@ -656,8 +856,20 @@ fn split_in_half(batch: Batch, meta: Vec<RowMeta>) -> [(Batch, Vec<RowMeta>); 2]
     let right_rows = rows.split_off(mid);
     let right_meta = meta.split_off(mid);
     [
-        (Batch { columns: batch.columns.clone(), rows }, meta),
-        (Batch { columns: batch.columns, rows: right_rows }, right_meta),
+        (
+            Batch {
+                columns: batch.columns.clone(),
+                rows,
+            },
+            meta,
+        ),
+        (
+            Batch {
+                columns: batch.columns,
+                rows: right_rows,
+            },
+            right_meta,
+        ),
     ]
 }
 
@@ -674,7 +886,13 @@ fn split_outgoing(batch: Batch, meta: Vec<RowMeta>, size: usize) -> Vec<(Batch, 
             break;
         }
         let m: Vec<RowMeta> = meta.by_ref().take(r.len()).collect();
-        chunks.push((Batch { columns: batch.columns.clone(), rows: r }, m));
+        chunks.push((
+            Batch {
+                columns: batch.columns.clone(),
+                rows: r,
+            },
+            m,
+        ));
     }
     chunks
 }
@@ -686,8 +904,13 @@ pub fn value_json(v: &Value) -> serde_json::Value {
         Value::Null => J::Null,
         Value::Boolean(b) => J::Bool(*b),
         Value::Integer(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
-        Value::Decimal(s) => s.parse::<serde_json::Number>().map(J::Number).unwrap_or_else(|_| J::String(s.clone())),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .unwrap_or(J::Null),
+        Value::Decimal(s) => s
+            .parse::<serde_json::Number>()
+            .map(J::Number)
+            .unwrap_or_else(|_| J::String(s.clone())),
         Value::Text(s) => J::String(s.clone()),
         Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
         Value::Bytes(b) => J::String(hex::encode(b)),

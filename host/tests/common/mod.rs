@@ -46,12 +46,15 @@ pub fn text(s: &str) -> sluice::Value {
     sluice::Value::Text(s.to_string())
 }
 
+/// Statuses (and optional Retry-After values) a receiver answers with, in order.
+pub type Script = Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>;
+
 /// A local webhook receiver that records what it gets.
 pub struct Receiver {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Received>>>,
     /// Statuses to answer with, in order; 200 once they run out.
-    pub script: Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+    pub script: Script,
     /// Delay before answering each request.
     pub delay: Arc<Mutex<std::time::Duration>>,
 }
@@ -70,7 +73,7 @@ pub async fn receiver() -> Receiver {
 
     type Shared = (
         Arc<Mutex<Vec<Received>>>,
-        Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+        Script,
         Arc<Mutex<std::time::Duration>>,
     );
 
