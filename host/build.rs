@@ -8,7 +8,15 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["webhook", "pii-hash", "field-map", "files", "postgres"];
+const PLUGINS: &[&str] = &[
+    "webhook",
+    "pii-hash",
+    "field-map",
+    "files",
+    "postgres",
+    "salesforce",
+    "hubspot",
+];
 const HOSTILE: &[&str] = &["hostile"];
 
 fn main() {

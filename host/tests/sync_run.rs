@@ -60,12 +60,19 @@ async fn run(dir: &Path, options: RunOptions) -> RunReport {
     let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
     let test = runtime();
     let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine { project: &project, runtime: &test.runtime, store: &store };
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
     engine.run("customers", &options).await.unwrap()
 }
 
 fn emails(rows: &[serde_json::Value]) -> Vec<String> {
-    let mut e: Vec<String> = rows.iter().map(|r| r["Email"].as_str().unwrap().to_string()).collect();
+    let mut e: Vec<String> = rows
+        .iter()
+        .map(|r| r["Email"].as_str().unwrap().to_string())
+        .collect();
     e.sort();
     e
 }
@@ -75,24 +82,57 @@ async fn first_run_sends_everything_then_only_changes() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;
     project(dir.path(), &rx, "upsert", "");
-    csv(dir.path(), &[("a@x.com", "10.5", "1"), ("b@x.com", "20", "2"), ("c@x.com", "30", "3")]);
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "10.5", "1"),
+            ("b@x.com", "20", "2"),
+            ("c@x.com", "30", "3"),
+        ],
+    );
 
     let first = run(dir.path(), RunOptions::default()).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
-    assert_eq!((first.counts.added, first.counts.sent, first.counts.ok), (3, 3, 3));
+    assert_eq!(
+        (first.counts.added, first.counts.sent, first.counts.ok),
+        (3, 3, 3)
+    );
     assert_eq!(emails(&rx.rows()), vec!["a@x.com", "b@x.com", "c@x.com"]);
     assert_eq!(rx.rows()[0]["LTV"], serde_json::json!(10.5));
 
     let again = run(dir.path(), RunOptions::default()).await;
     assert_eq!((again.counts.unchanged, again.counts.sent), (3, 0));
 
-    csv(dir.path(), &[("a@x.com", "10.5", "1"), ("b@x.com", "99", "2"), ("c@x.com", "30", "3"), ("d@x.com", "1", "1")]);
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "10.5", "1"),
+            ("b@x.com", "99", "2"),
+            ("c@x.com", "30", "3"),
+            ("d@x.com", "1", "1"),
+        ],
+    );
     let third = run(dir.path(), RunOptions::default()).await;
-    assert_eq!((third.counts.changed, third.counts.added, third.counts.unchanged, third.counts.sent), (1, 1, 2, 2));
+    assert_eq!(
+        (
+            third.counts.changed,
+            third.counts.added,
+            third.counts.unchanged,
+            third.counts.sent
+        ),
+        (1, 1, 2, 2)
+    );
     let rows = rx.rows();
     assert_eq!(emails(&rows[3..]), vec!["b@x.com", "d@x.com"]);
 
-    let resync = run(dir.path(), RunOptions { full_resync: true, ..Default::default() }).await;
+    let resync = run(
+        dir.path(),
+        RunOptions {
+            full_resync: true,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(resync.counts.sent, 4);
 }
 
@@ -102,13 +142,23 @@ async fn plan_writes_nothing() {
     let rx = receiver().await;
     project(dir.path(), &rx, "upsert", "");
     csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
-    let plan = run(dir.path(), RunOptions { dry_run: true, ..Default::default() }).await;
+    let plan = run(
+        dir.path(),
+        RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!((plan.counts.planned, plan.counts.added), (2, 2));
     assert_eq!(plan.planned.len(), 2);
     assert_eq!(plan.planned[0].fields["LTV"], serde_json::json!(1.0));
     assert!(rx.rows().is_empty(), "a plan must not write");
     let store = SqliteStore::open_project(dir.path()).unwrap();
-    assert!(store.runs(None, 10).unwrap().is_empty(), "a plan records no run");
+    assert!(
+        store.runs(None, 10).unwrap().is_empty(),
+        "a plan records no run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,15 +166,34 @@ async fn bad_values_go_to_the_ledger_until_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;
     project(dir.path(), &rx, "upsert", "");
-    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "lots"), ("", "3", "3")]);
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "lots"),
+            ("", "3", "3"),
+        ],
+    );
     let first = run(dir.path(), RunOptions::default()).await;
-    assert_eq!((first.counts.ok, first.counts.rejected, first.counts.invalid), (1, 1, 1));
+    assert_eq!(
+        (first.counts.ok, first.counts.rejected, first.counts.invalid),
+        (1, 1, 1)
+    );
     let store = SqliteStore::open_project(dir.path()).unwrap();
     let ledger = store.ledger("customers").unwrap();
     assert_eq!(ledger.len(), 1);
-    assert!(ledger[0].message.contains("`plan`") && ledger[0].message.contains("lots"), "{}", ledger[0].message);
+    assert!(
+        ledger[0].message.contains("`plan`") && ledger[0].message.contains("lots"),
+        "{}",
+        ledger[0].message
+    );
     let samples = store.samples(first.run_id.unwrap()).unwrap();
-    assert!(samples.iter().any(|s| s.message.contains("primary key column `email` is null")), "{samples:?}");
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.message.contains("primary key column `email` is null")),
+        "{samples:?}"
+    );
 
     // Unchanged, the rejected row is retried (and fails again); fixed, it goes.
     let second = run(dir.path(), RunOptions::default()).await;
@@ -141,15 +210,32 @@ async fn throttling_waits_and_rejections_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;
     project(dir.path(), &rx, "upsert", "");
-    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2"), ("c@x.com", "3", "3"), ("d@x.com", "4", "4")]);
-    rx.script.lock().unwrap().extend([(429, Some("0")), (503, Some("0")), (422, None)]);
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "2"),
+            ("c@x.com", "3", "3"),
+            ("d@x.com", "4", "4"),
+        ],
+    );
+    rx.script
+        .lock()
+        .unwrap()
+        .extend([(429, Some("0")), (503, Some("0")), (422, None)]);
     let report = run(dir.path(), RunOptions::default()).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.counts.throttled_waits, 2);
     // The 422 rejected the two rows of one batch with the receiver's message.
     assert_eq!((report.counts.ok, report.counts.rejected), (2, 2));
-    let ledger = SqliteStore::open_project(dir.path()).unwrap().ledger("customers").unwrap();
-    assert!(ledger.iter().all(|l| l.message.contains("HTTP 422")), "{ledger:?}");
+    let ledger = SqliteStore::open_project(dir.path())
+        .unwrap()
+        .ledger("customers")
+        .unwrap();
+    assert!(
+        ledger.iter().all(|l| l.message.contains("HTTP 422")),
+        "{ledger:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,14 +244,24 @@ async fn a_dead_destination_fails_the_run_and_loses_nothing() {
     let rx = receiver().await;
     project(dir.path(), &rx, "upsert", "");
     csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
-    rx.script.lock().unwrap().extend(std::iter::repeat_n((500, None), 5));
+    rx.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((500, None), 5));
     let options = RunOptions {
-        retry: sluice::sync::run::RetryPolicy { base_delay: std::time::Duration::from_millis(1), ..Default::default() },
+        retry: sluice::sync::run::RetryPolicy {
+            base_delay: std::time::Duration::from_millis(1),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let failed = run(dir.path(), options).await;
     assert_eq!(failed.status, RunStatus::Failed);
-    assert!(failed.error.as_deref().unwrap().contains("HTTP 500"), "{:?}", failed.error);
+    assert!(
+        failed.error.as_deref().unwrap().contains("HTTP 500"),
+        "{:?}",
+        failed.error
+    );
     assert!(rx.rows().is_empty());
     let retry = run(dir.path(), RunOptions::default()).await;
     assert_eq!((retry.status, retry.counts.ok), (RunStatus::Succeeded, 2));

@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+pub mod emulator;
 pub mod plugin;
 pub mod sync;
 
@@ -70,6 +71,10 @@ pub enum Command {
     /// Inspect, check and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Serve a local Salesforce or HubSpot API for offline development.
+    ///
+    /// Example: sluice emulator salesforce --port 8080 --rate-limit 100 --interval 10s
+    Emulator(emulator::EmulatorArgs),
 }
 
 /// Run a parsed command line.
@@ -80,5 +85,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { project, args } => sync::run(&project, args).await,
         Command::Runs { project, args } => sync::runs(&project, args),
         Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Emulator(args) => emulator::run(args).await,
     }
 }
