@@ -118,6 +118,26 @@ impl Request {
     }
 }
 
+/// A request described by its parts, for clients that assemble headers
+/// themselves.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+    pub timeout: Duration,
+}
+
+/// Send a [`Call`].
+pub fn send_call(call: Call<'_>) -> Result<Response, HttpError> {
+    let mut req = Request::new(call.method, call.url).timeout(call.timeout);
+    for (name, value) in &call.headers {
+        req = req.header(name, value);
+    }
+    req.body = call.body.to_vec();
+    req.send()
+}
+
 /// A complete HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -253,15 +273,19 @@ fn send(req: Request) -> Result<Response, HttpError> {
 
     let body = outgoing.body().map_err(|_| HttpError::Transport("request body unavailable".into()))?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(error_code)?;
-    write_body(&body, &req.body)?;
-    OutgoingBody::finish(body, None).map_err(error_code)?;
+    // An API that refuses a call early (expired token, throttling) answers
+    // and closes before reading the whole body. Writing then fails, but the
+    // answer is what the caller needs: keep the write error only for when
+    // no response arrives.
+    let sent = write_body(&body, &req.body).and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
 
     future.subscribe().block();
-    let response = future
-        .get()
-        .ok_or_else(|| HttpError::Transport("response not ready".into()))?
-        .map_err(|_| HttpError::Transport("response already taken".into()))?
-        .map_err(error_code)?;
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(sent.err().unwrap_or_else(|| error_code(code))),
+        Some(Err(())) => return Err(HttpError::Transport("response already taken".into())),
+        None => return Err(HttpError::Transport("response not ready".into())),
+    };
 
     let status = response.status();
     let headers = response.headers().entries();

@@ -4,7 +4,7 @@
 //! of `wit/plugin.wit`: a source, a transform or a destination. This crate
 //! hides the WIT bindings: implement one trait and call one macro.
 //!
-//! ```ignore
+//! ```
 //! use sluice_sdk::prelude::*;
 //!
 //! struct Upper;

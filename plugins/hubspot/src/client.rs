@@ -3,7 +3,7 @@
 //! 4xx a batch write can answer.
 
 use crate::config::Config;
-use crate::transport::{self, Call};
+use sluice_sdk::http::{send_call, Call};
 use serde::Deserialize;
 use sluice_sdk::http::Response;
 use sluice_sdk::{PluginError, RateLimitedInfo};
@@ -130,7 +130,7 @@ impl Client {
             headers.push(("content-type".into(), "application/json".into()));
         }
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let response = transport::send(Call {
+        let response = send_call(Call {
             method,
             url: &url,
             headers,

@@ -27,7 +27,6 @@ mod batch;
 mod client;
 mod config;
 mod properties;
-mod transport;
 mod writer;
 
 use client::{Answer, Client};

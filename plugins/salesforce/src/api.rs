@@ -4,7 +4,7 @@
 
 use crate::auth::{self, Session};
 use crate::config::Config;
-use crate::transport::{self, Call};
+use sluice_sdk::http::{send_call, Call};
 use crate::util::{truncate, with_context};
 use serde::Deserialize;
 use sluice_sdk::http::{HttpError, Response};
@@ -196,7 +196,7 @@ impl Client {
             }
         };
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        transport::send(Call {
+        send_call(Call {
             method,
             url: &url,
             headers,

@@ -103,7 +103,7 @@ pub fn authenticate(config: &Config) -> Result<Session, PluginError> {
         .as_secs();
     let url = format!("{}/services/oauth2/token", config.login_url);
     let form = token_form(config, now)?;
-    let response = crate::transport::send(crate::transport::Call {
+    let response = sluice_sdk::http::send_call(sluice_sdk::http::Call {
         method: "POST",
         url: &url,
         headers: vec![

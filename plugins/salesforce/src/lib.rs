@@ -37,7 +37,6 @@ mod collections;
 mod config;
 mod describe;
 mod lookup;
-mod transport;
 mod util;
 mod writer;
 

@@ -1,0 +1,53 @@
+// A Sluice transform in JavaScript: start here.
+//
+// Copy this folder, rename the plugin in spec(), then edit open() (config)
+// and transform() (the rows). Build it with
+//
+//     sdk/js/build.sh path/to/your-plugin/plugin.js transform your-plugin.wasm
+//
+// The build puts the SDK beside this file as ./sluice-sdk.js.
+// As written it lower-cases one text column named in the config,
+// {"column": "email"}, and reports a row error for a value that is not text.
+
+import * as sdk from './sluice-sdk.js';
+
+// componentize-js looks for this name: the `transform-api` interface.
+export const transformApi = sdk.exportTransform({
+  spec() {
+    return sdk.spec('my-transform', '0.1.0', 'Lower-cases one column', {
+      configSchema: {
+        type: 'object',
+        required: ['column'],
+        additionalProperties: false,
+        properties: { column: { type: 'string' } },
+      },
+    });
+  },
+
+  open(config) {
+    // Config errors name the key; the host shows them before any row moves.
+    const { column } = sdk.parseConfig(config, { required: ['column'], allowed: ['column'] });
+    if (typeof column !== 'string') throw new sdk.ConfigError('`column` must be a column name');
+    return {
+      transform(batch) {
+        const col = sdk.requireColumn(batch, column);
+        const rows = [];
+        const errors = [];
+        batch.rows.forEach((row, index) => {
+          const value = row[col];
+          if (sdk.isNull(value)) {
+            rows.push(row);
+          } else if (value.tag === 'text') {
+            const copy = row.slice();
+            copy[col] = sdk.text(value.val.toLowerCase());
+            rows.push(copy);
+          } else {
+            // A bad row is reported by its index and left out of the output.
+            errors.push({ index, message: `\`${column}\` must be text, got ${sdk.typeName(value)}` });
+          }
+        });
+        return { batch: { columns: batch.columns, rows }, errors };
+      },
+    };
+  },
+});
