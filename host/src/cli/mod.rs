@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+pub mod demo;
 pub mod emulator;
 pub mod plugin;
 pub mod sync;
@@ -40,6 +41,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The classic reverse-ETL story on embedded defaults: a CSV of customers
+    /// synced into a local Salesforce emulator, then only the changed rows.
+    Demo(demo::DemoArgs),
     /// Check sluice.yaml: every problem with its file, line and what was expected.
     Validate {
         #[command(flatten)]
@@ -80,6 +84,7 @@ pub enum Command {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args).await,
         Command::Validate { project, args } => sync::validate(&project, args),
         Command::Plan { project, args } => sync::plan(&project, args).await,
         Command::Run { project, args } => sync::run(&project, args).await,
