@@ -13,7 +13,7 @@ use super::key::{DestId, RowKey};
 use super::mapping::{self, Mapper};
 use crate::config::{GrantKind, PluginInstance, PluginRef, Project, SyncConfig};
 use crate::runtime::bindings::types::{
-    ObjectInfo, PluginError, ReadRequest, RowResult, WriteMode, WriteTarget,
+    ObjectInfo, PluginError, RateLimit, ReadRequest, RowResult, WriteMode, WriteTarget,
 };
 use crate::runtime::instance::{TransformerHandle, WriterHandle};
 use crate::runtime::plugin::Plugin;
@@ -208,7 +208,16 @@ impl<S: StateStore> SyncEngine<'_, S> {
             identifier: identifier.clone().unwrap_or_default(),
         };
         let dest_config = dest_cfg.config_json();
-        let batch_size = sync.batch_size.unwrap_or(0);
+        let spec = destination.spec().await?;
+        // The sync's batch size wins; otherwise the destination's preference.
+        let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
+        // The project's override wins over the plugin's declared limit.
+        let rate = project
+            .destination_of(sync)
+            .rate_limit
+            .map(RateLimit::from)
+            .or(spec.rate_limit);
+        let limiter = rate.as_ref().and_then(limiter);
         Ok(Prepared {
             sync,
             source: Some(source),
@@ -222,6 +231,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             batch_size,
             primary_key: model.primary_key.clone(),
             read: model.read_request(),
+            limiter,
         })
     }
 }
@@ -335,6 +345,19 @@ struct Prepared<'p> {
     batch_size: u32,
     primary_key: Vec<String>,
     read: ReadRequest,
+    limiter: Option<Limiter>,
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter for `requests` calls every `per_ms` milliseconds, spread
+/// evenly (burst of one) so the API never sees a spike.
+fn limiter(rate: &RateLimit) -> Option<Limiter> {
+    let requests = std::num::NonZeroU32::new(rate.requests)?;
+    let period = Duration::from_millis(u64::from(rate.per_ms.max(1))) / requests.get();
+    let quota = governor::Quota::with_period(period.max(Duration::from_micros(1)))?
+        .allow_burst(std::num::NonZeroU32::MIN);
+    Some(governor::RateLimiter::direct(quota))
 }
 
 /// The rows of one source batch that should be sent (mapped and
@@ -759,11 +782,22 @@ impl Prepared<'_> {
         let mut throttled = 0;
         counts.sent += todo.len() as u64;
         while !todo.is_empty() {
-            let sub = Batch {
-                columns: batch.columns.clone(),
-                rows: todo.iter().map(|&i| batch.rows[i].clone()).collect(),
+            // The first attempt sends the whole batch as it is; only a retry
+            // of some rows needs a copy of them.
+            let retry_rows;
+            let sub = if todo.len() == batch.rows.len() {
+                batch
+            } else {
+                retry_rows = Batch {
+                    columns: batch.columns.clone(),
+                    rows: todo.iter().map(|&i| batch.rows[i].clone()).collect(),
+                };
+                &retry_rows
             };
-            let results = match self.destination.write(writer, &sub).await {
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            let results = match self.destination.write(writer, sub).await {
                 Ok(r) => r,
                 Err(failure) => match failure.plugin_error() {
                     Some(PluginError::RateLimited(info))

@@ -97,7 +97,6 @@ impl Destination for Webhook {
         PluginSpec::new("webhook", env!("CARGO_PKG_VERSION"), "POSTs JSON batches to a URL, signed with Standard Webhooks")
             .capability("${config.url}")
             .batch_size(500)
-            .rate_limit(50, 1000, 4)
             .config_schema(serde_json::json!({
                 "type": "object",
                 "required": ["url"],
@@ -164,25 +163,31 @@ enum Attempt {
 }
 
 impl WebhookWriter {
+    /// The event, serialized straight into bytes: the same bytes as
+    /// `serde_json::to_vec` of the `json!` objects (keys in `serde_json::Map`
+    /// order, rows as `Batch::row_json`), without building a
+    /// `serde_json::Value` tree per row or serializing `data` twice.
     fn payload(&self, batch: &Batch) -> (String, Vec<u8>) {
-        let rows: Vec<serde_json::Value> = (0..batch.len()).map(|i| serde_json::Value::Object(batch.row_json(i))).collect();
+        let rows = rows_json(batch);
         let data = serde_json::json!({
             "object": self.target.object,
             "mode": mode_name(self.target.mode),
             "identifier": self.target.identifier,
-            "rows": rows,
+            "rows": serde_json::Value::Null,
         });
-        let data_bytes = serde_json::to_vec(&data).unwrap_or_default();
+        let mut data_bytes = Vec::with_capacity(rows.len() + 256);
+        write_object(&mut data_bytes, &data, "rows", &rows);
         // Stable across retries and reruns of the same content: receivers
         // dedupe on it.
         let id = format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32]);
         let (_, timestamp) = unix_now();
-        let body = serde_json::to_vec(&serde_json::json!({
+        let envelope = serde_json::json!({
             "type": self.config.event_type,
             "timestamp": timestamp,
-            "data": data,
-        }))
-        .unwrap_or_default();
+            "data": serde_json::Value::Null,
+        });
+        let mut body = Vec::with_capacity(data_bytes.len() + 256);
+        write_object(&mut body, &envelope, "data", &data_bytes);
         (id, body)
     }
 
@@ -230,6 +235,78 @@ impl WebhookWriter {
     }
 }
 
+/// Serialize the object `map` (compact, in its own key order) with the value
+/// of key `raw` replaced by the already serialized JSON `raw_json`.
+fn write_object(out: &mut Vec<u8>, map: &serde_json::Value, raw: &str, raw_json: &[u8]) {
+    let map = map.as_object().expect("an object");
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        if key == raw {
+            out.extend_from_slice(raw_json);
+        } else {
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+    out.push(b'}');
+}
+
+/// `[row_json(0), row_json(1), ...]` serialized, written value by value.
+fn rows_json(batch: &Batch) -> Vec<u8> {
+    // The keys in the order (and with the last-wins duplicates) of the
+    // `serde_json::Map` that `row_json` collects: (column index, "key":).
+    let order: serde_json::Map<String, serde_json::Value> =
+        batch.columns.iter().enumerate().map(|(i, c)| (c.clone(), serde_json::Value::from(i))).collect();
+    let keys: Vec<(usize, Vec<u8>)> = order
+        .iter()
+        .map(|(name, i)| {
+            let mut key = serde_json::to_vec(name).unwrap_or_default();
+            key.push(b':');
+            (i.as_u64().unwrap_or_default() as usize, key)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(batch.len() * (64 + keys.len() * 24) + 2);
+    out.push(b'[');
+    for (r, row) in batch.rows.iter().enumerate() {
+        if r > 0 {
+            out.push(b',');
+        }
+        if row.len() < batch.columns.len() {
+            // A short row (not sent by well-behaved sources): the general path.
+            let _ = serde_json::to_writer(&mut out, &serde_json::Value::Object(batch.row_json(r)));
+            continue;
+        }
+        out.push(b'{');
+        for (k, (column, key)) in keys.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key);
+            write_value(&mut out, &row[*column]);
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
+/// One value as `Value::to_json` would serialize, without the detour for
+/// the common scalar types.
+fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
+    use sluice_sdk::Value as V;
+    let _ = match value {
+        V::Null => serde_json::to_writer(&mut *out, &()),
+        V::Boolean(b) => serde_json::to_writer(&mut *out, b),
+        V::Integer(i) => serde_json::to_writer(&mut *out, i),
+        V::Text(s) => serde_json::to_writer(&mut *out, s.as_str()),
+        other => serde_json::to_writer(&mut *out, &other.to_json()),
+    };
+}
+
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -270,6 +347,36 @@ mod tests {
         let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let sig = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn payload_bytes_match_serializing_row_json() {
+        use sluice_sdk::Value as V;
+        let batch = Batch {
+            columns: vec!["z".into(), "a \"q\"".into(), "m".into(), "a \"q\"".into(), "é".into()],
+            rows: vec![
+                vec![V::Integer(-7), V::Text("x\n\u{1}ü".into()), V::Null, V::Boolean(true), V::Decimal("12.50".into())],
+                vec![V::Float(0.1), V::Timestamp(1_700_000_000_123_456), V::Json(r#"{"b":[1,2]}"#.into()), V::Bytes(vec![0, 255]), V::Date(19000)],
+                vec![V::Decimal("NaN".into()), V::Text(String::new())],
+            ],
+        };
+        let writer = WebhookWriter {
+            config: Config::parse(r#"{"url":"https://x"}"#).unwrap(),
+            key: None,
+            target: WriteTarget { object: "o\"bj".into(), mode: WriteMode::Upsert, identifier: "id".into() },
+        };
+        let (id, body) = writer.payload(&batch);
+        let rows: Vec<serde_json::Value> = (0..batch.len()).map(|i| serde_json::Value::Object(batch.row_json(i))).collect();
+        let data = serde_json::json!({"object": "o\"bj", "mode": "upsert", "identifier": "id", "rows": rows});
+        let data_bytes = serde_json::to_vec(&data).unwrap();
+        assert_eq!(String::from_utf8(rows_json(&batch)).unwrap(), serde_json::to_string(&data["rows"]).unwrap());
+        assert_eq!(id, format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32]));
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let expected = serde_json::to_vec(&serde_json::json!({
+            "type": "sluice.rows", "timestamp": parsed["timestamp"], "data": data,
+        }))
+        .unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), String::from_utf8(expected).unwrap());
     }
 
     #[test]
