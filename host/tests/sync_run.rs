@@ -295,3 +295,121 @@ async fn insert_mode_skips_changes_and_append_sends_events() {
     assert_eq!((report.counts.changed, report.counts.sent), (1, 0));
     assert_eq!(rx.modes(), vec!["insert"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_run_between_mapping_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let transforms = "transforms:\n  hash: { plugin: pii-hash, config: { fields: [Email] } }\n";
+    project(dir.path(), &rx, "upsert", transforms);
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace(
+            "    batch_size: 2\n",
+            "    batch_size: 2\n    transforms: [hash]\n",
+        ),
+    )
+    .unwrap();
+    csv(dir.path(), &[("A@x.com", "1", "1")]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.counts.ok, 1, "{:?}", report.error);
+    // sha256("a@x.com"): normalised, then hashed inside the transform.
+    assert_eq!(rx.rows()[0]["Email"], sha256_hex("a@x.com"));
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_webhook_sends_only_changed_rows_on_rerun() {
+    let table = format!("sluice_sync_test_{}", std::process::id());
+    psql(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, email text, ltv numeric(10,2), seen timestamptz);
+         INSERT INTO {table} SELECT g, 'u' || g || '@x.com', g * 1.25, TIMESTAMPTZ '2024-05-01 00:00:00+00' + g * interval '1 minute' FROM generate_series(1, 1500) g;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let yaml = format!(
+        r#"
+sources:
+  pg:
+    plugin: postgres
+    config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: test }}
+    grants: ["postgres://127.0.0.1:5432"]
+destinations:
+  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  users:
+    source: pg
+    query: "select id, email, ltv, seen from {table}"
+    primary_key: id
+syncs:
+  users:
+    model: users
+    destination: hook
+    object: users
+    mode: upsert
+    identifier: id
+    batch_size: 500
+"#,
+        rx.url,
+        rx.grant()
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let first = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (first.status, first.counts.ok),
+        (RunStatus::Succeeded, 1500),
+        "{:?}",
+        first.error
+    );
+    let rows = rx.rows();
+    let row = rows.iter().find(|r| r["id"] == 1500).unwrap();
+    assert_eq!(row["ltv"], serde_json::json!(1875.0));
+    assert_eq!(row["seen"], "2024-05-02T01:00:00Z");
+
+    psql(&format!(
+        "UPDATE {table} SET ltv = ltv + 1 WHERE id % 150 = 0"
+    ));
+    let second = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (
+            second.counts.changed,
+            second.counts.unchanged,
+            second.counts.sent
+        ),
+        (10, 1490, 10)
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
