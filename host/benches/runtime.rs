@@ -351,7 +351,11 @@ fn generate(rows: usize) -> Vec<RawRow> {
         .map(|i| {
             let first = rng.pick(FIRST);
             let last = rng.pick(LAST);
-            let pad = if rng.next().is_multiple_of(4) { "  " } else { "" };
+            let pad = if rng.next().is_multiple_of(4) {
+                "  "
+            } else {
+                ""
+            };
             let email = format!(
                 "{pad}{}.{}{}@{}{pad}",
                 first.trim(),
