@@ -68,6 +68,16 @@ fn main() {
             }
         }
     }
+    // The lookup by name and the list of names, from the same list.
+    code.push_str("/// An embedded plugin by name.\npub fn embedded(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n");
+    for name in PLUGINS {
+        code.push_str(&format!("        {name:?} => {},\n", name.replace('-', "_").to_uppercase()));
+    }
+    code.push_str("        _ => return None,\n    })\n}\n/// Names of the embedded plugins.\npub const EMBEDDED: &[&str] = &[");
+    for name in PLUGINS {
+        code.push_str(&format!("{name:?}, "));
+    }
+    code.push_str("];\n");
     std::fs::write(out_dir.join("plugins.rs"), code).unwrap();
 }
 
