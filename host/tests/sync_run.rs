@@ -413,3 +413,22 @@ syncs:
     );
     psql(&format!("DROP TABLE {table}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_append_modes_reach_the_destination_as_such() {
+    for mode in ["update", "append"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rx = receiver().await;
+        project(dir.path(), &rx, mode, "");
+        csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+        let first = run(dir.path(), RunOptions::default()).await;
+        assert_eq!(first.counts.ok, 2, "{mode}: {:?}", first.error);
+        csv(dir.path(), &[("a@x.com", "5", "1"), ("b@x.com", "2", "2")]);
+        let second = run(dir.path(), RunOptions::default()).await;
+        // Both modes send changed rows again: update as an update, append as
+        // a new event.
+        assert_eq!((second.counts.changed, second.counts.sent), (1, 1), "{mode}");
+        assert!(rx.modes().iter().all(|m| m == mode), "{mode}: {:?}", rx.modes());
+        assert_eq!(rx.rows().len(), 3);
+    }
+}
