@@ -39,7 +39,9 @@ impl std::fmt::Display for HttpError {
 impl From<HttpError> for PluginError {
     fn from(e: HttpError) -> Self {
         match e {
-            HttpError::Denied(_) | HttpError::InvalidUrl(_) => PluginError::Permanent(e.to_string()),
+            HttpError::Denied(_) | HttpError::InvalidUrl(_) => {
+                PluginError::Permanent(e.to_string())
+            }
             HttpError::Transport(_) => PluginError::Retryable(e.to_string()),
         }
     }
@@ -84,19 +86,24 @@ impl Request {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
         self
     }
 
     /// A JSON body (sets `content-type: application/json`).
     pub fn json(self, body: &serde_json::Value) -> Self {
-        self.body_bytes("application/json", serde_json::to_vec(body).unwrap_or_default())
+        self.body_bytes(
+            "application/json",
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
     }
 
     /// A body with its content type.
     pub fn body_bytes(mut self, content_type: &str, body: Vec<u8>) -> Self {
         self.headers.retain(|(n, _)| n != "content-type");
-        self.headers.push(("content-type".into(), content_type.as_bytes().to_vec()));
+        self.headers
+            .push(("content-type".into(), content_type.as_bytes().to_vec()));
         self.body = body;
         self
     }
@@ -166,7 +173,10 @@ impl Response {
 
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            PluginError::Permanent(format!("invalid JSON in HTTP {} response: {e}", self.status))
+            PluginError::Permanent(format!(
+                "invalid JSON in HTTP {} response: {e}",
+                self.status
+            ))
         })
     }
 
@@ -239,12 +249,18 @@ fn parse_url(url: &str) -> Result<ParsedUrl<'_>, HttpError> {
     if authority.is_empty() {
         return Err(HttpError::InvalidUrl(format!("{url}: missing host")));
     }
-    Ok(ParsedUrl { scheme, authority, path_and_query })
+    Ok(ParsedUrl {
+        scheme,
+        authority,
+        path_and_query,
+    })
 }
 
 fn error_code(e: ErrorCode) -> HttpError {
     match e {
-        ErrorCode::HttpRequestDenied => HttpError::Denied("the plugin's grant does not allow this request".into()),
+        ErrorCode::HttpRequestDenied => {
+            HttpError::Denied("the plugin's grant does not allow this request".into())
+        }
         ErrorCode::DestinationIpProhibited => {
             HttpError::Denied("the destination address is not allowed by the plugin's grant".into())
         }
@@ -271,13 +287,16 @@ fn send(req: Request) -> Result<Response, HttpError> {
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
-    let body = outgoing.body().map_err(|_| HttpError::Transport("request body unavailable".into()))?;
+    let body = outgoing
+        .body()
+        .map_err(|_| HttpError::Transport("request body unavailable".into()))?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(error_code)?;
     // An API that refuses a call early (expired token, throttling) answers
     // and closes before reading the whole body. Writing then fails, but the
     // answer is what the caller needs: keep the write error only for when
     // no response arrives.
-    let sent = write_body(&body, &req.body).and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
+    let sent = write_body(&body, &req.body)
+        .and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
 
     future.subscribe().block();
     let response = match future.get() {
@@ -294,14 +313,20 @@ fn send(req: Request) -> Result<Response, HttpError> {
         .map_err(|_| HttpError::Transport("response body unavailable".into()))?;
     let body = read_body(&incoming)?;
     drop(incoming);
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn write_body(body: &OutgoingBody, bytes: &[u8]) -> Result<(), HttpError> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let stream = body.write().map_err(|_| HttpError::Transport("request stream unavailable".into()))?;
+    let stream = body
+        .write()
+        .map_err(|_| HttpError::Transport("request stream unavailable".into()))?;
     let mut rest = bytes;
     while !rest.is_empty() {
         let permit = stream.check_write().map_err(stream_error)? as usize;

@@ -2,7 +2,9 @@
 //! generated WIT bindings. Plugin authors implement a trait and call the
 //! matching `export_*!` macro; they never touch the bindings.
 
-use crate::{Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget};
+use crate::{
+    Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget,
+};
 
 /// A source: reads rows out of a system, a batch at a time.
 pub trait Source: 'static {
@@ -83,9 +85,9 @@ pub mod adapters {
             request: ReadRequest,
         ) -> Result<source::exports::sluice::plugin::source_api::Reader, PluginError> {
             let reader = T::read(&config, request)?;
-            Ok(source::exports::sluice::plugin::source_api::Reader::new(ReaderAdapter::<T>(
-                RefCell::new(reader),
-            )))
+            Ok(source::exports::sluice::plugin::source_api::Reader::new(
+                ReaderAdapter::<T>(RefCell::new(reader)),
+            ))
         }
     }
 
@@ -98,7 +100,9 @@ pub mod adapters {
     pub struct TransformAdapter<T>(PhantomData<T>);
     pub struct TransformerAdapter<T>(RefCell<T>);
 
-    impl<T: Transform> transform::exports::sluice::plugin::transform_api::Guest for TransformAdapter<T> {
+    impl<T: Transform> transform::exports::sluice::plugin::transform_api::Guest
+        for TransformAdapter<T>
+    {
         type Transformer = TransformerAdapter<T>;
         fn spec() -> PluginSpec {
             T::spec()
@@ -108,11 +112,14 @@ pub mod adapters {
         }
         fn open(
             config: String,
-        ) -> Result<transform::exports::sluice::plugin::transform_api::Transformer, PluginError> {
+        ) -> Result<transform::exports::sluice::plugin::transform_api::Transformer, PluginError>
+        {
             let t = T::open(&config)?;
-            Ok(transform::exports::sluice::plugin::transform_api::Transformer::new(
-                TransformerAdapter(RefCell::new(t)),
-            ))
+            Ok(
+                transform::exports::sluice::plugin::transform_api::Transformer::new(
+                    TransformerAdapter(RefCell::new(t)),
+                ),
+            )
         }
     }
 
@@ -143,13 +150,14 @@ pub mod adapters {
         fn open(
             config: String,
             target: WriteTarget,
-        ) -> Result<destination::exports::sluice::plugin::destination_api::Writer, PluginError> {
+        ) -> Result<destination::exports::sluice::plugin::destination_api::Writer, PluginError>
+        {
             let w = T::open(&config, target)?;
-            Ok(destination::exports::sluice::plugin::destination_api::Writer::new(WriterAdapter::<
-                T,
-            >(
-                RefCell::new(w),
-            )))
+            Ok(
+                destination::exports::sluice::plugin::destination_api::Writer::new(
+                    WriterAdapter::<T>(RefCell::new(w)),
+                ),
+            )
         }
     }
 

@@ -52,7 +52,9 @@ impl Value {
             Value::Null => J::Null,
             Value::Boolean(b) => J::Bool(*b),
             Value::Integer(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Decimal(s) => serde_json::from_str::<serde_json::Number>(s)
                 .map(J::Number)
                 .unwrap_or_else(|_| J::String(s.clone())),
@@ -118,7 +120,10 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 impl Batch {
     pub fn new(columns: Vec<String>) -> Self {
-        Batch { columns, rows: Vec::new() }
+        Batch {
+            columns,
+            rows: Vec::new(),
+        }
     }
 
     /// The position of a column, by name.
@@ -147,12 +152,18 @@ impl Batch {
 impl Transformed {
     /// Every input row came through.
     pub fn all(batch: Batch) -> Self {
-        Transformed { batch, errors: Vec::new() }
+        Transformed {
+            batch,
+            errors: Vec::new(),
+        }
     }
 
     /// Record that input row `index` failed; it must not appear in `batch`.
     pub fn reject(&mut self, index: usize, message: impl Into<String>) {
-        self.errors.push(RowError { index: index as u32, message: message.into() });
+        self.errors.push(RowError {
+            index: index as u32,
+            message: message.into(),
+        });
     }
 }
 
@@ -197,7 +208,11 @@ impl PluginSpec {
     }
 
     pub fn rate_limit(mut self, requests: u32, per_ms: u32, concurrency: u32) -> Self {
-        self.rate_limit = Some(crate::RateLimit { requests, per_ms, concurrency });
+        self.rate_limit = Some(crate::RateLimit {
+            requests,
+            per_ms,
+            concurrency,
+        });
         self
     }
 }
@@ -256,14 +271,26 @@ mod tests {
         assert_eq!(format_date(0), "1970-01-01");
         assert_eq!(format_date(19_844), "2024-05-01");
         assert_eq!(format_date(-1), "1969-12-31");
-        assert_eq!(format_timestamp(1_714_566_600_000_000), "2024-05-01T12:30:00Z");
+        assert_eq!(
+            format_timestamp(1_714_566_600_000_000),
+            "2024-05-01T12:30:00Z"
+        );
         assert_eq!(format_timestamp(1), "1970-01-01T00:00:00.000001Z");
     }
 
     #[test]
     fn values_render_as_json() {
-        assert_eq!(Value::Decimal("12.50".into()).to_json(), serde_json::json!(12.5));
-        assert_eq!(Value::Bytes(vec![0xde, 0xad]).to_json(), serde_json::json!("dead"));
-        assert_eq!(Value::Json(r#"{"a":1}"#.into()).to_json(), serde_json::json!({"a": 1}));
+        assert_eq!(
+            Value::Decimal("12.50".into()).to_json(),
+            serde_json::json!(12.5)
+        );
+        assert_eq!(
+            Value::Bytes(vec![0xde, 0xad]).to_json(),
+            serde_json::json!("dead")
+        );
+        assert_eq!(
+            Value::Json(r#"{"a":1}"#.into()).to_json(),
+            serde_json::json!({"a": 1})
+        );
     }
 }

@@ -68,11 +68,17 @@ impl FieldMap {
     pub fn new(rules: Vec<Rule>) -> Result<Self, PluginError> {
         let mut columns = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            let name = rule.to.clone().or_else(|| rule.from.clone()).ok_or_else(|| {
-                PluginError::Config(format!("fields[{i}]: needs `to` (or `from`)"))
-            })?;
+            let name = rule
+                .to
+                .clone()
+                .or_else(|| rule.from.clone())
+                .ok_or_else(|| {
+                    PluginError::Config(format!("fields[{i}]: needs `to` (or `from`)"))
+                })?;
             if rule.from.is_none() && rule.constant.is_none() {
-                return Err(PluginError::Config(format!("fields[{i}] ({name}): needs `from` or `constant`")));
+                return Err(PluginError::Config(format!(
+                    "fields[{i}] ({name}): needs `from` or `constant`"
+                )));
             }
             columns.push(name);
         }
@@ -82,7 +88,10 @@ impl FieldMap {
     /// Map one batch.
     pub fn apply(&self, input: Batch) -> Result<Transformed, PluginError> {
         let sources = self.resolve(&input.columns)?;
-        let mut out = Transformed::all(Batch { columns: self.columns.clone(), rows: Vec::with_capacity(input.rows.len()) });
+        let mut out = Transformed::all(Batch {
+            columns: self.columns.clone(),
+            rows: Vec::with_capacity(input.rows.len()),
+        });
         for (index, mut row) in input.rows.into_iter().enumerate() {
             let mut mapped = Vec::with_capacity(sources.len());
             let mut failed = None;
@@ -94,7 +103,10 @@ impl FieldMap {
                 match convert(value, rule) {
                     Ok(v) => mapped.push(v),
                     Err(message) => {
-                        failed = Some(format!("field `{}`: {message}", rule.to.as_deref().or(rule.from.as_deref()).unwrap_or("?")));
+                        failed = Some(format!(
+                            "field `{}`: {message}",
+                            rule.to.as_deref().or(rule.from.as_deref()).unwrap_or("?")
+                        ));
                         break;
                     }
                 }
@@ -115,7 +127,9 @@ impl FieldMap {
                     .iter()
                     .position(|c| c == from)
                     .map(Source::Column)
-                    .ok_or_else(|| PluginError::Config(format!("column `{from}` is not in the batch"))),
+                    .ok_or_else(|| {
+                        PluginError::Config(format!("column `{from}` is not in the batch"))
+                    }),
                 (None, Some(c)) => Ok(Source::Constant(json_to_value(c))),
                 (None, None) => unreachable!("checked in FieldMap::new"),
             })
@@ -260,9 +274,20 @@ mod tests {
         };
         let out = t.transform(batch).unwrap();
         assert_eq!(out.batch.columns, vec!["Email", "LTV", "Source"]);
-        assert_eq!(out.batch.rows, vec![vec![Value::Text("a@b.com".into()), Value::Float(12.5), Value::Text("sluice".into())]]);
+        assert_eq!(
+            out.batch.rows,
+            vec![vec![
+                Value::Text("a@b.com".into()),
+                Value::Float(12.5),
+                Value::Text("sluice".into())
+            ]]
+        );
         assert_eq!(out.errors.len(), 1);
         assert_eq!(out.errors[0].index, 1);
-        assert!(out.errors[0].message.contains("LTV"), "{}", out.errors[0].message);
+        assert!(
+            out.errors[0].message.contains("LTV"),
+            "{}",
+            out.errors[0].message
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! 4xx a batch write can answer.
 
 use crate::config::Config;
-use sluice_sdk::http::{send_call, Call};
 use serde::Deserialize;
 use sluice_sdk::http::Response;
+use sluice_sdk::http::{send_call, Call};
 use sluice_sdk::{PluginError, RateLimitedInfo};
 use std::time::Duration;
 

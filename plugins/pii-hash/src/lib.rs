@@ -36,7 +36,11 @@ impl PiiHash {
     }
 
     fn hash(&self, text: &str, email: bool) -> String {
-        let normalised = if email { text.trim().to_lowercase() } else { text.trim().to_string() };
+        let normalised = if email {
+            text.trim().to_lowercase()
+        } else {
+            text.trim().to_string()
+        };
         let mut hasher = Sha256::new();
         hasher.update(self.config.salt.as_bytes());
         hasher.update(normalised.as_bytes());
@@ -70,7 +74,9 @@ impl Transform for PiiHash {
     fn open(config: &str) -> Result<Self, PluginError> {
         let config: Config = parse_config(config)?;
         if config.fields.is_empty() {
-            return Err(PluginError::Config("`fields` must name at least one column".into()));
+            return Err(PluginError::Config(
+                "`fields` must name at least one column".into(),
+            ));
         }
         Ok(PiiHash { config })
     }

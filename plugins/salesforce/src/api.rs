@@ -4,9 +4,9 @@
 
 use crate::auth::{self, Session};
 use crate::config::Config;
-use sluice_sdk::http::{send_call, Call};
 use crate::util::{truncate, with_context};
 use serde::Deserialize;
+use sluice_sdk::http::{send_call, Call};
 use sluice_sdk::http::{HttpError, Response};
 use sluice_sdk::{PluginError, RateLimitedInfo};
 use std::time::Duration;

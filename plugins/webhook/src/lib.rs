@@ -59,7 +59,10 @@ impl Config {
     fn parse(text: &str) -> Result<Self, PluginError> {
         let config: Config = parse_config(text)?;
         if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
-            return Err(PluginError::Config(format!("`url` must be http(s)://..., got `{}`", config.url)));
+            return Err(PluginError::Config(format!(
+                "`url` must be http(s)://..., got `{}`",
+                config.url
+            )));
         }
         if let Some(secret) = &config.secret {
             signing_key(secret)?;
@@ -74,7 +77,9 @@ fn signing_key(secret: &str) -> Result<Vec<u8>, PluginError> {
         .ok_or_else(|| PluginError::Config("`secret` must start with `whsec_`".into()))?;
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|e| PluginError::Config(format!("`secret` is not valid base64 after `whsec_`: {e}")))
+        .map_err(|e| {
+            PluginError::Config(format!("`secret` is not valid base64 after `whsec_`: {e}"))
+        })
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`
@@ -85,7 +90,10 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 pub struct Webhook;
@@ -122,15 +130,31 @@ impl Destination for Webhook {
         // A webhook takes any fields; the object name becomes the event's `object`.
         Ok(vec![ObjectInfo {
             name: "events".into(),
-            fields: vec![Field { name: "*".into(), type_: FieldType::Any, nullable: true, required: false, identifier: true }],
-            modes: vec![WriteMode::Upsert, WriteMode::Insert, WriteMode::Update, WriteMode::Delete, WriteMode::Append],
+            fields: vec![Field {
+                name: "*".into(),
+                type_: FieldType::Any,
+                nullable: true,
+                required: false,
+                identifier: true,
+            }],
+            modes: vec![
+                WriteMode::Upsert,
+                WriteMode::Insert,
+                WriteMode::Update,
+                WriteMode::Delete,
+                WriteMode::Append,
+            ],
         }])
     }
 
     fn open(config: &str, target: WriteTarget) -> Result<WebhookWriter, PluginError> {
         let config = Config::parse(config)?;
         let key = config.secret.as_deref().map(signing_key).transpose()?;
-        Ok(WebhookWriter { config, key, target })
+        Ok(WebhookWriter {
+            config,
+            key,
+            target,
+        })
     }
 }
 
@@ -151,9 +175,18 @@ fn mode_name(mode: WriteMode) -> &'static str {
 }
 
 fn unix_now() -> (u64, String) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let micros = now.as_micros() as i64;
-    (now.as_secs(), sluice_sdk::Value::Timestamp(micros).to_json().as_str().unwrap_or_default().to_string())
+    (
+        now.as_secs(),
+        sluice_sdk::Value::Timestamp(micros)
+            .to_json()
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
 }
 
 /// What one attempt means for the batch.
@@ -197,7 +230,10 @@ impl WebhookWriter {
             .timeout(Duration::from_millis(self.config.timeout_ms))
             .header("webhook-id", id)
             .header("webhook-timestamp", &ts.to_string())
-            .header("user-agent", concat!("sluice-webhook/", env!("CARGO_PKG_VERSION")));
+            .header(
+                "user-agent",
+                concat!("sluice-webhook/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(key) = &self.key {
             req = req.header("webhook-signature", &sign(key, id, ts, body));
         }
@@ -207,29 +243,54 @@ impl WebhookWriter {
         req.body_bytes("application/json", body.to_vec()).send()
     }
 
-    fn classify(&self, response: Result<Response, http::HttpError>) -> Result<Attempt, PluginError> {
+    fn classify(
+        &self,
+        response: Result<Response, http::HttpError>,
+    ) -> Result<Attempt, PluginError> {
         let response = match response {
             Ok(r) => r,
             Err(e @ http::HttpError::Transport(_)) => {
-                return Ok(Attempt::Retry { wait_ms: 1000, result: RowResult::Retryable(e.to_string()) })
+                return Ok(Attempt::Retry {
+                    wait_ms: 1000,
+                    result: RowResult::Retryable(e.to_string()),
+                })
             }
             Err(e) => return Err(e.into()),
         };
         let status = response.status;
-        let message = || format!("HTTP {status}: {}", response.text().chars().take(300).collect::<String>());
+        let message = || {
+            format!(
+                "HTTP {status}: {}",
+                response.text().chars().take(300).collect::<String>()
+            )
+        };
         Ok(match status {
             200..=299 => Attempt::Done(RowResult::Accepted),
-            410 => return Err(PluginError::Permanent(format!("receiver is gone (410); disable this destination: {}", message()))),
+            410 => {
+                return Err(PluginError::Permanent(format!(
+                    "receiver is gone (410); disable this destination: {}",
+                    message()
+                )))
+            }
             401 | 403 => return Err(PluginError::Auth(message())),
             429 | 503 => {
                 let wait_ms = response.retry_after_ms().unwrap_or(1000);
-                Attempt::Retry { wait_ms, result: RowResult::RateLimited(wait_ms) }
+                Attempt::Retry {
+                    wait_ms,
+                    result: RowResult::RateLimited(wait_ms),
+                }
             }
             500..=599 => {
                 let wait_ms = response.retry_after_ms().unwrap_or(1000);
-                Attempt::Retry { wait_ms, result: RowResult::Retryable(message()) }
+                Attempt::Retry {
+                    wait_ms,
+                    result: RowResult::Retryable(message()),
+                }
             }
-            300..=399 => Attempt::Done(RowResult::Rejected(format!("{}; redirects are not followed", message()))),
+            300..=399 => Attempt::Done(RowResult::Rejected(format!(
+                "{}; redirects are not followed",
+                message()
+            ))),
             _ => Attempt::Done(RowResult::Rejected(message())),
         })
     }
@@ -259,8 +320,12 @@ fn write_object(out: &mut Vec<u8>, map: &serde_json::Value, raw: &str, raw_json:
 fn rows_json(batch: &Batch) -> Vec<u8> {
     // The keys in the order (and with the last-wins duplicates) of the
     // `serde_json::Map` that `row_json` collects: (column index, "key":).
-    let order: serde_json::Map<String, serde_json::Value> =
-        batch.columns.iter().enumerate().map(|(i, c)| (c.clone(), serde_json::Value::from(i))).collect();
+    let order: serde_json::Map<String, serde_json::Value> = batch
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), serde_json::Value::from(i)))
+        .collect();
     let keys: Vec<(usize, Vec<u8>)> = order
         .iter()
         .map(|(name, i)| {
@@ -303,8 +368,54 @@ fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
         V::Boolean(b) => serde_json::to_writer(&mut *out, b),
         V::Integer(i) => serde_json::to_writer(&mut *out, i),
         V::Text(s) => serde_json::to_writer(&mut *out, s.as_str()),
+        V::Timestamp(us) if write_timestamp(out, *us) => Ok(()),
         other => serde_json::to_writer(&mut *out, &other.to_json()),
     };
+}
+
+/// `"2024-05-01T12:30:00[.000001]Z"`, the JSON string of
+/// `sluice_sdk::value::format_timestamp`, for years 0 to 9999 (false, and
+/// nothing written, otherwise).
+fn write_timestamp(out: &mut Vec<u8>, micros: i64) -> bool {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    // Days to civil date (Howard Hinnant's algorithm, as in the SDK).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    if !(0..=9999).contains(&y) {
+        return false;
+    }
+    let sod = secs.rem_euclid(86_400);
+    let digits = |out: &mut Vec<u8>, n: i64, width: u32| {
+        for p in (0..width).rev() {
+            out.push(b'0' + ((n / 10i64.pow(p)) % 10) as u8);
+        }
+    };
+    out.push(b'"');
+    digits(out, y, 4);
+    out.push(b'-');
+    digits(out, m, 2);
+    out.push(b'-');
+    digits(out, d, 2);
+    out.push(b'T');
+    digits(out, sod / 3600, 2);
+    out.push(b':');
+    digits(out, (sod % 3600) / 60, 2);
+    out.push(b':');
+    digits(out, sod % 60, 2);
+    if frac != 0 {
+        out.push(b'.');
+        digits(out, frac, 6);
+    }
+    out.extend_from_slice(b"Z\"");
+    true
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -322,11 +433,14 @@ impl Writer for WebhookWriter {
             match self.classify(self.post(&id, &body))? {
                 Attempt::Done(result) => break result,
                 Attempt::Retry { wait_ms, result } => {
-                    if attempt >= self.config.max_retries || wait_ms > self.config.max_retry_wait_ms {
+                    if attempt >= self.config.max_retries || wait_ms > self.config.max_retry_wait_ms
+                    {
                         break result;
                     }
                     attempt += 1;
-                    sluice_sdk::warn!("webhook: attempt {attempt} got {result:?}; retrying in {wait_ms} ms");
+                    sluice_sdk::warn!(
+                        "webhook: attempt {attempt} got {result:?}; retrying in {wait_ms} ms"
+                    );
                     http::sleep(Duration::from_millis(wait_ms));
                 }
             }
@@ -345,7 +459,12 @@ mod tests {
     fn signs_like_the_standard_webhooks_reference() {
         // Test vector from the Standard Webhooks reference libraries.
         let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -353,36 +472,109 @@ mod tests {
     fn payload_bytes_match_serializing_row_json() {
         use sluice_sdk::Value as V;
         let batch = Batch {
-            columns: vec!["z".into(), "a \"q\"".into(), "m".into(), "a \"q\"".into(), "é".into()],
+            columns: vec![
+                "z".into(),
+                "a \"q\"".into(),
+                "m".into(),
+                "a \"q\"".into(),
+                "é".into(),
+            ],
             rows: vec![
-                vec![V::Integer(-7), V::Text("x\n\u{1}ü".into()), V::Null, V::Boolean(true), V::Decimal("12.50".into())],
-                vec![V::Float(0.1), V::Timestamp(1_700_000_000_123_456), V::Json(r#"{"b":[1,2]}"#.into()), V::Bytes(vec![0, 255]), V::Date(19000)],
+                vec![
+                    V::Integer(-7),
+                    V::Text("x\n\u{1}ü".into()),
+                    V::Null,
+                    V::Boolean(true),
+                    V::Decimal("12.50".into()),
+                ],
+                vec![
+                    V::Float(0.1),
+                    V::Timestamp(1_700_000_000_123_456),
+                    V::Json(r#"{"b":[1,2]}"#.into()),
+                    V::Bytes(vec![0, 255]),
+                    V::Date(19000),
+                ],
                 vec![V::Decimal("NaN".into()), V::Text(String::new())],
             ],
         };
         let writer = WebhookWriter {
             config: Config::parse(r#"{"url":"https://x"}"#).unwrap(),
             key: None,
-            target: WriteTarget { object: "o\"bj".into(), mode: WriteMode::Upsert, identifier: "id".into() },
+            target: WriteTarget {
+                object: "o\"bj".into(),
+                mode: WriteMode::Upsert,
+                identifier: "id".into(),
+            },
         };
         let (id, body) = writer.payload(&batch);
-        let rows: Vec<serde_json::Value> = (0..batch.len()).map(|i| serde_json::Value::Object(batch.row_json(i))).collect();
+        let rows: Vec<serde_json::Value> = (0..batch.len())
+            .map(|i| serde_json::Value::Object(batch.row_json(i)))
+            .collect();
         let data = serde_json::json!({"object": "o\"bj", "mode": "upsert", "identifier": "id", "rows": rows});
         let data_bytes = serde_json::to_vec(&data).unwrap();
-        assert_eq!(String::from_utf8(rows_json(&batch)).unwrap(), serde_json::to_string(&data["rows"]).unwrap());
-        assert_eq!(id, format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32]));
+        assert_eq!(
+            String::from_utf8(rows_json(&batch)).unwrap(),
+            serde_json::to_string(&data["rows"]).unwrap()
+        );
+        assert_eq!(
+            id,
+            format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32])
+        );
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let expected = serde_json::to_vec(&serde_json::json!({
             "type": "sluice.rows", "timestamp": parsed["timestamp"], "data": data,
         }))
         .unwrap();
-        assert_eq!(String::from_utf8(body).unwrap(), String::from_utf8(expected).unwrap());
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn timestamps_match_the_sdk() {
+        for us in [
+            0,
+            1,
+            -1,
+            1_714_566_600_000_000,
+            1_700_000_000_123_456,
+            -62_167_219_200_000_000,
+            -62_167_219_200_000_001,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            951_782_400_000_000,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            let expected =
+                serde_json::to_string(&sluice_sdk::Value::Timestamp(us).to_json()).unwrap();
+            if write_timestamp(&mut out, us) {
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{us}");
+            } else {
+                // Only years outside 0..=9999 take the SDK's path.
+                assert!(out.is_empty(), "{us}");
+                assert!(
+                    expected.starts_with("\"-") || expected.split('-').next().unwrap().len() > 5,
+                    "{us}: {expected}"
+                );
+            }
+        }
     }
 
     #[test]
     fn rejects_bad_config() {
-        assert!(matches!(Config::parse(r#"{"url":"ftp://x"}"#), Err(PluginError::Config(_))));
-        assert!(matches!(Config::parse(r#"{"url":"https://x","secret":"abc"}"#), Err(PluginError::Config(_))));
-        assert!(matches!(Config::parse(r#"{"url":"https://x","bogus":1}"#), Err(PluginError::Config(m)) if m.contains("bogus")));
+        assert!(matches!(
+            Config::parse(r#"{"url":"ftp://x"}"#),
+            Err(PluginError::Config(_))
+        ));
+        assert!(matches!(
+            Config::parse(r#"{"url":"https://x","secret":"abc"}"#),
+            Err(PluginError::Config(_))
+        ));
+        assert!(
+            matches!(Config::parse(r#"{"url":"https://x","bogus":1}"#), Err(PluginError::Config(m)) if m.contains("bogus"))
+        );
     }
 }

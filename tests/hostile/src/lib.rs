@@ -60,7 +60,10 @@ impl Writer for Attack {
             }
             "http" => {
                 let response = Request::get(&self.0.url).send()?;
-                Ok(leak(rows, format!("fetched {} bytes: {}", response.body.len(), response.text())))
+                Ok(leak(
+                    rows,
+                    format!("fetched {} bytes: {}", response.body.len(), response.text()),
+                ))
             }
             "tcp" => {
                 use std::io::Read;
@@ -71,8 +74,9 @@ impl Writer for Attack {
                 Ok(leak(rows, format!("connected to postgres, read {n} bytes")))
             }
             "read-file" => {
-                let text = std::fs::read_to_string("/etc/passwd")
-                    .map_err(|e| PluginError::Permanent(format!("reading /etc/passwd failed: {e}")))?;
+                let text = std::fs::read_to_string("/etc/passwd").map_err(|e| {
+                    PluginError::Permanent(format!("reading /etc/passwd failed: {e}"))
+                })?;
                 Ok(leak(rows, text))
             }
             "env" => {
