@@ -71,7 +71,10 @@ fn main() {
     // The lookup by name and the list of names, from the same list.
     code.push_str("/// An embedded plugin by name.\npub fn embedded(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n");
     for name in PLUGINS {
-        code.push_str(&format!("        {name:?} => {},\n", name.replace('-', "_").to_uppercase()));
+        code.push_str(&format!(
+            "        {name:?} => {},\n",
+            name.replace('-', "_").to_uppercase()
+        ));
     }
     code.push_str("        _ => return None,\n    })\n}\n/// Names of the embedded plugins.\npub const EMBEDDED: &[&str] = &[");
     for name in PLUGINS {

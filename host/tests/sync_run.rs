@@ -427,8 +427,16 @@ async fn update_and_append_modes_reach_the_destination_as_such() {
         let second = run(dir.path(), RunOptions::default()).await;
         // Both modes send changed rows again: update as an update, append as
         // a new event.
-        assert_eq!((second.counts.changed, second.counts.sent), (1, 1), "{mode}");
-        assert!(rx.modes().iter().all(|m| m == mode), "{mode}: {:?}", rx.modes());
+        assert_eq!(
+            (second.counts.changed, second.counts.sent),
+            (1, 1),
+            "{mode}"
+        );
+        assert!(
+            rx.modes().iter().all(|m| m == mode),
+            "{mode}: {:?}",
+            rx.modes()
+        );
         assert_eq!(rx.rows().len(), 3);
     }
 }

@@ -1,12 +1,13 @@
 //! `sluice plugin ...`: look inside a component and try it out.
 
+use crate::cli::sync::ProjectArg;
 use crate::runtime::error::describe_plugin_error;
 use crate::runtime::limits::{parse_duration, parse_size};
 use crate::runtime::plugin::Plugin;
 use crate::runtime::sandbox::policy::Grants;
 use crate::runtime::sandbox::requests::resolve_requests;
 use crate::runtime::{FailureKind, Limits, Runtime, RuntimeOptions, Sandbox};
-use crate::{plugins, PluginSpec};
+use crate::{harness, plugin_store, plugins, scaffold, PluginSpec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +41,96 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install a plugin into the project: copy the component into
+    /// `.sluice/plugins/NAME/VERSION/SHA256.wasm`, record its name, version,
+    /// world, WIT version and digest in `sluice.lock`, and show what it
+    /// requests. Versions live side by side; `plugin: NAME@VERSION` (or
+    /// `NAME@sha256:HEX`) in sluice.yaml pins one.
+    ///
+    /// Example: sluice plugin install ./target/wasm32-wasip2/release/my_plugin.wasm -C proj
+    Install(InstallArgs),
+    /// Write a new plugin project: the plugin, its build command
+    /// (`sluice plugin build`) and a fixture test (`sluice plugin test`).
+    ///
+    /// Rust projects vendor the SDK (sluice-sdk/, wit/) unless --sdk points at
+    /// a sluice checkout's sdk/ directory; Python and JavaScript projects use
+    /// that checkout's build scripts and templates.
+    ///
+    /// Example: sluice plugin new lowercase --lang rust --kind transform
+    New(NewArgs),
+    /// Build the plugin project in DIR (default: .) into its component.
+    ///
+    /// Rust: cargo build --target wasm32-wasip2 --release; Python and
+    /// JavaScript: the SDK's build scripts. The component goes where
+    /// sluice-plugin.json says (dist/NAME.wasm).
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a plugin against fixtures and report pass/fail per fixture.
+    ///
+    /// PATH is a plugin project (its built component and fixtures/), a .wasm
+    /// file or a built-in name. --record saves every HTTP exchange (secrets
+    /// redacted) to a cassette; --replay serves them from it, offline.
+    ///
+    /// Example: sluice plugin test . --allow http://127.0.0.1:8080 --record fixtures/cassette.json
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name (letters, digits, - and _).
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub lang: scaffold::Lang,
+    #[arg(long, value_enum)]
+    pub kind: scaffold::Kind,
+    /// Where to write it (default: ./NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// A sluice checkout's sdk/ directory to use instead of the vendored SDK
+    /// (Rust) or the checkout this binary was built from (Python, JS).
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// A plugin project directory, a .wasm file or a built-in plugin name.
+    #[arg(default_value = ".")]
+    pub plugin: String,
+    /// The fixtures directory (default: PATH/fixtures for a project).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// Grant a network destination or directory, as for `plugin check`.
+    #[arg(long = "allow", value_name = "GRANT")]
+    pub allow: Vec<String>,
+    /// Record every HTTP exchange to this cassette (JSON).
+    #[arg(long, value_name = "CASSETTE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Serve HTTP responses from this cassette, offline.
+    #[arg(long, value_name = "CASSETTE")]
+    pub replay: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// A .wasm component or the name of a built-in plugin.
+    pub plugin: String,
+    /// The name the project uses for it (default: the name in its spec).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace another component installed under the same name and version.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +161,14 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Inspect { plugin, json } => inspect(&plugin, json).await,
         PluginCommand::Check(args) => check(args).await,
         PluginCommand::List { json } => list(json),
+        PluginCommand::Install(args) => install(args).await,
+        PluginCommand::New(args) => new(args),
+        PluginCommand::Build { dir } => {
+            let out = scaffold::build(&dir)?;
+            println!("built {}", out.display());
+            Ok(())
+        }
+        PluginCommand::Test(args) => test(args).await,
     }
 }
 
@@ -195,6 +294,7 @@ async fn check(args: CheckArgs) -> Result<()> {
         grants,
         limits: Some(limits),
         tenant: "cli".into(),
+        http: Default::default(),
     };
     let mut instance = plugin.instantiate(&sandbox).await?;
     let outcome = instance.check(&config).await;
@@ -251,6 +351,137 @@ fn list(json: bool) -> Result<()> {
         for name in plugins::EMBEDDED {
             println!("{name}");
         }
+    }
+    Ok(())
+}
+
+async fn install(args: InstallArgs) -> Result<()> {
+    let dir = &args.project.project;
+    if !dir.is_dir() {
+        bail!("project directory {} does not exist", dir.display());
+    }
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let done = plugin_store::install(
+        &runtime,
+        dir,
+        &args.plugin,
+        args.name.as_deref(),
+        args.force,
+    )
+    .await
+    .with_context(|| format!("installing {}", args.plugin))?;
+    let e = &done.entry;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "installed": e,
+                "unchanged": done.unchanged,
+                "replaced": done.replaced,
+            }))?
+        );
+        return Ok(());
+    }
+    let verb = if done.unchanged {
+        "already installed"
+    } else {
+        "installed"
+    };
+    println!("{verb} {} {} ({}, {})", e.name, e.version, e.world, e.wit);
+    println!("  sha256    {}", e.sha256);
+    println!("  stored    {}", e.path);
+    println!("  locked in {}", plugin_store::LOCK_FILE);
+    if let Some(old) = &done.replaced {
+        println!("  replaced  {}", old.label());
+    }
+    if e.capabilities.is_empty() {
+        println!("  requests  nothing (it runs with the grants the project gives it)");
+    } else {
+        println!("  requests  {}", e.capabilities.join(", "));
+        println!(
+            "            grant these in sluice.yaml (`grants:`); `sluice validate` checks them"
+        );
+    }
+    println!("pin it with `plugin: {}@{}`", e.name, e.version);
+    Ok(())
+}
+
+fn new(args: NewArgs) -> Result<()> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let manifest =
+        scaffold::new_project(&args.name, args.lang, args.kind, &dir, args.sdk.as_deref())
+            .with_context(|| format!("creating plugin project {}", dir.display()))?;
+    println!(
+        "created {} ({:?} {:?}) in {}",
+        manifest.name,
+        manifest.lang,
+        manifest.kind,
+        dir.display()
+    );
+    println!("  build  sluice plugin build {}", dir.display());
+    println!("  test   sluice plugin test {}", dir.display());
+    Ok(())
+}
+
+async fn test(args: TestArgs) -> Result<()> {
+    let path = PathBuf::from(&args.plugin);
+    // A project directory: its component and its fixtures.
+    let (reference, default_fixtures) = if path.is_dir() {
+        let manifest = scaffold::Manifest::load(&path)?;
+        let component = path.join(&manifest.component);
+        if !component.is_file() {
+            bail!(
+                "{} is not built yet: run `sluice plugin build {}`",
+                component.display(),
+                path.display()
+            );
+        }
+        (component.display().to_string(), Some(path.join("fixtures")))
+    } else {
+        (args.plugin.clone(), None)
+    };
+    let fixtures = args
+        .fixtures
+        .or(default_fixtures)
+        .context("--fixtures DIR is needed for a plugin that is not a project directory")?;
+    let files = harness::fixture_files(&fixtures)?;
+    let grants = Grants::parse(&args.allow)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let plugin = load_plugin(&runtime, &reference)?;
+    let spec = spec_of(&plugin).await?;
+    let tape = match (args.record, args.replay) {
+        (Some(p), _) => Some(harness::Tape::Record(p)),
+        (_, Some(p)) => Some(harness::Tape::Replay(p)),
+        _ => None,
+    };
+    let sandbox = Sandbox {
+        grants,
+        limits: None,
+        tenant: "cli".into(),
+        http: Default::default(),
+    };
+    let outcomes = harness::run(&plugin, &spec, &files, sandbox, tape.as_ref()).await?;
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        for o in &outcomes {
+            println!("{} {}", if o.passed { "pass" } else { "FAIL" }, o.name);
+            for d in &o.diffs {
+                println!("    {d}");
+            }
+        }
+        println!(
+            "{}: {} passed, {failed} failed",
+            spec.name,
+            outcomes.len() - failed
+        );
+        if let Some(harness::Tape::Record(p)) = &tape {
+            println!("recorded {}", p.display());
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} fixture(s) failed");
     }
     Ok(())
 }

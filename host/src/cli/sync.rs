@@ -1,11 +1,12 @@
 //! `sluice validate | plan | run | runs`: syncs defined in a project's
 //! `sluice.yaml`.
 
-use crate::config::{self, Project};
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::config::{self, Diagnostic, Project};
+use crate::grants;
+use crate::runtime::{Runtime, RuntimeOptions, Sandbox};
 use crate::state::{RunCounts, RunRecord, SqliteStore, StateStore};
-use crate::sync::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
-use anyhow::{anyhow, bail, Result};
+use crate::sync::run::{load_plugin, ProgressFn, RunOptions, RunReport, SyncEngine};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub struct ProjectArg {
 pub struct ValidateArgs {
     #[arg(long)]
     pub json: bool,
+    /// Check the project file only: do not load the plugins to compare what
+    /// they request with what the project grants them.
+    #[arg(long)]
+    pub skip_plugins: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,7 +98,18 @@ pub fn load_project(dir: &Path) -> Result<Project> {
 }
 
 pub fn validate(project: &ProjectArg, args: ValidateArgs) -> Result<()> {
-    match config::validate(&project.project) {
+    let checked = config::validate(&project.project).and_then(|p| {
+        if args.skip_plugins {
+            return Ok(p);
+        }
+        let problems = check_plugins_blocking(&p);
+        if problems.is_empty() {
+            Ok(p)
+        } else {
+            Err(problems)
+        }
+    });
+    match checked {
         Ok(p) => {
             if args.json {
                 println!(
@@ -125,6 +141,119 @@ pub fn validate(project: &ProjectArg, args: ValidateArgs) -> Result<()> {
             bail!("{} problem(s) found", diagnostics.len())
         }
     }
+}
+
+/// [`check_plugins`] on a thread of its own with its own async runtime, so
+/// `validate` stays a plain function callable from anywhere.
+fn check_plugins_blocking(project: &Project) -> Vec<Diagnostic> {
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<Vec<Diagnostic>> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting an async runtime to load the plugins")?;
+                rt.block_on(async {
+                    let runtime = Runtime::new(RuntimeOptions::default())?;
+                    Ok(check_plugins(project, &runtime).await)
+                })
+            })
+            .join()
+    });
+    match outcome {
+        Ok(Ok(problems)) => problems,
+        Ok(Err(e)) => vec![diagnostic_at(project, None, format!("{e:#}"), None)],
+        Err(_) => vec![diagnostic_at(
+            project,
+            None,
+            "checking the plugins panicked".into(),
+            None,
+        )],
+    }
+}
+
+fn diagnostic_at(
+    project: &Project,
+    location: Option<&config::Location>,
+    message: String,
+    expected: Option<String>,
+) -> Diagnostic {
+    Diagnostic {
+        file: location
+            .map(|l| l.file.to_path_buf())
+            .unwrap_or_else(|| project.file.clone()),
+        line: location.map_or(1, |l| l.line),
+        column: location.map_or(1, |l| l.column),
+        message,
+        expected,
+    }
+}
+
+/// Load every source, destination and transform plugin of the project, ask
+/// each for its spec, and refuse requests its grants do not cover
+/// ([`crate::grants`]), naming the request and the grants. Plugins that do
+/// not load (missing, digest mismatch, unsupported WIT version) are reported
+/// too.
+pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnostic> {
+    let instances = project
+        .sources
+        .values()
+        .map(|p| ("source", p))
+        .chain(
+            project
+                .destinations
+                .values()
+                .map(|d| ("destination", &d.instance)),
+        )
+        .chain(project.transforms.values().map(|t| ("transform", t)));
+    let mut problems = Vec::new();
+    for (role, cfg) in instances {
+        let at = |message: String, expected: Option<String>| {
+            diagnostic_at(project, Some(&cfg.location), message, expected)
+        };
+        let spec = async {
+            let plugin = load_plugin(runtime, &project.dir, cfg)?;
+            let mut instance = plugin.instantiate(&Sandbox::default()).await?;
+            anyhow::Ok(instance.spec().await?)
+        }
+        .await;
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(at(format!("{role} `{}`: {e:#}", cfg.name), None));
+                continue;
+            }
+        };
+        let granted = match grants::project_grants(cfg) {
+            Ok(g) => g,
+            Err(e) => {
+                problems.push(at(format!("{role} `{}`: {e:#}", cfg.name), None));
+                continue;
+            }
+        };
+        let result = grants::intersect(&spec, &cfg.config_json(), &granted);
+        let granted_text = grants::describe_grants(&cfg.grants);
+        for request in &result.uncovered {
+            problems.push(at(
+                format!(
+                    "{role} `{}` (plugin {} {}) requests `{request}`, which its grants do not \
+                     cover (grants: {granted_text})",
+                    cfg.name, spec.name, spec.version
+                ),
+                Some(format!("a grant covering `{request}` in `grants:`")),
+            ));
+        }
+        for why in &result.unresolved {
+            problems.push(at(
+                format!(
+                    "{role} `{}` (plugin {} {}) requests {why} (grants: {granted_text})",
+                    cfg.name, spec.name, spec.version
+                ),
+                None,
+            ));
+        }
+    }
+    problems
 }
 
 fn open_store(project: &Project) -> Result<Mutex<SqliteStore>> {

@@ -9,7 +9,8 @@
 //! ```yaml
 //! sources:
 //!   warehouse:
-//!     plugin: postgres                 # an installed plugin, or ./path/to.wasm
+//!     plugin: postgres                 # installed or built-in; postgres@0.1.0 or
+//!                                      # postgres@sha256:HEX pins one; or ./path/to.wasm
 //!     config: { url: "${PG_URL}" }
 //!     grants: ["postgres://127.0.0.1:5432"]
 //! destinations:
@@ -156,8 +157,59 @@ impl Project {
 pub enum PluginRef {
     /// A `.wasm` file, resolved against the project directory; it exists.
     Path(PathBuf),
-    /// The name of an installed plugin, e.g. `postgres`.
+    /// The name of a plugin, e.g. `postgres`: the one version installed in
+    /// the project (`sluice plugin install`), or else the built-in plugin of
+    /// that name.
     Installed(String),
+    /// `name@VERSION` or `name@sha256:HEX`: one installed version of a
+    /// plugin, never a built-in.
+    Pinned { name: String, pin: PluginPin },
+}
+
+/// How a `plugin:` reference pins an installed plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginPin {
+    /// `webhook@0.1.0`: the version from the plugin's spec.
+    Version(String),
+    /// `webhook@sha256:3f2a...`: the component's SHA-256 (lowercase hex; a
+    /// unique prefix of at least 12 digits is enough).
+    Digest(String),
+}
+
+impl PluginPin {
+    /// Parses what follows the `@` of `name@...`.
+    pub fn parse(text: &str) -> Result<PluginPin, String> {
+        if let Some(hex) = text.strip_prefix("sha256:") {
+            let hex = hex.to_ascii_lowercase();
+            if hex.len() < 12 || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "`sha256:{hex}` is not a digest: expected 12 to 64 hex digits"
+                ));
+            }
+            return Ok(PluginPin::Digest(hex));
+        }
+        let ok = !text.is_empty()
+            && text.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+        if ok {
+            Ok(PluginPin::Version(text.to_owned()))
+        } else {
+            Err(format!(
+                "`{text}` is neither a version like `0.1.0` nor a digest like `sha256:3f2a…`"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for PluginPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginPin::Version(v) => f.write_str(v),
+            PluginPin::Digest(d) => write!(f, "sha256:{d}"),
+        }
+    }
 }
 
 /// A configured source, destination or transform plugin.

@@ -14,7 +14,7 @@ use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::{
     close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, Location,
-    Mapping, MappingSource, Model, ModelRead, PluginInstance, PluginRef, Project,
+    Mapping, MappingSource, Model, ModelRead, PluginInstance, PluginPin, PluginRef, Project,
     RateLimitOverride, SyncConfig, SyncMode,
 };
 
@@ -541,6 +541,24 @@ impl<'a> Reader<'a> {
         if !is_path {
             if valid_name(t) {
                 return Some(PluginRef::Installed(t.to_owned()));
+            }
+            if let Some((name, pin)) = t.split_once('@').filter(|(n, _)| valid_name(n)) {
+                match PluginPin::parse(pin) {
+                    Ok(pin) => {
+                        return Some(PluginRef::Pinned {
+                            name: name.to_owned(),
+                            pin,
+                        })
+                    }
+                    Err(why) => {
+                        self.error(
+                            pos,
+                            format!("plugin `{text}` of {ctx}: {why}"),
+                            Some("`name@VERSION` or `name@sha256:HEX`"),
+                        );
+                        return None;
+                    }
+                }
             }
             let msg = format!("`{text}` is neither an installed plugin name nor a path to a .wasm file (in {ctx})");
             self.error(

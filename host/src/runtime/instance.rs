@@ -10,7 +10,7 @@ use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
 use super::log::LogSource;
 use super::plugin::{Plugin, PluginKind, PluginPre};
-use super::sandbox::http::SandboxedHttp;
+use super::sandbox::http::{HttpMode, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::stdio::CapturedOutput;
 use super::sandbox::{sockets, Denials};
@@ -28,6 +28,8 @@ pub struct Sandbox {
     pub grants: Grants,
     pub limits: Option<Limits>,
     pub tenant: String,
+    /// Live HTTP, or recording to / replaying from a cassette.
+    pub http: HttpMode,
 }
 
 impl Sandbox {
@@ -36,7 +38,20 @@ impl Sandbox {
             grants,
             limits: None,
             tenant: "default".into(),
+            http: HttpMode::Live,
         }
+    }
+}
+
+/// A wall clock that never moves (recording and replay).
+struct FixedWallClock(std::time::Duration);
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        self.0
     }
 }
 
@@ -106,6 +121,9 @@ impl Plugin {
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        if let Some(now) = sandbox.http.fixed_wall_clock() {
+            wasi.wall_clock(FixedWallClock(now));
+        }
         for dir in &sandbox.grants.dirs {
             let perms = if dir.writable {
                 FsPerms::ReadWrite
@@ -132,6 +150,7 @@ impl Plugin {
                 resolver: runtime.options.resolver.clone(),
                 denials: denials.clone(),
                 max_response_bytes: limits.http_response_bytes,
+                mode: sandbox.http.clone(),
             },
             table: Default::default(),
             limiter: MemoryLimiter::new(&limits),

@@ -11,20 +11,20 @@ use super::diff::{Change, Differ, RowDiff};
 use super::hash::RowHash;
 use super::key::{DestId, RowKey};
 use super::mapping::{self, Mapper};
-use crate::config::{GrantKind, PluginInstance, PluginRef, Project, SyncConfig};
+use crate::config::{PluginInstance, PluginRef, Project, SyncConfig};
 use crate::runtime::bindings::types::{
     ObjectInfo, PluginError, RateLimit, ReadRequest, RowResult, WriteMode, WriteTarget,
 };
 use crate::runtime::instance::{TransformerHandle, WriterHandle};
 use crate::runtime::plugin::Plugin;
-use crate::runtime::sandbox::policy::{self, Grants, NetGrant, NetPolicy};
 use crate::runtime::{FailureKind, Instance, PluginFailure, Runtime, Sandbox};
 use crate::state::{
     Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore,
 };
-use crate::{plugins, Batch, Row, Value};
+use crate::{grants, plugin_store, plugins, Batch, PluginSpec, Row, Value};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,15 @@ impl RetryPolicy {
             .min(self.max_delay);
         let jitter = rand_unit();
         exp.mul_f64(0.5 + jitter / 2.0)
+    }
+}
+
+/// How long to wait before retrying a call that failed transiently: what a
+/// rate limit asked for, or backoff.
+fn retry_wait(failure: &PluginFailure, attempt: u32) -> Duration {
+    match failure.plugin_error() {
+        Some(PluginError::RateLimited(info)) => Duration::from_millis(info.retry_after_ms),
+        _ => RetryPolicy::default().delay(attempt),
     }
 }
 
@@ -169,8 +178,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let source_cfg = project.source_of(model);
         let dest_cfg = &project.destination_of(sync).instance;
 
-        let source = open_instance(self.runtime, source_cfg, "source").await?;
-        let mut destination = open_instance(self.runtime, dest_cfg, "destination").await?;
+        let source = open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
+        let mut destination =
+            open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
         let object = discover_object(&mut destination, dest_cfg, sync).await?;
         mapping::check_against_destination(sync, None, &object).map_err(|problems| {
             anyhow!(
@@ -197,7 +207,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let mut transforms = Vec::new();
         for t in &sync.transforms {
             let cfg = &project.transforms[t];
-            let mut instance = open_instance(self.runtime, cfg, "transform").await?;
+            let mut instance = open_instance(self.runtime, &project.dir, cfg, "transform").await?;
             let handle = instance.open_transformer(&cfg.config_json()).await?;
             transforms.push((instance, handle));
         }
@@ -218,6 +228,12 @@ impl<S: StateStore> SyncEngine<'_, S> {
             .map(RateLimit::from)
             .or(spec.rate_limit);
         let limiter = rate.as_ref().and_then(limiter);
+        // Discovery has just called the API, and the API counts that call
+        // against the same limit: charge it, so the first writes do not
+        // overrun the window it started (a fresh limiter always has the cell).
+        if let Some(l) = &limiter {
+            let _ = l.check();
+        }
         Ok(Prepared {
             sync,
             source: Some(source),
@@ -240,56 +256,71 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Resolve a plugin reference: a file, or a plugin built into the binary.
-pub fn load_plugin(runtime: &Runtime, cfg: &PluginInstance) -> Result<Plugin> {
+/// Resolve a plugin reference: a file; an installed plugin (bare name or
+/// pinned `name@version` / `name@sha256:…`), its digest checked against
+/// `sluice.lock`; or, for a bare name that is not installed, the plugin built
+/// into the binary.
+pub fn load_plugin(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) -> Result<Plugin> {
     let mut plugin = match &cfg.plugin {
         PluginRef::Path(path) => Plugin::load(runtime, path)?,
         PluginRef::Installed(name) => {
-            let bytes = plugins::embedded(name).ok_or_else(|| {
-                anyhow!(
-                    "`{}` uses plugin `{name}`, which is neither a file nor a built-in plugin ({})",
-                    cfg.name,
-                    plugins::EMBEDDED.join(", ")
-                )
-            })?;
-            Plugin::from_bytes(runtime, name, bytes)?
+            match plugin_store::load_installed(runtime, project_dir, name, None)? {
+                Some(p) => p,
+                None => {
+                    let bytes = plugins::embedded(name).ok_or_else(|| {
+                        anyhow!(
+                            "`{}` uses plugin `{name}`, which is neither installed in this project \
+                             (sluice plugin install) nor a file nor a built-in plugin ({})",
+                            cfg.name,
+                            plugins::EMBEDDED.join(", ")
+                        )
+                    })?;
+                    Plugin::from_bytes(runtime, name, bytes)?
+                }
+            }
+        }
+        PluginRef::Pinned { name, pin } => {
+            plugin_store::load_installed(runtime, project_dir, name, Some(pin))?
+                .ok_or_else(|| anyhow!("plugin `{name}@{pin}` is not installed in this project"))?
         }
     };
     plugin.set_name(&cfg.name);
     Ok(plugin)
 }
 
-/// The sandbox a project grants one plugin.
-pub fn sandbox_for(cfg: &PluginInstance) -> Result<Sandbox> {
-    let mut net = Vec::new();
-    let mut dirs = Vec::new();
-    for grant in &cfg.grants {
-        match &grant.kind {
-            GrantKind::Network(_) => net.push(
-                NetGrant::parse(grant.text.expose())
-                    .with_context(|| format!("grant of `{}`", cfg.name))?,
-            ),
-            GrantKind::Dir(d) => dirs.push(policy::DirGrant {
-                host: d.host.clone(),
-                guest: d.guest.clone(),
-                writable: d.writable,
-            }),
-        }
+/// The sandbox a project grants one plugin: the intersection of what its
+/// spec requests and what the project grants (see [`crate::grants`]).
+/// Requests the grants do not cover are left out here, logged, and refused
+/// by `sluice validate`.
+pub fn sandbox_for(cfg: &PluginInstance, spec: &PluginSpec) -> Result<Sandbox> {
+    let granted = grants::project_grants(cfg)?;
+    let intersection = grants::intersect(spec, &cfg.config_json(), &granted);
+    for request in intersection
+        .uncovered
+        .iter()
+        .chain(&intersection.unresolved)
+    {
+        tracing::warn!(plugin = %cfg.name, request = %request, "plugin request not granted");
     }
-    Ok(Sandbox {
-        grants: Grants {
-            net: NetPolicy::new(net),
-            dirs,
-        },
-        limits: None,
-        tenant: "default".into(),
-    })
+    Ok(Sandbox::new(intersection.grants))
 }
 
-async fn open_instance(runtime: &Runtime, cfg: &PluginInstance, role: &str) -> Result<Instance> {
-    let plugin =
-        load_plugin(runtime, cfg).with_context(|| format!("loading {role} `{}`", cfg.name))?;
-    let sandbox = sandbox_for(cfg)?;
+async fn open_instance(
+    runtime: &Runtime,
+    project_dir: &Path,
+    cfg: &PluginInstance,
+    role: &str,
+) -> Result<Instance> {
+    let plugin = load_plugin(runtime, project_dir, cfg)
+        .with_context(|| format!("loading {role} `{}`", cfg.name))?;
+    // The spec comes from an instance with no grants at all; the run's
+    // instance gets the intersection of its requests and the grants.
+    let spec = plugin
+        .instantiate(&Sandbox::default())
+        .await?
+        .spec()
+        .await?;
+    let sandbox = sandbox_for(cfg, &spec)?;
     Ok(plugin.instantiate(&sandbox).await?)
 }
 
@@ -298,7 +329,17 @@ async fn discover_object(
     cfg: &PluginInstance,
     sync: &SyncConfig,
 ) -> Result<ObjectInfo> {
-    let objects = destination.discover(&cfg.config_json()).await?;
+    let config = cfg.config_json();
+    let mut attempt = 0;
+    let objects = loop {
+        match destination.discover(&config).await {
+            Err(f) if f.is_retryable() && attempt + 1 < RetryPolicy::default().max_attempts => {
+                attempt += 1;
+                tokio::time::sleep(retry_wait(&f, attempt)).await;
+            }
+            other => break other?,
+        }
+    };
     let wanted = sync.object.expose();
     if let Some(o) = objects.iter().find(|o| o.name == wanted) {
         return Ok(o.clone());
@@ -603,10 +644,8 @@ impl Prepared<'_> {
     ) -> Result<()> {
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
-        let writer = self
-            .destination
-            .open_writer(&self.dest_config, &self.target)
-            .await?;
+        let target = self.target.clone();
+        let writer = self.open_writer(&target).await?;
         let mut rx = self.start_reader()?;
         let mut total = RunCounts::default();
         while let Some(batch) = rx.recv().await {
@@ -659,10 +698,7 @@ impl Prepared<'_> {
             mode: WriteMode::Delete,
             ..self.target.clone()
         };
-        let writer = self
-            .destination
-            .open_writer(&self.dest_config, &target)
-            .await?;
+        let writer = self.open_writer(&target).await?;
         for chunk in removed.chunks(self.write_batch_rows()) {
             let mut counts = RunCounts {
                 removed: chunk.len() as u64,
@@ -707,6 +743,29 @@ impl Prepared<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Open the destination's writer, riding out transient failures (a 5xx
+    /// while it authenticates or looks up the object).
+    async fn open_writer(&mut self, target: &WriteTarget) -> Result<WriterHandle, PluginFailure> {
+        let mut attempt = 0;
+        loop {
+            // Opening a writer calls the API too (authentication, describe).
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            match self
+                .destination
+                .open_writer(&self.dest_config, target)
+                .await
+            {
+                Err(f) if f.is_retryable() && attempt + 1 < RetryPolicy::default().max_attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(retry_wait(&f, attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Write one chunk and record every row's outcome in `commit`. A chunk
@@ -950,5 +1009,34 @@ pub fn value_json(v: &Value) -> serde_json::Value {
         Value::Bytes(b) => J::String(hex::encode(b)),
         Value::Timestamp(us) => J::String(super::coerce::format_timestamp(*us)),
         Value::Date(d) => J::String(super::coerce::format_date(*d)),
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn a_limiter_admits_one_call_at_a_time() {
+        let l = limiter(&RateLimit {
+            requests: 20,
+            per_ms: 2000,
+            concurrency: 1,
+        })
+        .unwrap();
+        // The charge for discovery always succeeds on a fresh limiter ...
+        assert!(l.check().is_ok());
+        // ... and then the next call (opening the writer) has to wait.
+        assert!(l.check().is_err());
+    }
+
+    #[test]
+    fn no_requests_means_no_limiter() {
+        let rate = RateLimit {
+            requests: 0,
+            per_ms: 1000,
+            concurrency: 1,
+        };
+        assert!(limiter(&rate).is_none());
     }
 }

@@ -2,11 +2,16 @@
 //! the plugin's grant, its host name is resolved here (not by the guest),
 //! every resolved address is checked, and the connection is made to an
 //! address that passed, so a DNS answer can never widen a grant.
+//!
+//! [`HttpMode`] adds recording to and replaying from a cassette
+//! ([`crate::cassette`]) behind the same checks.
 
 use super::policy::{default_port, NetDenial, NetPolicy};
 use super::resolver::Resolve;
 use super::Denials;
-use http_body_util::BodyExt;
+use crate::cassette::{Body, Interaction, RecordedRequest, RecordedResponse, Recorder, Replayer};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +27,36 @@ pub struct SandboxedHttp {
     pub denials: Denials,
     /// Largest response body a plugin may receive.
     pub max_response_bytes: usize,
+    /// Live, recording to a cassette, or replaying one.
+    pub mode: HttpMode,
+}
+
+/// Where a plugin's HTTP requests go. The grant check runs first in every
+/// mode: a request the grants refuse is refused while recording and while
+/// replaying too.
+#[derive(Debug, Clone, Default)]
+pub enum HttpMode {
+    /// To the network (after the grant and address checks).
+    #[default]
+    Live,
+    /// To the network, and every exchange is recorded (secrets redacted).
+    Record(Arc<Recorder>),
+    /// Never to the network: responses come from a cassette, in order. Host
+    /// names are not resolved (replay is offline); IP literals still get the
+    /// restricted-address check.
+    Replay(Arc<Replayer>),
+}
+
+impl HttpMode {
+    /// The frozen wall clock (since the Unix epoch) that recording and
+    /// replay give the plugin, so time-stamped bodies replay byte for byte.
+    pub fn fixed_wall_clock(&self) -> Option<Duration> {
+        match self {
+            HttpMode::Live => None,
+            HttpMode::Record(r) => Some(r.clock()),
+            HttpMode::Replay(r) => Some(r.clock()),
+        }
+    }
 }
 
 type SendResult = Result<
@@ -43,8 +78,16 @@ impl WasiHttpHooks for SandboxedHttp {
         let resolver = self.resolver.clone();
         let denials = self.denials.clone();
         let max_response_bytes = self.max_response_bytes;
+        let mode = self.mode.clone();
         Box::new(async move {
             let target = Target::from_uri(request.uri())?;
+            if let HttpMode::Replay(replayer) = &mode {
+                if let Err((denial, code)) = authorize_offline(&policy, &target) {
+                    denials.record("network (http)", denial);
+                    return Err(code);
+                }
+                return replay(replayer, request, max_response_bytes).await;
+            }
             let addrs = match authorize(&policy, &*resolver, &target).await {
                 Ok(addrs) => addrs,
                 Err((denial, code)) => {
@@ -52,9 +95,118 @@ impl WasiHttpHooks for SandboxedHttp {
                     return Err(code);
                 }
             };
-            send_pinned(request, options, &target, &addrs, max_response_bytes).await
+            match &mode {
+                HttpMode::Record(recorder) => {
+                    record(
+                        recorder,
+                        request,
+                        options,
+                        &target,
+                        &addrs,
+                        max_response_bytes,
+                    )
+                    .await
+                }
+                _ => send_pinned(request, options, &target, &addrs, max_response_bytes).await,
+            }
         })
     }
+}
+
+/// The grant check without DNS, for replay: the URL must be granted, and an
+/// IP literal must pass the restricted-address rules.
+fn authorize_offline(policy: &NetPolicy, target: &Target) -> Result<(), (NetDenial, HttpError)> {
+    policy
+        .check_url(&target.scheme, &target.host, target.port)
+        .map_err(|d| (d, HttpError::HttpRequestDenied))?;
+    if let Ok(ip) = target.bare_host().parse::<IpAddr>() {
+        policy
+            .filter_resolved(&target.host, target.port, &[ip])
+            .map_err(|d| (d, HttpError::DestinationIpProhibited))?;
+    }
+    Ok(())
+}
+
+fn full_body(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Read a request's whole body, leaving an equivalent request behind.
+async fn buffer_request(
+    request: http::Request<WasiBody>,
+) -> Result<(http::Request<WasiBody>, Bytes), HttpError> {
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok((
+        http::Request::from_parts(parts, full_body(bytes.clone())),
+        bytes,
+    ))
+}
+
+async fn record(
+    recorder: &Recorder,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    target: &Target,
+    addrs: &[IpAddr],
+    max_response_bytes: usize,
+) -> SendResult {
+    let (request, request_body) = buffer_request(request).await?;
+    let redactor = &recorder.redactor;
+    let recorded_request = RecordedRequest {
+        method: request.method().to_string(),
+        url: redactor.url(&request.uri().to_string()),
+        headers: redactor.headers(request.headers()),
+        body: redactor.body(&request_body),
+    };
+    let (response, done) = send_pinned(request, options, target, addrs, max_response_bytes).await?;
+    let (parts, body) = response.into_parts();
+    let response_body = body.collect().await?.to_bytes();
+    recorder.push(Interaction {
+        request: recorded_request,
+        response: RecordedResponse {
+            status: parts.status.as_u16(),
+            headers: redactor.headers(&parts.headers),
+            body: Body::from_bytes(&response_body),
+        },
+    });
+    Ok((
+        http::Response::from_parts(parts, full_body(response_body)),
+        done,
+    ))
+}
+
+async fn replay(
+    replayer: &Replayer,
+    request: http::Request<WasiBody>,
+    max_response_bytes: usize,
+) -> SendResult {
+    let (request, body) = buffer_request(request).await?;
+    let redactor = &replayer.redactor;
+    let recorded = replayer
+        .next(
+            request.method().as_str(),
+            &redactor.url(&request.uri().to_string()),
+            &redactor.body(&body),
+        )
+        .map_err(|why| HttpError::InternalError(Some(why)))?;
+    let bytes = recorded
+        .body
+        .to_bytes()
+        .map_err(|e| HttpError::InternalError(Some(format!("{e:#}"))))?;
+    if bytes.len() > max_response_bytes {
+        return Err(HttpError::HttpResponseBodySize(Some(bytes.len() as u64)));
+    }
+    let mut response = http::Response::builder().status(recorded.status);
+    for (name, value) in &recorded.headers {
+        response = response.header(name, value);
+    }
+    let response = response.body(full_body(Bytes::from(bytes))).map_err(|e| {
+        HttpError::InternalError(Some(format!("a recorded response is invalid: {e}")))
+    })?;
+    Ok((response, Box::new(async { Ok(()) })))
 }
 
 /// Scheme, host and port of a request.

@@ -1,0 +1,204 @@
+//! PostgreSQL to the CRM emulators through full syncs: per-record rejects
+//! land in the ledger with the API's own message, injected 5xx responses and
+//! a token expiring mid-run lose nothing, and the CRM ends up holding the
+//! model minus the rejected rows.
+
+mod common;
+
+use common::*;
+use sluice::config;
+use sluice::runtime::sandbox::policy::Grants;
+use sluice::state::{RunStatus, SqliteStore, StateStore};
+use sluice::sync::run::{RunOptions, RunReport, SyncEngine};
+use sluice_emulators::{
+    EmulatorConfig, FaultConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
+};
+use std::path::Path;
+use std::sync::Mutex;
+
+fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+/// A table of `n` people; ids in `bad` get a malformed email.
+fn people_table(name: &str, n: usize, bad: &[usize]) {
+    let bad: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+    psql(&format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, email text, first text, last text);
+         INSERT INTO {name} SELECT g, CASE WHEN g IN ({}) THEN 'broken-' || g ELSE 'p' || g || '@example.com' END,
+                'First' || g, 'Last' || g FROM generate_series(1, {n}) g;",
+        bad.join(",")
+    ));
+}
+
+fn write_project(dir: &Path, table: &str, destination: &str, sync: &str) {
+    let yaml = format!(
+        r#"
+sources:
+  pg:
+    plugin: postgres
+    config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: test }}
+    grants: ["postgres://127.0.0.1:5432"]
+destinations:
+{destination}
+models:
+  people:
+    source: pg
+    query: "select id, email, first, last from {table}"
+    primary_key: id
+syncs:
+  people:
+    model: people
+    destination: crm
+{sync}"#
+    );
+    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
+}
+
+async fn run(dir: &Path) -> RunReport {
+    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    engine.run("people", &RunOptions::default()).await.unwrap()
+}
+
+fn ledger_messages(dir: &Path) -> Vec<String> {
+    let store = SqliteStore::open_project(dir).unwrap();
+    store
+        .ledger("people")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_hubspot_with_injected_5xx() {
+    let table = format!("sluice_hs_{}", std::process::id());
+    people_table(&table, 600, &[17, 400]);
+    let faults = FaultConfig {
+        server_error_probability: 0.05,
+        ..FaultConfig::none()
+    };
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            faults,
+            seed: 7,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let destination = format!(
+        "  crm:\n    plugin: hubspot\n    config: {{ base_url: \"{}\", token: {DEFAULT_HUBSPOT_TOKEN}, object_type: contacts }}\n    grants: [\"{}\"]\n",
+        hs.base_url(),
+        Grants::pattern_for_url(&hs.base_url()).unwrap()
+    );
+    let sync = "    object: contacts\n    mode: upsert\n    identifier: email\n    mappings:\n      - { from: email, to: email }\n      - { from: first, to: firstname }\n      - { from: last, to: lastname }\n";
+    write_project(dir.path(), &table, &destination, sync);
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(
+        hs.handle().stats().server_errors_injected > 0,
+        "faults were injected"
+    );
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (598, 2),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(hs.handle().record_count("contacts"), 598);
+    let messages = ledger_messages(dir.path());
+    assert_eq!(messages.len(), 2);
+    assert!(
+        messages.iter().all(|m| m.contains("INVALID_EMAIL")),
+        "{messages:?}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_salesforce_bulk_with_a_token_expiring_mid_run() {
+    let table = format!("sluice_sf_{}", std::process::id());
+    people_table(&table, 1500, &[3, 1234]);
+    let faults = FaultConfig {
+        server_error_probability: 0.05,
+        ..FaultConfig::none()
+    };
+    let sf = sluice_emulators::start_salesforce(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            faults,
+            seed: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let destination = format!(
+        "  crm:\n    plugin: salesforce\n    config:\n      login_url: \"{}\"\n      auth: {{ flow: client_credentials, client_id: {DEFAULT_CLIENT_ID}, client_secret: {DEFAULT_CLIENT_SECRET} }}\n      objects: [Contact]\n      bulk_threshold: 400\n      poll_interval_ms: 50\n    grants: [\"{}\"]\n",
+        sf.base_url(),
+        Grants::pattern_for_url(&sf.base_url()).unwrap()
+    );
+    let sync = "    object: Contact\n    mode: upsert\n    identifier: External_Id__c\n    batch_size: 500\n    mappings:\n      - { from: id, to: External_Id__c, type: string }\n      - { from: email, to: Email }\n      - { from: last, to: LastName }\n";
+    write_project(dir.path(), &table, &destination, sync);
+
+    // Expire every token once the first bulk job has been created.
+    let handle = sf.handle().clone();
+    let expirer = tokio::spawn(async move {
+        loop {
+            if !handle.bulk_jobs().is_empty() {
+                handle.expire_all_tokens();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    let report = run(dir.path()).await;
+    expirer.abort();
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(sf.handle().bulk_jobs().len() >= 3, "the bulk path was used");
+    assert!(
+        sf.handle().issued_tokens().len() >= 2,
+        "the plugin re-authenticated"
+    );
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (1498, 2),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(sf.handle().record_count("Contact"), 1498);
+    let messages = ledger_messages(dir.path());
+    assert!(
+        messages.iter().all(|m| m.contains("INVALID_EMAIL_ADDRESS")),
+        "{messages:?}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
