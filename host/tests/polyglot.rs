@@ -420,3 +420,90 @@ async fn python_http_post_without_a_grant_is_denied() {
 async fn js_http_post_without_a_grant_is_denied() {
     http_post_without_a_grant_is_denied(&JS_HTTP_POST, "js-http-post").await;
 }
+
+/// A whole sync through plugins of three languages: the Rust `files` source,
+/// a transform in one language and a destination in the other.
+async fn polyglot_sync(transform: &str, destination: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/people.csv"),
+        "id,email,name\n1, Ada@Example.COM ,ada lovelace\n2,not-an-email,bob\n3,zed@example.org,mary-jane o'neil\n",
+    )
+    .unwrap();
+    let hook = receiver().await;
+    let plugin = |file: &str| polyglot_dir().join(file).display().to_string();
+    let yaml = format!(
+        r#"
+sources:
+  files: {{ plugin: files, config: {{ path: /data, columns: {{ id: integer }} }}, grants: ["dir:data:/data"] }}
+transforms:
+  normalise:
+    plugin: {}
+    config: {{ fields: [{{ name: email, case: lower, required: true, pattern: "^[^@ ]+@[^@ ]+$" }}, {{ name: name, case: title }}] }}
+destinations:
+  hook: {{ plugin: {}, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  people: {{ source: files, object: people.csv, primary_key: id }}
+syncs:
+  people:
+    model: people
+    destination: hook
+    object: contacts
+    mode: upsert
+    identifier: id
+    transforms: [normalise]
+"#,
+        plugin(transform),
+        plugin(destination),
+        hook.url,
+        hook.grant()
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let project = sluice::config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let store =
+        std::sync::Mutex::new(sluice::state::SqliteStore::open_project(dir.path()).unwrap());
+    let engine = sluice::sync::run::SyncEngine {
+        project: &project,
+        runtime: &shared_runtime().runtime,
+        store: &store,
+    };
+    let report = engine.run("people", &Default::default()).await.unwrap();
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (2, 1),
+        "{transform} → {destination}: {:?}",
+        report.error
+    );
+    // These destinations post `{object, mode, identifier, rows}` (no envelope).
+    let rows: Vec<serde_json::Value> = hook
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.body["rows"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "email": "ada@example.com", "name": "Ada Lovelace"}),
+            json!({"id": 3, "email": "zed@example.org", "name": "Mary-Jane O'neil"}),
+        ]
+    );
+    let ledger = sluice::state::StateStore::ledger(&*store.lock().unwrap(), "people").unwrap();
+    assert!(
+        ledger[0].message.contains("not-an-email"),
+        "{}",
+        ledger[0].message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_through_a_python_transform_into_a_javascript_destination() {
+    polyglot_sync("python-normalise.wasm", "js-http-post.wasm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_through_a_javascript_transform_into_a_python_destination() {
+    polyglot_sync("js-normalise.wasm", "python-http-post.wasm").await;
+}
