@@ -116,6 +116,8 @@ pub struct RunReport {
 
 const PLAN_SAMPLES: usize = 10;
 const SOURCE_QUEUE: usize = 4;
+/// The smallest batch requested from a source.
+const SOURCE_BATCH_ROWS: u32 = 5000;
 
 /// Everything a run needs from the outside.
 pub struct SyncEngine<'a, S: StateStore> {
@@ -456,7 +458,9 @@ impl Prepared<'_> {
             .source
             .take()
             .ok_or_else(|| anyhow!("the source was already read"))?;
-        let rows = (self.write_batch_rows() as u32).max(1000);
+        // Read in large batches even when writes are small: scanning
+        // unchanged rows is cheaper per call, and writes are chunked anyway.
+        let rows = (self.write_batch_rows() as u32).max(SOURCE_BATCH_ROWS);
         Ok(spawn_reader(
             source,
             self.source_config.clone(),
@@ -650,17 +654,21 @@ impl Prepared<'_> {
         let mut total = RunCounts::default();
         while let Some(batch) = rx.recv().await {
             let mut counts = RunCounts::default();
-            let mut out = self.classify(&mut differ, batch?, &mut counts).await?;
+            let out = self.classify(&mut differ, batch?, &mut counts).await?;
+            // What classification decided (invalid rows, mapping and
+            // transform rejections, the diff counts) rides with the first
+            // commit of this source batch.
+            let mut pending = Some((out.commit, counts));
             for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
-                self.deliver(&writer, chunk, &mut out.commit, &mut counts, &options.retry)
+                let (mut commit, mut counts) = pending.take().unwrap_or_default();
+                self.deliver(&writer, chunk, &mut commit, &mut counts, &options.retry)
                     .await?;
+                // Commit each written chunk at once: a kill loses at most
+                // the acknowledgements of the chunk in flight.
+                self.commit(store, run, commit, counts, &mut total, options)?;
             }
-            counts.rejected += out.commit.rejected.len() as u64;
-            out.commit.progress = counts;
-            lock(store).commit_batch(run, &out.commit)?;
-            total += counts;
-            if let Some(p) = &options.progress {
-                p(&total);
+            if let Some((commit, counts)) = pending {
+                self.commit(store, run, commit, counts, &mut total, options)?;
             }
         }
         let summary = differ.finish();
@@ -674,6 +682,27 @@ impl Prepared<'_> {
                 options,
             )
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Record one commit: acknowledged and rejected rows with the progress
+    /// they represent, in one state transaction.
+    fn commit<S: StateStore>(
+        &self,
+        store: &Mutex<S>,
+        run: RunId,
+        mut commit: CommitBatch,
+        mut counts: RunCounts,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<()> {
+        counts.rejected += commit.rejected.len() as u64;
+        commit.progress = counts;
+        lock(store).commit_batch(run, &commit)?;
+        *total += counts;
+        if let Some(p) = &options.progress {
+            p(total);
         }
         Ok(())
     }
