@@ -646,11 +646,13 @@ impl Prepared<'_> {
         run: RunId,
         options: &RunOptions,
     ) -> Result<()> {
+        // Start reading first: the source's query runs while the snapshot
+        // loads and the writer opens.
+        let mut rx = self.start_reader()?;
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
         let target = self.target.clone();
         let writer = self.open_writer(&target).await?;
-        let mut rx = self.start_reader()?;
         let mut total = RunCounts::default();
         while let Some(batch) = rx.recv().await {
             let mut counts = RunCounts::default();
