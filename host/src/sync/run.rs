@@ -885,7 +885,12 @@ impl Prepared<'_> {
                 &retry_rows
             };
             if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
+                // Waiting on our own limit is a throttle wait too: it shows
+                // in the progress and the run's counts.
+                if limiter.check().is_err() {
+                    counts.throttled_waits += 1;
+                    limiter.until_ready().await;
+                }
             }
             let results = match self.destination.write(writer, sub).await {
                 Ok(r) => r,
