@@ -16,26 +16,6 @@ use sluice_emulators::{
 use std::path::Path;
 use std::sync::Mutex;
 
-fn psql(sql: &str) {
-    let status = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            sql,
-        ])
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
-
 /// A table of `n` people; ids in `bad` get a malformed email.
 fn people_table(name: &str, n: usize, bad: &[usize]) {
     let bad: Vec<String> = bad.iter().map(|b| b.to_string()).collect();

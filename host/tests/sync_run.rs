@@ -323,26 +323,6 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn psql(sql: &str) {
-    let status = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            sql,
-        ])
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_to_webhook_sends_only_changed_rows_on_rerun() {
     let table = format!("sluice_sync_test_{}", std::process::id());

@@ -160,3 +160,24 @@ impl Receiver {
         sluice::runtime::sandbox::policy::Grants::pattern_for_url(&self.url).unwrap()
     }
 }
+
+/// Run SQL against the test PostgreSQL (127.0.0.1:5432, database `test`).
+pub fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
