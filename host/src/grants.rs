@@ -36,7 +36,6 @@ use crate::runtime::sandbox::policy::{
 };
 use crate::runtime::sandbox::requests::resolve_requests;
 use crate::PluginSpec;
-use anyhow::{Context, Result};
 use std::path::Path;
 
 /// The outcome of comparing a plugin's requests with its grants.
@@ -59,26 +58,19 @@ impl Intersection {
 }
 
 /// The project's grants for one plugin instance, as sandbox grants.
-pub fn project_grants(cfg: &PluginInstance) -> Result<Grants> {
+pub fn project_grants(cfg: &PluginInstance) -> Grants {
     let mut net = Vec::new();
     let mut dirs = Vec::new();
     for grant in &cfg.grants {
         match &grant.kind {
-            GrantKind::Network(_) => net.push(
-                NetGrant::parse(grant.text.expose())
-                    .with_context(|| format!("grant of `{}`", cfg.name))?,
-            ),
-            GrantKind::Dir(d) => dirs.push(DirGrant {
-                host: d.host.clone(),
-                guest: d.guest.clone(),
-                writable: d.writable,
-            }),
+            GrantKind::Network(g) => net.push(g.clone()),
+            GrantKind::Dir(d) => dirs.push(d.clone()),
         }
     }
-    Ok(Grants {
+    Grants {
         net: NetPolicy::new(net),
         dirs,
-    })
+    }
 }
 
 /// Intersect what `spec` requests (with `config_json` filling

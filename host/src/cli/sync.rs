@@ -224,13 +224,7 @@ pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnost
                 continue;
             }
         };
-        let granted = match grants::project_grants(cfg) {
-            Ok(g) => g,
-            Err(e) => {
-                problems.push(at(format!("{role} `{}`: {e:#}", cfg.name), None));
-                continue;
-            }
-        };
+        let granted = grants::project_grants(cfg);
         let result = grants::intersect(&spec, &cfg.config_json(), &granted);
         let granted_text = grants::describe_grants(&cfg.grants);
         for request in &result.uncovered {

@@ -5,9 +5,11 @@
 //! runtime's sandbox enforces it.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Str;
+pub use crate::runtime::sandbox::policy::DirGrant;
+use crate::runtime::sandbox::policy::NetGrant;
 
 /// One grant, as written (`text`) and as parsed (`kind`).
 #[derive(Clone, PartialEq)]
@@ -29,117 +31,27 @@ impl fmt::Debug for Grant {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum GrantKind {
-    Network(NetworkGrant),
+    Network(NetGrant),
     Dir(DirGrant),
 }
 
-/// `scheme://host[:port]`. `host` may be `*` or start with `*.` (any
-/// subdomain).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkGrant {
-    /// Lowercase, e.g. `https`, `postgres`.
-    pub scheme: String,
-    /// Lowercase host name, IP address or wildcard pattern.
-    pub host: String,
-    pub port: PortSpec,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortSpec {
-    /// No port written: the scheme's default port.
-    Default,
-    /// `:*`
-    Any,
-    Exact(u16),
-}
-
-/// A host directory the plugin may use, mounted at `guest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirGrant {
-    /// Absolute (relative paths are resolved against the project dir).
-    pub host: PathBuf,
-    /// Absolute path inside the sandbox; defaults to the host path.
-    pub guest: String,
-    /// `:rw`; read-only otherwise.
-    pub writable: bool,
-}
-
-/// Parses one grant string; the error says what was expected.
+/// Parses one grant string; the error says what was expected. Network
+/// patterns use the sandbox's own grammar (`policy::NetGrant`), so what
+/// validates is exactly what the sandbox enforces.
 pub fn parse_grant(text: &str, project_dir: &Path) -> Result<GrantKind, String> {
     if let Some(spec) = text.strip_prefix("dir:") {
         return parse_dir(spec, project_dir).map(GrantKind::Dir);
     }
-    parse_network(text).map(GrantKind::Network)
-}
-
-fn parse_network(text: &str) -> Result<NetworkGrant, String> {
-    let expected = "a network grant `scheme://host[:port]` or a directory grant `dir:HOST_PATH[:GUEST_PATH][:rw]`";
-    let (scheme, rest) = text.split_once("://").ok_or(expected)?;
-    let scheme_ok = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    if !scheme_ok {
-        return Err(format!("`{scheme}` is not a URL scheme; {expected}"));
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-        return Err(
-            "a network grant names a host and port only, without path, user or query".into(),
-        );
-    }
-    let (host, port) = split_port(rest)?;
-    check_host(host)?;
-    Ok(NetworkGrant {
-        scheme: scheme.to_ascii_lowercase(),
-        host: host.to_ascii_lowercase(),
-        port,
+    NetGrant::parse(text).map(GrantKind::Network).map_err(|e| {
+        format!(
+            "{}; a grant is `scheme://host[:port]` or `dir:HOST_PATH[:GUEST_PATH][:rw]`",
+            e.reason
+        )
     })
 }
 
-fn split_port(rest: &str) -> Result<(&str, PortSpec), String> {
-    // A bracketed IPv6 literal may contain colons.
-    let colon = match rest.rfind(']') {
-        Some(end) => rest[end..].find(':').map(|i| end + i),
-        None => rest.rfind(':'),
-    };
-    let Some(colon) = colon else {
-        return Ok((rest, PortSpec::Default));
-    };
-    let (host, port) = (&rest[..colon], &rest[colon + 1..]);
-    let port = match port {
-        "*" => PortSpec::Any,
-        p => PortSpec::Exact(
-            p.parse::<u16>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("`{p}` is not a port (1-65535 or `*`)"))?,
-        ),
-    };
-    Ok((host, port))
-}
-
-fn check_host(host: &str) -> Result<(), String> {
-    if host == "*" || (host.starts_with('[') && host.ends_with(']')) {
-        return Ok(());
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    let ok = !name.is_empty()
-        && name
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{host}` is not a host name, IP address, `*` or `*.domain` pattern"
-        ))
-    }
-}
-
+/// A directory grant relative to the project: the host path resolves
+/// against the project folder, and the guest path defaults to it.
 fn parse_dir(spec: &str, project_dir: &Path) -> Result<DirGrant, String> {
     let mut parts: Vec<&str> = spec.split(':').collect();
     let writable = match parts.last() {
@@ -176,7 +88,9 @@ fn parse_dir(spec: &str, project_dir: &Path) -> Result<DirGrant, String> {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> NetworkGrant {
+    use crate::runtime::sandbox::policy::{HostPattern, PortPattern};
+
+    fn net(s: &str) -> NetGrant {
         match parse_grant(s, Path::new("/p")).unwrap() {
             GrantKind::Network(n) => n,
             other => panic!("{other:?}"),
@@ -187,12 +101,26 @@ mod tests {
     fn network_patterns() {
         let g = net("https://*.Salesforce.com");
         assert_eq!(
-            (g.scheme.as_str(), g.host.as_str(), g.port),
-            ("https", "*.salesforce.com", PortSpec::Default)
+            (g.scheme.as_deref(), g.host, g.ports),
+            (
+                Some("https"),
+                HostPattern::Suffix("salesforce.com".into()),
+                PortPattern::Range(443, 443)
+            )
         );
-        assert_eq!(net("postgres://127.0.0.1:5432").port, PortSpec::Exact(5432));
-        assert_eq!(net("http://[::1]:8080").host, "[::1]");
-        assert_eq!(net("tcp://db:*").port, PortSpec::Any);
+        assert_eq!(
+            net("postgres://127.0.0.1:5432").ports,
+            PortPattern::Range(5432, 5432)
+        );
+        assert_eq!(
+            net("http://[::1]:8080").host,
+            HostPattern::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(net("tcp://db:*").ports, PortPattern::Any);
+        assert_eq!(
+            net("tcp://10.0.0.0/8:5432").host,
+            HostPattern::Cidr("10.0.0.0/8".parse().unwrap())
+        );
         assert!(parse_grant("https://a.com/path", Path::new("/")).is_err());
         assert!(parse_grant("https://a.com:99999", Path::new("/")).is_err());
         assert!(parse_grant("a.com", Path::new("/")).is_err());

@@ -52,7 +52,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use grant::{DirGrant, Grant, GrantKind, NetworkGrant, PortSpec};
+pub use grant::{DirGrant, Grant, GrantKind};
 pub use value::{interpolate, ConfigValue, InterpolationError, Str, REDACTED};
 
 use crate::runtime::bindings::types::{RateLimit, ReadRequest, WriteMode};

@@ -295,7 +295,7 @@ pub fn load_plugin(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) 
 /// Requests the grants do not cover are left out here, logged, and refused
 /// by `sluice validate`.
 pub fn sandbox_for(cfg: &PluginInstance, spec: &PluginSpec) -> Result<Sandbox> {
-    let granted = grants::project_grants(cfg)?;
+    let granted = grants::project_grants(cfg);
     let intersection = grants::intersect(spec, &cfg.config_json(), &granted);
     for request in intersection
         .uncovered
