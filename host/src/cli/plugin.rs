@@ -190,15 +190,10 @@ pub fn load_plugin(runtime: &Runtime, reference: &str) -> Result<Plugin> {
     )
 }
 
-async fn spec_of(plugin: &Plugin) -> Result<PluginSpec> {
-    let mut instance = plugin.instantiate(&Sandbox::default()).await?;
-    Ok(instance.spec().await?)
-}
-
 async fn inspect(reference: &str, json: bool) -> Result<()> {
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let plugin = load_plugin(&runtime, reference)?;
-    let spec = spec_of(&plugin).await?;
+    let spec = plugin.spec().await?;
     let schema: serde_json::Value =
         serde_json::from_str(&spec.config_schema).with_context(|| {
             format!(
@@ -282,7 +277,7 @@ async fn check(args: CheckArgs) -> Result<()> {
     let grants = Grants::parse(&args.allow)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let plugin = load_plugin(&runtime, &args.plugin)?;
-    let spec = spec_of(&plugin).await?;
+    let spec = plugin.spec().await?;
     let mut limits = Limits::default();
     if let Some(m) = args.memory {
         limits.memory_bytes = m;
@@ -448,7 +443,7 @@ async fn test(args: TestArgs) -> Result<()> {
     let grants = Grants::parse(&args.allow)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let plugin = load_plugin(&runtime, &reference)?;
-    let spec = spec_of(&plugin).await?;
+    let spec = plugin.spec().await?;
     let tape = match (args.record, args.replay) {
         (Some(p), _) => Some(harness::Tape::Record(p)),
         (_, Some(p)) => Some(harness::Tape::Replay(p)),

@@ -3,7 +3,7 @@
 
 use crate::config::{self, Diagnostic, Project};
 use crate::grants;
-use crate::runtime::{Runtime, RuntimeOptions, Sandbox};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::state::{RunCounts, RunRecord, SqliteStore, StateStore};
 use crate::sync::run::{load_plugin, ProgressFn, RunOptions, RunReport, SyncEngine};
 use anyhow::{anyhow, bail, Context, Result};
@@ -213,8 +213,7 @@ pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnost
         };
         let spec = async {
             let plugin = load_plugin(runtime, &project.dir, cfg)?;
-            let mut instance = plugin.instantiate(&Sandbox::default()).await?;
-            anyhow::Ok(instance.spec().await?)
+            anyhow::Ok(plugin.spec().await?)
         }
         .await;
         let spec = match spec {

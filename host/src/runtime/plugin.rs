@@ -3,9 +3,11 @@
 //! cached compilation) and link it once into an `InstancePre`, from which
 //! each run instantiates cheaply.
 
+use super::bindings::types::PluginSpec;
 use super::bindings::{DestinationPre, SourcePre, TransformPre};
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
+use super::{PluginFailure, Sandbox};
 use super::{Runtime, RuntimeInner, WIT_PACKAGE, WIT_VERSION};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
@@ -61,6 +63,8 @@ pub struct Plugin {
     pub(crate) imports: Vec<String>,
     pub(crate) pre: PluginPre,
     pub(crate) runtime: Arc<RuntimeInner>,
+    /// The spec, asked once (see [`Plugin::spec`]).
+    pub(crate) spec: tokio::sync::OnceCell<PluginSpec>,
 }
 
 impl Plugin {
@@ -122,7 +126,20 @@ impl Plugin {
             imports,
             pre,
             runtime: inner,
+            spec: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The plugin's spec, from an instance with no grants at all (a spec
+    /// needs none); asked once per loaded plugin.
+    pub async fn spec(&self) -> Result<PluginSpec, PluginFailure> {
+        self.spec
+            .get_or_try_init(|| async {
+                let mut instance = self.instantiate(&Sandbox::default()).await?;
+                instance.spec().await
+            })
+            .await
+            .cloned()
     }
 
     pub fn name(&self) -> &str {

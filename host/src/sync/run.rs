@@ -180,8 +180,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let source_cfg = project.source_of(model);
         let dest_cfg = &project.destination_of(sync).instance;
 
-        let source = open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
-        let mut destination =
+        let (source, _) = open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
+        let (mut destination, spec) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
         let object = discover_object(&mut destination, dest_cfg, sync).await?;
         mapping::check_against_destination(sync, None, &object).map_err(|problems| {
@@ -209,7 +209,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let mut transforms = Vec::new();
         for t in &sync.transforms {
             let cfg = &project.transforms[t];
-            let mut instance = open_instance(self.runtime, &project.dir, cfg, "transform").await?;
+            let (mut instance, _) =
+                open_instance(self.runtime, &project.dir, cfg, "transform").await?;
             let handle = instance.open_transformer(&cfg.config_json()).await?;
             transforms.push((instance, handle));
         }
@@ -220,7 +221,6 @@ impl<S: StateStore> SyncEngine<'_, S> {
             identifier: identifier.clone().unwrap_or_default(),
         };
         let dest_config = dest_cfg.config_json();
-        let spec = destination.spec().await?;
         // The sync's batch size wins; otherwise the destination's preference.
         let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
         // The project's override wins over the plugin's declared limit.
@@ -312,18 +312,14 @@ async fn open_instance(
     project_dir: &Path,
     cfg: &PluginInstance,
     role: &str,
-) -> Result<Instance> {
+) -> Result<(Instance, PluginSpec)> {
     let plugin = load_plugin(runtime, project_dir, cfg)
         .with_context(|| format!("loading {role} `{}`", cfg.name))?;
-    // The spec comes from an instance with no grants at all; the run's
-    // instance gets the intersection of its requests and the grants.
-    let spec = plugin
-        .instantiate(&Sandbox::default())
-        .await?
-        .spec()
-        .await?;
+    // The run's instance gets the intersection of the spec's requests and
+    // the grants.
+    let spec = plugin.spec().await?;
     let sandbox = sandbox_for(cfg, &spec)?;
-    Ok(plugin.instantiate(&sandbox).await?)
+    Ok((plugin.instantiate(&sandbox).await?, spec))
 }
 
 async fn discover_object(
