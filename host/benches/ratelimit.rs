@@ -20,6 +20,10 @@
 //!
 //! `SLUICE_BENCH_QUICK=1` shrinks both runs (for a smoke run).
 
+#[path = "common/machine.rs"]
+mod machine;
+use machine::print_machine;
+
 use sluice::config;
 use sluice::runtime::sandbox::policy::Grants;
 use sluice::runtime::{Runtime, RuntimeOptions};
@@ -460,34 +464,4 @@ async fn naive_run(limit: RateLimit, rows: usize) -> Outcome {
         rejected: bad,
         client_waits: waits,
     }
-}
-
-fn print_machine() {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |text: &str, key: &str| {
-        text.lines()
-            .find(|l| l.split(':').next().map(str::trim) == Some(key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib: u64 = field(&meminfo, "MemTotal")
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    println!("machine");
-    println!("  cpu: {}", field(&cpuinfo, "model name"));
-    println!(
-        "  cores: {} logical (available_parallelism {})",
-        cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("processor"))
-            .count(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    println!("  memory: {:.1} GiB", mem_kib as f64 / (1024.0 * 1024.0));
 }
