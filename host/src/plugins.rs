@@ -4,3 +4,17 @@
 //! constant per plugin from its one list of plugins.
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// Load a built-in plugin, or say which ones exist.
+pub fn load_builtin(
+    runtime: &crate::runtime::Runtime,
+    name: &str,
+) -> anyhow::Result<crate::runtime::Plugin> {
+    let bytes = embedded(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "`{name}` is not a built-in plugin ({})",
+            EMBEDDED.join(", ")
+        )
+    })?;
+    crate::runtime::Plugin::from_bytes(runtime, name, bytes)
+}

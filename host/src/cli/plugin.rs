@@ -178,16 +178,11 @@ pub fn load_plugin(runtime: &Runtime, reference: &str) -> Result<Plugin> {
     if path.exists() {
         return Plugin::load(runtime, &path);
     }
-    if let Some(bytes) = plugins::embedded(reference) {
-        return Plugin::from_bytes(runtime, reference, bytes);
-    }
     if reference.ends_with(".wasm") || reference.contains('/') {
         bail!("plugin file {reference} does not exist");
     }
-    bail!(
-        "unknown plugin `{reference}`: not a file, and not a built-in plugin ({})",
-        plugins::EMBEDDED.join(", ")
-    )
+    plugins::load_builtin(runtime, reference)
+        .with_context(|| format!("unknown plugin `{reference}`: not a file"))
 }
 
 async fn inspect(reference: &str, json: bool) -> Result<()> {

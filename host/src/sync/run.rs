@@ -268,17 +268,13 @@ pub fn load_plugin(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) 
         PluginRef::Installed(name) => {
             match plugin_store::load_installed(runtime, project_dir, name, None)? {
                 Some(p) => p,
-                None => {
-                    let bytes = plugins::embedded(name).ok_or_else(|| {
-                        anyhow!(
-                            "`{}` uses plugin `{name}`, which is neither installed in this project \
-                             (sluice plugin install) nor a file nor a built-in plugin ({})",
-                            cfg.name,
-                            plugins::EMBEDDED.join(", ")
-                        )
-                    })?;
-                    Plugin::from_bytes(runtime, name, bytes)?
-                }
+                None => plugins::load_builtin(runtime, name).with_context(|| {
+                    format!(
+                        "`{}` uses plugin `{name}`, which is neither installed in this project \
+                         (sluice plugin install) nor a file",
+                        cfg.name
+                    )
+                })?,
             }
         }
         PluginRef::Pinned { name, pin } => {
