@@ -47,6 +47,7 @@ pub use bindings::source::sluice::plugin::types::{
     ReadRequest, Row, RowError, RowResult, Transformed, Value, WriteMode, WriteTarget,
 };
 pub use plugin::{Destination, Reader, Source, Transform, Writer};
+pub use value::{format_date, format_timestamp, write_timestamp_json};
 
 #[doc(hidden)]
 pub mod __private {

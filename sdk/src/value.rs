@@ -262,6 +262,43 @@ pub fn format_timestamp(micros: i64) -> String {
     }
 }
 
+/// Append `"2024-05-01T12:30:00[.000001]Z"` (the JSON string of
+/// [`format_timestamp`]) to `out` without allocating, for years 0 to 9999.
+/// Returns false, writing nothing, outside that range. For destinations that
+/// encode many timestamps.
+pub fn write_timestamp_json(out: &mut Vec<u8>, micros: i64) -> bool {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return false;
+    }
+    let sod = secs.rem_euclid(86_400);
+    let digits = |out: &mut Vec<u8>, n: i64, width: u32| {
+        for p in (0..width).rev() {
+            out.push(b'0' + ((n / 10i64.pow(p)) % 10) as u8);
+        }
+    };
+    out.push(b'"');
+    digits(out, y, 4);
+    out.push(b'-');
+    digits(out, i64::from(m), 2);
+    out.push(b'-');
+    digits(out, i64::from(d), 2);
+    out.push(b'T');
+    digits(out, sod / 3600, 2);
+    out.push(b':');
+    digits(out, (sod % 3600) / 60, 2);
+    out.push(b':');
+    digits(out, sod % 60, 2);
+    if frac != 0 {
+        out.push(b'.');
+        digits(out, frac, 6);
+    }
+    out.extend_from_slice(b"Z\"");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +329,36 @@ mod tests {
             Value::Json(r#"{"a":1}"#.into()).to_json(),
             serde_json::json!({"a": 1})
         );
+    }
+
+    #[test]
+    fn timestamp_json_matches_to_json() {
+        for us in [
+            0,
+            1,
+            -1,
+            1_714_566_600_000_000,
+            1_700_000_000_123_456,
+            -62_167_219_200_000_000,
+            -62_167_219_200_000_001,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            951_782_400_000_000,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            let expected = serde_json::to_string(&Value::Timestamp(us).to_json()).unwrap();
+            if write_timestamp_json(&mut out, us) {
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{us}");
+            } else {
+                // Only years outside 0..=9999 take the SDK's path.
+                assert!(out.is_empty(), "{us}");
+                assert!(
+                    expected.starts_with("\"-") || expected.split('-').next().unwrap().len() > 5,
+                    "{us}: {expected}"
+                );
+            }
+        }
     }
 }
