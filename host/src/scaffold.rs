@@ -111,6 +111,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../sdk/src/plugin.rs"),
     ),
     (
+        "sluice-sdk/src/quota.rs",
+        include_str!("../../sdk/src/quota.rs"),
+    ),
+    (
         "sluice-sdk/src/value.rs",
         include_str!("../../sdk/src/value.rs"),
     ),

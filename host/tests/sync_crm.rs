@@ -1,7 +1,9 @@
 //! PostgreSQL to the CRM emulators through full syncs: per-record rejects
 //! land in the ledger with the API's own message, injected 5xx responses and
 //! a token expiring mid-run lose nothing, and the CRM ends up holding the
-//! model minus the rejected rows.
+//! model minus the rejected rows. Writes to one destination go out on as
+//! many writers as its concurrency allows, and the quota the API reports
+//! paces them below its limit.
 
 mod common;
 
@@ -15,10 +17,15 @@ use sluice_emulators::{
 };
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A table of `n` people; ids in `bad` get a malformed email.
 fn people_table(name: &str, n: usize, bad: &[usize]) {
-    let bad: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+    // `IN (NULL)` matches nothing: a table without bad rows.
+    let mut bad: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+    if bad.is_empty() {
+        bad.push("NULL".into());
+    }
     psql(&format!(
         "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, email text, first text, last text);
          INSERT INTO {name} SELECT g, CASE WHEN g IN ({}) THEN 'broken-' || g ELSE 'p' || g || '@example.com' END,
@@ -63,6 +70,18 @@ async fn run(dir: &Path) -> RunReport {
     engine.run("people", &RunOptions::default()).await.unwrap()
 }
 
+/// A HubSpot contacts destination on `hs`, with extra YAML lines (a rate
+/// limit) appended.
+fn hubspot_destination(hs: &sluice_emulators::RunningEmulator, extra: &str) -> String {
+    format!(
+        "  crm:\n    plugin: hubspot\n    config: {{ base_url: \"{}\", token: {DEFAULT_HUBSPOT_TOKEN}, object_type: contacts }}\n    grants: [\"{}\"]\n{extra}",
+        hs.base_url(),
+        Grants::pattern_for_url(&hs.base_url()).unwrap()
+    )
+}
+
+const CONTACT_SYNC: &str = "    object: contacts\n    mode: upsert\n    identifier: email\n    mappings:\n      - { from: email, to: email }\n      - { from: first, to: firstname }\n      - { from: last, to: lastname }\n";
+
 fn ledger_messages(dir: &Path) -> Vec<String> {
     let store = SqliteStore::open_project(dir).unwrap();
     store
@@ -92,13 +111,12 @@ async fn postgres_to_hubspot_with_injected_5xx() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let destination = format!(
-        "  crm:\n    plugin: hubspot\n    config: {{ base_url: \"{}\", token: {DEFAULT_HUBSPOT_TOKEN}, object_type: contacts }}\n    grants: [\"{}\"]\n",
-        hs.base_url(),
-        Grants::pattern_for_url(&hs.base_url()).unwrap()
+    write_project(
+        dir.path(),
+        &table,
+        &hubspot_destination(&hs, ""),
+        CONTACT_SYNC,
     );
-    let sync = "    object: contacts\n    mode: upsert\n    identifier: email\n    mappings:\n      - { from: email, to: email }\n      - { from: first, to: firstname }\n      - { from: last, to: lastname }\n";
-    write_project(dir.path(), &table, &destination, sync);
 
     let report = run(dir.path()).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
@@ -179,6 +197,103 @@ async fn postgres_to_salesforce_bulk_with_a_token_expiring_mid_run() {
     assert!(
         messages.iter().all(|m| m.contains("INVALID_EMAIL_ADDRESS")),
         "{messages:?}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_out_on_as_many_writers_as_the_concurrency_allows() {
+    let table = format!("sluice_hs_conc_{}", std::process::id());
+    people_table(&table, 400, &[9]);
+    // Every response takes 40 ms, so writes that overlap are visible.
+    let faults = FaultConfig {
+        slow_probability: 1.0,
+        slow_delay: Duration::from_millis(40),
+        ..FaultConfig::none()
+    };
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            faults,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let destination = hubspot_destination(
+        &hs,
+        "    rate_limit: { requests: 1000, per_ms: 1000, concurrency: 4 }\n",
+    );
+    let sync = format!("{CONTACT_SYNC}    batch_size: 20\n");
+    write_project(dir.path(), &table, &destination, &sync);
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (399, 1),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(hs.handle().record_count("contacts"), 399);
+    let stats = hs.handle().stats();
+    assert!(
+        (2..=4).contains(&stats.max_in_flight),
+        "at most 4 writers, and more than one at once: {} in flight",
+        stats.max_in_flight
+    );
+    assert_eq!(ledger_messages(dir.path()).len(), 1);
+
+    // Nothing changed: a second run sends only the rejected row again.
+    let again = run(dir.path()).await;
+    assert_eq!(
+        (
+            again.counts.sent,
+            again.counts.unchanged,
+            again.counts.rejected
+        ),
+        (1, 399, 1),
+        "{:?}",
+        again.counts
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_the_api_reports_keeps_the_sync_under_its_limit() {
+    let table = format!("sluice_hs_quota_{}", std::process::id());
+    people_table(&table, 12, &[]);
+    // The API allows 5 calls in any rolling second ...
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(sluice_emulators::RateLimit::new(5, Duration::from_secs(1))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // ... but the operator declared 100 a second, and every row is a call.
+    let destination = hubspot_destination(
+        &hs,
+        "    rate_limit: { requests: 100, per_ms: 1000, concurrency: 1 }\n",
+    );
+    let sync = format!("{CONTACT_SYNC}    batch_size: 1\n");
+    write_project(dir.path(), &table, &destination, &sync);
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.ok, 12, "{:?}", report.counts);
+    assert_eq!(hs.handle().record_count("contacts"), 12);
+    // The plugin passed X-HubSpot-RateLimit-Remaining up, and the host
+    // slowed down before the API had to say 429.
+    assert_eq!(hs.handle().stats().throttled, 0, "no call was refused");
+    assert!(
+        report.counts.throttled_waits > 0,
+        "the waits show in the run's counts: {:?}",
+        report.counts
     );
     psql(&format!("DROP TABLE {table}"));
 }

@@ -40,6 +40,7 @@ pub mod config;
 pub mod http;
 pub mod log;
 mod plugin;
+pub mod quota;
 mod value;
 
 pub use bindings::source::sluice::plugin::types::{

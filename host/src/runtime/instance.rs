@@ -14,7 +14,7 @@ use super::sandbox::http::{HttpMode, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::stdio::CapturedOutput;
 use super::sandbox::{sockets, Denials};
-use super::state::{MemoryLimiter, PluginState};
+use super::state::{MemoryLimiter, PluginState, QuotaHint};
 use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
@@ -154,6 +154,7 @@ impl Plugin {
             },
             table: Default::default(),
             limiter: MemoryLimiter::new(&limits),
+            quota: None,
             denials,
             log,
         };
@@ -234,6 +235,12 @@ impl Instance {
         self.stdout.dropped() + self.stderr.dropped()
     }
 
+    /// Bytes of linear memory the instance holds, summed over its core
+    /// memories. Linear memory never shrinks, so this is also its peak.
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.store.data().limiter.linear_bytes
+    }
+
     fn failure(&self, call: &str, kind: FailureKind) -> PluginFailure {
         PluginFailure {
             plugin: self.plugin.to_string(),
@@ -288,6 +295,11 @@ impl Instance {
             tracing::warn!(plugin = %self.plugin, call, "plugin instance failed: {kind}");
             self.failure(call, kind)
         })
+    }
+
+    /// The quota the plugin last reported (`report-quota`), once.
+    pub fn take_quota_hint(&mut self) -> Option<QuotaHint> {
+        self.store.data_mut().quota.take()
     }
 
     fn wrong_world(&self, call: &str) -> PluginFailure {

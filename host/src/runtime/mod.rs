@@ -23,6 +23,7 @@ pub use error::{FailureKind, PluginFailure};
 pub use instance::{Instance, Sandbox};
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginKind};
+pub use state::QuotaHint;
 
 use anyhow::{Context, Result};
 use sandbox::resolver::{Resolve, SystemResolver};

@@ -22,6 +22,20 @@ pub struct PluginState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) denials: Denials,
     pub(crate) log: LogSink,
+    /// The newest `report-quota` of the current or an earlier call, until
+    /// the host takes it.
+    pub(crate) quota: Option<QuotaHint>,
+}
+
+/// What a plugin reported about its API's remaining quota (`report-quota`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaHint {
+    /// Calls left in the rolling window.
+    pub remaining: u32,
+    /// Calls the API allows per window.
+    pub limit: u32,
+    /// The window's length.
+    pub window_ms: u32,
 }
 
 impl WasiView for PluginState {
@@ -67,13 +81,26 @@ impl host::Host for PluginState {
         });
         Ok(())
     }
+
+    fn report_quota(&mut self, remaining: u32, limit: u32, window_ms: u32) -> wasmtime::Result<()> {
+        self.quota = Some(QuotaHint {
+            remaining,
+            limit,
+            window_ms,
+        });
+        Ok(())
+    }
 }
 
 /// Enforces the memory ceiling and remembers that it was hit, so a failed
-/// call can say "memory" rather than a bare trap.
+/// call can say "memory" rather than a bare trap. It also adds up the linear
+/// memory it lets the instance's memories reach.
 pub struct MemoryLimiter {
     pub limit: usize,
     pub exceeded: bool,
+    /// Bytes of linear memory across the store's memories: their initial
+    /// sizes plus every growth allowed here (linear memory never shrinks).
+    pub linear_bytes: usize,
 }
 
 impl MemoryLimiter {
@@ -81,6 +108,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit: limits.memory_bytes,
             exceeded: false,
+            linear_bytes: 0,
         }
     }
 }
@@ -88,9 +116,9 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
@@ -100,6 +128,12 @@ impl ResourceLimiter for MemoryLimiter {
                 "memory ceiling of {} bytes reached",
                 self.limit
             ));
+        }
+        // A new memory is reported as growing from 0 to its initial size.
+        // Growth past the memory's own maximum fails after this call, so it
+        // is not counted.
+        if maximum.is_none_or(|max| desired <= max) {
+            self.linear_bytes += desired.saturating_sub(current);
         }
         Ok(true)
     }

@@ -8,12 +8,19 @@
 //!   unchanged, invalid, and finding removed keys;
 //! - [`mapping`]: applying a sync's mappings and checking them against the
 //!   destination's `discover`;
-//! - [`coerce`]: the mapping coercions and their date arithmetic.
+//! - [`coerce`]: the mapping coercions and their date arithmetic;
+//! - [`pacing`]: a destination's declared rate limit and concurrency, and
+//!   the quota its API reports;
+//! - [`deliver`]: writing chunks, with retries, throttling and batch
+//!   splitting, on as many writers as the destination allows;
+//! - [`run`]: a run end to end.
 
 pub mod coerce;
+mod deliver;
 pub mod diff;
 pub mod hash;
 pub mod key;
 pub mod mapping;
+pub mod pacing;
 pub mod run;
 pub mod snapshot;

@@ -7,23 +7,24 @@
 //! point leaves state that claims only acknowledged rows, so the next run
 //! re-sends exactly what was not recorded (at-least-once, idempotent by key).
 
+use super::deliver::{DeliveryContext, InFlight, RowMeta, Writer};
 use super::diff::{Change, Differ, RowDiff};
 use super::hash::RowHash;
 use super::key::{DestId, RowKey};
 use super::mapping::{self, Mapper};
+use super::pacing::{self, Pacer};
 use crate::config::{PluginInstance, PluginRef, Project, SyncConfig};
 use crate::runtime::bindings::types::{
-    ObjectInfo, PluginError, RateLimit, ReadRequest, RowResult, WriteMode, WriteTarget,
+    ObjectInfo, PluginError, RateLimit, ReadRequest, WriteMode, WriteTarget,
 };
-use crate::runtime::instance::{TransformerHandle, WriterHandle};
+use crate::runtime::instance::TransformerHandle;
 use crate::runtime::plugin::Plugin;
-use crate::runtime::{FailureKind, Instance, PluginFailure, Runtime, Sandbox};
+use crate::runtime::{Instance, PluginFailure, Runtime, Sandbox};
 use crate::state::{
     Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore,
 };
 use crate::{grants, plugin_store, plugins, Batch, PluginSpec, Row, Value};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,7 +67,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Exponential backoff with full jitter.
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(super) fn delay(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.min(16))
@@ -78,7 +79,7 @@ impl RetryPolicy {
 
 /// How long to wait before retrying a call that failed transiently: what a
 /// rate limit asked for, or backoff.
-fn retry_wait(failure: &PluginFailure, attempt: u32) -> Duration {
+pub(super) fn retry_wait(failure: &PluginFailure, attempt: u32) -> Duration {
     match failure.plugin_error() {
         Some(PluginError::RateLimited(info)) => Duration::from_millis(info.retry_after_ms),
         _ => RetryPolicy::default().delay(attempt),
@@ -132,7 +133,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let started = Instant::now();
         let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
         let mut prepared = self
-            .prepare(sync)
+            .prepare(sync, options)
             .await
             .with_context(|| format!("sync `{name}`"))?;
         if options.dry_run {
@@ -174,7 +175,11 @@ impl<S: StateStore> SyncEngine<'_, S> {
         })
     }
 
-    async fn prepare<'p>(&self, sync: &'p SyncConfig) -> Result<Prepared<'p>> {
+    async fn prepare<'p>(
+        &self,
+        sync: &'p SyncConfig,
+        options: &RunOptions,
+    ) -> Result<Prepared<'p>> {
         let project = self.project;
         let model = project.model_of(sync);
         let source_cfg = project.source_of(model);
@@ -220,7 +225,6 @@ impl<S: StateStore> SyncEngine<'_, S> {
             mode: sync.mode.write_mode(),
             identifier: identifier.clone().unwrap_or_default(),
         };
-        let dest_config = dest_cfg.config_json();
         // The sync's batch size wins; otherwise the destination's preference.
         let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
         // The project's override wins over the plugin's declared limit.
@@ -229,27 +233,41 @@ impl<S: StateStore> SyncEngine<'_, S> {
             .rate_limit
             .map(RateLimit::from)
             .or(spec.rate_limit);
-        let limiter = rate.as_ref().and_then(limiter);
+        let writers = if options.dry_run {
+            1
+        } else {
+            pacing::concurrency(rate.as_ref())
+        };
+        let pacer = Pacer::new(rate.as_ref(), writers);
         // Discovery has just called the API, and the API counts that call
         // against the same limit: charge it, so the first writes do not
-        // overrun the window it started (a fresh limiter always has the cell).
-        if let Some(l) = &limiter {
-            let _ = l.check();
+        // overrun the window it started.
+        pacer.charge();
+        let mut destinations = vec![destination];
+        while destinations.len() < writers {
+            destinations.push(
+                open_instance(self.runtime, &project.dir, dest_cfg, "destination")
+                    .await?
+                    .0,
+            );
         }
         Ok(Prepared {
             sync,
             source: Some(source),
             source_config: source_cfg.config_json(),
-            destination,
-            dest_config,
+            destinations,
+            delivery: Some(DeliveryContext {
+                pacer,
+                retry: options.retry,
+                config: dest_cfg.config_json(),
+                identifier,
+            }),
             target,
-            identifier,
             mapper,
             transforms,
             batch_size,
             primary_key: model.primary_key.clone(),
             read: model.read_request(),
-            limiter,
         })
     }
 }
@@ -358,41 +376,22 @@ async fn discover_object(
     )
 }
 
-/// Per-row bookkeeping that travels with a row through map, transform and
-/// load.
-#[derive(Clone)]
-struct RowMeta {
-    key: RowKey,
-    hash: RowHash,
-}
-
 struct Prepared<'p> {
     sync: &'p SyncConfig,
     /// Moves into the reader task when the run starts.
     source: Option<Instance>,
     source_config: String,
-    destination: Instance,
-    dest_config: String,
+    /// One instance per concurrent writer (one for a plan); the first ran
+    /// discovery.
+    destinations: Vec<Instance>,
+    /// Moves into the writers when the run starts.
+    delivery: Option<DeliveryContext>,
     target: WriteTarget,
-    identifier: Option<String>,
     mapper: Mapper,
     transforms: Vec<(Instance, TransformerHandle)>,
     batch_size: u32,
     primary_key: Vec<String>,
     read: ReadRequest,
-    limiter: Option<Limiter>,
-}
-
-type Limiter = governor::DefaultDirectRateLimiter;
-
-/// A limiter for `requests` calls every `per_ms` milliseconds, spread
-/// evenly (burst of one) so the API never sees a spike.
-fn limiter(rate: &RateLimit) -> Option<Limiter> {
-    let requests = std::num::NonZeroU32::new(rate.requests)?;
-    let period = Duration::from_millis(u64::from(rate.per_ms.max(1))) / requests.get();
-    let quota = governor::Quota::with_period(period.max(Duration::from_micros(1)))?
-        .allow_burst(std::num::NonZeroU32::MIN);
-    Some(governor::RateLimiter::direct(quota))
 }
 
 /// The rows of one source batch that should be sent (mapped and
@@ -639,39 +638,82 @@ impl Prepared<'_> {
         options: &RunOptions,
     ) -> Result<()> {
         // Start reading first: the source's query runs while the snapshot
-        // loads and the writer opens.
+        // loads and the writers open.
         let mut rx = self.start_reader()?;
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
-        let target = self.target.clone();
-        let writer = self.open_writer(&target).await?;
+        let ctx = Arc::new(
+            self.delivery
+                .take()
+                .ok_or_else(|| anyhow!("the run was already executed"))?,
+        );
+        let mut idle = Vec::new();
+        for instance in std::mem::take(&mut self.destinations) {
+            idle.push(Writer::open(instance, &ctx, &self.target).await?);
+        }
+        let mut in_flight = InFlight::default();
         let mut total = RunCounts::default();
-        while let Some(batch) = rx.recv().await {
-            let mut counts = RunCounts::default();
-            let out = self.classify(&mut differ, batch?, &mut counts).await?;
-            // What classification decided (invalid rows, mapping and
-            // transform rejections, the diff counts) rides with the first
-            // commit of this source batch.
-            let mut pending = Some((out.commit, counts));
-            for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
-                let (mut commit, mut counts) = pending.take().unwrap_or_default();
-                self.deliver(&writer, chunk, &mut commit, &mut counts, &options.retry)
-                    .await?;
-                // Commit each written chunk at once: a kill loses at most
-                // the acknowledgements of the chunk in flight.
-                self.commit(store, run, commit, counts, &mut total, options)?;
+        let written: Result<()> = async {
+            while let Some(batch) = rx.recv().await {
+                let mut counts = RunCounts::default();
+                let out = self.classify(&mut differ, batch?, &mut counts).await?;
+                // What classification decided (invalid rows, mapping and
+                // transform rejections, the diff counts) rides with the first
+                // commit of this source batch.
+                let mut pending = Some((out.commit, counts));
+                for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
+                    let (commit, counts) = pending.take().unwrap_or_default();
+                    let writer = match idle.pop() {
+                        Some(w) => w,
+                        None => {
+                            let done = in_flight.next().await?;
+                            // Commit each written chunk at once: a kill loses
+                            // at most the acknowledgements of the chunks in
+                            // flight.
+                            let (commit, counts) = done.outcome?;
+                            self.commit(store, run, commit, counts, &mut total, options)?;
+                            done.writer
+                        }
+                    };
+                    in_flight.push(writer.spawn_delivery(ctx.clone(), chunk, commit, counts));
+                }
+                if let Some((commit, counts)) = pending {
+                    self.commit(store, run, commit, counts, &mut total, options)?;
+                }
             }
-            if let Some((commit, counts)) = pending {
+            Ok(())
+        }
+        .await;
+        // Whatever happened, record what the writers still in flight got
+        // acknowledged before reporting.
+        let mut first_error = written.err();
+        while !in_flight.is_empty() {
+            let finished = in_flight.next().await.and_then(|done| {
+                let (commit, counts) = done.outcome?;
                 self.commit(store, run, commit, counts, &mut total, options)?;
+                Ok(done.writer)
+            });
+            match finished {
+                Ok(writer) => idle.push(writer),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let summary = differ.finish();
         if self.sync.mode.deletes_removed() && !summary.removed.is_empty() {
+            let writer = idle
+                .pop()
+                .ok_or_else(|| anyhow!("no destination writer left for deletes"))?;
             self.delete_removed(
                 store,
                 run,
+                writer.into_instance(),
+                &ctx,
                 summary.removed,
-                &options.retry,
                 &mut total,
                 options,
             )
@@ -704,16 +746,18 @@ impl Prepared<'_> {
     /// Mirror mode: delete the rows that left the model, but only those
     /// Sluice itself delivered (they are in the snapshot, with the
     /// identifier value they were sent with).
+    #[allow(clippy::too_many_arguments)]
     async fn delete_removed<S: StateStore>(
         &mut self,
         store: &Mutex<S>,
         run: RunId,
+        instance: Instance,
+        ctx: &DeliveryContext,
         removed: Vec<super::diff::RemovedRow>,
-        retry: &RetryPolicy,
         total: &mut RunCounts,
         options: &RunOptions,
     ) -> Result<()> {
-        let identifier = self
+        let identifier = ctx
             .identifier
             .clone()
             .ok_or_else(|| anyhow!("mirror mode needs an identifier"))?;
@@ -721,7 +765,7 @@ impl Prepared<'_> {
             mode: WriteMode::Delete,
             ..self.target.clone()
         };
-        let writer = self.open_writer(&target).await?;
+        let mut writer = Writer::open(instance, ctx, &target).await?;
         for chunk in removed.chunks(self.write_batch_rows()) {
             let mut counts = RunCounts {
                 removed: chunk.len() as u64,
@@ -746,9 +790,7 @@ impl Prepared<'_> {
                 columns: vec![identifier.clone()],
                 rows,
             };
-            let results = self
-                .write_with_retry(&writer, &batch, retry, &mut counts)
-                .await?;
+            let results = writer.write_with_retry(ctx, &batch, &mut counts).await?;
             for (key, result) in keys.into_iter().zip(results) {
                 match result {
                     Ok(()) => commit.acknowledged.push(Ack::Deleted { key }),
@@ -767,231 +809,6 @@ impl Prepared<'_> {
         }
         Ok(())
     }
-
-    /// Open the destination's writer, riding out transient failures (a 5xx
-    /// while it authenticates or looks up the object).
-    async fn open_writer(&mut self, target: &WriteTarget) -> Result<WriterHandle, PluginFailure> {
-        let mut attempt = 0;
-        loop {
-            // Opening a writer calls the API too (authentication, describe).
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
-            }
-            match self
-                .destination
-                .open_writer(&self.dest_config, target)
-                .await
-            {
-                Err(f) if f.is_retryable() && attempt + 1 < RetryPolicy::default().max_attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(retry_wait(&f, attempt)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Write one chunk and record every row's outcome in `commit`. A chunk
-    /// the destination refuses as a whole is split in halves until the bad
-    /// rows are isolated.
-    async fn deliver(
-        &mut self,
-        writer: &WriterHandle,
-        chunk: (Batch, Vec<RowMeta>),
-        commit: &mut CommitBatch,
-        counts: &mut RunCounts,
-        retry: &RetryPolicy,
-    ) -> Result<()> {
-        let id_column = self
-            .identifier
-            .as_ref()
-            .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
-        let mut pending = VecDeque::from([chunk]);
-        while let Some((batch, meta)) = pending.pop_front() {
-            match self.write_with_retry(writer, &batch, retry, counts).await {
-                Ok(results) => {
-                    for ((row, meta), result) in batch.rows.iter().zip(meta).zip(results) {
-                        match result {
-                            Ok(()) => {
-                                let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
-                                commit.acknowledged.push(Ack::Delivered {
-                                    key: meta.key,
-                                    hash: meta.hash,
-                                    dest_id,
-                                });
-                            }
-                            Err(message) => commit.rejected.push(Rejection {
-                                key: meta.key,
-                                hash: meta.hash,
-                                message,
-                            }),
-                        }
-                    }
-                }
-                Err(failure) if is_row_problem(&failure) && batch.rows.len() > 1 => {
-                    counts.retried += batch.rows.len() as u64;
-                    pending.extend(split_in_half(batch, meta));
-                }
-                Err(failure) if is_row_problem(&failure) => {
-                    let message = failure.kind.to_string();
-                    for m in meta {
-                        commit.rejected.push(Rejection {
-                            key: m.key,
-                            hash: m.hash,
-                            message: message.clone(),
-                        });
-                    }
-                }
-                Err(failure) => return Err(failure.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Write a batch; retry retryable and throttled rows within the run.
-    /// Returns, per row, `Ok` when acknowledged or `Err(message)` when
-    /// rejected; a failure of the whole call comes back as `Err`.
-    async fn write_with_retry(
-        &mut self,
-        writer: &WriterHandle,
-        batch: &Batch,
-        retry: &RetryPolicy,
-        counts: &mut RunCounts,
-    ) -> Result<Vec<Result<(), String>>, PluginFailure> {
-        let mut outcome: Vec<Option<Result<(), String>>> = vec![None; batch.rows.len()];
-        let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
-        let mut attempt = 0;
-        let mut throttled = 0;
-        counts.sent += todo.len() as u64;
-        while !todo.is_empty() {
-            // The first attempt sends the whole batch as it is; only a retry
-            // of some rows needs a copy of them.
-            let retry_rows;
-            let sub = if todo.len() == batch.rows.len() {
-                batch
-            } else {
-                retry_rows = Batch {
-                    columns: batch.columns.clone(),
-                    rows: todo.iter().map(|&i| batch.rows[i].clone()).collect(),
-                };
-                &retry_rows
-            };
-            if let Some(limiter) = &self.limiter {
-                // Waiting on our own limit is a throttle wait too: it shows
-                // in the progress and the run's counts.
-                if limiter.check().is_err() {
-                    counts.throttled_waits += 1;
-                    limiter.until_ready().await;
-                }
-            }
-            let results = match self.destination.write(writer, sub).await {
-                Ok(r) => r,
-                Err(failure) => match failure.plugin_error() {
-                    Some(PluginError::RateLimited(info))
-                        if throttled < retry.max_throttle_waits =>
-                    {
-                        throttled += 1;
-                        counts.throttled_waits += 1;
-                        tokio::time::sleep(Duration::from_millis(info.retry_after_ms)).await;
-                        continue;
-                    }
-                    Some(PluginError::Retryable(_)) if attempt + 1 < retry.max_attempts => {
-                        attempt += 1;
-                        counts.retried += todo.len() as u64;
-                        tokio::time::sleep(retry.delay(attempt)).await;
-                        continue;
-                    }
-                    _ => return Err(failure),
-                },
-            };
-            let mut again = Vec::new();
-            let mut wait = Duration::ZERO;
-            for (&i, result) in todo.iter().zip(results) {
-                match result {
-                    RowResult::Created
-                    | RowResult::Updated
-                    | RowResult::Deleted
-                    | RowResult::Accepted => {
-                        counts.ok += 1;
-                        outcome[i] = Some(Ok(()));
-                    }
-                    RowResult::Rejected(message) => outcome[i] = Some(Err(message)),
-                    RowResult::RateLimited(ms) => {
-                        wait = wait.max(Duration::from_millis(ms));
-                        again.push((i, None));
-                    }
-                    RowResult::Retryable(message) => again.push((i, Some(message))),
-                }
-            }
-            if again.is_empty() {
-                break;
-            }
-            let throttled_only = again.iter().all(|(_, m)| m.is_none());
-            if throttled_only && throttled < retry.max_throttle_waits {
-                throttled += 1;
-                counts.throttled_waits += 1;
-            } else if attempt + 1 < retry.max_attempts {
-                attempt += 1;
-                counts.retried += again.len() as u64;
-                wait = wait.max(retry.delay(attempt));
-            } else {
-                // The destination keeps failing: fail the run rather than
-                // blame the rows. They are not acknowledged, so the next run
-                // sends them again.
-                let message = again
-                    .into_iter()
-                    .find_map(|(_, m)| m)
-                    .unwrap_or_else(|| "still rate limited".into());
-                return Err(PluginFailure {
-                    plugin: self.destination.plugin_name().to_string(),
-                    call: "write".into(),
-                    kind: FailureKind::Plugin(PluginError::Retryable(format!(
-                        "still failing after {} attempts: {message}",
-                        attempt + 1
-                    ))),
-                });
-            }
-            tokio::time::sleep(wait).await;
-            todo = again.into_iter().map(|(i, _)| i).collect();
-        }
-        Ok(outcome
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err("no result".into())))
-            .collect())
-    }
-}
-
-/// A failure that may be caused by some rows of the batch rather than the
-/// destination as a whole: worth splitting the batch to find them.
-fn is_row_problem(failure: &PluginFailure) -> bool {
-    matches!(
-        &failure.kind,
-        FailureKind::Plugin(PluginError::Permanent(_))
-    )
-}
-
-fn split_in_half(batch: Batch, meta: Vec<RowMeta>) -> [(Batch, Vec<RowMeta>); 2] {
-    let mid = batch.rows.len() / 2;
-    let mut rows = batch.rows;
-    let mut meta = meta;
-    let right_rows = rows.split_off(mid);
-    let right_meta = meta.split_off(mid);
-    [
-        (
-            Batch {
-                columns: batch.columns.clone(),
-                rows,
-            },
-            meta,
-        ),
-        (
-            Batch {
-                columns: batch.columns,
-                rows: right_rows,
-            },
-            right_meta,
-        ),
-    ]
 }
 
 fn split_outgoing(batch: Batch, meta: Vec<RowMeta>, size: usize) -> Vec<(Batch, Vec<RowMeta>)> {
@@ -1037,34 +854,5 @@ pub fn value_json(v: &Value) -> serde_json::Value {
         Value::Bytes(b) => J::String(hex::encode(b)),
         Value::Timestamp(us) => J::String(super::coerce::format_timestamp(*us)),
         Value::Date(d) => J::String(super::coerce::format_date(*d)),
-    }
-}
-
-#[cfg(test)]
-mod limiter_tests {
-    use super::*;
-
-    #[test]
-    fn a_limiter_admits_one_call_at_a_time() {
-        let l = limiter(&RateLimit {
-            requests: 20,
-            per_ms: 2000,
-            concurrency: 1,
-        })
-        .unwrap();
-        // The charge for discovery always succeeds on a fresh limiter ...
-        assert!(l.check().is_ok());
-        // ... and then the next call (opening the writer) has to wait.
-        assert!(l.check().is_err());
-    }
-
-    #[test]
-    fn no_requests_means_no_limiter() {
-        let rate = RateLimit {
-            requests: 0,
-            per_ms: 1000,
-            concurrency: 1,
-        };
-        assert!(limiter(&rate).is_none());
     }
 }

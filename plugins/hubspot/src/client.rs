@@ -60,6 +60,22 @@ pub fn throttle_ms(retry_after_ms: Option<u64>, interval_ms: Option<u64>, policy
     interval_ms.unwrap_or(DEFAULT_INTERVAL_MS)
 }
 
+/// What `X-HubSpot-RateLimit-Remaining`, `-Max` and
+/// `-Interval-Milliseconds` say of the rolling window, for the host to pace
+/// by: (remaining, max, window). The daily headers are not a window to pace
+/// by and are left out.
+pub fn quota_left(response: &Response) -> Option<(u32, u32, Duration)> {
+    let number = |name| {
+        response
+            .header(name)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    let remaining = number("x-hubspot-ratelimit-remaining")?;
+    let max = number("x-hubspot-ratelimit-max")?;
+    let interval = number("x-hubspot-ratelimit-interval-milliseconds")?;
+    Some((remaining, max, Duration::from_millis(u64::from(interval))))
+}
+
 /// A response that answered the call.
 pub enum Answer {
     /// 2xx (including 207 multi-status).
@@ -138,6 +154,9 @@ impl Client {
             timeout,
         })
         .map_err(|e| crate::with_context(e.into(), &format!("{method} {path}")))?;
+        if let Some((remaining, max, window)) = quota_left(&response) {
+            sluice_sdk::quota::report(remaining, max, window);
+        }
         classify(response).map_err(|e| crate::with_context(e, &format!("{method} {path}")))
     }
 }
@@ -185,6 +204,23 @@ mod tests {
         );
         assert_eq!(throttle_ms(None, None, "DAILY"), DAILY_RETRY_MS);
         assert_eq!(throttle_ms(None, None, ""), DEFAULT_INTERVAL_MS);
+    }
+
+    #[test]
+    fn reads_the_quota_left_in_the_rolling_window() {
+        let r = response(
+            200,
+            &[
+                ("x-hubspot-ratelimit-max", "100"),
+                ("x-hubspot-ratelimit-remaining", "7"),
+                ("x-hubspot-ratelimit-interval-milliseconds", "10000"),
+                ("x-hubspot-ratelimit-daily-remaining", "249000"),
+            ],
+            "{}",
+        );
+        assert_eq!(quota_left(&r), Some((7, 100, Duration::from_secs(10))));
+        let daily_only = response(200, &[("x-hubspot-ratelimit-daily-remaining", "5")], "{}");
+        assert_eq!(quota_left(&daily_only), None);
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! - 429 → `rate-limited` after Retry-After, else
 //!   `X-HubSpot-RateLimit-Interval-Milliseconds`, else 10 s (1 h for the
 //!   `DAILY` policy). 5xx and transport errors → `retryable`. 401/403 → `auth`.
+//! - Every response's `X-HubSpot-RateLimit-Remaining`, `-Max` and
+//!   `-Interval-Milliseconds` go up to the host (`report-quota`), which
+//!   adopts HubSpot's pace when the declared one is faster and holds calls
+//!   while the rolling window is used up, so the 429 is avoided rather than
+//!   waited out.
 //! - Values are sent as text (dates `YYYY-MM-DD`, timestamps RFC 3339);
 //!   null is sent as "" which clears the property on update.
 

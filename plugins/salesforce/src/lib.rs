@@ -23,7 +23,8 @@
 //!   1 s (Salesforce sends no Retry-After), or 5 min when `Sforce-Limit-Info`
 //!   shows the daily allowance used up. 5xx and transport errors are
 //!   `retryable`. API usage is logged every 100 calls and at each tenth of
-//!   the allowance.
+//!   the allowance. It is not reported to the host's pacing (`report-quota`):
+//!   the allowance is a rolling 24 hours, not a window to spread calls over.
 //! - Network: the token endpoint is `${config.login_url}`; API calls go to the
 //!   `instance_url` the token endpoint returns, which cannot be known in
 //!   advance, so the spec also asks for `https://*.salesforce.com` and

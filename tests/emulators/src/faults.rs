@@ -63,6 +63,25 @@ impl FaultState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConnectionKiller(pub Arc<Notify>);
 
+/// Counts a request as being served until dropped (also when the client
+/// goes away mid-request).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let mut stats = shared.stats.lock();
+        stats.in_flight += 1;
+        stats.max_in_flight = stats.max_in_flight.max(stats.in_flight);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.stats.lock().in_flight -= 1;
+    }
+}
+
 /// The outermost middleware: counts the request and applies the drawn fault.
 pub(crate) async fn middleware(
     State(shared): State<Arc<Shared>>,
@@ -70,6 +89,7 @@ pub(crate) async fn middleware(
     next: Next,
 ) -> Response {
     shared.stats.lock().requests += 1;
+    let _serving = InFlight::enter(&shared);
     let fault = shared.faults.lock().decide();
     match fault {
         Fault::None => next.run(request).await,

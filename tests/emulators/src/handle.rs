@@ -34,6 +34,10 @@ pub struct StatsSnapshot {
     pub slow_injected: u64,
     /// Injected dropped connections.
     pub dropped_injected: u64,
+    /// Requests being served right now.
+    pub in_flight: u64,
+    /// The most requests ever served at once (a client's concurrency).
+    pub max_in_flight: u64,
     /// Authenticated requests per endpoint, keyed `"METHOD /route/pattern"`.
     pub by_endpoint: BTreeMap<String, u64>,
 }
