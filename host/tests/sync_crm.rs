@@ -275,12 +275,15 @@ async fn the_quota_the_api_reports_keeps_the_sync_under_its_limit() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // ... but the operator declared 100 a second, and every row is a call.
+    // ... but the operator declared 100 a second for this sync (over the
+    // destination's 1 a second), and every row is a call.
     let destination = hubspot_destination(
         &hs,
-        "    rate_limit: { requests: 100, per_ms: 1000, concurrency: 1 }\n",
+        "    rate_limit: { requests: 1, per_ms: 1000, concurrency: 1 }\n",
     );
-    let sync = format!("{CONTACT_SYNC}    batch_size: 1\n");
+    let sync = format!(
+        "{CONTACT_SYNC}    batch_size: 1\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1 }}\n"
+    );
     write_project(dir.path(), &table, &destination, &sync);
 
     let report = run(dir.path()).await;

@@ -39,6 +39,7 @@
 //!       - { constant: sluice, to: lead_source }
 //!     transforms: [hash_pii]
 //!     batch_size: 500
+//!     rate_limit: { requests: 5, per_ms: 1000, concurrency: 1 }  # this sync only
 //!     schedule: "*/15 * * * *"         # reserved: validated, not run yet
 //! ```
 
@@ -430,6 +431,8 @@ pub struct SyncConfig {
     /// Keys of [`Project::transforms`], applied in order after mapping.
     pub transforms: Vec<String>,
     pub batch_size: Option<u32>,
+    /// Wins over the destination's `rate_limit` and the plugin's spec.
+    pub rate_limit: Option<RateLimitOverride>,
     /// Reserved for scheduling: validated as non-empty, not acted on yet.
     pub schedule: Option<Str>,
     pub location: Location,

@@ -32,6 +32,7 @@ const SYNC_KEYS: &[&str] = &[
     "mappings",
     "transforms",
     "batch_size",
+    "rate_limit",
     "schedule",
 ];
 const MAPPING_KEYS: &[&str] = &["from", "constant", "to", "type"];
@@ -327,6 +328,10 @@ impl<'a> Reader<'a> {
                 .map(Some),
             None => Some(None),
         };
+        let rate_limit = match f.get("rate_limit") {
+            Some(n) => self.rate_limit(n, &ctx).map(Some),
+            None => Some(None),
+        };
         let schedule = match f.get("schedule") {
             Some(n) => self.non_empty(n, &ctx, "schedule").map(Some),
             None => Some(None),
@@ -344,6 +349,7 @@ impl<'a> Reader<'a> {
             mappings: mappings?,
             transforms: transforms?,
             batch_size: batch_size?,
+            rate_limit: rate_limit?,
             schedule: schedule?,
             location: self.location(node.pos),
         })

@@ -227,10 +227,11 @@ impl<S: StateStore> SyncEngine<'_, S> {
         };
         // The sync's batch size wins; otherwise the destination's preference.
         let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
-        // The project's override wins over the plugin's declared limit.
-        let rate = project
-            .destination_of(sync)
+        // The sync's override wins over the destination's, and either over
+        // the limit the plugin declares.
+        let rate = sync
             .rate_limit
+            .or(project.destination_of(sync).rate_limit)
             .map(RateLimit::from)
             .or(spec.rate_limit);
         let writers = if options.dry_run {
