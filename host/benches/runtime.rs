@@ -18,6 +18,7 @@ mod machine;
 use machine::print_machine;
 
 use sluice::runtime::cache::CacheOutcome;
+use sluice::runtime::columns;
 use sluice::runtime::{Plugin, Runtime, RuntimeOptions, Sandbox};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -397,6 +398,7 @@ fn native_map(config: &str) -> field_map::FieldMap {
 }
 
 /// Per-round throughput in rows per second.
+#[derive(Default)]
 struct Rounds(Vec<f64>);
 
 impl Rounds {
@@ -429,14 +431,23 @@ fn field_map_bench(
     let start = Instant::now();
     let raw = generate(rows);
     let host = host_batches(&raw);
-    let native = native_batches(&raw);
+    let host_columns: Vec<_> = host.iter().map(columns::to_columns).collect();
+    let native: Vec<_> = native_batches(&raw)
+        .into_iter()
+        .map(sluice_sdk::ColumnBatch::from_batch)
+        .collect();
     drop(raw);
     println!("  input generated in {} (outside the timed region); {rounds} timed rounds after 1 warm-up round", fmt_dur(start.elapsed()));
+    println!("  field-map is a columnar transform: batches cross the boundary by column");
     println!(
-        "  wasm:   one instance, one transformer, {batches} `transform` calls per round (host batch lowered into the guest, result lifted back)"
+        "  wasm:         one instance, one transformer, {batches} `transform` calls per round (the host's column batch lowered into the guest, the result lifted back)"
     );
-    println!("  native: `FieldMap::apply` on owned batches built from the same generator (built outside the timer)");
-    println!("  native+clone: the same, but cloning each input batch inside the timer (one input copy, like the guest's)");
+    println!("  native:       `FieldMap::apply`, the same code, on owned column batches built from the same generator (outside the timer)");
+    println!("  native+clone: the same, cloning each input batch inside the timer (one input copy, like the guest's)");
+    println!("  wasm rows:    what a sync pays: row batches in and out, converted by the host around the call");
+    println!(
+        "  native rows:  the same conversions natively (rows to columns, apply, columns to rows)"
+    );
     println!();
     println!(
         "  {:<12} {:<13} {:>18} {:>10} {:>10} {:>12} {:>12}",
@@ -451,45 +462,50 @@ fn field_map_bench(
         ("no columns", EMPTY),
     ] {
         let map = native_map(config);
-        let (wasm, native_owned, native_clone) = tokio.block_on(async {
+        let paths = tokio.block_on(async {
             let mut instance = plugin.instantiate(&Sandbox::default()).await.unwrap();
             let t = instance.open_transformer(config).await.unwrap();
 
-            // Correctness: the two paths produce the same output.
+            // Correctness: every path produces the same output.
             for i in [0, host.len() / 2, host.len() - 1] {
-                let w = instance.transform(&t, &host[i]).await.unwrap();
+                let w = instance
+                    .transform_columns(&t, &host_columns[i])
+                    .await
+                    .unwrap();
+                let w = columns::to_rows(w.batch).unwrap();
+                let r = instance.transform(&t, &host[i]).await.unwrap().batch;
                 let n = map
                     .apply(native[i].clone())
                     .unwrap_or_else(|_| panic!("native apply"));
-                assert_eq!(w.batch.columns, n.batch.columns);
-                assert_eq!(w.errors.len(), n.errors.len());
+                assert!(n.errors.is_empty(), "every generated row maps cleanly");
+                let n = n.batch.into_batch();
+                assert_eq!(w, r, "Wasm by columns and by rows differ ({name})");
+                assert_eq!(w.columns, n.columns);
                 let w_rows: Vec<Vec<sluice_sdk::Value>> = w
-                    .batch
                     .rows
                     .iter()
                     .map(|r| r.iter().map(to_sdk).collect())
                     .collect();
                 assert_eq!(
-                    w_rows, n.batch.rows,
+                    w_rows, n.rows,
                     "Wasm and native outputs differ ({name}, batch {i})"
                 );
-                assert_eq!(
-                    n.batch.rows.len(),
-                    BATCH,
-                    "every generated row maps cleanly"
-                );
+                assert_eq!(n.rows.len(), BATCH);
             }
 
-            let mut wasm = Rounds(Vec::new());
-            let mut owned = Rounds(Vec::new());
-            let mut cloned = Rounds(Vec::new());
+            let mut r: [Rounds; 5] = Default::default();
             for round in 0..=rounds {
                 // Interleaved, so drift on a shared machine hits every path.
                 let start = Instant::now();
-                for batch in &host {
-                    black_box(instance.transform(&t, black_box(batch)).await.unwrap());
+                for batch in &host_columns {
+                    black_box(
+                        instance
+                            .transform_columns(&t, black_box(batch))
+                            .await
+                            .unwrap(),
+                    );
                 }
-                let w = start.elapsed();
+                let wasm = start.elapsed();
 
                 let inputs = native.clone();
                 let start = Instant::now();
@@ -499,7 +515,7 @@ fn field_map_bench(
                             .unwrap_or_else(|_| panic!("native apply")),
                     );
                 }
-                let o = start.elapsed();
+                let owned = start.elapsed();
 
                 let start = Instant::now();
                 for batch in &native {
@@ -508,23 +524,45 @@ fn field_map_bench(
                             .unwrap_or_else(|_| panic!("native apply")),
                     );
                 }
-                let c = start.elapsed();
+                let cloned = start.elapsed();
+
+                let start = Instant::now();
+                for batch in &host {
+                    black_box(instance.transform(&t, black_box(batch)).await.unwrap());
+                }
+                let wasm_rows = start.elapsed();
+
+                let inputs = native_row_batches(&native);
+                let start = Instant::now();
+                for batch in inputs {
+                    let columns = sluice_sdk::ColumnBatch::from_batch(black_box(batch));
+                    let out = map
+                        .apply(columns)
+                        .unwrap_or_else(|_| panic!("native apply"));
+                    black_box(out.batch.into_batch());
+                }
+                let native_rows = start.elapsed();
 
                 if round > 0 {
-                    wasm.0.push(rows as f64 / w.as_secs_f64());
-                    owned.0.push(rows as f64 / o.as_secs_f64());
-                    cloned.0.push(rows as f64 / c.as_secs_f64());
+                    for (i, d) in [wasm, owned, cloned, wasm_rows, native_rows]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        r[i].0.push(rows as f64 / d.as_secs_f64());
+                    }
                 }
             }
-            (wasm, owned, cloned)
+            r
         });
-        let base = native_owned.median();
-        for (path, r) in [
-            ("wasm", &wasm),
-            ("native", &native_owned),
-            ("native+clone", &native_clone),
+        let [wasm, native_owned, native_clone, wasm_rows, native_rows] = &paths;
+        for (path, r, base) in [
+            ("wasm", wasm, native_owned),
+            ("native", native_owned, native_owned),
+            ("native+clone", native_clone, native_owned),
+            ("wasm rows", wasm_rows, native_rows),
+            ("native rows", native_rows, native_rows),
         ] {
-            let ratio = base / r.median();
+            let ratio = base.median() / r.median();
             println!(
                 "  {:<12} {:<13} {:>18} {:>10} {:>10} {:>12} {:>12}",
                 name,
@@ -537,19 +575,28 @@ fn field_map_bench(
             );
         }
         println!(
-            "  {:<12} {:<13} Wasm/(native+clone) = {:.2}x (medians)",
+            "  {:<12} {:<13} Wasm/(native+clone) = {:.2}x; wasm rows/native rows = {:.2}x (medians)",
             name,
             "",
-            native_clone.median() / wasm.median()
+            native_clone.median() / wasm.median(),
+            native_rows.median() / wasm_rows.median()
         );
     }
     println!();
 }
 
+/// The native column batches as rows again (the input of the row paths).
+fn native_row_batches(native: &[sluice_sdk::ColumnBatch]) -> Vec<sluice_sdk::Batch> {
+    native.iter().map(|b| b.clone().into_batch()).collect()
+}
+
 /// Only the realistic mapping through the component, for a profiler
 /// (`SLUICE_BENCH_ONLY=wasm-loop perf record ...`).
 fn wasm_loop(tokio: &tokio::runtime::Runtime, runtime: &Runtime) {
-    let host = host_batches(&generate(ROWS));
+    let host: Vec<_> = host_batches(&generate(ROWS))
+        .iter()
+        .map(columns::to_columns)
+        .collect();
     let plugin = Plugin::from_bytes(runtime, "field-map", sluice::plugins::FIELD_MAP)
         .expect("load field-map");
     tokio.block_on(async {
@@ -558,7 +605,12 @@ fn wasm_loop(tokio: &tokio::runtime::Runtime, runtime: &Runtime) {
         let start = Instant::now();
         for _ in 0..10 {
             for batch in &host {
-                black_box(instance.transform(&t, black_box(batch)).await.unwrap());
+                black_box(
+                    instance
+                        .transform_columns(&t, black_box(batch))
+                        .await
+                        .unwrap(),
+                );
             }
         }
         println!(

@@ -217,11 +217,11 @@ pub fn load_installed(
     let bytes = read_verified(project_dir, entry)?;
     let plugin = Plugin::from_bytes(runtime, name, &bytes)
         .with_context(|| format!("loading installed plugin {}", entry.label()))?;
-    if plugin.kind().world() != entry.world {
+    if plugin.world() != entry.world {
         bail!(
             "plugin {} exports the {} world, but {LOCK_FILE} records {}",
             entry.label(),
-            plugin.kind(),
+            plugin.world(),
             entry.world
         );
     }
@@ -310,7 +310,7 @@ pub async fn install(
     let entry = LockedPlugin {
         name: name.clone(),
         version: spec.version.clone(),
-        world: plugin.kind().world().to_string(),
+        world: plugin.world().to_string(),
         wit: format!("{WIT_PACKAGE}@{}", plugin.wit_version()),
         sha256: digest.clone(),
         path: rel.clone(),

@@ -80,46 +80,9 @@ impl Manifest {
     }
 }
 
-// The SDK this binary was built with, vendored into new Rust projects.
-const SDK_FILES: &[(&str, &str)] = &[
-    (
-        "sluice-sdk/Cargo.toml",
-        include_str!("../../sdk/Cargo.toml"),
-    ),
-    (
-        "sluice-sdk/src/lib.rs",
-        include_str!("../../sdk/src/lib.rs"),
-    ),
-    (
-        "sluice-sdk/src/bindings.rs",
-        include_str!("../../sdk/src/bindings.rs"),
-    ),
-    (
-        "sluice-sdk/src/config.rs",
-        include_str!("../../sdk/src/config.rs"),
-    ),
-    (
-        "sluice-sdk/src/http.rs",
-        include_str!("../../sdk/src/http.rs"),
-    ),
-    (
-        "sluice-sdk/src/log.rs",
-        include_str!("../../sdk/src/log.rs"),
-    ),
-    (
-        "sluice-sdk/src/plugin.rs",
-        include_str!("../../sdk/src/plugin.rs"),
-    ),
-    (
-        "sluice-sdk/src/quota.rs",
-        include_str!("../../sdk/src/quota.rs"),
-    ),
-    (
-        "sluice-sdk/src/value.rs",
-        include_str!("../../sdk/src/value.rs"),
-    ),
-    ("wit/plugin.wit", include_str!("../../wit/plugin.wit")),
-];
+// The SDK this binary was built with, vendored into new Rust projects
+// (`SDK_FILES`, listed by build.rs from `sdk/src`).
+include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 const SDK_LOCK: &str = include_str!("../../sdk/Cargo.lock");
 
 /// The sluice checkout this binary was built from, if it is still there.

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use sluice::runtime::cache::CacheOutcome;
+use sluice::runtime::columns;
 use sluice::runtime::plugin::{Plugin, PluginKind};
 use sluice::{plugins, Batch, Value};
 
@@ -38,6 +39,37 @@ async fn pii_hash_transforms_a_batch_inside_the_sandbox() {
         text("321ba197033e81286fedb719d60d4ed5cecaed170733cb4a92013811afc0e3b6")
     );
     assert_eq!(out.batch.rows[1][1], Value::Null);
+}
+
+#[tokio::test]
+async fn a_columnar_transform_takes_columns_and_rows_alike() {
+    let rt = runtime();
+    let plugin = Plugin::from_bytes(&rt.runtime, "field-map", plugins::FIELD_MAP).unwrap();
+    assert_eq!(plugin.kind(), PluginKind::Transform);
+    assert_eq!(plugin.world(), "columnar-transform");
+    let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    let t = instance
+        .open_transformer(
+            r#"{"fields":[{"from":"email","to":"Email","clean":["trim","lowercase"]},
+                          {"from":"id","to":"Id","type":"text"}]}"#,
+        )
+        .await
+        .unwrap();
+    // Rows in, rows out: the host converts to columns and back.
+    let rows = instance.transform(&t, &emails()).await.unwrap();
+    assert_eq!(rows.batch.columns, vec!["Email", "Id"]);
+    assert_eq!(
+        rows.batch.rows,
+        vec![
+            vec![text("foo@example.com"), text("1")],
+            vec![Value::Null, text("2")]
+        ]
+    );
+    // Columns in, columns out: what a caller holding columns pays.
+    let columns = columns::to_columns(&emails());
+    let out = instance.transform_columns(&t, &columns).await.unwrap();
+    assert_eq!(out.batch.rows, 2);
+    assert_eq!(columns::to_rows(out.batch).unwrap(), rows.batch);
 }
 
 #[tokio::test]

@@ -29,6 +29,21 @@ pub mod transform {
     });
 }
 
+/// The `columnar-transform` world.
+pub mod columnar_transform {
+    wit_bindgen::generate!({
+        world: "columnar-transform",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_columnar_transform_world",
+        default_bindings_module: "sluice_sdk::bindings::columnar_transform",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}
+
 /// The `destination` world.
 pub mod destination {
     wit_bindgen::generate!({

@@ -36,6 +36,7 @@
 
 #[doc(hidden)]
 pub mod bindings;
+pub mod columns;
 pub mod config;
 pub mod http;
 pub mod log;
@@ -44,10 +45,11 @@ pub mod quota;
 mod value;
 
 pub use bindings::source::sluice::plugin::types::{
-    Batch, Field, FieldType, ObjectInfo, PluginError, PluginSpec, RateLimit, RateLimitedInfo,
-    ReadRequest, Row, RowError, RowResult, Transformed, Value, WriteMode, WriteTarget,
+    Batch, Column, ColumnBatch, ColumnValues, ColumnsTransformed, Field, FieldType, ObjectInfo,
+    Packed, PluginError, PluginSpec, RateLimit, RateLimitedInfo, ReadRequest, Row, RowError,
+    RowResult, Transformed, Value, WriteMode, WriteTarget,
 };
-pub use plugin::{Destination, Reader, Source, Transform, Writer};
+pub use plugin::{ColumnarTransform, Destination, Reader, Source, Transform, Writer};
 pub use value::{format_date, format_timestamp, write_timestamp_json};
 
 #[doc(hidden)]
@@ -59,7 +61,8 @@ pub mod __private {
 pub mod prelude {
     pub use crate::config::parse_config;
     pub use crate::{
-        Batch, Destination, Field, FieldType, ObjectInfo, PluginError, PluginSpec, RateLimit,
+        Batch, Column, ColumnBatch, ColumnValues, ColumnarTransform, ColumnsTransformed,
+        Destination, Field, FieldType, ObjectInfo, Packed, PluginError, PluginSpec, RateLimit,
         ReadRequest, Reader, Row, RowError, RowResult, Source, Transform, Transformed, Value,
         WriteMode, WriteTarget, Writer,
     };

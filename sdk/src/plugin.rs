@@ -3,7 +3,8 @@
 //! matching `export_*!` macro; they never touch the bindings.
 
 use crate::{
-    Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget,
+    Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
+    RowResult, Transformed, WriteTarget,
 };
 
 /// A source: reads rows out of a system, a batch at a time.
@@ -40,6 +41,22 @@ pub trait Transform: Sized + 'static {
     fn transform(&mut self, batch: Batch) -> Result<Transformed, PluginError>;
 }
 
+/// A transform that works on whole columns ([`ColumnBatch`]): the fastest
+/// shape for mappings over wide batches, since columns cross the boundary
+/// in bulk and a column passed through or renamed costs nothing per row.
+pub trait ColumnarTransform: Sized + 'static {
+    fn spec() -> PluginSpec;
+    /// Validate `config` without transforming anything.
+    fn check(config: &str) -> Result<(), PluginError> {
+        Self::open(config).map(|_| ())
+    }
+    /// Prepare for one run.
+    fn open(config: &str) -> Result<Self, PluginError>;
+    /// Transform one batch. Rows that fail are reported in `errors` and left
+    /// out of every output column.
+    fn transform(&mut self, batch: ColumnBatch) -> Result<ColumnsTransformed, PluginError>;
+}
+
 /// A destination: writes rows and reports one result per row.
 pub trait Destination: 'static {
     /// The writer for one run.
@@ -62,7 +79,7 @@ pub trait Writer: 'static {
 #[doc(hidden)]
 pub mod adapters {
     use super::*;
-    use crate::bindings::{destination, source, transform};
+    use crate::bindings::{columnar_transform, destination, source, transform};
     use std::cell::RefCell;
     use std::marker::PhantomData;
 
@@ -127,6 +144,35 @@ pub mod adapters {
         for TransformerAdapter<T>
     {
         fn transform(&self, input: Batch) -> Result<Transformed, PluginError> {
+            self.0.borrow_mut().transform(input)
+        }
+    }
+
+    pub struct ColumnarTransformAdapter<T>(PhantomData<T>);
+    pub struct ColumnarTransformerAdapter<T>(RefCell<T>);
+
+    use columnar_transform::exports::sluice::plugin::columnar_transform_api as columnar_api;
+
+    impl<T: ColumnarTransform> columnar_api::Guest for ColumnarTransformAdapter<T> {
+        type ColumnarTransformer = ColumnarTransformerAdapter<T>;
+        fn spec() -> PluginSpec {
+            T::spec()
+        }
+        fn check(config: String) -> Result<(), PluginError> {
+            T::check(&config)
+        }
+        fn open(config: String) -> Result<columnar_api::ColumnarTransformer, PluginError> {
+            let t = T::open(&config)?;
+            Ok(columnar_api::ColumnarTransformer::new(
+                ColumnarTransformerAdapter(RefCell::new(t)),
+            ))
+        }
+    }
+
+    impl<T: ColumnarTransform> columnar_api::GuestColumnarTransformer
+        for ColumnarTransformerAdapter<T>
+    {
+        fn transform(&self, input: ColumnBatch) -> Result<ColumnsTransformed, PluginError> {
             self.0.borrow_mut().transform(input)
         }
     }
@@ -196,6 +242,22 @@ macro_rules! export_transform {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::transform::__export_transform_world!(
             __SluiceTransformExport with_types_in $crate::bindings::transform
+        );
+    };
+}
+
+/// Export a [`ColumnarTransform`] implementation as this component's
+/// `columnar-transform` world.
+#[macro_export]
+macro_rules! export_columnar_transform {
+    ($t:ty) => {
+        // Exports exist only in the component; a native build (tests,
+        // benchmarks) uses the plugin as a plain library.
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceColumnarTransformExport = $crate::__private::ColumnarTransformAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::columnar_transform::__export_columnar_transform_world!(
+            __SluiceColumnarTransformExport with_types_in $crate::bindings::columnar_transform
         );
     };
 }

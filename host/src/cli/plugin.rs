@@ -201,7 +201,7 @@ async fn inspect(reference: &str, json: bool) -> Result<()> {
             "name": spec.name,
             "version": spec.version,
             "description": spec.description,
-            "world": plugin.kind(),
+            "world": plugin.world(),
             "wit": format!("{}@{}", crate::runtime::WIT_PACKAGE, plugin.wit_version()),
             "sha256": plugin.digest(),
             "capabilities": spec.capabilities,
@@ -216,7 +216,7 @@ async fn inspect(reference: &str, json: bool) -> Result<()> {
     println!("{} {}: {}", spec.name, spec.version, spec.description);
     println!(
         "  world         {} ({}@{})",
-        plugin.kind(),
+        plugin.world(),
         crate::runtime::WIT_PACKAGE,
         plugin.wit_version()
     );

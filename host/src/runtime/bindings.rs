@@ -1,4 +1,4 @@
-//! Host-side bindings for the three plugin worlds of `wit/plugin.wit`.
+//! Host-side bindings for the plugin worlds of `wit/plugin.wit`.
 //!
 //! `types` and `host` are generated once (with the `source` world) and shared
 //! by the other two, so a `Batch` read from a source is the same Rust type
@@ -26,6 +26,18 @@ mod transform_world {
     });
 }
 
+mod columnar_transform_world {
+    wasmtime::component::bindgen!({
+        world: "columnar-transform",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
 mod destination_world {
     wasmtime::component::bindgen!({
         world: "destination",
@@ -38,6 +50,8 @@ mod destination_world {
     });
 }
 
+pub use columnar_transform_world::exports::sluice::plugin::columnar_transform_api;
+pub use columnar_transform_world::{ColumnarTransform, ColumnarTransformPre};
 pub use destination_world::exports::sluice::plugin::destination_api;
 pub use destination_world::{Destination, DestinationPre};
 pub use source_world::exports::sluice::plugin::source_api;

@@ -3,9 +3,11 @@
 //! plugin, the call and the limit or capability involved.
 
 use super::bindings::types::{
-    Batch, ObjectInfo, PluginError, PluginSpec, ReadRequest, RowResult, Transformed, WriteTarget,
+    Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
+    RowError, RowResult, Transformed, WriteTarget,
 };
-use super::bindings::{Destination, Source, Transform};
+use super::bindings::{ColumnarTransform, Destination, Source, Transform};
+use super::columns;
 use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
 use super::log::LogSource;
@@ -58,6 +60,7 @@ impl wasmtime_wasi::HostWallClock for FixedWallClock {
 enum Exports {
     Source(Source),
     Transform(Transform),
+    ColumnarTransform(ColumnarTransform),
     Destination(Destination),
 }
 
@@ -169,6 +172,10 @@ impl Plugin {
                 .instantiate_async(&mut store)
                 .await
                 .map(Exports::Transform),
+            PluginPre::ColumnarTransform(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::ColumnarTransform),
             PluginPre::Destination(pre) => pre
                 .instantiate_async(&mut store)
                 .await
@@ -322,6 +329,11 @@ impl Instance {
                     .call_spec(&mut self.store)
                     .await
             }
+            Exports::ColumnarTransform(t) => {
+                t.sluice_plugin_columnar_transform_api()
+                    .call_spec(&mut self.store)
+                    .await
+            }
             Exports::Destination(d) => {
                 d.sluice_plugin_destination_api()
                     .call_spec(&mut self.store)
@@ -341,6 +353,11 @@ impl Instance {
             }
             Exports::Transform(t) => {
                 t.sluice_plugin_transform_api()
+                    .call_check(&mut self.store, config)
+                    .await
+            }
+            Exports::ColumnarTransform(t) => {
+                t.sluice_plugin_columnar_transform_api()
                     .call_check(&mut self.store, config)
                     .await
             }
@@ -366,7 +383,9 @@ impl Instance {
                     .call_discover(&mut self.store, config)
                     .await
             }
-            Exports::Transform(_) => return Err(self.wrong_world("discover")),
+            Exports::Transform(_) | Exports::ColumnarTransform(_) => {
+                return Err(self.wrong_world("discover"))
+            }
         };
         self.finish("discover", outcome)
     }
@@ -425,13 +444,19 @@ impl Instance {
         config: &str,
     ) -> Result<TransformerHandle, PluginFailure> {
         self.begin("open")?;
-        let Exports::Transform(t) = &self.exports else {
-            return Err(self.wrong_world("open"));
+        let outcome = match &self.exports {
+            Exports::Transform(t) => {
+                t.sluice_plugin_transform_api()
+                    .call_open(&mut self.store, config)
+                    .await
+            }
+            Exports::ColumnarTransform(t) => {
+                t.sluice_plugin_columnar_transform_api()
+                    .call_open(&mut self.store, config)
+                    .await
+            }
+            _ => return Err(self.wrong_world("open")),
         };
-        let outcome = t
-            .sluice_plugin_transform_api()
-            .call_open(&mut self.store, config)
-            .await;
         self.finish("open", outcome).map(TransformerHandle)
     }
 
@@ -442,6 +467,15 @@ impl Instance {
         transformer: &TransformerHandle,
         batch: &Batch,
     ) -> Result<Transformed, PluginFailure> {
+        if let Exports::ColumnarTransform(_) = &self.exports {
+            // The rest of the sync works on rows: convert on the way in and
+            // out.
+            let out = self
+                .transform_columns(transformer, &columns::to_columns(batch))
+                .await?;
+            return columns::to_transformed(out)
+                .map_err(|m| self.failure("transform", FailureKind::Contract(m)));
+        }
         self.begin("transform")?;
         let Exports::Transform(t) = &self.exports else {
             return Err(self.wrong_world("transform"));
@@ -453,6 +487,30 @@ impl Instance {
             .await;
         let out = self.finish("transform", outcome)?;
         if let Err(m) = check_transformed(batch.rows.len(), &out) {
+            return Err(self.failure("transform", FailureKind::Contract(m)));
+        }
+        Ok(out)
+    }
+
+    /// Transform a batch stored by column (`columnar-transform` plugins),
+    /// with the same check that every input row is accounted for.
+    pub async fn transform_columns(
+        &mut self,
+        transformer: &TransformerHandle,
+        batch: &ColumnBatch,
+    ) -> Result<ColumnsTransformed, PluginFailure> {
+        self.begin("transform")?;
+        let Exports::ColumnarTransform(t) = &self.exports else {
+            return Err(self.wrong_world("transform"));
+        };
+        let outcome = t
+            .sluice_plugin_columnar_transform_api()
+            .columnar_transformer()
+            .call_transform(&mut self.store, transformer.0, batch)
+            .await;
+        let out = self.finish("transform", outcome)?;
+        let input_rows = batch.rows as usize;
+        if let Err(m) = check_accounted(input_rows, out.batch.rows as usize, &out.errors) {
             return Err(self.failure("transform", FailureKind::Contract(m)));
         }
         Ok(out)
@@ -506,20 +564,7 @@ impl Instance {
 }
 
 fn check_transformed(input_rows: usize, out: &Transformed) -> Result<(), String> {
-    if out.batch.rows.len() + out.errors.len() != input_rows {
-        return Err(format!(
-            "returned {} rows and {} row errors for {input_rows} input rows",
-            out.batch.rows.len(),
-            out.errors.len()
-        ));
-    }
-    let mut seen = vec![false; input_rows];
-    for e in &out.errors {
-        let i = e.index as usize;
-        if i >= input_rows || std::mem::replace(&mut seen[i], true) {
-            return Err(format!("row error index {i} is out of range or repeated"));
-        }
-    }
+    check_accounted(input_rows, out.batch.rows.len(), &out.errors)?;
     if let Some(bad) = out
         .batch
         .rows
@@ -529,6 +574,28 @@ fn check_transformed(input_rows: usize, out: &Transformed) -> Result<(), String>
         return Err(format!(
             "output row {bad} does not match the output columns"
         ));
+    }
+    Ok(())
+}
+
+/// Every input row comes back as an output row or as exactly one row error.
+fn check_accounted(
+    input_rows: usize,
+    output_rows: usize,
+    errors: &[RowError],
+) -> Result<(), String> {
+    if output_rows + errors.len() != input_rows {
+        return Err(format!(
+            "returned {output_rows} rows and {} row errors for {input_rows} input rows",
+            errors.len()
+        ));
+    }
+    let mut seen = vec![false; input_rows];
+    for e in errors {
+        let i = e.index as usize;
+        if i >= input_rows || std::mem::replace(&mut seen[i], true) {
+            return Err(format!("row error index {i} is out of range or repeated"));
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod columns;
 pub mod error;
 pub mod instance;
 pub mod limits;

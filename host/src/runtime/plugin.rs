@@ -4,7 +4,7 @@
 //! each run instantiates cheaply.
 
 use super::bindings::types::PluginSpec;
-use super::bindings::{DestinationPre, SourcePre, TransformPre};
+use super::bindings::{ColumnarTransformPre, DestinationPre, SourcePre, TransformPre};
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
 use super::{PluginFailure, Sandbox};
@@ -50,6 +50,7 @@ impl std::fmt::Display for PluginKind {
 pub(crate) enum PluginPre {
     Source(SourcePre<PluginState>),
     Transform(TransformPre<PluginState>),
+    ColumnarTransform(ColumnarTransformPre<PluginState>),
     Destination(DestinationPre<PluginState>),
 }
 
@@ -57,6 +58,7 @@ pub(crate) enum PluginPre {
 pub struct Plugin {
     pub(crate) name: Arc<str>,
     pub(crate) kind: PluginKind,
+    pub(crate) world: World,
     pub(crate) version: String,
     pub(crate) digest: String,
     pub(crate) cache: CacheOutcome,
@@ -94,7 +96,7 @@ impl Plugin {
             bytes,
             &digest,
         )?;
-        let (kind, version) = detect_world(&inner, &component)?;
+        let (world, version) = detect_world(&inner, &component)?;
         let imports = component
             .component_type()
             .imports(&inner.engine)
@@ -106,20 +108,24 @@ impl Plugin {
                 anyhow::Error::from(e)
             )
         })?;
-        let pre = match kind {
-            PluginKind::Source => {
+        let pre = match world {
+            World::Source => {
                 PluginPre::Source(SourcePre::new(instance_pre).map_err(anyhow::Error::from)?)
             }
-            PluginKind::Transform => {
+            World::Transform => {
                 PluginPre::Transform(TransformPre::new(instance_pre).map_err(anyhow::Error::from)?)
             }
-            PluginKind::Destination => PluginPre::Destination(
+            World::ColumnarTransform => PluginPre::ColumnarTransform(
+                ColumnarTransformPre::new(instance_pre).map_err(anyhow::Error::from)?,
+            ),
+            World::Destination => PluginPre::Destination(
                 DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?,
             ),
         };
         Ok(Plugin {
             name: name.into(),
-            kind,
+            kind: world.kind(),
+            world,
             version,
             digest,
             cache,
@@ -156,6 +162,12 @@ impl Plugin {
         self.kind
     }
 
+    /// The world the component exports (`columnar-transform` is a kind of
+    /// transform).
+    pub fn world(&self) -> &'static str {
+        self.world.name()
+    }
+
     /// The `sluice:plugin` version the component was built against.
     pub fn wit_version(&self) -> &str {
         &self.version
@@ -176,8 +188,48 @@ impl Plugin {
     }
 }
 
+/// The worlds of the contract, one per exported interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum World {
+    Source,
+    Transform,
+    ColumnarTransform,
+    Destination,
+}
+
+impl World {
+    const ALL: [World; 4] = [
+        World::Source,
+        World::Transform,
+        World::ColumnarTransform,
+        World::Destination,
+    ];
+
+    fn interface(self) -> &'static str {
+        match self {
+            World::ColumnarTransform => "columnar-transform-api",
+            other => other.kind().interface(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            World::ColumnarTransform => "columnar-transform",
+            other => other.kind().world(),
+        }
+    }
+
+    fn kind(self) -> PluginKind {
+        match self {
+            World::Source => PluginKind::Source,
+            World::Transform | World::ColumnarTransform => PluginKind::Transform,
+            World::Destination => PluginKind::Destination,
+        }
+    }
+}
+
 /// Find the one `sluice:plugin/*-api@VERSION` export and check its version.
-fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKind, String)> {
+fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(World, String)> {
     let exports: Vec<String> = component
         .component_type()
         .exports(&inner.engine)
@@ -189,13 +241,7 @@ fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKi
             continue;
         };
         let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        let kind = [
-            PluginKind::Source,
-            PluginKind::Transform,
-            PluginKind::Destination,
-        ]
-        .into_iter()
-        .find(|k| k.interface() == iface);
+        let kind = World::ALL.into_iter().find(|w| w.interface() == iface);
         if let Some(kind) = kind {
             found.push((kind, version.to_string()));
         }
@@ -206,7 +252,7 @@ fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKi
             let names: Vec<&str> = exports.iter().map(String::as_str).collect();
             bail!(
                 "not a Sluice plugin: it exports [{}], but a plugin exports one of {WIT_PACKAGE}/source-api, \
-                 transform-api or destination-api ({supported})",
+                 transform-api, columnar-transform-api or destination-api ({supported})",
                 names.join(", ")
             )
         }
@@ -215,13 +261,13 @@ fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(PluginKi
                 bail!(
                     "the plugin targets {WIT_PACKAGE}@{version} ({} world), but this host supports {supported}; \
                      rebuild it against a supported sluice-sdk",
-                    kind.world()
+                    kind.name()
                 );
             }
             Ok((*kind, version.clone()))
         }
         many => {
-            let worlds: Vec<&str> = many.iter().map(|(k, _)| k.world()).collect();
+            let worlds: Vec<&str> = many.iter().map(|(k, _)| k.name()).collect();
             bail!(
                 "the plugin exports several worlds ({}); a plugin must be exactly one",
                 worlds.join(", ")

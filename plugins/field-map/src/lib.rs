@@ -1,12 +1,16 @@
-//! `field-map`: builds each output row from a list of field rules: copy a
+//! `field-map`: builds each output column from a list of field rules: copy a
 //! column under a new name, coerce its type, clean text (trim, lowercase,
 //! uppercase), or set a constant. A value that cannot be coerced rejects its
 //! row with a message naming the field; the other rows go on.
 //!
-//! The mapping logic is plain Rust (`FieldMap::apply`) so the same code can
-//! be compiled natively, which is how the Wasm overhead is benchmarked.
+//! It is a `columnar-transform`: whole columns cross the boundary, a column
+//! passed through or renamed is moved rather than copied, and numbers parse
+//! straight out of packed text. The mapping logic is plain Rust
+//! (`FieldMap::apply`) so the same code can be compiled natively, which is
+//! how the Wasm overhead is benchmarked.
 
 use serde::Deserialize;
+use sluice_sdk::columns;
 use sluice_sdk::prelude::*;
 
 #[derive(Deserialize, Clone)]
@@ -56,7 +60,7 @@ struct Config {
 /// A compiled mapping: rules resolved against a batch's columns.
 pub struct FieldMap {
     rules: Vec<Rule>,
-    columns: Vec<String>,
+    names: Vec<String>,
 }
 
 enum Source {
@@ -66,7 +70,7 @@ enum Source {
 
 impl FieldMap {
     pub fn new(rules: Vec<Rule>) -> Result<Self, PluginError> {
-        let mut columns = Vec::with_capacity(rules.len());
+        let mut names = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let name = rule
                 .to
@@ -80,52 +84,63 @@ impl FieldMap {
                     "fields[{i}] ({name}): needs `from` or `constant`"
                 )));
             }
-            columns.push(name);
+            names.push(name);
         }
-        Ok(FieldMap { rules, columns })
+        Ok(FieldMap { rules, names })
     }
 
-    /// Map one batch.
-    pub fn apply(&self, input: Batch) -> Result<Transformed, PluginError> {
+    /// Map one batch, a column at a time. A row that fails a rule is
+    /// reported once (for the first rule it fails) and left out.
+    pub fn apply(&self, input: ColumnBatch) -> Result<ColumnsTransformed, PluginError> {
+        let rows = input.rows as usize;
         let sources = self.resolve(&input.columns)?;
-        let mut out = Transformed::all(Batch {
-            columns: self.columns.clone(),
-            rows: Vec::with_capacity(input.rows.len()),
-        });
-        for (index, mut row) in input.rows.into_iter().enumerate() {
-            let mut mapped = Vec::with_capacity(sources.len());
-            let mut failed = None;
-            for (rule, source) in self.rules.iter().zip(&sources) {
-                let value = match source {
-                    Source::Column(i) => std::mem::replace(&mut row[*i], Value::Null),
-                    Source::Constant(v) => v.clone(),
-                };
-                match convert(value, rule) {
-                    Ok(v) => mapped.push(v),
-                    Err(message) => {
-                        failed = Some(format!(
-                            "field `{}`: {message}",
-                            rule.to.as_deref().or(rule.from.as_deref()).unwrap_or("?")
-                        ));
-                        break;
-                    }
-                }
-            }
-            match failed {
-                None => out.batch.rows.push(mapped),
-                Some(message) => out.reject(index, message),
+        // A column used once moves to the output; only a column used twice
+        // is copied.
+        let mut uses = vec![0usize; input.columns.len()];
+        for s in &sources {
+            if let Source::Column(i) = s {
+                uses[*i] += 1;
             }
         }
-        Ok(out)
+        let mut inputs: Vec<Option<Column>> = input.columns.into_iter().map(Some).collect();
+        let mut failures = Failures::new(rows);
+        let mut columns = Vec::with_capacity(self.rules.len());
+        for ((rule, source), name) in self.rules.iter().zip(&sources).zip(&self.names) {
+            let column = match source {
+                Source::Column(i) => {
+                    uses[*i] -= 1;
+                    match uses[*i] {
+                        0 => inputs[*i].take(),
+                        _ => inputs[*i].clone(),
+                    }
+                    .unwrap_or_else(|| Column::constant("", &Value::Null, rows))
+                }
+                Source::Constant(v) => Column::constant("", v, rows),
+            };
+            let mut column = convert(column, rule, rows, &mut |row, message| {
+                failures.fail(row, name, message)
+            });
+            column.name = name.clone();
+            columns.push(column);
+        }
+        let errors = failures.into_errors();
+        Ok(ColumnsTransformed {
+            batch: ColumnBatch {
+                rows: input.rows,
+                columns,
+            }
+            .without(&errors),
+            errors,
+        })
     }
 
-    fn resolve(&self, columns: &[String]) -> Result<Vec<Source>, PluginError> {
+    fn resolve(&self, columns: &[Column]) -> Result<Vec<Source>, PluginError> {
         self.rules
             .iter()
             .map(|rule| match (&rule.from, &rule.constant) {
                 (Some(from), _) => columns
                     .iter()
-                    .position(|c| c == from)
+                    .position(|c| &c.name == from)
                     .map(Source::Column)
                     .ok_or_else(|| {
                         PluginError::Config(format!("column `{from}` is not in the batch"))
@@ -135,6 +150,218 @@ impl FieldMap {
             })
             .collect()
     }
+}
+
+/// The first failure of each row.
+struct Failures {
+    failed: Vec<bool>,
+    errors: Vec<RowError>,
+}
+
+impl Failures {
+    fn new(rows: usize) -> Self {
+        Failures {
+            failed: vec![false; rows],
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, row: usize, field: &str, message: String) {
+        if let Some(f @ false) = self.failed.get_mut(row) {
+            *f = true;
+            self.errors.push(RowError {
+                index: row as u32,
+                message: format!("field `{field}`: {message}"),
+            });
+        }
+    }
+
+    fn into_errors(mut self) -> Vec<RowError> {
+        self.errors.sort_unstable_by_key(|e| e.index);
+        self.errors
+    }
+}
+
+/// Apply one rule's coercion, then its clean-ups, to a whole column.
+fn convert(
+    column: Column,
+    rule: &Rule,
+    rows: usize,
+    fail: &mut dyn FnMut(usize, String),
+) -> Column {
+    let column = match rule.coerce {
+        None => column,
+        Some(target) => coerce_column(column, target, rows, fail),
+    };
+    if rule.clean.is_empty() {
+        return column;
+    }
+    let Column {
+        name,
+        nulls,
+        values,
+    } = column;
+    let values = match values {
+        ColumnValues::Text(packed) => ColumnValues::Text(clean_packed(&packed, &rule.clean)),
+        ColumnValues::Mixed(mut values) => {
+            for v in &mut values {
+                if let Value::Text(s) = v {
+                    let mut scratch = std::mem::take(s);
+                    clean_text(&mut scratch, &rule.clean);
+                    *s = scratch;
+                }
+            }
+            ColumnValues::Mixed(values)
+        }
+        // Clean-ups apply to text only.
+        other => other,
+    };
+    Column {
+        name,
+        nulls,
+        values,
+    }
+}
+
+/// Clean every value of a text column into a new buffer.
+fn clean_packed(packed: &Packed, cleans: &[Clean]) -> Packed {
+    let rows = packed.len();
+    let mut out = Packed::with_capacity(rows, packed.data.len());
+    let trim = cleans.contains(&Clean::Trim);
+    // For ASCII, trimming and case commute and the last case wins, so a
+    // value is cleaned in one pass from input to output with no scratch copy.
+    let case = cleans.iter().rev().find(|c| **c != Clean::Trim).copied();
+    let mut scratch = String::new();
+    for i in 0..rows {
+        let bytes = packed.bytes(i);
+        if !bytes.is_ascii() {
+            scratch.clear();
+            scratch.push_str(packed.text(i));
+            clean_text(&mut scratch, cleans);
+            out.push(scratch.as_bytes());
+            continue;
+        }
+        let bytes = if trim { trim_whitespace(bytes) } else { bytes };
+        out.push_with(|data| match case {
+            Some(Clean::Lowercase) => data.extend(bytes.iter().map(u8::to_ascii_lowercase)),
+            Some(Clean::Uppercase) => data.extend(bytes.iter().map(u8::to_ascii_uppercase)),
+            _ => data.extend_from_slice(bytes),
+        });
+    }
+    out
+}
+
+/// `str::trim` for ASCII: its whitespace includes the vertical tab, which
+/// `<[u8]>::trim_ascii` keeps.
+fn trim_whitespace(bytes: &[u8]) -> &[u8] {
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let start = bytes.iter().position(|c| !space(c)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|c| !space(c))
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+fn clean_text(s: &mut String, cleans: &[Clean]) {
+    for clean in cleans {
+        match clean {
+            Clean::Trim => {
+                let end = s.trim_end().len();
+                s.truncate(end);
+                let start = s.len() - s.trim_start().len();
+                s.drain(..start);
+            }
+            Clean::Lowercase if s.is_ascii() => s.make_ascii_lowercase(),
+            Clean::Lowercase => *s = s.to_lowercase(),
+            Clean::Uppercase if s.is_ascii() => s.make_ascii_uppercase(),
+            Clean::Uppercase => *s = s.to_uppercase(),
+        }
+    }
+}
+
+/// Coerce a whole column. Numbers parse straight out of text columns; other
+/// combinations go a value at a time through [`coerce`].
+fn coerce_column(
+    column: Column,
+    target: Coerce,
+    rows: usize,
+    fail: &mut dyn FnMut(usize, String),
+) -> Column {
+    let Column {
+        name,
+        nulls,
+        values,
+    } = column;
+    let null = |i| columns::is_null(&nulls, i);
+    let values = match (target, values) {
+        (Coerce::Float, ColumnValues::Float(v)) => ColumnValues::Float(v),
+        (Coerce::Float, ColumnValues::Integer(v)) => {
+            ColumnValues::Float(v.into_iter().map(|n| n as f64).collect())
+        }
+        (Coerce::Integer, ColumnValues::Integer(v)) => ColumnValues::Integer(v),
+        (Coerce::Text, ColumnValues::Text(p)) => ColumnValues::Text(p),
+        (Coerce::Float, ColumnValues::Text(p)) => {
+            ColumnValues::Float(parse_packed(&p, rows, null, (target, Value::Text), fail))
+        }
+        (Coerce::Float, ColumnValues::Decimal(p)) => {
+            ColumnValues::Float(parse_packed(&p, rows, null, (target, Value::Decimal), fail))
+        }
+        (Coerce::Integer, ColumnValues::Text(p)) => {
+            ColumnValues::Integer(parse_packed(&p, rows, null, (target, Value::Text), fail))
+        }
+        (Coerce::Integer, ColumnValues::Decimal(p)) => {
+            ColumnValues::Integer(parse_packed(&p, rows, null, (target, Value::Decimal), fail))
+        }
+        (_, values) => {
+            let column = Column {
+                name,
+                nulls,
+                values,
+            };
+            let coerced = (0..rows)
+                .map(|i| {
+                    coerce(column.value(i), target).unwrap_or_else(|message| {
+                        fail(i, message);
+                        Value::Null
+                    })
+                })
+                .collect();
+            return Column::from_values(column.name, coerced);
+        }
+    };
+    Column {
+        name,
+        nulls,
+        values,
+    }
+}
+
+/// Parse every non-null value of a text column as a number; a failure
+/// names the value as the given kind of value.
+fn parse_packed<T: std::str::FromStr + Default>(
+    packed: &Packed,
+    rows: usize,
+    null: impl Fn(usize) -> bool,
+    (target, kind): (Coerce, fn(String) -> Value),
+    fail: &mut dyn FnMut(usize, String),
+) -> Vec<T> {
+    (0..rows)
+        .map(|i| {
+            if null(i) {
+                return T::default();
+            }
+            let text = packed.text(i);
+            text.trim().parse().unwrap_or_else(|_| {
+                fail(i, cannot_convert(&kind(text.to_owned()), target));
+                T::default()
+            })
+        })
+        .collect()
+}
+
+fn cannot_convert(v: &Value, target: Coerce) -> String {
+    format!("cannot convert {v:?} to {target:?}")
 }
 
 fn json_to_value(v: &serde_json::Value) -> Value {
@@ -150,48 +377,11 @@ fn json_to_value(v: &serde_json::Value) -> Value {
     }
 }
 
-fn convert(value: Value, rule: &Rule) -> Result<Value, String> {
-    let mut value = match rule.coerce {
-        None => value,
-        Some(target) => coerce(value, target)?,
-    };
-    if let Value::Text(s) = &mut value {
-        for clean in &rule.clean {
-            match clean {
-                Clean::Trim => {
-                    let t = s.trim();
-                    if t.len() != s.len() {
-                        *s = t.to_string();
-                    }
-                }
-                Clean::Lowercase => s.make_ascii_lowercase_unicode(),
-                Clean::Uppercase => *s = s.to_uppercase(),
-            }
-        }
-    }
-    Ok(value)
-}
-
-trait LowercaseInPlace {
-    fn make_ascii_lowercase_unicode(&mut self);
-}
-
-impl LowercaseInPlace for String {
-    /// Lowercase without allocating when the text is ASCII (the common case).
-    fn make_ascii_lowercase_unicode(&mut self) {
-        if self.is_ascii() {
-            self.make_ascii_lowercase();
-        } else {
-            *self = self.to_lowercase();
-        }
-    }
-}
-
 fn coerce(value: Value, target: Coerce) -> Result<Value, String> {
     if value.is_null() {
         return Ok(Value::Null);
     }
-    let fail = |v: &Value| format!("cannot convert {v:?} to {target:?}");
+    let fail = |v: &Value| cannot_convert(v, target);
     Ok(match target {
         Coerce::Text => match value {
             Value::Text(_) => value,
@@ -219,7 +409,7 @@ fn coerce(value: Value, target: Coerce) -> Result<Value, String> {
 
 pub struct FieldMapTransform(FieldMap);
 
-impl Transform for FieldMapTransform {
+impl ColumnarTransform for FieldMapTransform {
     fn spec() -> PluginSpec {
         PluginSpec::new("field-map", env!("CARGO_PKG_VERSION"), "Renames, coerces, cleans and adds fields")
             .config_schema(serde_json::json!({
@@ -245,16 +435,45 @@ impl Transform for FieldMapTransform {
         Ok(FieldMapTransform(FieldMap::new(config.fields)?))
     }
 
-    fn transform(&mut self, batch: Batch) -> Result<Transformed, PluginError> {
+    fn transform(&mut self, batch: ColumnBatch) -> Result<ColumnsTransformed, PluginError> {
         self.0.apply(batch)
     }
 }
 
-sluice_sdk::export_transform!(FieldMapTransform);
+sluice_sdk::export_columnar_transform!(FieldMapTransform);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleaning_a_column_matches_cleaning_each_value() {
+        let values = [
+            " \x0bMiXed Case\t",
+            "ÄBC ",
+            "  ",
+            "",
+            "\u{2003}Ünïcode\u{2003}",
+            "plain",
+        ];
+        let mut packed = Packed::with_capacity(values.len(), 0);
+        for v in values {
+            packed.push(v.as_bytes());
+        }
+        for cleans in [
+            vec![Clean::Trim],
+            vec![Clean::Trim, Clean::Lowercase],
+            vec![Clean::Uppercase, Clean::Trim],
+            vec![Clean::Lowercase, Clean::Uppercase],
+        ] {
+            let out = clean_packed(&packed, &cleans);
+            for (i, v) in values.iter().enumerate() {
+                let mut expected = v.to_string();
+                clean_text(&mut expected, &cleans);
+                assert_eq!(out.text(i), expected, "{v:?} with {cleans:?}");
+            }
+        }
+    }
 
     #[test]
     fn maps_coerces_and_rejects_bad_rows() {
@@ -272,10 +491,11 @@ mod tests {
                 vec!["n/a".into(), "c@d.com".into()],
             ],
         };
-        let out = t.transform(batch).unwrap();
-        assert_eq!(out.batch.columns, vec!["Email", "LTV", "Source"]);
+        let out = t.transform(ColumnBatch::from_batch(batch)).unwrap();
+        let out_batch = out.batch.into_batch();
+        assert_eq!(out_batch.columns, vec!["Email", "LTV", "Source"]);
         assert_eq!(
-            out.batch.rows,
+            out_batch.rows,
             vec![vec![
                 Value::Text("a@b.com".into()),
                 Value::Float(12.5),
