@@ -224,6 +224,305 @@ async fn js_normalise_config_errors_are_typed() {
     normalise_config_errors_are_typed(&JS_NORMALISE).await;
 }
 
+// ------------------------------------------- field-map in three languages
+
+/// Every coercion, every clean-up, two constants, and three rows that must be
+/// rejected (an unparsable decimal, a fractional float to integer, a word
+/// that is not a boolean).
+const FIELD_MAP_CONFIG: &str = r#"{"fields": [
+    {"from": "id", "to": "external_id", "type": "text"},
+    {"from": "email", "to": "Email", "clean": ["trim", "lowercase"]},
+    {"from": "name", "to": "Name", "clean": ["trim", "uppercase"]},
+    {"from": "ltv", "to": "LTV", "type": "float"},
+    {"from": "score", "to": "Score", "type": "integer"},
+    {"from": "active", "to": "Active", "type": "boolean"},
+    {"from": "visits", "to": "Visits", "type": "text"},
+    {"from": "tags", "to": "Tags", "type": "json"},
+    {"from": "joined", "to": "Joined", "type": "text", "clean": ["uppercase"]},
+    {"to": "Source", "constant": "sluice"},
+    {"to": "Version", "constant": 2, "type": "text"},
+    {"to": "Meta", "constant": {"z": 1, "a": [1.0, "x"]}}
+]}"#;
+
+fn field_map_input() -> Batch {
+    use Value::{Boolean, Decimal, Float, Json, Null, Timestamp};
+    let columns = [
+        "id", "email", "name", "ltv", "score", "active", "visits", "tags", "joined",
+    ];
+    Batch {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: vec![
+            vec![
+                int(1),
+                text(" Ada@Example.COM "),
+                text(" ada lovelace "),
+                Decimal("48213.07".into()),
+                text(" 42 "),
+                text("yes"),
+                Float(3.0),
+                Json(r#"{"b": 1, "a": [1.50, true]}"#.into()),
+                Timestamp(1_714_566_600_000_000),
+            ],
+            // Rejected: the decimal is not a number.
+            vec![
+                int(2),
+                text("grace@example.org"),
+                text("grace"),
+                Decimal("n/a".into()),
+                text("7"),
+                text("true"),
+                Float(0.5),
+                Null,
+                Null,
+            ],
+            vec![
+                int(3),
+                Null,
+                text("straße"),
+                text(" 12.5 "),
+                text("-3"),
+                text(" N "),
+                Float(1e21),
+                Json("not json".into()),
+                Null,
+            ],
+            // Rejected: 2.5 is not a whole number.
+            vec![
+                int(4),
+                text("x@y.z"),
+                text("z"),
+                Decimal("1".into()),
+                Float(2.5),
+                text("no"),
+                Float(1.0),
+                Null,
+                Null,
+            ],
+            vec![
+                int(5),
+                text("  "),
+                text(""),
+                int(9),
+                Float(4.0),
+                int(0),
+                Float(0.000015),
+                int(5),
+                Timestamp(1_714_566_600_000_001),
+            ],
+            // Rejected: "maybe" is not a boolean.
+            vec![
+                int(6),
+                text("e@f.g"),
+                text("eve"),
+                Float(1.25),
+                int(1),
+                text("maybe"),
+                Null,
+                Boolean(false),
+                Null,
+            ],
+        ],
+    }
+}
+
+static PYTHON_FIELD_MAP: Component = Component::new("python-field-map.wasm");
+static JS_FIELD_MAP: Component = Component::new("js-field-map.wasm");
+
+fn rust_field_map() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| {
+        Plugin::from_bytes(
+            &shared_runtime().runtime,
+            "field-map",
+            sluice::plugins::FIELD_MAP,
+        )
+        .expect("load the embedded field-map")
+    })
+}
+
+/// One transform of `field_map_input()`: output columns, rows, and the
+/// rejected rows' (index, message).
+async fn field_map_run(plugin: &Plugin) -> (Vec<String>, Vec<Vec<Value>>, Vec<(u32, String)>) {
+    assert_eq!(plugin.kind(), PluginKind::Transform);
+    let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    let initial_memory = instance.linear_memory_bytes();
+    assert!(initial_memory > 0, "{}: no linear memory", plugin.name());
+    instance.check(FIELD_MAP_CONFIG).await.unwrap();
+    let t = instance.open_transformer(FIELD_MAP_CONFIG).await.unwrap();
+    let out = instance.transform(&t, &field_map_input()).await.unwrap();
+    // The transformer keeps working batch after batch, with the same result.
+    let again = instance.transform(&t, &field_map_input()).await.unwrap();
+    assert_eq!(again, out, "{}: a second batch differs", plugin.name());
+    assert!(instance.linear_memory_bytes() >= initial_memory);
+    let errors = out
+        .errors
+        .into_iter()
+        .map(|e| (e.index, e.message))
+        .collect();
+    (out.batch.columns, out.batch.rows, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_map_gives_the_same_rows_in_rust_python_and_javascript() {
+    use Value::{Boolean, Float, Json, Null};
+    let rust = field_map_run(rust_field_map()).await;
+
+    // The Rust plugin is the reference; pin what it does, so the comparison
+    // below cannot pass by all three doing nothing.
+    let (columns, rows, errors) = &rust;
+    assert_eq!(
+        columns,
+        &[
+            "external_id",
+            "Email",
+            "Name",
+            "LTV",
+            "Score",
+            "Active",
+            "Visits",
+            "Tags",
+            "Joined",
+            "Source",
+            "Version",
+            "Meta",
+        ]
+    );
+    let meta = Json(r#"{"a":[1.0,"x"],"z":1}"#.into());
+    assert_eq!(
+        rows,
+        &vec![
+            vec![
+                text("1"),
+                text("ada@example.com"),
+                text("ADA LOVELACE"),
+                Float(48213.07),
+                int(42),
+                Boolean(true),
+                text("3"),
+                Json(r#"{"a":[1.5,true],"b":1}"#.into()),
+                text("2024-05-01T12:30:00Z"),
+                text("sluice"),
+                text("2"),
+                meta.clone(),
+            ],
+            vec![
+                text("3"),
+                Null,
+                text("STRASSE"),
+                Float(12.5),
+                int(-3),
+                Boolean(false),
+                text("1000000000000000000000"),
+                Json(r#""not json""#.into()),
+                Null,
+                text("sluice"),
+                text("2"),
+                meta.clone(),
+            ],
+            vec![
+                text("5"),
+                text(""),
+                text(""),
+                Float(9.0),
+                int(4),
+                Boolean(false),
+                text("0.000015"),
+                Json("5".into()),
+                text("2024-05-01T12:30:00.000001Z"),
+                text("sluice"),
+                text("2"),
+                meta,
+            ],
+        ]
+    );
+    assert_eq!(
+        errors,
+        &vec![
+            (
+                1,
+                r#"field `LTV`: cannot convert Value::Decimal("n/a") to Float"#.to_string()
+            ),
+            (
+                3,
+                "field `Score`: cannot convert Value::Float(2.5) to Integer".to_string()
+            ),
+            (
+                5,
+                r#"field `Active`: cannot convert Value::Text("maybe") to Boolean"#.to_string()
+            ),
+        ]
+    );
+
+    for component in [&PYTHON_FIELD_MAP, &JS_FIELD_MAP] {
+        let port = field_map_run(component.get()).await;
+        assert_eq!(port.0, rust.0, "{}: output columns", component.file);
+        for (i, (got, want)) in port.1.iter().zip(&rust.1).enumerate() {
+            assert_eq!(got, want, "{}: output row {i}", component.file);
+        }
+        assert_eq!(
+            port.1.len(),
+            rust.1.len(),
+            "{}: output rows",
+            component.file
+        );
+        // Same rejected rows, with the same messages.
+        assert_eq!(port.2, rust.2, "{}: rejected rows", component.file);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_map_config_errors_are_the_same_in_rust_python_and_javascript() {
+    let plugins = [rust_field_map(), PYTHON_FIELD_MAP.get(), JS_FIELD_MAP.get()];
+    for plugin in plugins {
+        let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
+        let config_error = |failure: sluice::runtime::PluginFailure| match failure.plugin_error() {
+            Some(PluginError::Config(message)) => message.clone(),
+            _ => panic!("{}: expected a config error, got {failure}", plugin.name()),
+        };
+
+        // A rule with neither a source column nor a constant.
+        let failure = instance
+            .open_transformer(r#"{"fields": [{"to": "x"}]}"#)
+            .await
+            .err()
+            .expect("a rule without `from` or `constant` must be refused");
+        assert_eq!(
+            config_error(failure),
+            "fields[0] (x): needs `from` or `constant`",
+            "{}",
+            plugin.name()
+        );
+
+        // An unknown coercion names the variant.
+        let failure = instance
+            .check(r#"{"fields": [{"from": "a", "type": "date"}]}"#)
+            .await
+            .unwrap_err();
+        let message = config_error(failure);
+        assert!(
+            message.starts_with("invalid config:") && message.contains("`date`"),
+            "{}: {message}",
+            plugin.name()
+        );
+
+        // A column the batch lacks fails the call, naming the column.
+        let t = instance
+            .open_transformer(r#"{"fields": [{"from": "phone"}]}"#)
+            .await
+            .unwrap();
+        let failure = instance
+            .transform(&t, &field_map_input())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            config_error(failure),
+            "column `phone` is not in the batch",
+            "{}",
+            plugin.name()
+        );
+    }
+}
+
 // ---------------------------------------------------------- destinations
 
 fn target() -> WriteTarget {

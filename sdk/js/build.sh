@@ -33,6 +33,7 @@ fi
 dest="$root/target/polyglot"
 build_one "$here/examples/normalise/plugin.js" transform "$dest/js-normalise.wasm"
 build_one "$here/examples/http-post/plugin.js" destination "$dest/js-http-post.wasm"
+build_one "$here/examples/field-map/plugin.js" transform "$dest/js-field-map.wasm"
 build_one "$here/templates/transform/plugin.js" transform "$dest/templates/js-transform.wasm"
 build_one "$here/templates/destination/plugin.js" destination "$dest/templates/js-destination.wasm"
 ls -l "$dest"/js-*.wasm "$dest"/templates/js-*.wasm >&2

@@ -80,6 +80,7 @@ fi
 dest="$root/target/polyglot"
 build_one "$here/examples/normalise" transform "$dest/python-normalise.wasm"
 build_one "$here/examples/http-post" destination "$dest/python-http-post.wasm"
+build_one "$here/examples/field-map" transform "$dest/python-field-map.wasm"
 build_one "$here/templates/transform" transform "$dest/templates/python-transform.wasm"
 build_one "$here/templates/destination" destination "$dest/templates/python-destination.wasm"
 ls -l "$dest"/python-*.wasm "$dest"/templates/python-*.wasm >&2
