@@ -56,7 +56,7 @@ fn main() {
         field_map_bench(
             &tokio,
             &runtime,
-            if quick { 1 } else { 5 },
+            if quick { 1 } else { 10 },
             if quick { 50 } else { ROWS / BATCH },
         );
     }

@@ -204,12 +204,11 @@ impl Column {
 
     /// `value` in each of `rows` rows.
     pub fn constant(name: impl Into<String>, value: &Value, rows: usize) -> Column {
-        let packed = |bytes: &[u8]| {
-            let mut p = Packed::with_capacity(rows, bytes.len() * rows);
-            for _ in 0..rows {
-                p.push(bytes);
-            }
-            p
+        // One buffer of `rows` copies (built by doubling) and offsets a
+        // fixed step apart, rather than a copy per row.
+        let packed = |bytes: &[u8]| Packed {
+            data: bytes.repeat(rows),
+            offsets: (0..=rows as u32).map(|i| i * bytes.len() as u32).collect(),
         };
         let values = match value {
             Value::Null => ColumnValues::Null,
