@@ -125,6 +125,11 @@ fn engine_config() -> Config {
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // `SLUICE_WASM_PROFILE=perfmap` names plugin code for `perf` (written
+    // to /tmp/perf-PID.map), to profile a plugin inside the host.
+    if std::env::var("SLUICE_WASM_PROFILE").as_deref() == Ok("perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

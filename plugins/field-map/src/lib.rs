@@ -351,9 +351,18 @@ fn parse_packed<T: std::str::FromStr + Default>(
             if null(i) {
                 return T::default();
             }
-            let text = packed.text(i);
-            text.trim().parse().unwrap_or_else(|_| {
-                fail(i, cannot_convert(&kind(text.to_owned()), target));
+            let bytes = packed.bytes(i);
+            // Numbers are ASCII: trim and check those bytes directly; other
+            // text takes the general path (its whitespace is Unicode's).
+            let parsed = if bytes.is_ascii() {
+                std::str::from_utf8(trim_whitespace(bytes))
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            } else {
+                packed.text(i).trim().parse().ok()
+            };
+            parsed.unwrap_or_else(|| {
+                fail(i, cannot_convert(&kind(packed.text(i).to_owned()), target));
                 T::default()
             })
         })
