@@ -16,12 +16,15 @@
 //! produce the same rows), never a timing. `SLUICE_BENCH_QUICK=1` runs 10,000
 //! rows once (a smoke run); `SLUICE_BENCH_ROWS=N` sets the number of rows.
 
+#[path = "common/fieldmap_input.rs"]
+mod fieldmap_input;
 #[path = "common/machine.rs"]
 mod machine;
+use fieldmap_input::{generate, EMPTY, PASSTHROUGH, REALISTIC};
 use machine::print_machine;
 
 use sluice::runtime::{Plugin, Runtime, RuntimeOptions, Sandbox};
-use sluice::{Batch, Value};
+use sluice::Batch;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,29 +33,6 @@ use std::time::{Duration, Instant};
 const ROWS: usize = 100_000;
 const BATCH: usize = 1_000;
 const REPETITIONS: usize = 7;
-
-/// The runtime benchmark's realistic mapping (host/benches/runtime.rs):
-/// rename, trim + lowercase, trim, uppercase, text decimal to float, pass a
-/// timestamp through under a new name, add a constant.
-const REALISTIC: &str = r#"{"fields":[
-    {"from":"id","to":"external_id"},
-    {"from":"email","to":"Email","clean":["trim","lowercase"]},
-    {"from":"first_name","to":"FirstName","clean":["trim"]},
-    {"from":"last_name","to":"LastName","clean":["uppercase"]},
-    {"from":"ltv","to":"LifetimeValue","type":"float"},
-    {"from":"signed_up","to":"SignedUpAt"},
-    {"to":"Source","constant":"sluice"}
-]}"#;
-
-/// Breakdown: every column copied unchanged (the data crosses in and out,
-/// the guest only copies references).
-const PASSTHROUGH: &str = r#"{"fields":[
-    {"from":"id"},{"from":"email"},{"from":"first_name"},
-    {"from":"last_name"},{"from":"ltv"},{"from":"signed_up"}
-]}"#;
-
-/// Breakdown: no output columns (the data crosses in only).
-const EMPTY: &str = r#"{"fields":[]}"#;
 
 /// Repetitions of each breakdown mapping.
 const BREAKDOWN_REPETITIONS: usize = 3;
@@ -131,7 +111,7 @@ fn main() {
         "field-map in three languages: {rows} rows in batches of {BATCH}, {repetitions} timed repetitions after 1 warm-up"
     );
     let start = Instant::now();
-    let batches = host_batches(&generate(rows));
+    let batches = fieldmap_input::host_batches(&generate(rows), BATCH);
     println!(
         "  input generated in {} (outside the timed region)",
         fmt_dur(start.elapsed())
@@ -317,103 +297,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-// ---------------------------------------------------------------------------
-// Input: the runtime benchmark's generator (host/benches/runtime.rs), so the
-// rows are the same as its field-map part.
-// ---------------------------------------------------------------------------
-
-const COLUMNS: [&str; 6] = ["id", "email", "first_name", "last_name", "ltv", "signed_up"];
-
-struct RawRow {
-    id: i64,
-    email: String,
-    first: &'static str,
-    last: &'static str,
-    ltv: String,
-    signed_up: i64,
-}
-
-/// xorshift64*: the same data on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Niklaus", " Ken", "Radia",
-];
-const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Wirth", "Thompson",
-    "Perlman",
-];
-const DOMAINS: &[&str] = &[
-    "Example.COM",
-    "mail.example.org",
-    "Corp.Example.net",
-    "example.io",
-];
-
-fn generate(rows: usize) -> Vec<RawRow> {
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    (0..rows)
-        .map(|i| {
-            let first = rng.pick(FIRST);
-            let last = rng.pick(LAST);
-            let pad = if rng.next().is_multiple_of(4) {
-                "  "
-            } else {
-                ""
-            };
-            let email = format!(
-                "{pad}{}.{}{}@{}{pad}",
-                first.trim(),
-                last,
-                rng.next() % 1000,
-                rng.pick(DOMAINS)
-            );
-            RawRow {
-                id: i as i64 + 1,
-                email,
-                first,
-                last,
-                ltv: format!("{}.{:02}", rng.next() % 100_000, rng.next() % 100),
-                signed_up: 1_600_000_000_000_000 + (rng.next() % 150_000_000_000_000) as i64,
-            }
-        })
-        .collect()
-}
-
-fn host_batches(raw: &[RawRow]) -> Vec<Batch> {
-    raw.chunks(BATCH)
-        .map(|chunk| Batch {
-            columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
-            rows: chunk
-                .iter()
-                .map(|r| {
-                    vec![
-                        Value::Integer(r.id),
-                        Value::Text(r.email.clone()),
-                        Value::Text(r.first.to_string()),
-                        Value::Text(r.last.to_string()),
-                        Value::Decimal(r.ltv.clone()),
-                        Value::Timestamp(r.signed_up),
-                    ]
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -13,8 +13,11 @@
 //!
 //! `SLUICE_BENCH_QUICK=1` shrinks every iteration count (for a smoke run).
 
+#[path = "common/fieldmap_input.rs"]
+mod fieldmap_input;
 #[path = "common/machine.rs"]
 mod machine;
+use fieldmap_input::{generate, RawRow, COLUMNS, EMPTY, PASSTHROUGH, REALISTIC};
 use machine::print_machine;
 
 use sluice::runtime::cache::CacheOutcome;
@@ -234,123 +237,6 @@ fn instantiate_bench(tokio: &tokio::runtime::Runtime, runtime: &Runtime, iters: 
 // 2. Field mapping, Wasm vs native
 // ---------------------------------------------------------------------------
 
-/// The realistic mapping: rename, trim + lowercase, text decimal to float,
-/// uppercase, pass a timestamp through under a new name, add a constant.
-const REALISTIC: &str = r#"{"fields":[
-    {"from":"id","to":"external_id"},
-    {"from":"email","to":"Email","clean":["trim","lowercase"]},
-    {"from":"first_name","to":"FirstName","clean":["trim"]},
-    {"from":"last_name","to":"LastName","clean":["uppercase"]},
-    {"from":"ltv","to":"LifetimeValue","type":"float"},
-    {"from":"signed_up","to":"SignedUpAt"},
-    {"to":"Source","constant":"sluice"}
-]}"#;
-
-/// Breakdown: every column copied unchanged (the data crosses in and out,
-/// the guest does almost nothing).
-const PASSTHROUGH: &str = r#"{"fields":[
-    {"from":"id"},{"from":"email"},{"from":"first_name"},
-    {"from":"last_name"},{"from":"ltv"},{"from":"signed_up"}
-]}"#;
-
-/// Breakdown: no output columns (the data crosses in only).
-const EMPTY: &str = r#"{"fields":[]}"#;
-
-const COLUMNS: [&str; 6] = ["id", "email", "first_name", "last_name", "ltv", "signed_up"];
-
-/// One generated row, independent of the host's and the guest's value types.
-struct RawRow {
-    id: i64,
-    email: String,
-    first: &'static str,
-    last: &'static str,
-    ltv: String,
-    signed_up: i64,
-}
-
-/// A small deterministic generator (xorshift64*), so both sides see the very
-/// same data on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Niklaus", " Ken", "Radia",
-];
-const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Wirth", "Thompson",
-    "Perlman",
-];
-const DOMAINS: &[&str] = &[
-    "Example.COM",
-    "mail.example.org",
-    "Corp.Example.net",
-    "example.io",
-];
-
-fn generate(rows: usize) -> Vec<RawRow> {
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    (0..rows)
-        .map(|i| {
-            let first = rng.pick(FIRST);
-            let last = rng.pick(LAST);
-            let pad = if rng.next().is_multiple_of(4) {
-                "  "
-            } else {
-                ""
-            };
-            let email = format!(
-                "{pad}{}.{}{}@{}{pad}",
-                first.trim(),
-                last,
-                rng.next() % 1000,
-                rng.pick(DOMAINS)
-            );
-            RawRow {
-                id: i as i64 + 1,
-                email,
-                first,
-                last,
-                ltv: format!("{}.{:02}", rng.next() % 100_000, rng.next() % 100),
-                signed_up: 1_600_000_000_000_000 + (rng.next() % 150_000_000_000_000) as i64,
-            }
-        })
-        .collect()
-}
-
-fn host_batches(raw: &[RawRow]) -> Vec<sluice::Batch> {
-    use sluice::Value as V;
-    raw.chunks(BATCH)
-        .map(|chunk| sluice::Batch {
-            columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
-            rows: chunk
-                .iter()
-                .map(|r| {
-                    vec![
-                        V::Integer(r.id),
-                        V::Text(r.email.clone()),
-                        V::Text(r.first.to_string()),
-                        V::Text(r.last.to_string()),
-                        V::Decimal(r.ltv.clone()),
-                        V::Timestamp(r.signed_up),
-                    ]
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 fn native_batches(raw: &[RawRow]) -> Vec<sluice_sdk::Batch> {
     use sluice_sdk::Value as V;
     raw.chunks(BATCH)
@@ -430,7 +316,7 @@ fn field_map_bench(
     println!("2. field-map over {rows} rows in batches of {BATCH}, Wasm vs native (target Wasm/native <= 1.5)");
     let start = Instant::now();
     let raw = generate(rows);
-    let host = host_batches(&raw);
+    let host = fieldmap_input::host_batches(&raw, BATCH);
     let host_columns: Vec<_> = host.iter().map(columns::to_columns).collect();
     let native: Vec<_> = native_batches(&raw)
         .into_iter()
@@ -593,7 +479,7 @@ fn native_row_batches(native: &[sluice_sdk::ColumnBatch]) -> Vec<sluice_sdk::Bat
 /// Only the realistic mapping through the component, for a profiler
 /// (`SLUICE_BENCH_ONLY=wasm-loop perf record ...`).
 fn wasm_loop(tokio: &tokio::runtime::Runtime, runtime: &Runtime) {
-    let host: Vec<_> = host_batches(&generate(ROWS))
+    let host: Vec<_> = fieldmap_input::host_batches(&generate(ROWS), BATCH)
         .iter()
         .map(columns::to_columns)
         .collect();
