@@ -18,9 +18,12 @@
 
 #[path = "common/fieldmap_input.rs"]
 mod fieldmap_input;
+#[path = "common/format.rs"]
+mod format;
 #[path = "common/machine.rs"]
 mod machine;
 use fieldmap_input::{generate, EMPTY, PASSTHROUGH, REALISTIC};
+use format::{fmt_dur, fmt_rate};
 use machine::print_machine;
 
 use sluice::runtime::{Plugin, Runtime, RuntimeOptions, Sandbox};
@@ -302,29 +305,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 // ---------------------------------------------------------------------------
 // Formatting
 // ---------------------------------------------------------------------------
-
-fn fmt_dur(d: Duration) -> String {
-    let ns = d.as_nanos() as f64;
-    if ns < 1_000.0 {
-        format!("{ns:.0} ns")
-    } else if ns < 1_000_000.0 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1_000_000_000.0 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2}M", r / 1e6)
-    } else if r >= 1e4 {
-        format!("{:.0}k", r / 1e3)
-    } else {
-        format!("{:.1}k", r / 1e3)
-    }
-}
 
 fn fmt_mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

@@ -15,9 +15,12 @@
 
 #[path = "common/fieldmap_input.rs"]
 mod fieldmap_input;
+#[path = "common/format.rs"]
+mod format;
 #[path = "common/machine.rs"]
 mod machine;
-use fieldmap_input::{generate, RawRow, COLUMNS, EMPTY, PASSTHROUGH, REALISTIC};
+use fieldmap_input::{generate, EMPTY, PASSTHROUGH, REALISTIC};
+use format::{fmt_dur, fmt_rate};
 use machine::print_machine;
 
 use sluice::runtime::cache::CacheOutcome;
@@ -119,19 +122,6 @@ fn print_latency(name: &str, s: &Samples) {
         fmt_dur(s.percentile(0.99)),
         fmt_dur(s.mean())
     );
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let ns = d.as_nanos() as f64;
-    if ns < 1_000.0 {
-        format!("{ns:.0} ns")
-    } else if ns < 1_000_000.0 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1_000_000_000.0 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -237,23 +227,14 @@ fn instantiate_bench(tokio: &tokio::runtime::Runtime, runtime: &Runtime, iters: 
 // 2. Field mapping, Wasm vs native
 // ---------------------------------------------------------------------------
 
-fn native_batches(raw: &[RawRow]) -> Vec<sluice_sdk::Batch> {
-    use sluice_sdk::Value as V;
-    raw.chunks(BATCH)
-        .map(|chunk| sluice_sdk::Batch {
-            columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
-            rows: chunk
+fn native_batches(host: &[sluice::Batch]) -> Vec<sluice_sdk::Batch> {
+    host.iter()
+        .map(|b| sluice_sdk::Batch {
+            columns: b.columns.clone(),
+            rows: b
+                .rows
                 .iter()
-                .map(|r| {
-                    vec![
-                        V::Integer(r.id),
-                        V::Text(r.email.clone()),
-                        V::Text(r.first.to_string()),
-                        V::Text(r.last.to_string()),
-                        V::Decimal(r.ltv.clone()),
-                        V::Timestamp(r.signed_up),
-                    ]
-                })
+                .map(|r| r.iter().map(to_sdk).collect())
                 .collect(),
         })
         .collect()
@@ -315,14 +296,12 @@ fn field_map_bench(
     let rows = batches * BATCH;
     println!("2. field-map over {rows} rows in batches of {BATCH}, Wasm vs native (target Wasm/native <= 1.5)");
     let start = Instant::now();
-    let raw = generate(rows);
-    let host = fieldmap_input::host_batches(&raw, BATCH);
+    let host = fieldmap_input::host_batches(&generate(rows), BATCH);
     let host_columns: Vec<_> = host.iter().map(columns::to_columns).collect();
-    let native: Vec<_> = native_batches(&raw)
+    let native: Vec<_> = native_batches(&host)
         .into_iter()
         .map(sluice_sdk::ColumnBatch::from_batch)
         .collect();
-    drop(raw);
     println!("  input generated in {} (outside the timed region); {rounds} timed rounds after 1 warm-up round", fmt_dur(start.elapsed()));
     println!("  field-map is a columnar transform: batches cross the boundary by column");
     println!(
@@ -504,14 +483,6 @@ fn wasm_loop(tokio: &tokio::runtime::Runtime, runtime: &Runtime) {
             fmt_rate(10.0 * ROWS as f64 / start.elapsed().as_secs_f64())
         );
     });
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2}M", r / 1e6)
-    } else {
-        format!("{:.0}k", r / 1e3)
-    }
 }
 
 // ---------------------------------------------------------------------------
