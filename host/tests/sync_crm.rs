@@ -245,8 +245,21 @@ async fn writes_go_out_on_as_many_writers_as_the_concurrency_allows() {
     );
     assert_eq!(ledger_messages(dir.path()).len(), 1);
 
-    // Nothing changed: a second run sends only the rejected row again.
+    // Nothing changed: a second run sends only the rejected row again, and
+    // opens one writer for it, not four (each open reads the properties,
+    // as discovery does).
+    let property_reads = || {
+        hs.handle()
+            .stats()
+            .endpoint("GET", "/crm/v3/properties/{object}")
+    };
+    let before = property_reads();
     let again = run(dir.path()).await;
+    assert_eq!(
+        property_reads() - before,
+        2,
+        "discovery and one writer read the properties"
+    );
     assert_eq!(
         (
             again.counts.sent,

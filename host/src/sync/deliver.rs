@@ -17,6 +17,7 @@ use crate::runtime::{FailureKind, Instance, PluginFailure};
 use crate::state::{Ack, CommitBatch, Rejection, RunCounts};
 use crate::Batch;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -285,6 +286,15 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// A delivery that has already finished, without waiting.
+    pub fn finished(&mut self) -> Option<anyhow::Result<Delivered>> {
+        match self.0.next().now_or_never()? {
+            Some(Ok(done)) => Some(Ok(done)),
+            Some(Err(e)) => Some(Err(anyhow::anyhow!("a delivery task failed: {e}"))),
+            None => None,
+        }
     }
 
     /// The next delivery to finish.

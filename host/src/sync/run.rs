@@ -7,7 +7,7 @@
 //! point leaves state that claims only acknowledged rows, so the next run
 //! re-sends exactly what was not recorded (at-least-once, idempotent by key).
 
-use super::deliver::{DeliveryContext, InFlight, RowMeta, Writer};
+use super::deliver::{Delivered, DeliveryContext, InFlight, RowMeta, Writer};
 use super::diff::{Change, Differ, RowDiff};
 use super::hash::RowHash;
 use super::key::{DestId, RowKey};
@@ -648,10 +648,14 @@ impl Prepared<'_> {
                 .take()
                 .ok_or_else(|| anyhow!("the run was already executed"))?,
         );
-        let mut idle = Vec::new();
-        for instance in std::mem::take(&mut self.destinations) {
-            idle.push(Writer::open(instance, &ctx, &self.target).await?);
-        }
+        // One writer opens now, so a bad config or credential fails the run
+        // before anything is sent; the others open when chunks wait for
+        // them (a small change set never authenticates them at all).
+        let mut unopened = std::mem::take(&mut self.destinations);
+        let first = unopened
+            .pop()
+            .ok_or_else(|| anyhow!("no destination instance"))?;
+        let mut idle = vec![Writer::open(first, &ctx, &self.target).await?];
         let mut in_flight = InFlight::default();
         let mut total = RunCounts::default();
         let written: Result<()> = async {
@@ -664,17 +668,24 @@ impl Prepared<'_> {
                 let mut pending = Some((out.commit, counts));
                 for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
                     let (commit, counts) = pending.take().unwrap_or_default();
-                    let writer = match idle.pop() {
-                        Some(w) => w,
-                        None => {
-                            let done = in_flight.next().await?;
-                            // Commit each written chunk at once: a kill loses
-                            // at most the acknowledgements of the chunks in
-                            // flight.
-                            let (commit, counts) = done.outcome?;
-                            self.commit(store, run, commit, counts, &mut total, options)?;
-                            done.writer
+                    // A writer that is free, else one whose delivery has
+                    // finished, else a new one while the concurrency allows,
+                    // else wait for the first delivery to finish.
+                    let writer = loop {
+                        if let Some(w) = idle.pop() {
+                            break w;
                         }
+                        if let Some(done) = in_flight.finished() {
+                            idle.push(
+                                self.record_delivery(store, run, done?, &mut total, options)?,
+                            );
+                            continue;
+                        }
+                        if let Some(instance) = unopened.pop() {
+                            break Writer::open(instance, &ctx, &self.target).await?;
+                        }
+                        let done = in_flight.next().await?;
+                        break self.record_delivery(store, run, done, &mut total, options)?;
                     };
                     in_flight.push(writer.spawn_delivery(ctx.clone(), chunk, commit, counts));
                 }
@@ -689,11 +700,10 @@ impl Prepared<'_> {
         // acknowledged before reporting.
         let mut first_error = written.err();
         while !in_flight.is_empty() {
-            let finished = in_flight.next().await.and_then(|done| {
-                let (commit, counts) = done.outcome?;
-                self.commit(store, run, commit, counts, &mut total, options)?;
-                Ok(done.writer)
-            });
+            let finished = match in_flight.next().await {
+                Ok(done) => self.record_delivery(store, run, done, &mut total, options),
+                Err(e) => Err(e),
+            };
             match finished {
                 Ok(writer) => idle.push(writer),
                 Err(e) => {
@@ -721,6 +731,22 @@ impl Prepared<'_> {
             .await?;
         }
         Ok(())
+    }
+
+    /// Commit what a finished delivery got acknowledged, at once (a kill
+    /// loses at most the acknowledgements of the chunks in flight), and
+    /// hand its writer back.
+    fn record_delivery<S: StateStore>(
+        &self,
+        store: &Mutex<S>,
+        run: RunId,
+        done: Delivered,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<Writer> {
+        let (commit, counts) = done.outcome?;
+        self.commit(store, run, commit, counts, total, options)?;
+        Ok(done.writer)
     }
 
     /// Record one commit: acknowledged and rejected rows with the progress
