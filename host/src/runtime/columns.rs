@@ -201,9 +201,7 @@ fn unpack(p: &Packed, rows: usize) -> Result<impl Iterator<Item = &[u8]>, String
 }
 
 fn texts(p: &Packed, rows: usize) -> Result<impl Iterator<Item = String>, String> {
-    let values: Vec<&[u8]> = unpack(p, rows)?.collect();
-    let strings = values
-        .into_iter()
+    let strings = unpack(p, rows)?
         .enumerate()
         .map(|(i, b)| {
             std::str::from_utf8(b)

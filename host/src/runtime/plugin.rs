@@ -24,14 +24,6 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
-    fn interface(self) -> &'static str {
-        match self {
-            PluginKind::Source => "source-api",
-            PluginKind::Transform => "transform-api",
-            PluginKind::Destination => "destination-api",
-        }
-    }
-
     pub fn world(self) -> &'static str {
         match self {
             PluginKind::Source => "source",
@@ -207,8 +199,10 @@ impl World {
 
     fn interface(self) -> &'static str {
         match self {
+            World::Source => "source-api",
+            World::Transform => "transform-api",
             World::ColumnarTransform => "columnar-transform-api",
-            other => other.kind().interface(),
+            World::Destination => "destination-api",
         }
     }
 

@@ -290,21 +290,21 @@ impl InFlight {
 
     /// A delivery that has already finished, without waiting.
     pub fn finished(&mut self) -> Option<anyhow::Result<Delivered>> {
-        match self.0.next().now_or_never()? {
-            Some(Ok(done)) => Some(Ok(done)),
-            Some(Err(e)) => Some(Err(anyhow::anyhow!("a delivery task failed: {e}"))),
-            None => None,
-        }
+        self.0.next().now_or_never()?.map(joined)
     }
 
     /// The next delivery to finish.
     pub async fn next(&mut self) -> anyhow::Result<Delivered> {
         match self.0.next().await {
-            Some(Ok(done)) => Ok(done),
-            Some(Err(e)) => Err(anyhow::anyhow!("a delivery task failed: {e}")),
+            Some(result) => joined(result),
             None => Err(anyhow::anyhow!("no delivery in flight")),
         }
     }
+}
+
+/// A delivery task's end: what it delivered, or why the task died.
+fn joined(result: Result<Delivered, tokio::task::JoinError>) -> anyhow::Result<Delivered> {
+    result.map_err(|e| anyhow::anyhow!("a delivery task failed: {e}"))
 }
 
 /// Pass what the plugin last reported about its API's quota to the pace.

@@ -700,10 +700,10 @@ impl Prepared<'_> {
         // acknowledged before reporting.
         let mut first_error = written.err();
         while !in_flight.is_empty() {
-            let finished = match in_flight.next().await {
-                Ok(done) => self.record_delivery(store, run, done, &mut total, options),
-                Err(e) => Err(e),
-            };
+            let finished = in_flight
+                .next()
+                .await
+                .and_then(|done| self.record_delivery(store, run, done, &mut total, options));
             match finished {
                 Ok(writer) => idle.push(writer),
                 Err(e) => {
