@@ -70,6 +70,13 @@ async fn run(dir: &Path) -> RunReport {
     engine.run("people", &RunOptions::default()).await.unwrap()
 }
 
+/// A HubSpot emulator on a free loopback port.
+async fn hubspot(config: EmulatorConfig) -> sluice_emulators::RunningEmulator {
+    sluice_emulators::start_hubspot("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
 /// A HubSpot contacts destination on `hs`, with extra YAML lines (a rate
 /// limit) appended.
 fn hubspot_destination(hs: &sluice_emulators::RunningEmulator, extra: &str) -> String {
@@ -100,16 +107,12 @@ async fn postgres_to_hubspot_with_injected_5xx() {
         server_error_probability: 0.05,
         ..FaultConfig::none()
     };
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            faults,
-            seed: 7,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = hubspot(EmulatorConfig {
+        faults,
+        seed: 7,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     write_project(
         dir.path(),
@@ -211,15 +214,11 @@ async fn writes_go_out_on_as_many_writers_as_the_concurrency_allows() {
         slow_delay: Duration::from_millis(40),
         ..FaultConfig::none()
     };
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            faults,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = hubspot(EmulatorConfig {
+        faults,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let destination = hubspot_destination(
         &hs,
@@ -278,15 +277,11 @@ async fn the_quota_the_api_reports_keeps_the_sync_under_its_limit() {
     let table = format!("sluice_hs_quota_{}", std::process::id());
     people_table(&table, 12, &[]);
     // The API allows 5 calls in any rolling second ...
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(sluice_emulators::RateLimit::new(5, Duration::from_secs(1))),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = hubspot(EmulatorConfig {
+        rate_limit: Some(sluice_emulators::RateLimit::new(5, Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     // ... but the operator declared 100 a second for this sync (over the
     // destination's 1 a second), and every row is a call.
