@@ -6,8 +6,8 @@
 // a constant. A value that cannot be coerced rejects its row with a message
 // naming the field; the other rows go on. The config grammar, the coercions
 // and the reject messages are the Rust plugin's, so the three ports (Rust,
-// Python, JavaScript) can be compared row for row (host/tests/polyglot.rs)
-// and benchmarked side by side (host/benches/polyglot.rs).
+// Python, JavaScript) can be compared row for row (tests/tests/polyglot.rs)
+// and benchmarked side by side (crates/bench/benches/polyglot.rs).
 //
 // Config:
 //

@@ -1,0 +1,499 @@
+//! `sluice validate | plan | run | runs`: syncs defined in a project's
+//! `sluice.yaml`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use sluice_config::{self as config, Diagnostic, Project};
+use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
+use sluice_registry::load_plugin;
+use sluice_runtime::sandbox::intersect as grants;
+use sluice_runtime::{Runtime, RuntimeOptions};
+use sluice_state::{RunCounts, RunRecord, SqliteStore, StateStore};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArg {
+    /// The project folder (the one holding sluice.yaml).
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        env = "SLUICE_PROJECT",
+        default_value = "."
+    )]
+    pub project: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Check the project file only: do not load the plugins to compare what
+    /// they request with what the project grants them.
+    #[arg(long)]
+    pub skip_plugins: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The sync to plan.
+    pub sync: String,
+    /// Plan a full resync (as if nothing had been delivered).
+    #[arg(long)]
+    pub full_resync: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sync to run.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub sync: Option<String>,
+    /// Run every sync of the project, one after another.
+    #[arg(long)]
+    pub all: bool,
+    /// Re-send every row; the rejected-row ledger is kept.
+    #[arg(long)]
+    pub full_resync: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub show: Option<RunsCommand>,
+    /// Only runs of this sync.
+    pub sync: Option<String>,
+    /// How many runs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run in detail: its counts and a sample of rejected and invalid rows.
+    Show {
+        run: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Load and validate a project, printing every problem.
+pub fn load_project(dir: &Path) -> Result<Project> {
+    config::validate(dir).map_err(|diagnostics| {
+        let list: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
+        anyhow!(
+            "{} problem(s) in the project:\n{}",
+            list.len(),
+            list.join("\n")
+        )
+    })
+}
+
+pub fn validate(project: &ProjectArg, args: ValidateArgs) -> Result<()> {
+    let checked = config::validate(&project.project).and_then(|p| {
+        if args.skip_plugins {
+            return Ok(p);
+        }
+        let problems = check_plugins_blocking(&p);
+        if problems.is_empty() {
+            Ok(p)
+        } else {
+            Err(problems)
+        }
+    });
+    match checked {
+        Ok(p) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "syncs": p.syncs.keys().collect::<Vec<_>>()})
+                );
+            } else {
+                println!(
+                    "{}: ok ({} sync(s): {})",
+                    p.file.display(),
+                    p.syncs.len(),
+                    p.syncs.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(diagnostics) => {
+            if args.json {
+                let list: Vec<_> = diagnostics
+                    .iter()
+                    .map(|d| serde_json::json!({"file": d.file, "line": d.line, "column": d.column, "message": d.message, "expected": d.expected}))
+                    .collect();
+                println!("{}", serde_json::json!({"ok": false, "problems": list}));
+            } else {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+            }
+            bail!("{} problem(s) found", diagnostics.len())
+        }
+    }
+}
+
+/// [`check_plugins`] on a thread of its own with its own async runtime, so
+/// `validate` stays a plain function callable from anywhere.
+fn check_plugins_blocking(project: &Project) -> Vec<Diagnostic> {
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<Vec<Diagnostic>> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting an async runtime to load the plugins")?;
+                rt.block_on(async {
+                    let runtime = Runtime::new(RuntimeOptions::default())?;
+                    Ok(check_plugins(project, &runtime).await)
+                })
+            })
+            .join()
+    });
+    match outcome {
+        Ok(Ok(problems)) => problems,
+        Ok(Err(e)) => vec![diagnostic_at(project, None, format!("{e:#}"), None)],
+        Err(_) => vec![diagnostic_at(
+            project,
+            None,
+            "checking the plugins panicked".into(),
+            None,
+        )],
+    }
+}
+
+fn diagnostic_at(
+    project: &Project,
+    location: Option<&config::Location>,
+    message: String,
+    expected: Option<String>,
+) -> Diagnostic {
+    Diagnostic {
+        file: location
+            .map(|l| l.file.to_path_buf())
+            .unwrap_or_else(|| project.file.clone()),
+        line: location.map_or(1, |l| l.line),
+        column: location.map_or(1, |l| l.column),
+        message,
+        expected,
+    }
+}
+
+/// Load every source, destination and transform plugin of the project, ask
+/// each for its spec, and refuse requests its grants do not cover
+/// ([`sluice_runtime::sandbox::intersect`]), naming the request and the grants. Plugins that do
+/// not load (missing, digest mismatch, unsupported WIT version) are reported
+/// too.
+pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnostic> {
+    let instances = project
+        .sources
+        .values()
+        .map(|p| ("source", p))
+        .chain(
+            project
+                .destinations
+                .values()
+                .map(|d| ("destination", &d.instance)),
+        )
+        .chain(project.transforms.values().map(|t| ("transform", t)));
+    let mut problems = Vec::new();
+    for (role, cfg) in instances {
+        let at = |message: String, expected: Option<String>| {
+            diagnostic_at(project, Some(&cfg.location), message, expected)
+        };
+        let spec = async {
+            let plugin = load_plugin(runtime, &project.dir, cfg)?;
+            anyhow::Ok(plugin.spec().await?)
+        }
+        .await;
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(at(format!("{role} `{}`: {e:#}", cfg.name), None));
+                continue;
+            }
+        };
+        let granted = cfg.granted();
+        let result = grants::intersect(&spec, &cfg.config_json(), &granted);
+        let granted_text = sluice_config::grant::describe_grants(&cfg.grants);
+        for request in &result.uncovered {
+            problems.push(at(
+                format!(
+                    "{role} `{}` (plugin {} {}) requests `{request}`, which its grants do not \
+                     cover (grants: {granted_text})",
+                    cfg.name, spec.name, spec.version
+                ),
+                Some(format!("a grant covering `{request}` in `grants:`")),
+            ));
+        }
+        for why in &result.unresolved {
+            problems.push(at(
+                format!(
+                    "{role} `{}` (plugin {} {}) requests {why} (grants: {granted_text})",
+                    cfg.name, spec.name, spec.version
+                ),
+                None,
+            ));
+        }
+    }
+    problems
+}
+
+fn open_store(project: &Project) -> Result<Mutex<SqliteStore>> {
+    Ok(Mutex::new(SqliteStore::open_project(&project.dir)?))
+}
+
+/// A progress line on a terminal, structured logs otherwise.
+fn progress(sync: &str, quiet: bool) -> (Option<indicatif::ProgressBar>, Option<ProgressFn>) {
+    if quiet {
+        return (None, None);
+    }
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(sync.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let b = bar.clone();
+        let f: ProgressFn = Arc::new(move |c: &RunCounts| {
+            let scanned = c.added + c.changed + c.unchanged + c.invalid;
+            b.set_message(format!(
+                "scanned {scanned} · sent {} · ok {} · rejected {} · throttled waits {}",
+                c.sent, c.ok, c.rejected, c.throttled_waits
+            ));
+        });
+        (Some(bar), Some(f))
+    } else {
+        let name = sync.to_string();
+        let f: ProgressFn = Arc::new(move |c: &RunCounts| {
+            tracing::debug!(sync = %name, scanned = c.added + c.changed + c.unchanged + c.invalid, sent = c.sent, ok = c.ok, rejected = c.rejected, "progress");
+        });
+        (None, Some(f))
+    }
+}
+
+pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
+    let project = load_project(&project.project)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let store = open_store(&project)?;
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &runtime,
+        store: &store,
+    };
+    let (bar, progress) = progress(&args.sync, args.json);
+    let options = RunOptions {
+        full_resync: args.full_resync,
+        dry_run: true,
+        progress,
+        ..Default::default()
+    };
+    let report = engine.run(&args.sync, &options).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let c = &report.counts;
+    println!("plan for sync `{}` (nothing is written):", report.sync);
+    println!("  would send {} row(s): {} added, {} changed; {} to delete; {} unchanged; {} invalid; {} fail mapping or transforms",
+        c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid, c.rejected);
+    for row in &report.planned {
+        println!(
+            "  {:<6} {}  {}",
+            row.change,
+            row.key,
+            serde_json::Value::Object(row.fields.clone())
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
+    let project = load_project(&project.project)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let store = open_store(&project)?;
+    let names: Vec<String> = match &args.sync {
+        Some(s) => vec![s.clone()],
+        None => project.syncs.keys().cloned().collect(),
+    };
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for name in &names {
+        let report = run_one(
+            &project,
+            &runtime,
+            &store,
+            name,
+            args.full_resync,
+            args.json,
+        )
+        .await?;
+        if report.error.is_some() {
+            failed += 1;
+        }
+        if !args.json {
+            print_report(&report, &store)?;
+        }
+        reports.push(report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    if failed > 0 {
+        bail!("{failed} of {} sync run(s) failed", names.len());
+    }
+    Ok(())
+}
+
+/// Run one sync with a progress display; used by `run` and `demo`.
+pub async fn run_one(
+    project: &Project,
+    runtime: &Runtime,
+    store: &Mutex<SqliteStore>,
+    name: &str,
+    full_resync: bool,
+    quiet: bool,
+) -> Result<RunReport> {
+    let engine = SyncEngine {
+        project,
+        runtime,
+        store,
+    };
+    let (bar, progress) = progress(name, quiet);
+    let options = RunOptions {
+        full_resync,
+        progress,
+        ..Default::default()
+    };
+    let report = engine.run(name, &options).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    report
+}
+
+pub fn print_report(report: &RunReport, store: &Mutex<SqliteStore>) -> Result<()> {
+    let id = report
+        .run_id
+        .map(|i| format!("run {i}"))
+        .unwrap_or_default();
+    println!(
+        "sync `{}`: {} in {:.1}s ({id})",
+        report.sync,
+        report.status,
+        report.elapsed_ms as f64 / 1000.0
+    );
+    print_counts(&report.counts);
+    if let Some(e) = &report.error {
+        println!("  error: {e}");
+    }
+    if let Some(id) = report.run_id {
+        print_samples(
+            &store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .samples(id)?,
+        );
+    }
+    Ok(())
+}
+
+fn print_counts(c: &RunCounts) {
+    println!(
+        "  planned {}  added {}  changed {}  removed {}  unchanged {}  invalid {}",
+        c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid
+    );
+    println!(
+        "  sent {}  ok {}  rejected {}  retried {}  throttled waits {}",
+        c.sent, c.ok, c.rejected, c.retried, c.throttled_waits
+    );
+}
+
+fn print_samples(samples: &[sluice_state::Sample]) {
+    if samples.is_empty() {
+        return;
+    }
+    println!("  rejected and invalid rows (sample):");
+    for s in samples.iter().take(20) {
+        let key = s
+            .key
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!("    {:?} {key}: {}", s.kind, s.message);
+    }
+}
+
+pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
+    let project = load_project(&project.project)?;
+    let store = SqliteStore::open_project(&project.dir)?;
+    if let Some(RunsCommand::Show { run, json }) = args.show {
+        let record = store
+            .run(run)?
+            .ok_or_else(|| anyhow!("no run {run} in {}", store.path().display()))?;
+        let samples = store.samples(run)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"run": record, "samples": samples})
+                )?
+            );
+        } else {
+            print_record(&record);
+            print_counts(&record.counts);
+            if let Some(e) = &record.error {
+                println!("  error: {e}");
+            }
+            print_samples(&samples);
+        }
+        return Ok(());
+    }
+    let records = store.runs(args.sync.as_deref(), args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("no runs yet");
+    }
+    for r in &records {
+        print_record(r);
+    }
+    Ok(())
+}
+
+fn print_record(r: &RunRecord) {
+    let secs = r
+        .finished_at
+        .map(|f| format!("{:.1}s", (f - r.started_at) as f64 / 1e6))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "run {:<5} {:<24} {:<10} {:>7}  sent {} ok {} rejected {}{}",
+        r.id,
+        r.sync,
+        r.status.to_string(),
+        secs,
+        r.counts.sent,
+        r.counts.ok,
+        r.counts.rejected,
+        if r.full_resync { "  (full resync)" } else { "" }
+    );
+}

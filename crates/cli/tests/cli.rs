@@ -1,0 +1,145 @@
+//! The `sluice` binary as a user runs it.
+
+use sluice_tests as common;
+
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_syncs_customers_then_only_the_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let out = sluice(&["demo", "--dir", project.to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("planned 250  added 250"), "{text}");
+    assert!(text.contains("ok 250  rejected 0"), "{text}");
+    assert!(text.contains("250 Contact records in Salesforce"), "{text}");
+    assert!(
+        text.contains("Only 3 row(s) were sent; 247 unchanged"),
+        "{text}"
+    );
+    // The project stays behind and validates.
+    assert!(project.join("sluice.yaml").exists() && project.join("data/customers.csv").exists());
+    let runs = sluice(&["runs", "--json", "--project", project.to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["counts"]["sent"], 3);
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        "sources:\n  s: { plugin: files, confg: {} }\nsyncs:\n  x: { model: nope, destination: d, object: o, mode: upsert, identifier: id }\n",
+    )
+    .unwrap();
+    let out = sluice(&["validate", "--project", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("sluice.yaml:2:") && err.contains("confg") && err.contains("config"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sluice.yaml:4:") && err.contains("nope"),
+        "{err}"
+    );
+    let json = sluice(&[
+        "validate",
+        "--json",
+        "--project",
+        dir.path().to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["problems"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn plugin_inspect_describes_a_plugin_as_json() {
+    let out = sluice(&["plugin", "inspect", "webhook", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["world"], "destination");
+    assert_eq!(v["wit"], "sluice:plugin@0.1.0");
+    assert_eq!(v["capabilities"], serde_json::json!(["${config.url}"]));
+    assert_eq!(v["config_schema"]["required"], serde_json::json!(["url"]));
+}
+
+#[test]
+fn plugin_check_names_the_missing_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pg.json");
+    std::fs::write(
+        &config,
+        r#"{"host":"127.0.0.1","user":"postgres","database":"test"}"#,
+    )
+    .unwrap();
+    let denied = sluice(&[
+        "plugin",
+        "check",
+        "postgres",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!denied.status.success());
+    let err = stderr(&denied);
+    assert!(
+        err.contains("network (tcp) denied: tcp 127.0.0.1:5432"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the plugin requests: postgres://127.0.0.1:5432"),
+        "{err}"
+    );
+    let ok = sluice(&[
+        "plugin",
+        "check",
+        "postgres",
+        "--config",
+        config.to_str().unwrap(),
+        "--allow",
+        "postgres://127.0.0.1:5432",
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("check passed"));
+}
+
+#[test]
+fn unknown_plugins_and_bad_grants_are_explained() {
+    let out = sluice(&["plugin", "inspect", "salesfarce"]);
+    assert!(
+        stderr(&out).contains("unknown plugin `salesfarce`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sluice(&[
+        "plugin",
+        "check",
+        "webhook",
+        "--allow",
+        "https://example.com/path",
+    ]);
+    assert!(
+        stderr(&out).contains("paths are not allowed in grants"),
+        "{}",
+        stderr(&out)
+    );
+}

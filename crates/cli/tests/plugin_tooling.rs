@@ -1,0 +1,452 @@
+//! Plugin authors' and operators' tooling, through the `sluice` binary:
+//! install and pin by digest, grants versus requests at validate time,
+//! scaffolding and building a Rust plugin, fixtures, and record/replay.
+
+use sluice_tests as common;
+
+use sluice_config::PluginPin;
+use sluice_registry::store::{self as plugin_store, Lock};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+fn failed(o: Output) -> String {
+    let t = text(&o);
+    assert!(!o.status.success(), "expected a failure:\n{t}");
+    t
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A project whose destination `hook` uses `plugin` with `url` and `grant`.
+fn write_hook_project(dir: &Path, plugin: &str, url: &str, grant: &str, transform: Option<&str>) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/people.csv"), "id,email\n1,Ada@Example.com\n").unwrap();
+    let (transforms, uses) = match transform {
+        Some(t) => (
+            format!("transforms:\n  lower: {{ plugin: {t}, config: {{ column: email }} }}\n"),
+            ", transforms: [lower]",
+        ),
+        None => (String::new(), ""),
+    };
+    std::fs::write(
+        dir.join("sluice.yaml"),
+        format!(
+            r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  hook: {{ plugin: {plugin}, config: {{ url: "{url}" }}, grants: ["{grant}"] }}
+{transforms}models:
+  people: {{ source: files, object: people.csv, primary_key: id }}
+syncs:
+  people_to_hook: {{ model: people, destination: hook, object: events, mode: upsert, identifier: id{uses} }}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn install_records_the_lock_and_a_changed_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    let out = ok(sluice(&["plugin", "install", "webhook", "-C", p(project)]));
+    assert!(
+        out.contains("installed webhook 0.1.0 (destination, sluice:plugin@0.1.0)"),
+        "{out}"
+    );
+    assert!(out.contains("requests  ${config.url}"), "{out}");
+
+    let lock = Lock::load(project).unwrap();
+    let [entry] = lock.plugins.as_slice() else {
+        panic!("{lock:?}")
+    };
+    assert_eq!(
+        (
+            entry.name.as_str(),
+            entry.version.as_str(),
+            entry.world.as_str(),
+            entry.wit.as_str()
+        ),
+        ("webhook", "0.1.0", "destination", "sluice:plugin@0.1.0")
+    );
+    let stored = project.join(&entry.path);
+    assert_eq!(
+        stored,
+        project.join(format!(
+            ".sluice/plugins/webhook/0.1.0/{}.wasm",
+            entry.sha256
+        ))
+    );
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        sluice_registry::builtin::WEBHOOK
+    );
+    // Installing again changes nothing; the lock is byte-for-byte stable.
+    let before = std::fs::read_to_string(project.join("sluice.lock")).unwrap();
+    let again = ok(sluice(&["plugin", "install", "webhook", "-C", p(project)]));
+    assert!(again.contains("already installed"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("sluice.lock")).unwrap(),
+        before
+    );
+
+    // A pinned reference validates (the webhook asks for its URL, granted).
+    write_hook_project(
+        project,
+        "webhook@0.1.0",
+        "https://in.example.com/hook",
+        "https://*.example.com",
+        None,
+    );
+    ok(sluice(&["validate", "-C", p(project)]));
+    let short = &entry.sha256[..16];
+    write_hook_project(
+        project,
+        &format!("webhook@sha256:{short}"),
+        "https://in.example.com/hook",
+        "https://*.example.com",
+        None,
+    );
+    ok(sluice(&["validate", "-C", p(project)]));
+    write_hook_project(
+        project,
+        "webhook@9.9.9",
+        "https://in.example.com/hook",
+        "https://*.example.com",
+        None,
+    );
+    let err = failed(sluice(&["validate", "-C", p(project)]));
+    assert!(err.contains("`webhook@9.9.9` is not installed"), "{err}");
+
+    // Tampering with the stored component: refused at validate and at run.
+    write_hook_project(
+        project,
+        "webhook@0.1.0",
+        "https://in.example.com/hook",
+        "https://*.example.com",
+        None,
+    );
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes.extend_from_slice(b"\0\0");
+    std::fs::write(&stored, bytes).unwrap();
+    let err = failed(sluice(&["validate", "-C", p(project)]));
+    assert!(
+        err.contains("it changed after it was installed")
+            && err.contains(&format!("sluice.lock records {}", entry.sha256)),
+        "{err}"
+    );
+    let err = failed(sluice(&["run", "people_to_hook", "-C", p(project)]));
+    assert!(err.contains("it changed after it was installed"), "{err}");
+}
+
+#[test]
+fn validate_refuses_a_plugin_that_asks_for_more_than_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    // Built-in webhook (not installed): it requests its URL.
+    write_hook_project(
+        project,
+        "webhook",
+        "https://evil.test/collect",
+        "https://*.example.com",
+        None,
+    );
+    let err = failed(sluice(&["validate", "-C", p(project)]));
+    assert!(
+        err.contains("sluice.yaml:4:")
+            && err.contains(
+                "destination `hook` (plugin webhook 0.1.0) requests `https://evil.test:443`"
+            )
+            && err.contains("(grants: https://*.example.com)"),
+        "{err}"
+    );
+    // `*` does not cover a loopback request: the intersection never names
+    // an address the grant did not.
+    write_hook_project(
+        project,
+        "webhook",
+        "http://127.0.0.1:9/hook",
+        "http://*:*",
+        None,
+    );
+    let err = failed(sluice(&["validate", "-C", p(project)]));
+    assert!(err.contains("requests `http://127.0.0.1:9`"), "{err}");
+    // --skip-plugins checks the file only.
+    ok(sluice(&["validate", "--skip-plugins", "-C", p(project)]));
+    write_hook_project(
+        project,
+        "webhook",
+        "http://127.0.0.1:9/hook",
+        "http://127.0.0.1:*",
+        None,
+    );
+    ok(sluice(&["validate", "-C", p(project)]));
+}
+
+/// Where scaffolded Rust plugins are built: shared across runs, so only the
+/// first run compiles the SDK's dependencies.
+fn scaffold_target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-scaffold")
+}
+
+fn build_project(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "build", p(dir)])
+        .env("CARGO_TARGET_DIR", scaffold_target_dir())
+        .output()
+        .unwrap();
+    ok(out)
+}
+
+#[test]
+fn a_scaffolded_rust_transform_builds_passes_its_fixture_and_installs_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("lowercase");
+    let out = ok(sluice(&[
+        "plugin",
+        "new",
+        "lowercase",
+        "--lang",
+        "rust",
+        "--kind",
+        "transform",
+        "--dir",
+        p(&plugin_dir),
+    ]));
+    assert!(out.contains("created lowercase"), "{out}");
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "sluice-sdk/src/lib.rs",
+        "wit/plugin.wit",
+        "fixtures/example.json",
+    ] {
+        assert!(plugin_dir.join(f).is_file(), "{f} missing");
+    }
+
+    build_project(&plugin_dir);
+    let out = ok(sluice(&["plugin", "test", p(&plugin_dir)]));
+    assert!(
+        out.contains("pass example") && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+
+    // A fixture that expects the wrong thing fails with a diff.
+    let bad = dir.path().join("bad-fixtures");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("wrong.json"),
+        r#"{"config": {"column": "email"}, "input": [{"email": "A@B.C"}], "expect": {"rows": [{"email": "A@B.C"}]}}"#,
+    )
+    .unwrap();
+    let err = failed(sluice(&[
+        "plugin",
+        "test",
+        p(&plugin_dir),
+        "--fixtures",
+        p(&bad),
+    ]));
+    assert!(
+        err.contains("FAIL wrong")
+            && err.contains(r#"expected {"email":"A@B.C"}"#)
+            && err.contains(r#"got {"email":"a@b.c"}"#),
+        "{err}"
+    );
+
+    // Install 0.1.0, then build and install 0.2.0 beside it.
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let component = plugin_dir.join("dist/lowercase.wasm");
+    ok(sluice(&[
+        "plugin",
+        "install",
+        p(&component),
+        "-C",
+        p(&project),
+    ]));
+    let manifest = plugin_dir.join("Cargo.toml");
+    let toml = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        toml.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+    )
+    .unwrap();
+    build_project(&plugin_dir);
+    let out = ok(sluice(&[
+        "plugin",
+        "install",
+        p(&component),
+        "-C",
+        p(&project),
+    ]));
+    assert!(
+        out.contains("installed lowercase 0.2.0 (transform"),
+        "{out}"
+    );
+
+    let lock = Lock::load(&project).unwrap();
+    let versions: Vec<&str> = lock.plugins.iter().map(|e| e.version.as_str()).collect();
+    assert_eq!(versions, ["0.1.0", "0.2.0"]);
+    assert_ne!(lock.plugins[0].sha256, lock.plugins[1].sha256);
+    for e in &lock.plugins {
+        assert!(project.join(&e.path).is_file());
+    }
+
+    // A pin loads exactly that component; a bare name is ambiguous now.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let runtime = common::runtime().runtime;
+    for entry in &lock.plugins {
+        let pin = PluginPin::Version(entry.version.clone());
+        let plugin = plugin_store::load_installed(&runtime, &project, "lowercase", Some(&pin))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plugin.digest(), entry.sha256);
+        let spec = rt.block_on(async {
+            let mut i = plugin.instantiate(&Default::default()).await.unwrap();
+            i.spec().await.unwrap()
+        });
+        assert_eq!(spec.version, entry.version);
+    }
+    write_hook_project(
+        &project,
+        "webhook",
+        "https://in.example.com/hook",
+        "https://in.example.com",
+        Some("lowercase@0.1.0"),
+    );
+    ok(sluice(&["validate", "-C", p(&project)]));
+    write_hook_project(
+        &project,
+        "webhook",
+        "https://in.example.com/hook",
+        "https://in.example.com",
+        Some("lowercase"),
+    );
+    let err = failed(sluice(&["validate", "-C", p(&project)]));
+    assert!(
+        err.contains("plugin `lowercase` has several installed versions")
+            && err.contains("lowercase@0.2.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_recorded_webhook_replays_offline_with_identical_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let cassette = dir.path().join("cassette.json");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(common::receiver());
+    let url = receiver.url.clone();
+    let fixture = |rows: &str| {
+        format!(
+            r#"{{"config": {{"url": "{}", "secret": "{secret}", "headers": {{"x-api-key": "k-0123456789"}}}},
+                "target": {{"object": "people", "mode": "upsert", "identifier": "id"}},
+                "input": {rows},
+                "expect": {{"results": ["accepted", "accepted"]}}}}"#,
+            url
+        )
+    };
+    std::fs::write(
+        fixtures.join("two_rows.json"),
+        fixture(
+            r#"[{"id": 1, "email": "ada@example.com"}, {"id": 2, "email": "grace@example.com"}]"#,
+        ),
+    )
+    .unwrap();
+    let grant = receiver.grant();
+    let base = [
+        "plugin",
+        "test",
+        "webhook",
+        "--fixtures",
+        p(&fixtures),
+        "--json",
+        "--allow",
+        &grant,
+    ];
+
+    let mut record = base.to_vec();
+    record.extend(["--record", p(&cassette)]);
+    let recorded: serde_json::Value = serde_json::from_slice(&sluice(&record).stdout).unwrap();
+    assert_eq!(recorded[0]["passed"], true, "{recorded}");
+    assert_eq!(receiver.rows().len(), 2);
+
+    let tape = std::fs::read_to_string(&cassette).unwrap();
+    let cassette_json: serde_json::Value = serde_json::from_str(&tape).unwrap();
+    let interaction = &cassette_json["interactions"][0];
+    assert_eq!(interaction["request"]["method"], "POST");
+    assert_eq!(interaction["request"]["url"], receiver.url);
+    assert_eq!(
+        interaction["request"]["headers"]["webhook-signature"],
+        "<redacted>"
+    );
+    assert_eq!(interaction["request"]["headers"]["x-api-key"], "<redacted>");
+    assert_eq!(interaction["response"]["status"], 200);
+    assert!(
+        !tape.contains(secret) && !tape.contains("k-0123456789"),
+        "{tape}"
+    );
+
+    // Replay answers from the cassette: nothing reaches the receiver. (It
+    // stays up: a closed port could be taken by another test's server.)
+    let mut replay = base.to_vec();
+    replay.extend(["--replay", p(&cassette)]);
+    let out = sluice(&replay);
+    let replayed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(receiver.rows().len(), 2, "replay sent nothing");
+    assert_eq!(replayed[0]["got"], recorded[0]["got"]);
+    assert_eq!(
+        replayed[0]["got"]["results"],
+        serde_json::json!(["accepted", "accepted"])
+    );
+
+    // A request the cassette does not hold fails clearly.
+    std::fs::write(
+        fixtures.join("two_rows.json"),
+        fixture(r#"[{"id": 1, "email": "changed@example.com"}, {"id": 2, "email": "grace@example.com"}]"#),
+    )
+    .unwrap();
+    let mut replay_text: Vec<&str> = replay.clone();
+    replay_text.retain(|a| *a != "--json");
+    let err = failed(sluice(&replay_text));
+    assert!(
+        err.contains("FAIL two_rows") && err.contains("has a different body"),
+        "{err}"
+    );
+    // Grants stay in force during replay.
+    let mut denied: Vec<&str> = replay_text.clone();
+    let pos = denied.iter().position(|a| *a == "--allow").unwrap();
+    denied.drain(pos..pos + 2);
+    let err = failed(sluice(&denied));
+    assert!(err.contains("denied"), "{err}");
+}

@@ -1,0 +1,535 @@
+//! The project file, `sluice.yaml`: sources, destinations, transforms,
+//! models and syncs, as code.
+//!
+//! [`validate`] reads `<project>/sluice.yaml`, interpolates `${ENV_VAR}`s,
+//! and returns either the whole [`Project`] or every problem found, each
+//! with file, line, column and what was expected. Values that came from the
+//! environment are [`Str`]s that print as `<redacted>`.
+//!
+//! ```yaml
+//! sources:
+//!   warehouse:
+//!     plugin: postgres                 # installed or built-in; postgres@0.1.0 or
+//!                                      # postgres@sha256:HEX pins one; or ./path/to.wasm
+//!     config: { url: "${PG_URL}" }
+//!     grants: ["postgres://127.0.0.1:5432"]
+//! destinations:
+//!   crm:
+//!     plugin: ./plugins/webhook.wasm
+//!     config: { url: "https://hooks.example.com/in" }
+//!     grants: ["https://hooks.example.com"]
+//!     rate_limit: { requests: 10, per_ms: 1000, concurrency: 2 }
+//! transforms:
+//!   hash_pii: { plugin: pii-hash, config: { fields: [email] } }
+//! models:
+//!   users:
+//!     source: warehouse
+//!     query: select id, email, plan from users
+//!     primary_key: id                  # or [tenant, id]
+//! syncs:
+//!   users_to_crm:
+//!     model: users
+//!     destination: crm
+//!     object: Contact
+//!     mode: upsert                     # upsert | update | insert | mirror | append
+//!     identifier: external_id
+//!     mappings:
+//!       - { from: id, to: external_id, type: string }
+//!       - { from: email, to: email }
+//!       - { constant: sluice, to: lead_source }
+//!     transforms: [hash_pii]
+//!     batch_size: 500
+//!     rate_limit: { requests: 5, per_ms: 1000, concurrency: 1 }  # this sync only
+//!     schedule: "*/15 * * * *"         # reserved: validated, not run yet
+//! ```
+
+pub mod grant;
+mod parse;
+mod value;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use grant::{DirGrant, Grant, GrantKind};
+pub use value::{interpolate, ConfigValue, InterpolationError, Str, REDACTED};
+
+use sluice_runtime::bindings::types::{RateLimit, ReadRequest, WriteMode};
+use sluice_runtime::sandbox::policy::Grants;
+
+/// The project file's name inside a project directory.
+pub const PROJECT_FILE: &str = "sluice.yaml";
+
+/// Where something is defined: `file:line:column`, 1-based.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: Arc<Path>,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One problem in the project file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// What would have been accepted here, when that can be said briefly.
+    pub expected: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        match &self.expected {
+            Some(e) => write!(f, " (expected {e})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A validated project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project directory; relative paths in the file are resolved
+    /// against it.
+    pub dir: PathBuf,
+    /// The project file.
+    pub file: PathBuf,
+    pub sources: BTreeMap<String, PluginInstance>,
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    pub transforms: BTreeMap<String, PluginInstance>,
+    pub models: BTreeMap<String, Model>,
+    pub syncs: BTreeMap<String, SyncConfig>,
+}
+
+impl Project {
+    /// The state directory, `<project>/.sluice`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".sluice")
+    }
+
+    /// A sync by name, with an error that suggests a close name.
+    pub fn sync(&self, name: &str) -> Result<&SyncConfig, String> {
+        self.syncs.get(name).ok_or_else(|| {
+            unknown_name_message("sync", name, self.syncs.keys().map(String::as_str))
+        })
+    }
+
+    /// The model a sync reads (validated to exist).
+    pub fn model_of(&self, sync: &SyncConfig) -> &Model {
+        &self.models[&sync.model]
+    }
+
+    /// The destination a sync writes to (validated to exist).
+    pub fn destination_of(&self, sync: &SyncConfig) -> &DestinationConfig {
+        &self.destinations[&sync.destination]
+    }
+
+    /// The source a model reads (validated to exist).
+    pub fn source_of(&self, model: &Model) -> &PluginInstance {
+        &self.sources[&model.source]
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// A `.wasm` file, resolved against the project directory; it exists.
+    Path(PathBuf),
+    /// The name of a plugin, e.g. `postgres`: the one version installed in
+    /// the project (`sluice plugin install`), or else the built-in plugin of
+    /// that name.
+    Installed(String),
+    /// `name@VERSION` or `name@sha256:HEX`: one installed version of a
+    /// plugin, never a built-in.
+    Pinned { name: String, pin: PluginPin },
+}
+
+/// How a `plugin:` reference pins an installed plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginPin {
+    /// `webhook@0.1.0`: the version from the plugin's spec.
+    Version(String),
+    /// `webhook@sha256:3f2a...`: the component's SHA-256 (lowercase hex; a
+    /// unique prefix of at least 12 digits is enough).
+    Digest(String),
+}
+
+impl PluginPin {
+    /// Parses what follows the `@` of `name@...`.
+    pub fn parse(text: &str) -> Result<PluginPin, String> {
+        if let Some(hex) = text.strip_prefix("sha256:") {
+            let hex = hex.to_ascii_lowercase();
+            if hex.len() < 12 || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "`sha256:{hex}` is not a digest: expected 12 to 64 hex digits"
+                ));
+            }
+            return Ok(PluginPin::Digest(hex));
+        }
+        let ok = !text.is_empty()
+            && text.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+        if ok {
+            Ok(PluginPin::Version(text.to_owned()))
+        } else {
+            Err(format!(
+                "`{text}` is neither a version like `0.1.0` nor a digest like `sha256:3f2a…`"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for PluginPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginPin::Version(v) => f.write_str(v),
+            PluginPin::Digest(d) => write!(f, "sha256:{d}"),
+        }
+    }
+}
+
+/// A configured source, destination or transform plugin.
+#[derive(Debug, Clone)]
+pub struct PluginInstance {
+    /// The name it has in the project file.
+    pub name: String,
+    pub plugin: PluginRef,
+    /// The `config:` mapping, handed to the plugin as JSON.
+    pub config: BTreeMap<String, ConfigValue>,
+    /// What the operator grants it: network patterns and directories.
+    pub grants: Vec<Grant>,
+    pub location: Location,
+}
+
+impl PluginInstance {
+    /// The config document for the plugin's `check`/`discover`/`read`/...
+    /// calls. Contains secrets: pass it to the plugin, never log it.
+    pub fn config_json(&self) -> String {
+        let map = ConfigValue::Map(self.config.clone());
+        map.to_plugin_json().to_string()
+    }
+
+    /// The project's grants for this plugin, as sandbox grants.
+    pub fn granted(&self) -> Grants {
+        self.grants.iter().map(|g| g.kind.clone()).collect()
+    }
+}
+
+/// A destination: a plugin plus an optional rate-limit override.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub instance: PluginInstance,
+    /// Replaces the plugin's declared rate limit for every sync writing here.
+    pub rate_limit: Option<RateLimitOverride>,
+}
+
+/// `rate_limit: {requests, per_ms, concurrency}`: at most `requests` calls
+/// per `per_ms` milliseconds, at most `concurrency` in flight. All > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitOverride {
+    pub requests: u32,
+    pub per_ms: u32,
+    pub concurrency: u32,
+}
+
+impl From<RateLimitOverride> for RateLimit {
+    fn from(r: RateLimitOverride) -> Self {
+        RateLimit {
+            requests: r.requests,
+            per_ms: r.per_ms,
+            concurrency: r.concurrency,
+        }
+    }
+}
+
+/// What a model reads from its source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelRead {
+    Query(Str),
+    Object(Str),
+}
+
+/// A model: rows from a source plus the columns that identify them.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    /// A key of [`Project::sources`].
+    pub source: String,
+    pub read: ModelRead,
+    /// One or more distinct columns; never empty.
+    pub primary_key: Vec<String>,
+    pub location: Location,
+}
+
+impl Model {
+    /// The request for the source plugin's `read` (exposes secrets).
+    pub fn read_request(&self) -> ReadRequest {
+        match &self.read {
+            ModelRead::Query(q) => ReadRequest::Query(q.expose().to_owned()),
+            ModelRead::Object(o) => ReadRequest::Object(o.expose().to_owned()),
+        }
+    }
+}
+
+/// How a sync applies rows to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncMode {
+    /// Create or update by identifier.
+    Upsert,
+    /// Update records that exist; others are rejected by the destination.
+    Update,
+    /// Create new keys only; changed rows are not sent.
+    Insert,
+    /// Upsert, and delete rows that left the model (only rows Sluice itself
+    /// delivered).
+    Mirror,
+    /// Send every new or changed row as an event.
+    Append,
+}
+
+impl SyncMode {
+    pub const ALL: [SyncMode; 5] = [
+        SyncMode::Upsert,
+        SyncMode::Update,
+        SyncMode::Insert,
+        SyncMode::Mirror,
+        SyncMode::Append,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Upsert => "upsert",
+            SyncMode::Update => "update",
+            SyncMode::Insert => "insert",
+            SyncMode::Mirror => "mirror",
+            SyncMode::Append => "append",
+        }
+    }
+
+    /// The destination write mode for added and changed rows.
+    pub fn write_mode(self) -> WriteMode {
+        match self {
+            SyncMode::Upsert | SyncMode::Mirror => WriteMode::Upsert,
+            SyncMode::Update => WriteMode::Update,
+            SyncMode::Insert => WriteMode::Insert,
+            SyncMode::Append => WriteMode::Append,
+        }
+    }
+
+    /// Whether rows that left the model are deleted in the destination.
+    pub fn deletes_removed(self) -> bool {
+        self == SyncMode::Mirror
+    }
+
+    /// Whether rows whose content changed are sent again.
+    pub fn sends_changed(self) -> bool {
+        self != SyncMode::Insert
+    }
+
+    /// Whether the destination matches records on the identifier field
+    /// (every mode except append, which only emits events).
+    pub fn needs_identifier(self) -> bool {
+        self != SyncMode::Append
+    }
+}
+
+impl fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mapping's `type:` coercion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coercion {
+    /// Integer, float or exact decimal.
+    Number,
+    Integer,
+    String,
+    Bool,
+    Timestamp,
+    Json,
+}
+
+impl Coercion {
+    pub const ALL: [Coercion; 6] = [
+        Coercion::Number,
+        Coercion::Integer,
+        Coercion::String,
+        Coercion::Bool,
+        Coercion::Timestamp,
+        Coercion::Json,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coercion::Number => "number",
+            Coercion::Integer => "integer",
+            Coercion::String => "string",
+            Coercion::Bool => "bool",
+            Coercion::Timestamp => "timestamp",
+            Coercion::Json => "json",
+        }
+    }
+}
+
+/// Where a mapped field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MappingSource {
+    /// A column of the model.
+    Column(String),
+    /// The same value for every row.
+    Constant(ConfigValue),
+}
+
+/// One `{from|constant, to, type}` entry of a sync's `mappings`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub source: MappingSource,
+    /// The destination field.
+    pub to: String,
+    pub coerce: Option<Coercion>,
+    pub location: Location,
+}
+
+/// A sync: a model written to a destination object in a mode.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub name: String,
+    /// A key of [`Project::models`].
+    pub model: String,
+    /// A key of [`Project::destinations`].
+    pub destination: String,
+    /// The destination object, e.g. `Contact`.
+    pub object: Str,
+    pub mode: SyncMode,
+    /// The destination field holding the external id; required unless the
+    /// mode is append.
+    pub identifier: Option<Str>,
+    /// Empty means "send the model's columns as fields, unchanged".
+    pub mappings: Vec<Mapping>,
+    /// Keys of [`Project::transforms`], applied in order after mapping.
+    pub transforms: Vec<String>,
+    pub batch_size: Option<u32>,
+    /// Wins over the destination's `rate_limit` and the plugin's spec.
+    pub rate_limit: Option<RateLimitOverride>,
+    /// Reserved for scheduling: validated as non-empty, not acted on yet.
+    pub schedule: Option<Str>,
+    pub location: Location,
+}
+
+/// Reads and validates `<project_dir>/sluice.yaml` with the process
+/// environment for `${...}`.
+pub fn validate(project_dir: &Path) -> Result<Project, Vec<Diagnostic>> {
+    validate_with_env(project_dir, &|name| std::env::var(name).ok())
+}
+
+/// [`validate`] with an explicit environment (tests, and servers that keep
+/// per-tenant secrets outside the process environment).
+pub fn validate_with_env(
+    project_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, Vec<Diagnostic>> {
+    let file = project_dir.join(PROJECT_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the project file: {e}"),
+            expected: Some(format!(
+                "a readable `{PROJECT_FILE}` in {}",
+                project_dir.display()
+            )),
+        }]
+    })?;
+    parse_project(project_dir, &file, &text, env)
+}
+
+/// Validates project-file text as if it were `file` inside `project_dir`.
+pub fn parse_project(
+    project_dir: &Path,
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, Vec<Diagnostic>> {
+    parse::Reader::new(project_dir, file, env).project(text)
+}
+
+/// The candidate closest to `word`, if any is close enough to be a likely
+/// typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    close_matches(word, candidates, 1).into_iter().next()
+}
+
+/// Up to `n` candidates close to `word`, closest first.
+pub fn close_matches<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<&'a str> {
+    let lower = word.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&lower, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.into_iter().take(n).map(|(_, c)| c).collect()
+}
+
+/// "unknown KIND `name`; did you mean `x`?" or the list of known names.
+pub(crate) fn unknown_name_message<'a>(
+    kind: &str,
+    name: &str,
+    known: impl Iterator<Item = &'a str> + Clone,
+) -> String {
+    if let Some(s) = suggest(name, known.clone()) {
+        return format!("unknown {kind} `{name}`; did you mean `{s}`?");
+    }
+    let all: Vec<&str> = known.collect();
+    if all.is_empty() {
+        format!("unknown {kind} `{name}`: none is defined")
+    } else {
+        format!("unknown {kind} `{name}`; defined: {}", all.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let keys = ["destination", "model", "mappings"];
+        assert_eq!(suggest("destinaton", keys), Some("destination"));
+        assert_eq!(suggest("mapings", keys), Some("mappings"));
+        assert_eq!(suggest("zzz", keys), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! `sluice.yaml` validation: every problem reported together, with
+//! positions, suggestions, interpolation and redaction.
+
+use std::path::Path;
+
+use sluice_config::{
+    self as config, Diagnostic, GrantKind, MappingSource, ModelRead, PluginRef, SyncMode,
+};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PG_URL" => Some("postgres://app:hunter2@db/warehouse".into()),
+        "HOOK_TOKEN" => Some("tok-123".into()),
+        _ => None,
+    }
+}
+
+fn write_project(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sluice.yaml"), text).unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("plugins/webhook.wasm"), b"\0asm").unwrap();
+    dir
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    let dir = write_project(text);
+    config::validate_with_env(dir.path(), &env).expect_err("project should be invalid")
+}
+
+fn find<'a>(diags: &'a [Diagnostic], needle: &str) -> &'a Diagnostic {
+    diags
+        .iter()
+        .find(|d| d.message.contains(needle))
+        .unwrap_or_else(|| panic!("no diagnostic containing {needle:?} in {diags:#?}"))
+}
+
+const GOOD: &str = r#"
+sources:
+  warehouse:
+    plugin: postgres
+    config:
+      url: "${PG_URL}"
+      pool: 4
+      tls: true
+    grants: ["postgres://db:5432"]
+destinations:
+  hook:
+    plugin: ./plugins/webhook.wasm
+    config: { url: "https://hooks.example.com/in", token: "Bearer ${HOOK_TOKEN}" }
+    grants: ["https://hooks.example.com", "dir:out:/out:rw"]
+    rate_limit: { requests: 10, per_ms: 1000, concurrency: 2 }
+transforms:
+  hash_pii: { plugin: pii-hash, config: { fields: [email] } }
+models:
+  users:
+    source: warehouse
+    query: select id, email, plan from users
+    primary_key: [tenant, id]
+  events:
+    source: warehouse
+    object: events
+    primary_key: event_id
+syncs:
+  users_to_hook:
+    model: users
+    destination: hook
+    object: Contact
+    mode: mirror
+    identifier: external_id
+    mappings:
+      - { from: id, to: external_id, type: string }
+      - { from: email, to: email }
+      - { constant: { source: sluice }, to: meta }
+    transforms: [hash_pii]
+    batch_size: 500
+    schedule: "*/15 * * * *"
+  events_out:
+    model: events
+    destination: hook
+    object: Event
+    mode: append
+"#;
+
+#[test]
+fn a_valid_project_loads_completely() {
+    let dir = write_project(GOOD);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    let src = &p.sources["warehouse"];
+    assert_eq!(src.plugin, PluginRef::Installed("postgres".into()));
+    let json: serde_json::Value = serde_json::from_str(&src.config_json()).unwrap();
+    assert_eq!(json["url"], "postgres://app:hunter2@db/warehouse");
+    assert_eq!(json["pool"], 4);
+    assert_eq!(json["tls"], true);
+    let hook = &p.destinations["hook"];
+    assert_eq!(
+        hook.instance.plugin,
+        PluginRef::Path(dir.path().join("./plugins/webhook.wasm"))
+    );
+    assert_eq!(hook.rate_limit.unwrap().concurrency, 2);
+    assert!(
+        matches!(&hook.instance.grants[1].kind, GrantKind::Dir(d) if d.writable && d.guest == "/out")
+    );
+    let users = &p.models["users"];
+    assert_eq!(users.primary_key, vec!["tenant", "id"]);
+    assert!(matches!(&users.read, ModelRead::Query(q) if q.expose().starts_with("select")));
+    let s = &p.syncs["users_to_hook"];
+    assert_eq!(s.mode, SyncMode::Mirror);
+    assert_eq!(s.mappings.len(), 3);
+    assert!(matches!(&s.mappings[2].source, MappingSource::Constant(_)));
+    assert_eq!(
+        (s.mappings[1].location.line, s.mappings[1].location.column),
+        (36, 9)
+    );
+    assert_eq!(s.batch_size, Some(500));
+    assert_eq!(p.syncs["events_out"].identifier, None);
+    assert_eq!(
+        p.sync("users_to_hoook").unwrap_err(),
+        "unknown sync `users_to_hoook`; did you mean `users_to_hook`?"
+    );
+}
+
+#[test]
+fn secrets_never_print() {
+    let dir = write_project(GOOD);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    let dump = format!("{p:?}");
+    assert!(!dump.contains("hunter2"), "secret leaked in Debug");
+    assert!(!dump.contains("tok-123"), "secret leaked in Debug");
+    assert!(dump.contains("<redacted>"));
+    let token = &p.destinations["hook"].instance.config["token"];
+    assert_eq!(format!("{token:?}"), "String(<redacted>)");
+}
+
+#[test]
+fn malformed_yaml_reports_line_and_column() {
+    let diags = errors("sources:\n  a: {plugin: x\nmodels: {}\n");
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let d = &diags[0];
+    assert!(d.message.starts_with("malformed YAML"), "{d}");
+    assert!(d.line >= 2, "{d}");
+    assert!(d.to_string().contains("sluice.yaml:"), "{d}");
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let text = GOOD.replace(
+        "    destination: hook\n    object: Contact",
+        "    destinaton: hook\n    object: Contact",
+    );
+    let diags = errors(&text);
+    let d = find(&diags, "unknown key `destinaton`");
+    assert!(d.message.contains("did you mean `destination`?"), "{d}");
+    assert_eq!((d.line, d.column), (30, 5));
+    assert!(d.expected.as_deref().unwrap().contains("destination"));
+    // The missing required key is reported too.
+    find(&diags, "sync `users_to_hook` is missing `destination`");
+}
+
+#[test]
+fn missing_env_var_names_variable_and_position() {
+    let text = GOOD.replace("${HOOK_TOKEN}", "${HOOK_TOKN}");
+    let diags = errors(&text);
+    let d = find(&diags, "environment variable `HOOK_TOKN` is not set");
+    assert_eq!(d.line, 13);
+    assert!(d
+        .to_string()
+        .starts_with(&format!("{}:13:", d.file.display())));
+}
+
+#[test]
+fn every_problem_is_reported_together() {
+    let text = r#"
+sources:
+  warehouse:
+    plugin: postgres
+    config: { password: "${NOPE}" }
+    grantz: []
+destinations:
+  hook: { plugin: ./plugins/missing.wasm, grants: ["ftp//bad"] }
+models:
+  users:
+    source: warehous
+    query: select 1
+    primary_key: []
+  dup:
+    source: warehouse
+    object: t
+    query: select 2
+    primary_key: [id, id]
+syncs:
+  s1:
+    model: userz
+    destination: hook
+    object: Contact
+    mode: upsrt
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+      - { from: other, to: ext }
+      - { to: x }
+      - { from: a, to: y, type: float }
+    transforms: [nope]
+    batch_size: 0
+    schedule: ""
+  s2:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+"#;
+    let diags = errors(text);
+    for d in &diags {
+        println!("{d}");
+    }
+    for needle in [
+        "environment variable `NOPE` is not set",
+        "unknown key `grantz` in source `warehouse`; did you mean `grants`?",
+        "plugin file `./plugins/missing.wasm` of destination `hook` not found",
+        "grant `ftp//bad` of destination `hook` is invalid",
+        "unknown source `warehous`; did you mean `warehouse`?",
+        "the primary_key of model `users` is empty",
+        "model `dup` has both `query` and `object`",
+        "column `id` appears twice in the primary_key of model `dup`",
+        "unknown model `userz`; did you mean `users`?",
+        "unknown mode `upsrt`; did you mean `upsert`?",
+        "field `ext` is the target of two mappings",
+        "mapping #3 of sync `s1` has neither `from` nor `constant`",
+        "unknown type `float`",
+        "unknown transform `nope`: none is defined",
+        "`batch_size` of sync `s1` is `0`",
+        "`schedule` of sync `s1` is empty",
+        "sync `s2` has no `identifier`",
+    ] {
+        let d = find(&diags, needle);
+        assert!(d.line > 0 && d.column > 0, "{d}");
+    }
+    // Sorted by position, and nothing is reported twice.
+    let mut sorted = diags.clone();
+    sorted.sort_by_key(|d| (d.line, d.column));
+    assert_eq!(sorted, diags);
+    let mut texts: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), diags.len());
+}
+
+#[test]
+fn identifier_must_be_mapped_without_transforms() {
+    let text = GOOD.replace("    transforms: [hash_pii]\n", "");
+    let text = text.replace(
+        "{ from: id, to: external_id, type: string }",
+        "{ from: id, to: ext_id }",
+    );
+    let diags = errors(&text);
+    let d = find(
+        &diags,
+        "identifier field `external_id` of sync `users_to_hook` is not the target of any mapping",
+    );
+    assert!(d.expected.as_deref().unwrap().contains("ext_id"));
+}
+
+#[test]
+fn unreadable_and_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = config::validate(dir.path()).unwrap_err();
+    assert!(
+        d[0].message.contains("cannot read the project file"),
+        "{}",
+        d[0]
+    );
+    let d = config::parse_project(
+        Path::new("/p"),
+        Path::new("/p/sluice.yaml"),
+        "# nothing\n",
+        &env,
+    )
+    .unwrap_err();
+    assert!(d[0].message.contains("empty"));
+}
+
+#[test]
+fn secret_in_an_error_is_redacted() {
+    // A grant built from a secret is invalid: the message must not echo it.
+    let text = GOOD.replace("\"postgres://db:5432\"", "\"${PG_URL}/x\"");
+    let diags = errors(&text);
+    let d = find(&diags, "a grant of source `warehouse` is invalid");
+    assert!(!d.to_string().contains("hunter2"), "{d}");
+}

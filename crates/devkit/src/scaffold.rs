@@ -1,0 +1,609 @@
+//! `sluice plugin new` and `sluice plugin build`: a working plugin project
+//! in Rust, Python or JavaScript, and the command that builds it.
+//!
+//! Every project has a `sluice-plugin.json` manifest (name, language, kind,
+//! where the built component goes, where the SDK is), the plugin, and
+//! `fixtures/example.json` for `sluice plugin test`.
+//!
+//! **How a Rust project gets the SDK.** By default the SDK is *vendored*:
+//! its sources (the ones this binary was built with) are written into
+//! `sluice-sdk/` and the contract into `wit/plugin.wit`, and the project
+//! depends on `sluice-sdk = { path = "sluice-sdk" }`. The project then
+//! builds anywhere with only crates.io, matches this host's contract
+//! exactly, and is self-contained in version control. The SDK's own
+//! `Cargo.lock` is copied too, so the same dependency versions are used.
+//! With `--sdk PATH` (a sluice checkout's `sdk/` directory) the project
+//! depends on that path instead, for SDK development.
+//!
+//! Python and JavaScript projects use the SDK build scripts
+//! (`sdk/python/build.sh`, `sdk/js/build.sh`) of a sluice checkout: `--sdk`,
+//! or by default the checkout this binary was built from, recorded in the
+//! manifest. Their templates are the SDK's `templates/`.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "sluice-plugin.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Source,
+    Transform,
+    Destination,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Source => "source",
+            Kind::Transform => "transform",
+            Kind::Destination => "destination",
+        }
+    }
+}
+
+/// `sluice-plugin.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub lang: Lang,
+    pub kind: Kind,
+    /// The built component, relative to the project.
+    pub component: String,
+    /// Python/JS: the sluice checkout's `sdk/` directory (build scripts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<PathBuf>,
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (a plugin project made by `sluice plugin new` has one)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+}
+
+// The SDK this binary was built with, vendored into new Rust projects
+// (`SDK_FILES`, listed by build.rs from `sdk/src`).
+include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+const SDK_LOCK: &str = include_str!("../../../sdk/Cargo.lock");
+
+/// The sluice checkout this binary was built from, if it is still there.
+fn default_sdk_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    dir.join("python/build.sh")
+        .is_file()
+        .then(|| dir.canonicalize().unwrap_or(dir))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Write a new plugin project into `dir` (which must not exist or be empty).
+pub fn new_project(
+    name: &str,
+    lang: Lang,
+    kind: Kind,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> Result<Manifest> {
+    if !valid_name(name) {
+        bail!("`{name}` cannot name a plugin: use letters, digits, `-` and `_`, starting with a letter");
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    let sdk = match sdk {
+        Some(p) => Some(
+            p.canonicalize()
+                .with_context(|| format!("--sdk {} does not exist", p.display()))?,
+        ),
+        None => None,
+    };
+    let files = match lang {
+        Lang::Rust => rust_files(name, kind, sdk.as_deref())?,
+        Lang::Python | Lang::Js => {
+            if kind == Kind::Source {
+                bail!(
+                    "the {} SDK has no source world yet: write sources in Rust \
+                     (--lang rust), or a {} transform or destination",
+                    if lang == Lang::Python {
+                        "Python"
+                    } else {
+                        "JavaScript"
+                    },
+                    if lang == Lang::Python {
+                        "Python"
+                    } else {
+                        "JavaScript"
+                    },
+                );
+            }
+            let sdk = sdk.or_else(default_sdk_dir).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "Python and JavaScript plugins are built with the SDK's build scripts: pass \
+                     --sdk PATH/TO/sluice/sdk"
+                )
+            })?;
+            polyglot_files(name, lang, kind, &sdk)?
+        }
+    };
+    for (path, text) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Manifest::load(dir)
+}
+
+fn manifest_json(m: &Manifest) -> String {
+    let mut s = serde_json::to_string_pretty(m).expect("a manifest serializes");
+    s.push('\n');
+    s
+}
+
+fn rust_files(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<Vec<(String, String)>> {
+    let krate = name.replace('-', "_");
+    let mut files: Vec<(String, String)> = Vec::new();
+    let sdk_dep = match sdk {
+        Some(p) => {
+            if !p.join("Cargo.toml").is_file() {
+                bail!(
+                    "--sdk {}: no Cargo.toml there (point at sluice's sdk/ directory)",
+                    p.display()
+                );
+            }
+            format!("{{ path = {:?} }}", p.display().to_string())
+        }
+        None => {
+            for (path, text) in SDK_FILES {
+                files.push((path.to_string(), text.to_string()));
+            }
+            "{ path = \"sluice-sdk\" }".to_string()
+        }
+    };
+    files.push(("Cargo.lock".into(), SDK_LOCK.to_string()));
+    files.push((
+        "Cargo.toml".into(),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2021"
+description = "A Sluice {kind} plugin"
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+sluice-sdk = {sdk_dep}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+# A plugin is its own workspace, even inside another project's tree.
+[workspace]
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = "debuginfo"
+"#,
+            kind = kind.as_str()
+        ),
+    ));
+    files.push(("src/lib.rs".into(), rust_template(name, kind)));
+    files.push((
+        "fixtures/example.json".into(),
+        fixture(kind, Lang::Rust).to_string(),
+    ));
+    files.push((".gitignore".into(), "/target\n/dist\n".into()));
+    let manifest = Manifest {
+        name: name.to_string(),
+        lang: Lang::Rust,
+        kind,
+        component: format!("dist/{krate}.wasm"),
+        sdk: None,
+    };
+    files.push((MANIFEST.into(), manifest_json(&manifest)));
+    files.push(("README.md".into(), readme(name, Lang::Rust, kind)));
+    Ok(files)
+}
+
+fn polyglot_files(name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result<Vec<(String, String)>> {
+    let (sub, file) = match lang {
+        Lang::Python => ("python", "app.py"),
+        _ => ("js", "plugin.js"),
+    };
+    let template = sdk
+        .join(sub)
+        .join("templates")
+        .join(kind.as_str())
+        .join(file);
+    let text = std::fs::read_to_string(&template).with_context(|| {
+        format!(
+            "reading the SDK template {} (is --sdk a sluice checkout's sdk/ directory?)",
+            template.display()
+        )
+    })?;
+    let text = text.replace(&format!("my-{}", kind.as_str()), name);
+    let manifest = Manifest {
+        name: name.to_string(),
+        lang,
+        kind,
+        component: format!("dist/{name}.wasm"),
+        sdk: Some(sdk.to_path_buf()),
+    };
+    Ok(vec![
+        (file.to_string(), text),
+        (
+            "fixtures/example.json".into(),
+            fixture(kind, lang).to_string(),
+        ),
+        (".gitignore".into(), "/dist\n".into()),
+        (MANIFEST.into(), manifest_json(&manifest)),
+        ("README.md".into(), readme(name, lang, kind)),
+    ])
+}
+
+fn fixture(kind: Kind, lang: Lang) -> serde_json::Value {
+    use serde_json::json;
+    match (kind, lang) {
+        (Kind::Transform, _) => json!({
+            "description": "lower-cases `email`; a value that is not text is a row error",
+            "config": {"column": "email"},
+            "input": [
+                {"id": 1, "email": "Ada@Example.COM"},
+                {"id": 2, "email": 7},
+                {"id": 3, "email": null}
+            ],
+            "expect": {
+                "rows": [{"id": 1, "email": "ada@example.com"}, {"id": 3, "email": null}],
+                "errors": [{"index": 1, "message": "must be text"}]
+            }
+        }),
+        (Kind::Destination, Lang::Rust) => json!({
+            "description": "rows with an identifier are accepted; rows without one are rejected",
+            "config": {},
+            "target": {"object": "events", "mode": "upsert", "identifier": "id"},
+            "input": [{"id": 1, "name": "ada"}, {"id": null, "name": "grace"}],
+            "expect": {"results": ["accepted", {"rejected": "no `id`"}]}
+        }),
+        (Kind::Destination, _) => json!({
+            "description": "POSTs the rows to config.url: record a cassette against your API \
+                            (sluice plugin test . --allow URL --record fixtures/cassette.json), \
+                            then replay it offline with --replay",
+            "config": {"url": "http://127.0.0.1:8080/hook"},
+            "target": {"object": "events", "mode": "upsert", "identifier": "id"},
+            "input": [{"id": 1, "name": "ada"}],
+            "expect": {"results": ["accepted"]}
+        }),
+        (Kind::Source, _) => json!({
+            "description": "reads the rows given in the config",
+            "config": {"rows": [{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}]},
+            "read": {"object": "rows"},
+            "expect": {"rows": [{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}]}
+        }),
+    }
+}
+
+fn readme(name: &str, lang: Lang, kind: Kind) -> String {
+    let edit = match lang {
+        Lang::Rust => "src/lib.rs",
+        Lang::Python => "app.py",
+        Lang::Js => "plugin.js",
+    };
+    format!(
+        "# {name}\n\nA Sluice {kind} plugin. Edit `{edit}`, then:\n\n\
+         ```sh\n\
+         sluice plugin build            # -> the component named in sluice-plugin.json\n\
+         sluice plugin test .           # runs fixtures/*.json against it\n\
+         sluice plugin install dist/*.wasm -C path/to/project\n\
+         ```\n\n\
+         A fixture gives a config and rows in, and the rows (transform), per-row\n\
+         results (destination) or rows read (source) expected out. A plugin that calls\n\
+         an API can record its HTTP exchanges once (`--record fixtures/cassette.json`,\n\
+         secrets redacted) and replay them offline (`--replay fixtures/cassette.json`).\n",
+        kind = kind.as_str()
+    )
+}
+
+fn rust_template(name: &str, kind: Kind) -> String {
+    let body = match kind {
+        Kind::Transform => TRANSFORM_RS,
+        Kind::Destination => DESTINATION_RS,
+        Kind::Source => SOURCE_RS,
+    };
+    body.replace("__NAME__", name)
+}
+
+const TRANSFORM_RS: &str = r#"//! `__NAME__`: a Sluice transform.
+//!
+//! As written it lower-cases one text column named in the config,
+//! `{"column": "email"}`, and reports a row error for a value that is not
+//! text. Edit `transform`; keep one output row or one error per input row.
+
+use serde::Deserialize;
+use sluice_sdk::prelude::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    column: String,
+}
+
+pub struct Plugin {
+    column: String,
+}
+
+impl Transform for Plugin {
+    fn spec() -> PluginSpec {
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Lower-cases one column").config_schema(
+            serde_json::json!({
+                "type": "object",
+                "required": ["column"],
+                "additionalProperties": false,
+                "properties": {"column": {"type": "string"}}
+            }),
+        )
+    }
+
+    fn open(config: &str) -> Result<Self, PluginError> {
+        let config: Config = parse_config(config)?;
+        Ok(Plugin { column: config.column })
+    }
+
+    fn transform(&mut self, batch: Batch) -> Result<Transformed, PluginError> {
+        let Some(col) = batch.column(&self.column) else {
+            return Err(PluginError::Permanent(format!("no column `{}` in the batch", self.column)));
+        };
+        let mut out = Transformed::all(Batch::new(batch.columns.clone()));
+        for (index, mut row) in batch.rows.into_iter().enumerate() {
+            match &mut row[col] {
+                Value::Null => out.batch.rows.push(row),
+                Value::Text(s) => {
+                    *s = s.to_lowercase();
+                    out.batch.rows.push(row);
+                }
+                _ => out.reject(index, format!("`{}` must be text", self.column)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+sluice_sdk::export_transform!(Plugin);
+"#;
+
+const DESTINATION_RS: &str = r#"//! `__NAME__`: a Sluice destination.
+//!
+//! As written it accepts every row that has a value in the identifier field
+//! and rejects the others, logging what it would send. Replace `write` with
+//! calls to your API through `sluice_sdk::http` (the host checks each
+//! request against the plugin's grant), and list what it needs in
+//! `spec().capability(...)`, e.g. `${config.url}`.
+
+use sluice_sdk::prelude::*;
+
+pub struct Plugin;
+
+impl Destination for Plugin {
+    type Writer = PluginWriter;
+
+    fn spec() -> PluginSpec {
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Accepts rows that have an identifier")
+            .batch_size(100)
+    }
+
+    fn check(_config: &str) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn discover(_config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
+        Ok(vec![ObjectInfo {
+            name: "events".into(),
+            fields: vec![Field { name: "*".into(), type_: FieldType::Any, nullable: true, required: false, identifier: true }],
+            modes: vec![WriteMode::Upsert, WriteMode::Insert, WriteMode::Update, WriteMode::Append],
+        }])
+    }
+
+    fn open(_config: &str, target: WriteTarget) -> Result<PluginWriter, PluginError> {
+        Ok(PluginWriter { target })
+    }
+}
+
+pub struct PluginWriter {
+    target: WriteTarget,
+}
+
+impl Writer for PluginWriter {
+    fn write(&mut self, batch: Batch) -> Result<Vec<RowResult>, PluginError> {
+        let id = batch.column(&self.target.identifier);
+        Ok((0..batch.len())
+            .map(|i| match id.map(|c| &batch.rows[i][c]) {
+                Some(v) if !v.is_null() => {
+                    sluice_sdk::info!("{}: {}", self.target.object, serde_json::Value::Object(batch.row_json(i)));
+                    RowResult::Accepted
+                }
+                _ => RowResult::Rejected(format!("no `{}` value", self.target.identifier)),
+            })
+            .collect())
+    }
+}
+
+sluice_sdk::export_destination!(Plugin);
+"#;
+
+const SOURCE_RS: &str = r#"//! `__NAME__`: a Sluice source.
+//!
+//! As written it reads the rows given in its config as the object `rows`,
+//! `{"rows": [{"id": 1}, ...]}`. Replace `read` with a reader over your
+//! system (files in a granted directory, or an API through
+//! `sluice_sdk::http`), and list what it needs in `spec().capability(...)`.
+
+use serde::Deserialize;
+use sluice_sdk::prelude::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Float(n.as_f64().unwrap_or_default()),
+        },
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Json(other.to_string()),
+    }
+}
+
+pub struct Plugin;
+
+impl Source for Plugin {
+    type Reader = RowsReader;
+
+    fn spec() -> PluginSpec {
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Reads the rows in its config")
+    }
+
+    fn check(config: &str) -> Result<(), PluginError> {
+        parse_config::<Config>(config).map(|_| ())
+    }
+
+    fn discover(_config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
+        Ok(vec![ObjectInfo {
+            name: "rows".into(),
+            fields: vec![Field { name: "*".into(), type_: FieldType::Any, nullable: true, required: false, identifier: false }],
+            modes: vec![],
+        }])
+    }
+
+    fn read(config: &str, request: ReadRequest) -> Result<RowsReader, PluginError> {
+        if request != ReadRequest::Object("rows".into()) {
+            return Err(PluginError::Config("this source has one object, `rows`".into()));
+        }
+        let config: Config = parse_config(config)?;
+        let mut columns: Vec<String> = config.rows.iter().flat_map(|r| r.keys().cloned()).collect();
+        columns.sort();
+        columns.dedup();
+        let rows = config
+            .rows
+            .iter()
+            .map(|r| columns.iter().map(|c| r.get(c).map(value).unwrap_or(Value::Null)).collect())
+            .collect();
+        Ok(RowsReader { columns, rows, at: 0 })
+    }
+}
+
+pub struct RowsReader {
+    columns: Vec<String>,
+    rows: Vec<Row>,
+    at: usize,
+}
+
+impl Reader for RowsReader {
+    fn next(&mut self, max_rows: u32) -> Result<Option<Batch>, PluginError> {
+        if self.at >= self.rows.len() {
+            return Ok(None);
+        }
+        let end = (self.at + max_rows.max(1) as usize).min(self.rows.len());
+        let batch = Batch { columns: self.columns.clone(), rows: self.rows[self.at..end].to_vec() };
+        self.at = end;
+        Ok(Some(batch))
+    }
+}
+
+sluice_sdk::export_source!(Plugin);
+"#;
+
+/// Build the project in `dir` into its component; returns the component's path.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("plugin project {} does not exist", dir.display()))?;
+    let manifest = Manifest::load(dir)?;
+    let out = dir.join(&manifest.component);
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match manifest.lang {
+        Lang::Rust => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--target", "wasm32-wasip2", "--release"])
+                .current_dir(dir);
+            run(&mut cmd, "cargo build --target wasm32-wasip2 --release")?;
+            let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(t) => dir.join(t),
+                None => dir.join("target"),
+            };
+            let file = Path::new(&manifest.component)
+                .file_name()
+                .context("the manifest's component has no file name")?;
+            let built = target_dir.join("wasm32-wasip2/release").join(file);
+            std::fs::copy(&built, &out)
+                .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+        }
+        Lang::Python | Lang::Js => {
+            let sdk = manifest.sdk.clone().or_else(default_sdk_dir).context(
+                "sluice-plugin.json names no `sdk` (a sluice checkout's sdk/ directory)",
+            )?;
+            let (script, input) = match manifest.lang {
+                Lang::Python => (sdk.join("python/build.sh"), dir.to_path_buf()),
+                _ => (sdk.join("js/build.sh"), dir.join("plugin.js")),
+            };
+            let mut cmd = Command::new("bash");
+            cmd.arg(&script)
+                .arg(&input)
+                .arg(manifest.kind.as_str())
+                .arg(&out)
+                .current_dir(dir);
+            run(&mut cmd, &script.display().to_string())?;
+        }
+    }
+    Ok(out)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! Loading: writing chunks to a destination and deciding each row's fate.
+//!
+//! A [`Writer`] is one destination instance with an open writer; a run opens
+//! as many as the destination's concurrency allows and gives each its own
+//! chunk, so a writer never serves two calls at once. All of them share one
+//! [`DeliveryContext`]: the destination's pace (declared limit and reported
+//! quota) and the retry policy. Delivering a chunk returns what to commit;
+//! committing stays with the run, which owns the state.
+
+use super::pacing::Pacer;
+use super::run::{retry_wait, RetryPolicy};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use sluice_runtime::bindings::types::{PluginError, RowResult, WriteTarget};
+use sluice_runtime::instance::WriterHandle;
+use sluice_runtime::Batch;
+use sluice_runtime::{FailureKind, Instance, PluginFailure};
+use sluice_state::hash::RowHash;
+use sluice_state::key::{DestId, RowKey};
+use sluice_state::{Ack, CommitBatch, Rejection, RunCounts};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Per-row bookkeeping that travels with a row through map, transform and
+/// load.
+#[derive(Clone)]
+pub(super) struct RowMeta {
+    pub key: RowKey,
+    pub hash: RowHash,
+}
+
+/// A chunk of rows to write, with their bookkeeping.
+pub(super) type Chunk = (Batch, Vec<RowMeta>);
+
+/// What every writer of one destination shares.
+pub(super) struct DeliveryContext {
+    pub pacer: Pacer,
+    pub retry: RetryPolicy,
+    /// The destination's config (JSON), for opening writers.
+    pub config: String,
+    /// The column holding the destination's identifier, if the sync has one.
+    pub identifier: Option<String>,
+}
+
+/// One destination instance with an open writer.
+pub(super) struct Writer {
+    instance: Instance,
+    handle: WriterHandle,
+}
+
+/// A chunk delivered: what to commit, and the writer, free again.
+pub(super) struct Delivered {
+    pub writer: Writer,
+    pub outcome: anyhow::Result<(CommitBatch, RunCounts)>,
+}
+
+impl Writer {
+    /// Open a writer on `instance`, riding out transient failures (a 5xx
+    /// while it authenticates or looks up the object). Opening calls the
+    /// API too, so it waits for the destination's pace.
+    pub async fn open(
+        mut instance: Instance,
+        ctx: &DeliveryContext,
+        target: &WriteTarget,
+    ) -> Result<Writer, PluginFailure> {
+        let mut attempt = 0;
+        loop {
+            ctx.pacer.ready().await;
+            let opened = instance.open_writer(&ctx.config, target).await;
+            observe_quota(&mut instance, ctx);
+            match opened {
+                Ok(handle) => return Ok(Writer { instance, handle }),
+                Err(f) if f.is_retryable() && attempt + 1 < RetryPolicy::default().max_attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(retry_wait(&f, attempt)).await;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+    }
+
+    /// Give the instance back (to open a writer in another mode).
+    pub fn into_instance(self) -> Instance {
+        self.instance
+    }
+
+    /// Deliver `chunk` in a task of its own, so several writers work at
+    /// once while the run reads and maps the next batch.
+    pub fn spawn_delivery(
+        mut self,
+        ctx: Arc<DeliveryContext>,
+        chunk: Chunk,
+        mut commit: CommitBatch,
+        mut counts: RunCounts,
+    ) -> JoinHandle<Delivered> {
+        tokio::spawn(async move {
+            let outcome = self
+                .deliver(&ctx, chunk, &mut commit, &mut counts)
+                .await
+                .map(|()| (commit, counts));
+            Delivered {
+                writer: self,
+                outcome,
+            }
+        })
+    }
+
+    /// Write one chunk and record every row's outcome in `commit`. A chunk
+    /// the destination refuses as a whole is split in halves until the bad
+    /// rows are isolated.
+    pub async fn deliver(
+        &mut self,
+        ctx: &DeliveryContext,
+        chunk: Chunk,
+        commit: &mut CommitBatch,
+        counts: &mut RunCounts,
+    ) -> anyhow::Result<()> {
+        let id_column = ctx
+            .identifier
+            .as_ref()
+            .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
+        let mut pending = VecDeque::from([chunk]);
+        while let Some((batch, meta)) = pending.pop_front() {
+            match self.write_with_retry(ctx, &batch, counts).await {
+                Ok(results) => {
+                    for ((row, meta), result) in batch.rows.iter().zip(meta).zip(results) {
+                        match result {
+                            Ok(()) => {
+                                let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
+                                commit.acknowledged.push(Ack::Delivered {
+                                    key: meta.key,
+                                    hash: meta.hash,
+                                    dest_id,
+                                });
+                            }
+                            Err(message) => commit.rejected.push(Rejection {
+                                key: meta.key,
+                                hash: meta.hash,
+                                message,
+                            }),
+                        }
+                    }
+                }
+                Err(failure) if is_row_problem(&failure) && batch.rows.len() > 1 => {
+                    counts.retried += batch.rows.len() as u64;
+                    pending.extend(split_in_half(batch, meta));
+                }
+                Err(failure) if is_row_problem(&failure) => {
+                    let message = failure.kind.to_string();
+                    for m in meta {
+                        commit.rejected.push(Rejection {
+                            key: m.key,
+                            hash: m.hash,
+                            message: message.clone(),
+                        });
+                    }
+                }
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a batch; retry retryable and throttled rows within the run.
+    /// Returns, per row, `Ok` when acknowledged or `Err(message)` when
+    /// rejected; a failure of the whole call comes back as `Err`.
+    pub async fn write_with_retry(
+        &mut self,
+        ctx: &DeliveryContext,
+        batch: &Batch,
+        counts: &mut RunCounts,
+    ) -> Result<Vec<Result<(), String>>, PluginFailure> {
+        let retry = &ctx.retry;
+        let mut outcome: Vec<Option<Result<(), String>>> = vec![None; batch.rows.len()];
+        let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
+        let mut attempt = 0;
+        let mut throttled = 0;
+        counts.sent += todo.len() as u64;
+        while !todo.is_empty() {
+            // The first attempt sends the whole batch as it is; only a retry
+            // of some rows needs a copy of them.
+            let retry_rows;
+            let sub = if todo.len() == batch.rows.len() {
+                batch
+            } else {
+                retry_rows = Batch {
+                    columns: batch.columns.clone(),
+                    rows: todo.iter().map(|&i| batch.rows[i].clone()).collect(),
+                };
+                &retry_rows
+            };
+            // Waiting on the pace is a throttle wait too: it shows in the
+            // progress and the run's counts.
+            if ctx.pacer.ready().await {
+                counts.throttled_waits += 1;
+            }
+            let written = self.instance.write(&self.handle, sub).await;
+            observe_quota(&mut self.instance, ctx);
+            let results = match written {
+                Ok(r) => r,
+                Err(failure) => match failure.plugin_error() {
+                    Some(PluginError::RateLimited(info))
+                        if throttled < retry.max_throttle_waits =>
+                    {
+                        throttled += 1;
+                        counts.throttled_waits += 1;
+                        tokio::time::sleep(Duration::from_millis(info.retry_after_ms)).await;
+                        continue;
+                    }
+                    Some(PluginError::Retryable(_)) if attempt + 1 < retry.max_attempts => {
+                        attempt += 1;
+                        counts.retried += todo.len() as u64;
+                        tokio::time::sleep(retry.delay(attempt)).await;
+                        continue;
+                    }
+                    _ => return Err(failure),
+                },
+            };
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for (&i, result) in todo.iter().zip(results) {
+                match result {
+                    RowResult::Created
+                    | RowResult::Updated
+                    | RowResult::Deleted
+                    | RowResult::Accepted => {
+                        counts.ok += 1;
+                        outcome[i] = Some(Ok(()));
+                    }
+                    RowResult::Rejected(message) => outcome[i] = Some(Err(message)),
+                    RowResult::RateLimited(ms) => {
+                        wait = wait.max(Duration::from_millis(ms));
+                        again.push((i, None));
+                    }
+                    RowResult::Retryable(message) => again.push((i, Some(message))),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            let throttled_only = again.iter().all(|(_, m)| m.is_none());
+            if throttled_only && throttled < retry.max_throttle_waits {
+                throttled += 1;
+                counts.throttled_waits += 1;
+            } else if attempt + 1 < retry.max_attempts {
+                attempt += 1;
+                counts.retried += again.len() as u64;
+                wait = wait.max(retry.delay(attempt));
+            } else {
+                // The destination keeps failing: fail the run rather than
+                // blame the rows. They are not acknowledged, so the next run
+                // sends them again.
+                let message = again
+                    .into_iter()
+                    .find_map(|(_, m)| m)
+                    .unwrap_or_else(|| "still rate limited".into());
+                return Err(PluginFailure {
+                    plugin: self.instance.plugin_name().to_string(),
+                    call: "write".into(),
+                    kind: FailureKind::Plugin(PluginError::Retryable(format!(
+                        "still failing after {} attempts: {message}",
+                        attempt + 1
+                    ))),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            todo = again.into_iter().map(|(i, _)| i).collect();
+        }
+        Ok(outcome
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err("no result".into())))
+            .collect())
+    }
+}
+
+/// Deliveries under way, in the order they finish.
+#[derive(Default)]
+pub(super) struct InFlight(FuturesUnordered<JoinHandle<Delivered>>);
+
+impl InFlight {
+    pub fn push(&mut self, delivery: JoinHandle<Delivered>) {
+        self.0.push(delivery);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A delivery that has already finished, without waiting.
+    pub fn finished(&mut self) -> Option<anyhow::Result<Delivered>> {
+        self.0.next().now_or_never()?.map(joined)
+    }
+
+    /// The next delivery to finish.
+    pub async fn next(&mut self) -> anyhow::Result<Delivered> {
+        match self.0.next().await {
+            Some(result) => joined(result),
+            None => Err(anyhow::anyhow!("no delivery in flight")),
+        }
+    }
+}
+
+/// A delivery task's end: what it delivered, or why the task died.
+fn joined(result: Result<Delivered, tokio::task::JoinError>) -> anyhow::Result<Delivered> {
+    result.map_err(|e| anyhow::anyhow!("a delivery task failed: {e}"))
+}
+
+/// Pass what the plugin last reported about its API's quota to the pace.
+fn observe_quota(instance: &mut Instance, ctx: &DeliveryContext) {
+    if let Some(hint) = instance.take_quota_hint() {
+        ctx.pacer.observe(hint);
+    }
+}
+
+/// A failure that may be caused by some rows of the batch rather than the
+/// destination as a whole: worth splitting the batch to find them.
+fn is_row_problem(failure: &PluginFailure) -> bool {
+    matches!(
+        &failure.kind,
+        FailureKind::Plugin(PluginError::Permanent(_))
+    )
+}
+
+fn split_in_half(batch: Batch, meta: Vec<RowMeta>) -> [(Batch, Vec<RowMeta>); 2] {
+    let mid = batch.rows.len() / 2;
+    let mut rows = batch.rows;
+    let mut meta = meta;
+    let right_rows = rows.split_off(mid);
+    let right_meta = meta.split_off(mid);
+    [
+        (
+            Batch {
+                columns: batch.columns.clone(),
+                rows,
+            },
+            meta,
+        ),
+        (
+            Batch {
+                columns: batch.columns,
+                rows: right_rows,
+            },
+            right_meta,
+        ),
+    ]
+}

@@ -1,0 +1,21 @@
+//! The sync engine: a run from the model's rows to acknowledged deliveries.
+//! Keys, hashes and the delivered snapshot are `sluice_state`'s; plugins
+//! are loaded through `sluice_registry` and run by `sluice_runtime`.
+//!
+//! - [`diff`]: the [`diff::Differ`] classifying rows as added, changed,
+//!   unchanged, invalid, and finding removed keys;
+//! - [`mapping`]: applying a sync's mappings and checking them against the
+//!   destination's `discover`;
+//! - [`coerce`]: the mapping coercions and their date arithmetic;
+//! - [`pacing`]: a destination's declared rate limit and concurrency, and
+//!   the quota its API reports;
+//! - [`deliver`]: writing chunks, with retries, throttling and batch
+//!   splitting, on as many writers as the destination allows;
+//! - [`run`]: a run end to end.
+
+pub mod coerce;
+mod deliver;
+pub mod diff;
+pub mod mapping;
+pub mod pacing;
+pub mod run;

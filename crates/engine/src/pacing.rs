@@ -1,0 +1,272 @@
+//! Keeping a destination inside its API's limits.
+//!
+//! Two things set the pace of calls to one destination, shared by all of its
+//! writers: the declared limit (the plugin's spec, or the project's
+//! override), enforced by a `governor` rate limiter that spreads calls evenly;
+//! and what the API itself last reported about the quota left
+//! (`report-quota`), which slows the calls further when the declared limit
+//! would spend the quota before its window ends. Waiting for either is a
+//! throttle wait: it shows in the run's counts and progress.
+
+use sluice_runtime::bindings::types::RateLimit;
+use sluice_runtime::QuotaHint;
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// The pace of one destination's calls.
+pub struct Pacer {
+    limiter: Option<Limiter>,
+    /// The declared limit's spacing between calls (zero without a limit).
+    declared_spacing: Duration,
+    /// Writers that may call at once.
+    concurrency: u32,
+    reported: Mutex<Reported>,
+}
+
+/// What the newest quota report asks for, and until when it holds.
+#[derive(Default)]
+struct Reported {
+    /// The API's own pace, when slower than the declared one.
+    spacing: Duration,
+    /// The earliest start of the next call.
+    next_slot: Option<Instant>,
+    /// The report lapses when its window ends without a newer one.
+    lapses: Option<Instant>,
+    /// When this run's reported calls finished, within the last window.
+    recent: VecDeque<Instant>,
+}
+
+impl Pacer {
+    /// A pacer for the declared `rate` (none: only quota reports pace) and
+    /// `concurrency` writers.
+    pub fn new(rate: Option<&RateLimit>, concurrency: usize) -> Pacer {
+        let (limiter, declared_spacing) = match rate.and_then(limiter) {
+            Some((l, spacing)) => (Some(l), spacing),
+            None => (None, Duration::ZERO),
+        };
+        Pacer {
+            limiter,
+            declared_spacing,
+            concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX).max(1),
+            reported: Mutex::default(),
+        }
+    }
+
+    /// Count a call made outside `ready` (discovery) against the limit, so
+    /// the first writes do not overrun the window it started.
+    pub fn charge(&self) {
+        if let Some(l) = &self.limiter {
+            let _ = l.check();
+        }
+    }
+
+    /// Wait until the next call may start. Returns whether it had to wait.
+    pub async fn ready(&self) -> bool {
+        let mut waited = false;
+        if let Some(slot) = self.reserve_reported_slot(Instant::now()) {
+            tokio::time::sleep_until(slot).await;
+            waited = true;
+        }
+        if let Some(l) = &self.limiter {
+            if l.check().is_err() {
+                l.until_ready().await;
+                waited = true;
+            }
+        }
+        waited
+    }
+
+    /// Take in what the API reported after a call that just finished:
+    ///
+    /// - its limit becomes the pace when it is slower than the declared one
+    ///   (`limit` calls per window, spread evenly);
+    /// - when fewer calls are left than writers may start, the next call
+    ///   waits until enough of the calls the API counted have left its
+    ///   rolling window. This run knows when its own calls ended; if the
+    ///   API counted more calls than that (someone else shares the quota),
+    ///   it waits the whole window.
+    pub fn observe(&self, hint: QuotaHint) {
+        let now = Instant::now();
+        let window = Duration::from_millis(u64::from(hint.window_ms));
+        let mut reported = lock(&self.reported);
+        reported.recent.push_back(now);
+        while reported
+            .recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= window)
+        {
+            reported.recent.pop_front();
+        }
+        let api_spacing = match hint.limit {
+            0 => Duration::ZERO,
+            n => window / n,
+        };
+        reported.spacing = if api_spacing > self.declared_spacing {
+            api_spacing
+        } else {
+            Duration::ZERO
+        };
+        reported.lapses = Some(now + window);
+        if hint.remaining < self.concurrency {
+            let to_free = (self.concurrency - hint.remaining) as usize;
+            let counted = hint.limit.saturating_sub(hint.remaining) as usize;
+            let ours = reported.recent.len();
+            // The API's `counted` calls are our newest ones when we made at
+            // least that many; the `to_free`-th oldest of them frees the
+            // last slot needed.
+            let free_at = if ours >= counted && counted >= to_free {
+                reported.recent[ours - counted + to_free - 1] + window
+            } else {
+                now + window
+            };
+            reported.next_slot = Some(reported.next_slot.map_or(free_at, |s| s.max(free_at)));
+        }
+    }
+
+    /// The instant the next call may start under the newest report, taken
+    /// so concurrent writers get successive slots; `None` when it may start
+    /// now.
+    fn reserve_reported_slot(&self, now: Instant) -> Option<Instant> {
+        let mut reported = lock(&self.reported);
+        if reported.lapses.is_none_or(|t| t <= now) {
+            *reported = Reported::default();
+            return None;
+        }
+        let slot = reported.next_slot.map_or(now, |s| s.max(now));
+        reported.next_slot = Some(slot + reported.spacing);
+        (slot > now).then_some(slot)
+    }
+}
+
+/// A limiter for `requests` calls every `per_ms` milliseconds, spread
+/// evenly (burst of one) so the API never sees a spike, with its spacing.
+fn limiter(rate: &RateLimit) -> Option<(Limiter, Duration)> {
+    let requests = NonZeroU32::new(rate.requests)?;
+    let period = (Duration::from_millis(u64::from(rate.per_ms.max(1))) / requests.get())
+        .max(Duration::from_micros(1));
+    let quota = governor::Quota::with_period(period)?.allow_burst(NonZeroU32::MIN);
+    Some((governor::RateLimiter::direct(quota), period))
+}
+
+/// How many calls may be in flight to a destination at once.
+pub fn concurrency(rate: Option<&RateLimit>) -> usize {
+    const MAX_WRITERS: u32 = 16;
+    rate.map_or(1, |r| r.concurrency.clamp(1, MAX_WRITERS) as usize)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(requests: u32, per_ms: u32) -> RateLimit {
+        RateLimit {
+            requests,
+            per_ms,
+            concurrency: 1,
+        }
+    }
+
+    #[test]
+    fn a_limiter_admits_one_call_at_a_time() {
+        let (l, spacing) = limiter(&rate(10, 1000)).unwrap();
+        assert_eq!(spacing, Duration::from_millis(100));
+        // The charge for discovery always succeeds on a fresh limiter ...
+        assert!(l.check().is_ok());
+        // ... and the next call in the same instant has to wait.
+        assert!(l.check().is_err());
+    }
+
+    #[test]
+    fn no_requests_means_no_limiter() {
+        assert!(limiter(&rate(0, 1000)).is_none());
+        assert_eq!(concurrency(None), 1);
+        let mut r = rate(1, 1);
+        r.concurrency = 500;
+        assert_eq!(concurrency(Some(&r)), 16);
+    }
+
+    fn hint(remaining: u32, limit: u32, window_ms: u32) -> QuotaHint {
+        QuotaHint {
+            remaining,
+            limit,
+            window_ms,
+        }
+    }
+
+    // Only tokio's paused clock runs in these tests: governor keeps real
+    // time, so they leave the declared limit out.
+
+    #[tokio::test(start_paused = true)]
+    async fn the_apis_limit_becomes_the_pace_when_it_is_slower() {
+        // The API allows 5 calls a second: one every 200 ms.
+        let pacer = Pacer::new(None, 1);
+        pacer.observe(hint(4, 5, 1000));
+        let start = Instant::now();
+        assert!(!pacer.ready().await, "the first call goes at once");
+        assert!(pacer.ready().await);
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        // The report lapses with its window: no more waiting.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!pacer.ready().await);
+        assert!(!pacer.ready().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exhausted_quota_waits_for_the_oldest_call_to_leave_the_window() {
+        let pacer = Pacer::new(None, 1);
+        let start = Instant::now();
+        // Five calls: three at once, then at 200 and 400 ms; the fifth
+        // leaves none. The first of them leaves the window at 1000 ms.
+        for (at, remaining) in [(0, 4), (0, 3), (0, 2), (200, 1), (400, 0)] {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            pacer.observe(hint(remaining, 5, 1000));
+        }
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quota_others_used_up_waits_the_whole_window() {
+        // One call of ours, yet the API counts all five: someone else
+        // shares the quota, and when their calls leave is unknown.
+        let pacer = Pacer::new(None, 1);
+        pacer.observe(hint(0, 5, 3000));
+        let start = Instant::now();
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(3000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_writers_wait_when_fewer_calls_are_left_than_writers() {
+        // Four writers, one call left of 5 per second, our calls ended at
+        // 0, 100, 200 and 300 ms: three more slots free at 1000, 1100 and
+        // 1200 ms; the next call waits for the third.
+        let pacer = Pacer::new(None, 4);
+        let start = Instant::now();
+        for (at, remaining) in [(0, 4), (100, 3), (200, 2), (300, 1)] {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            pacer.observe(hint(remaining, 5, 1000));
+        }
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn a_generous_quota_report_does_not_slow_the_declared_pace() {
+        // Declared 10 a second; the API allows 100 per 10 s with 90 left.
+        let pacer = Pacer::new(Some(&rate(10, 1000)), 1);
+        pacer.observe(hint(90, 100, 10_000));
+        assert!(pacer.reserve_reported_slot(Instant::now()).is_none());
+        assert!(pacer.reserve_reported_slot(Instant::now()).is_none());
+    }
+}

@@ -1,0 +1,62 @@
+//! Host-side bindings for the plugin worlds of `wit/plugin.wit`.
+//!
+//! `types` and `host` are generated once (with the `source` world) and shared
+//! by the other two, so a `Batch` read from a source is the same Rust type
+//! that is handed to a transform or a destination.
+
+mod source_world {
+    wasmtime::component::bindgen!({
+        world: "source",
+        path: "../../wit",
+        imports: { default: trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+    });
+}
+
+mod transform_world {
+    wasmtime::component::bindgen!({
+        world: "transform",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
+mod columnar_transform_world {
+    wasmtime::component::bindgen!({
+        world: "columnar-transform",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
+mod destination_world {
+    wasmtime::component::bindgen!({
+        world: "destination",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
+pub use columnar_transform_world::exports::sluice::plugin::columnar_transform_api;
+pub use columnar_transform_world::{ColumnarTransform, ColumnarTransformPre};
+pub use destination_world::exports::sluice::plugin::destination_api;
+pub use destination_world::{Destination, DestinationPre};
+pub use source_world::exports::sluice::plugin::source_api;
+pub use source_world::sluice::plugin::host;
+pub use source_world::sluice::plugin::types;
+pub use source_world::{Source, SourcePre};
+pub use transform_world::exports::sluice::plugin::transform_api;
+pub use transform_world::{Transform, TransformPre};

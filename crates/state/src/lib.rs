@@ -1,0 +1,336 @@
+//! Durable sync state: what each sync delivered, the rejected-row ledger,
+//! and the history of runs.
+//!
+//! - [`key`]: type-tagged encoding of primary keys and destination ids;
+//! - [`hash`]: where a row's content hash is computed;
+//! - [`snapshot`]: the compact in-memory map of what was delivered;
+//! - [`StateStore`]: the store's contract; [`SqliteStore`] the embedded one.
+//!
+//! The invariant: the `delivered` snapshot only ever holds rows the
+//! destination acknowledged. A run reports each batch's outcomes with
+//! [`StateStore::commit_batch`], which applies acknowledged rows, rejected
+//! rows and the run's progress counters in one transaction. A process killed
+//! between (or during) commits leaves the state at the last committed batch;
+//! the next run re-sends whatever was not recorded (at-least-once,
+//! idempotent by key).
+//!
+//! The trait is synchronous: SQLite calls block, so the async run loop calls
+//! the store from `tokio::task::spawn_blocking` (or a dedicated thread). It
+//! is `Send` so a store can move into such a task.
+
+pub mod hash;
+pub mod key;
+mod owner;
+pub mod schema;
+pub mod snapshot;
+mod sqlite;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use owner::{current_owner, owner_alive};
+pub use sqlite::SqliteStore;
+
+pub use hash::{row_hash, RowHash, RowHasher};
+pub use key::{DestId, DisplayValue, RowKey};
+pub use snapshot::{Delivered, Snapshot, SnapshotFull};
+
+/// A run's id, assigned by the store.
+pub type RunId = i64;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// The process running it died (found by [`StateStore::mark_interrupted_runs`]).
+    Killed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Killed => "killed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Killed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run's counters. In [`CommitBatch::progress`] they are increments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    /// Rows the plan decided to send (added, changed, removed as deletes).
+    pub planned: u64,
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+    pub unchanged: u64,
+    /// Rows not sent because of a null or duplicate key or a mapping error.
+    pub invalid: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub rejected: u64,
+    pub retried: u64,
+    pub throttled_waits: u64,
+}
+
+impl RunCounts {
+    /// The counters in [`schema::COUNT_COLUMNS`] order.
+    pub fn as_array(&self) -> [u64; 11] {
+        [
+            self.planned,
+            self.added,
+            self.changed,
+            self.removed,
+            self.unchanged,
+            self.invalid,
+            self.sent,
+            self.ok,
+            self.rejected,
+            self.retried,
+            self.throttled_waits,
+        ]
+    }
+
+    pub fn from_array(a: [u64; 11]) -> Self {
+        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits] =
+            a;
+        RunCounts {
+            planned,
+            added,
+            changed,
+            removed,
+            unchanged,
+            invalid,
+            sent,
+            ok,
+            rejected,
+            retried,
+            throttled_waits,
+        }
+    }
+}
+
+impl std::ops::AddAssign for RunCounts {
+    fn add_assign(&mut self, rhs: Self) {
+        let mut a = self.as_array();
+        for (x, y) in a.iter_mut().zip(rhs.as_array()) {
+            *x += y;
+        }
+        *self = RunCounts::from_array(a);
+    }
+}
+
+/// A row the destination acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// Created, updated or accepted with this content: the snapshot records
+    /// it and the ledger forgets the key. A `None` id keeps any id recorded
+    /// before.
+    Delivered {
+        key: RowKey,
+        hash: RowHash,
+        dest_id: Option<DestId>,
+    },
+    /// Deleted (mirror mode): the key leaves the snapshot and the ledger.
+    Deleted { key: RowKey },
+}
+
+/// A row the destination refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub key: RowKey,
+    pub hash: RowHash,
+    /// The destination's own message.
+    pub message: String,
+}
+
+/// An invalid row, kept only as a sample for `sluice runs show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRow {
+    pub key: Option<RowKey>,
+    pub message: String,
+}
+
+/// Everything one batch of a run changes, applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    pub acknowledged: Vec<Ack>,
+    pub rejected: Vec<Rejection>,
+    pub invalid: Vec<InvalidRow>,
+    /// Added to the run's counters.
+    pub progress: RunCounts,
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub sync: String,
+    pub status: RunStatus,
+    pub full_resync: bool,
+    /// `host:pid:start` of the process that ran it.
+    pub owner: String,
+    /// Microseconds since the Unix epoch.
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub counts: RunCounts,
+}
+
+/// What a sample row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleKind {
+    Rejected,
+    Invalid,
+}
+
+/// A rejected or invalid row kept with its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    pub kind: SampleKind,
+    pub key: Option<RowKey>,
+    pub message: String,
+}
+
+/// A row in the rejected-row ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub key: RowKey,
+    /// The content that was rejected; a row with another hash is a new
+    /// attempt from 1.
+    pub hash: RowHash,
+    pub message: String,
+    pub first_run: RunId,
+    pub last_run: RunId,
+    /// Runs that sent this content and had it rejected.
+    pub attempts: u64,
+}
+
+/// A row of the delivered snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRow {
+    pub key: RowKey,
+    pub hash: RowHash,
+    pub dest_id: Option<DestId>,
+    /// The run that delivered this content.
+    pub run: RunId,
+}
+
+/// A failure of the state store; the message says which store and what it
+/// was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {store}: {action}: {source}")]
+    Database {
+        store: String,
+        action: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {store}: {0}", store = .1)]
+    Io(std::io::Error, String),
+    #[error("run {run} does not exist")]
+    UnknownRun { run: RunId },
+    #[error("run {run} of sync `{sync}` is {status}, not running; its process must stop writing")]
+    NotRunning {
+        run: RunId,
+        sync: String,
+        status: RunStatus,
+    },
+    #[error("sync `{sync}` is already running (run {run}, owner {owner})")]
+    AlreadyRunning {
+        sync: String,
+        run: RunId,
+        owner: String,
+    },
+    #[error("state store {store} is corrupt: {detail}")]
+    Corrupt { store: String, detail: String },
+    #[error(
+        "state store {store} has schema version {found}; this sluice supports up to {supported}"
+    )]
+    TooNew {
+        store: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("loading the snapshot of sync `{sync}`: {source}")]
+    Snapshot {
+        sync: String,
+        #[source]
+        source: SnapshotFull,
+    },
+}
+
+/// Durable sync state. See the module docs for the commit invariant.
+pub trait StateStore: Send {
+    /// Records a new `running` run of `sync` owned by this process. Runs of
+    /// the same sync left `running` by a dead process are marked killed
+    /// first; one owned by a live process is an [`StateError::AlreadyRunning`].
+    fn begin_run(&mut self, sync: &str, full_resync: bool) -> Result<RunId, StateError>;
+
+    /// Applies one batch's outcomes and progress in a single transaction.
+    /// Fails, changing nothing, if the run is not `running`.
+    fn commit_batch(&mut self, run: RunId, batch: &CommitBatch) -> Result<(), StateError>;
+
+    /// Ends a running run with `status` (and the error that ended it).
+    fn finish_run(
+        &mut self,
+        run: RunId,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StateError>;
+
+    /// Marks `running` runs whose process is gone as `killed` (call at
+    /// startup); returns their ids.
+    fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError>;
+
+    /// The delivered snapshot of `sync` as a compact in-memory map.
+    fn load_snapshot(&self, sync: &str) -> Result<Snapshot, StateError>;
+
+    /// Streams the delivered rows of `sync` without holding them all.
+    fn for_each_delivered(
+        &self,
+        sync: &str,
+        visit: &mut dyn FnMut(DeliveredRow),
+    ) -> Result<(), StateError>;
+
+    /// The rejected-row ledger of `sync`, by key.
+    fn ledger(&self, sync: &str) -> Result<Vec<LedgerEntry>, StateError>;
+
+    /// Full resync: forgets what was delivered (so every row is sent again)
+    /// and keeps the ledger. Returns the number of rows forgotten.
+    fn forget_snapshot(&mut self, sync: &str) -> Result<u64, StateError>;
+
+    fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError>;
+
+    /// The latest runs, newest first, of one sync or of all.
+    fn runs(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+
+    /// The rejected and invalid rows sampled for a run, in order.
+    fn samples(&self, run: RunId) -> Result<Vec<Sample>, StateError>;
+}

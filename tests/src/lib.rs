@@ -1,0 +1,186 @@
+//! Support shared by the end-to-end tests: runtimes with collected logs,
+//! sandboxes, a scripted webhook receiver, and the hostile plugin's path.
+
+include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
+
+use sluice_runtime::log::{LogLine, LogSink};
+use sluice_runtime::sandbox::policy::Grants;
+use sluice_runtime::{Runtime, RuntimeOptions, Sandbox};
+use std::sync::{Arc, Mutex};
+
+/// A runtime whose plugin log lines are collected for assertions. The
+/// compile cache is shared by the test binaries (under target/), so each
+/// component is compiled once per build rather than once per test.
+pub struct TestRuntime {
+    pub runtime: Runtime,
+    pub lines: Arc<Mutex<Vec<LogLine>>>,
+}
+
+pub fn shared_cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-component-cache")
+}
+
+pub fn runtime_with(customise: impl FnOnce(&mut RuntimeOptions)) -> TestRuntime {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink_lines = lines.clone();
+    let sink: LogSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
+    let mut options = RuntimeOptions {
+        cache_dir: Some(shared_cache_dir()),
+        log: sink,
+        ..Default::default()
+    };
+    customise(&mut options);
+    TestRuntime {
+        runtime: Runtime::new(options).unwrap(),
+        lines,
+    }
+}
+
+pub fn runtime() -> TestRuntime {
+    runtime_with(|_| {})
+}
+
+pub fn sandbox(grants: &[&str]) -> Sandbox {
+    let grants: Vec<String> = grants.iter().map(|s| s.to_string()).collect();
+    Sandbox::new(Grants::parse(&grants, &std::env::current_dir().unwrap()).unwrap())
+}
+
+pub fn text(s: &str) -> sluice_runtime::Value {
+    sluice_runtime::Value::Text(s.to_string())
+}
+
+/// Statuses (and optional Retry-After values) a receiver answers with, in order.
+pub type Script = Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>;
+
+/// A local webhook receiver that records what it gets.
+pub struct Receiver {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    /// Statuses to answer with, in order; 200 once they run out.
+    pub script: Script,
+    /// Delay before answering each request.
+    pub delay: Arc<Mutex<std::time::Duration>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: axum::http::HeaderMap,
+    pub body: serde_json::Value,
+    pub raw: Vec<u8>,
+}
+
+pub async fn receiver() -> Receiver {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+
+    type Shared = (
+        Arc<Mutex<Vec<Received>>>,
+        Script,
+        Arc<Mutex<std::time::Duration>>,
+    );
+
+    async fn hook(
+        State((requests, script, delay)): State<Shared>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        let pause = *delay.lock().unwrap();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        let next = script.lock().unwrap().pop_front();
+        let (status, retry_after) = next.unwrap_or((200, None));
+        if status == 200 {
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            requests.lock().unwrap().push(Received {
+                headers,
+                body: json,
+                raw: body.to_vec(),
+            });
+        }
+        let mut response = (
+            StatusCode::from_u16(status).unwrap(),
+            format!("status {status}"),
+        )
+            .into_response();
+        if let Some(r) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", r.parse().unwrap());
+        }
+        response
+    }
+
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state((requests.clone(), script.clone(), delay.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        url: format!("http://127.0.0.1:{}/hook", addr.port()),
+        requests,
+        script,
+        delay,
+    }
+}
+
+impl Receiver {
+    /// Every row received so far, across requests, as JSON objects.
+    pub fn rows(&self) -> Vec<serde_json::Value> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .flat_map(|r| {
+                r.body["data"]["rows"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The `data.mode` of every request received.
+    pub fn modes(&self) -> Vec<String> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .map(|r| {
+                r.body["data"]["mode"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The grant that lets a plugin reach this receiver.
+    pub fn grant(&self) -> String {
+        sluice_runtime::sandbox::policy::Grants::pattern_for_url(&self.url).unwrap()
+    }
+}
+
+/// Run SQL against the test PostgreSQL (127.0.0.1:5432, database `test`).
+pub fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}

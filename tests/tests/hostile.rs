@@ -1,0 +1,341 @@
+//! Hostile plugins, each run beside a well-behaved plugin in the same host
+//! process. For every attack: the host stays up, the error names the
+//! plugin, the call and the limit or capability, and the well-behaved plugin
+//! finishes correctly.
+
+use sluice_tests as common;
+
+use common::*;
+use sluice_registry::builtin as plugins;
+use sluice_runtime::bindings::types::{WriteMode, WriteTarget};
+use sluice_runtime::plugin::Plugin;
+use sluice_runtime::sandbox::resolver::StaticResolver;
+use sluice_runtime::{Batch, RowResult, Value};
+use sluice_runtime::{FailureKind, Limits, PluginFailure, Runtime, Sandbox};
+use std::time::Duration;
+
+fn target() -> WriteTarget {
+    WriteTarget {
+        object: "contacts".into(),
+        mode: WriteMode::Upsert,
+        identifier: "id".into(),
+    }
+}
+
+fn rows(n: i64) -> Batch {
+    Batch {
+        columns: vec!["id".into(), "email".into()],
+        rows: (0..n)
+            .map(|i| vec![Value::Integer(i), text(&format!("user{i}@example.com"))])
+            .collect(),
+    }
+}
+
+/// Run the hostile plugin's attack in `write`.
+async fn attack(
+    runtime: &Runtime,
+    attack: &str,
+    url: &str,
+    sandbox: Sandbox,
+) -> Result<Vec<RowResult>, PluginFailure> {
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(runtime, "hostile", &bytes).unwrap();
+    let mut instance = plugin.instantiate(&sandbox).await?;
+    let config = serde_json::json!({ "attack": attack, "url": url }).to_string();
+    let writer = instance.open_writer(&config, &target()).await?;
+    instance.write(&writer, &rows(3)).await
+}
+
+/// The well-behaved neighbour: the webhook plugin delivering 50 rows.
+async fn well_behaved(runtime: &Runtime, receiver: &Receiver) {
+    let plugin = Plugin::from_bytes(runtime, "webhook", plugins::WEBHOOK).unwrap();
+    let mut instance = plugin
+        .instantiate(&sandbox(&[&receiver.grant()]))
+        .await
+        .unwrap();
+    let config = serde_json::json!({ "url": receiver.url }).to_string();
+    let writer = instance.open_writer(&config, &target()).await.unwrap();
+    for _ in 0..5 {
+        let results = instance.write(&writer, &rows(10)).await.unwrap();
+        assert!(
+            results.iter().all(|r| *r == RowResult::Accepted),
+            "{results:?}"
+        );
+    }
+}
+
+/// Run the attack and the neighbour concurrently; return the attack's outcome
+/// after checking the neighbour delivered everything.
+async fn side_by_side(
+    test: &TestRuntime,
+    name: &str,
+    url: &str,
+    sandbox: Sandbox,
+) -> Result<Vec<RowResult>, PluginFailure> {
+    let receiver = receiver().await;
+    let (outcome, ()) = tokio::join!(
+        attack(&test.runtime, name, url, sandbox),
+        well_behaved(&test.runtime, &receiver)
+    );
+    let delivered: usize = receiver
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.body["data"]["rows"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        delivered, 50,
+        "the well-behaved plugin must deliver every row while `{name}` runs"
+    );
+    outcome
+}
+
+fn expect_failure(outcome: Result<Vec<RowResult>, PluginFailure>) -> PluginFailure {
+    let failure = outcome.expect_err("the attack must fail");
+    assert_eq!(failure.plugin, "hostile");
+    assert_eq!(failure.call, "write");
+    let message = failure.to_string();
+    assert!(
+        message.contains("plugin `hostile` failed in `write`"),
+        "{message}"
+    );
+    failure
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_hits_the_cpu_deadline() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(Limits {
+        call_deadline: Duration::from_millis(300),
+        ..Limits::default()
+    });
+    let failure = expect_failure(side_by_side(&test, "infinite-loop", "", sandbox).await);
+    assert!(
+        matches!(failure.kind, FailureKind::Deadline { limit_ms: 300 }),
+        "{failure}"
+    );
+    assert!(
+        failure.to_string().contains("CPU deadline of 300 ms"),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_hits_the_memory_ceiling() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    });
+    let failure = expect_failure(side_by_side(&test, "memory-bomb", "", sandbox).await);
+    assert!(
+        matches!(failure.kind, FailureKind::Memory { limit_bytes } if limit_bytes == 64 << 20),
+        "{failure}"
+    );
+    assert!(
+        failure.to_string().contains("memory ceiling of 64 MiB"),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_a_host_not_granted_is_denied() {
+    let test = runtime();
+    let other = receiver().await;
+    // Granted: something else entirely.
+    let failure = expect_failure(
+        side_by_side(
+            &test,
+            "http",
+            &other.url,
+            sandbox(&["https://api.example.com"]),
+        )
+        .await,
+    );
+    let FailureKind::Denied(denial) = &failure.kind else {
+        panic!("{failure}")
+    };
+    assert_eq!(denial.capability, "network (http)");
+    assert!(
+        denial.detail.contains(&format!(
+            "http://127.0.0.1:{}",
+            other
+                .url
+                .split(':')
+                .nth(2)
+                .unwrap()
+                .trim_end_matches("/hook")
+        )),
+        "{denial}"
+    );
+    assert!(
+        denial.detail.contains("https://api.example.com"),
+        "names what was granted: {denial}"
+    );
+    assert!(
+        other.requests.lock().unwrap().is_empty(),
+        "nothing reached the host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_to_postgres_not_granted_is_denied() {
+    let test = runtime();
+    let failure =
+        expect_failure(side_by_side(&test, "tcp", "", sandbox(&["tcp://127.0.0.1:6379"])).await);
+    let FailureKind::Denied(denial) = &failure.kind else {
+        panic!("{failure}")
+    };
+    assert_eq!(denial.capability, "network (tcp)");
+    assert!(denial.detail.contains("127.0.0.1:5432"), "{denial}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_name_resolving_to_the_metadata_address_is_denied() {
+    let test = runtime_with(|o| {
+        o.resolver = StaticResolver::new()
+            .with("metadata.test", &["169.254.169.254".parse().unwrap()])
+            .into_arc();
+    });
+    let failure = expect_failure(
+        side_by_side(
+            &test,
+            "http",
+            "http://metadata.test/latest/meta-data/",
+            sandbox(&["http://metadata.test"]),
+        )
+        .await,
+    );
+    let FailureKind::Denied(denial) = &failure.kind else {
+        panic!("{failure}")
+    };
+    assert_eq!(denial.capability, "network (http)");
+    assert!(
+        denial
+            .detail
+            .contains("169.254.169.254 (cloud metadata service)"),
+        "{denial}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_etc_passwd_finds_no_filesystem() {
+    let test = runtime();
+    let failure = expect_failure(side_by_side(&test, "read-file", "", sandbox(&[])).await);
+    let message = failure.to_string();
+    assert!(message.contains("reading /etc/passwd failed"), "{message}");
+    assert!(!message.contains("root:"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_is_empty() {
+    let test = runtime();
+    std::env::set_var("SLUICE_TEST_SECRET", "hunter2");
+    let results = side_by_side(&test, "env", "", sandbox(&[])).await.unwrap();
+    assert_eq!(results[0], RowResult::Rejected("env: []".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_flood_is_captured_and_capped() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(Limits {
+        output_bytes: 32 << 10,
+        ..Limits::default()
+    });
+    let results = side_by_side(&test, "stdout-flood", "", sandbox)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    let lines = test.lines.lock().unwrap();
+    let flood: Vec<_> = lines.iter().filter(|l| &*l.plugin == "hostile").collect();
+    let bytes: usize = flood.iter().map(|l| l.message.len()).sum();
+    assert!(bytes <= (32 << 10) + 200, "captured {bytes} bytes");
+    assert!(
+        flood
+            .iter()
+            .any(|l| l.message.contains("output capped at 32768 bytes")),
+        "the cap is announced"
+    );
+    assert!(
+        flood[0].message.starts_with("0 flood"),
+        "lines are tagged with the plugin: {:?}",
+        flood[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_traps_and_poisons_only_that_instance() {
+    let test = runtime();
+    let failure = expect_failure(side_by_side(&test, "panic", "", sandbox(&[])).await);
+    assert!(matches!(failure.kind, FailureKind::Trap(_)), "{failure}");
+    let lines = test.lines.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| &*l.plugin == "hostile" && l.message.contains("panicked on purpose")),
+        "the panic message reaches the log through stderr"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_number_of_row_results_is_a_contract_error() {
+    let test = runtime();
+    let failure = expect_failure(side_by_side(&test, "wrong-results", "", sandbox(&[])).await);
+    assert!(
+        matches!(&failure.kind, FailureKind::Contract(m) if m.contains("4 row results for a batch of 3")),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_instance_cannot_be_reentered_but_a_new_one_works() {
+    let test = runtime();
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let mut instance = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    let w = instance
+        .open_writer(r#"{"attack":"panic"}"#, &target())
+        .await
+        .unwrap();
+    assert!(instance.write(&w, &rows(1)).await.is_err());
+    let again = instance.write(&w, &rows(1)).await.err().unwrap();
+    assert!(matches!(again.kind, FailureKind::Poisoned), "{again}");
+    let mut fresh = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    let w = fresh
+        .open_writer(r#"{"attack":"wrong-results"}"#, &target())
+        .await
+        .unwrap();
+    assert!(matches!(
+        fresh.write(&w, &rows(1)).await.err().unwrap().kind,
+        FailureKind::Contract(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_instance_ceiling_holds() {
+    let test = runtime();
+    let plugin = Plugin::from_bytes(&test.runtime, "pii-hash", plugins::PII_HASH).unwrap();
+    let mut sandbox = sandbox(&[]);
+    sandbox.tenant = "acme".into();
+    sandbox.limits = Some(Limits {
+        instances_per_tenant: 2,
+        ..Limits::default()
+    });
+    let a = plugin.instantiate(&sandbox).await.unwrap();
+    let _b = plugin.instantiate(&sandbox).await.unwrap();
+    let err = plugin.instantiate(&sandbox).await.err().unwrap();
+    assert!(
+        matches!(err.kind, FailureKind::InstanceLimit { limit: 2 }),
+        "{err}"
+    );
+    // Another tenant is unaffected, and a freed slot can be reused.
+    let mut other = sandbox.clone();
+    other.tenant = "globex".into();
+    plugin.instantiate(&other).await.unwrap();
+    drop(a);
+    plugin.instantiate(&sandbox).await.unwrap();
+}

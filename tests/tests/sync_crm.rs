@@ -1,0 +1,310 @@
+//! PostgreSQL to the CRM emulators through full syncs: per-record rejects
+//! land in the ledger with the API's own message, injected 5xx responses and
+//! a token expiring mid-run lose nothing, and the CRM ends up holding the
+//! model minus the rejected rows. Writes to one destination go out on as
+//! many writers as its concurrency allows, and the quota the API reports
+//! paces them below its limit.
+
+use sluice_tests as common;
+
+use common::*;
+use sluice_config as config;
+use sluice_emulators::{
+    EmulatorConfig, FaultConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
+};
+use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_runtime::sandbox::policy::Grants;
+use sluice_state::{RunStatus, SqliteStore, StateStore};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A table of `n` people; ids in `bad` get a malformed email.
+fn people_table(name: &str, n: usize, bad: &[usize]) {
+    // `IN (NULL)` matches nothing: a table without bad rows.
+    let mut bad: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+    if bad.is_empty() {
+        bad.push("NULL".into());
+    }
+    psql(&format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, email text, first text, last text);
+         INSERT INTO {name} SELECT g, CASE WHEN g IN ({}) THEN 'broken-' || g ELSE 'p' || g || '@example.com' END,
+                'First' || g, 'Last' || g FROM generate_series(1, {n}) g;",
+        bad.join(",")
+    ));
+}
+
+fn write_project(dir: &Path, table: &str, destination: &str, sync: &str) {
+    let yaml = format!(
+        r#"
+sources:
+  pg:
+    plugin: postgres
+    config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: test }}
+    grants: ["postgres://127.0.0.1:5432"]
+destinations:
+{destination}
+models:
+  people:
+    source: pg
+    query: "select id, email, first, last from {table}"
+    primary_key: id
+syncs:
+  people:
+    model: people
+    destination: crm
+{sync}"#
+    );
+    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
+}
+
+async fn run(dir: &Path) -> RunReport {
+    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    engine.run("people", &RunOptions::default()).await.unwrap()
+}
+
+/// A HubSpot emulator on a free loopback port.
+async fn hubspot(config: EmulatorConfig) -> sluice_emulators::RunningEmulator {
+    sluice_emulators::start_hubspot("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+/// A HubSpot contacts destination on `hs`, with extra YAML lines (a rate
+/// limit) appended.
+fn hubspot_destination(hs: &sluice_emulators::RunningEmulator, extra: &str) -> String {
+    format!(
+        "  crm:\n    plugin: hubspot\n    config: {{ base_url: \"{}\", token: {DEFAULT_HUBSPOT_TOKEN}, object_type: contacts }}\n    grants: [\"{}\"]\n{extra}",
+        hs.base_url(),
+        Grants::pattern_for_url(&hs.base_url()).unwrap()
+    )
+}
+
+const CONTACT_SYNC: &str = "    object: contacts\n    mode: upsert\n    identifier: email\n    mappings:\n      - { from: email, to: email }\n      - { from: first, to: firstname }\n      - { from: last, to: lastname }\n";
+
+fn ledger_messages(dir: &Path) -> Vec<String> {
+    let store = SqliteStore::open_project(dir).unwrap();
+    store
+        .ledger("people")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_hubspot_with_injected_5xx() {
+    let table = format!("sluice_hs_{}", std::process::id());
+    people_table(&table, 600, &[17, 400]);
+    let faults = FaultConfig {
+        server_error_probability: 0.05,
+        ..FaultConfig::none()
+    };
+    let hs = hubspot(EmulatorConfig {
+        faults,
+        seed: 7,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &table,
+        &hubspot_destination(&hs, ""),
+        CONTACT_SYNC,
+    );
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(
+        hs.handle().stats().server_errors_injected > 0,
+        "faults were injected"
+    );
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (598, 2),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(hs.handle().record_count("contacts"), 598);
+    let messages = ledger_messages(dir.path());
+    assert_eq!(messages.len(), 2);
+    assert!(
+        messages.iter().all(|m| m.contains("INVALID_EMAIL")),
+        "{messages:?}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_salesforce_bulk_with_a_token_expiring_mid_run() {
+    let table = format!("sluice_sf_{}", std::process::id());
+    people_table(&table, 1500, &[3, 1234]);
+    let faults = FaultConfig {
+        server_error_probability: 0.05,
+        ..FaultConfig::none()
+    };
+    let sf = sluice_emulators::start_salesforce(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            faults,
+            seed: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let destination = format!(
+        "  crm:\n    plugin: salesforce\n    config:\n      login_url: \"{}\"\n      auth: {{ flow: client_credentials, client_id: {DEFAULT_CLIENT_ID}, client_secret: {DEFAULT_CLIENT_SECRET} }}\n      objects: [Contact]\n      bulk_threshold: 400\n      poll_interval_ms: 50\n    grants: [\"{}\"]\n",
+        sf.base_url(),
+        Grants::pattern_for_url(&sf.base_url()).unwrap()
+    );
+    let sync = "    object: Contact\n    mode: upsert\n    identifier: External_Id__c\n    batch_size: 500\n    mappings:\n      - { from: id, to: External_Id__c, type: string }\n      - { from: email, to: Email }\n      - { from: last, to: LastName }\n";
+    write_project(dir.path(), &table, &destination, sync);
+
+    // Expire every token once the first bulk job has been created.
+    let handle = sf.handle().clone();
+    let expirer = tokio::spawn(async move {
+        loop {
+            if !handle.bulk_jobs().is_empty() {
+                handle.expire_all_tokens();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    let report = run(dir.path()).await;
+    expirer.abort();
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(sf.handle().bulk_jobs().len() >= 3, "the bulk path was used");
+    assert!(
+        sf.handle().issued_tokens().len() >= 2,
+        "the plugin re-authenticated"
+    );
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (1498, 2),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(sf.handle().record_count("Contact"), 1498);
+    let messages = ledger_messages(dir.path());
+    assert!(
+        messages.iter().all(|m| m.contains("INVALID_EMAIL_ADDRESS")),
+        "{messages:?}"
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_out_on_as_many_writers_as_the_concurrency_allows() {
+    let table = format!("sluice_hs_conc_{}", std::process::id());
+    people_table(&table, 400, &[9]);
+    // Every response takes 40 ms, so writes that overlap are visible.
+    let faults = FaultConfig {
+        slow_probability: 1.0,
+        slow_delay: Duration::from_millis(40),
+        ..FaultConfig::none()
+    };
+    let hs = hubspot(EmulatorConfig {
+        faults,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let destination = hubspot_destination(
+        &hs,
+        "    rate_limit: { requests: 1000, per_ms: 1000, concurrency: 4 }\n",
+    );
+    let sync = format!("{CONTACT_SYNC}    batch_size: 20\n");
+    write_project(dir.path(), &table, &destination, &sync);
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (399, 1),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(hs.handle().record_count("contacts"), 399);
+    let stats = hs.handle().stats();
+    assert!(
+        (2..=4).contains(&stats.max_in_flight),
+        "at most 4 writers, and more than one at once: {} in flight",
+        stats.max_in_flight
+    );
+    assert_eq!(ledger_messages(dir.path()).len(), 1);
+
+    // Nothing changed: a second run sends only the rejected row again, and
+    // opens one writer for it, not four (each open reads the properties,
+    // as discovery does).
+    let property_reads = || {
+        hs.handle()
+            .stats()
+            .endpoint("GET", "/crm/v3/properties/{object}")
+    };
+    let before = property_reads();
+    let again = run(dir.path()).await;
+    assert_eq!(
+        property_reads() - before,
+        2,
+        "discovery and one writer read the properties"
+    );
+    assert_eq!(
+        (
+            again.counts.sent,
+            again.counts.unchanged,
+            again.counts.rejected
+        ),
+        (1, 399, 1),
+        "{:?}",
+        again.counts
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_the_api_reports_keeps_the_sync_under_its_limit() {
+    let table = format!("sluice_hs_quota_{}", std::process::id());
+    people_table(&table, 12, &[]);
+    // The API allows 5 calls in any rolling second ...
+    let hs = hubspot(EmulatorConfig {
+        rate_limit: Some(sluice_emulators::RateLimit::new(5, Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // ... but the operator declared 100 a second for this sync (over the
+    // destination's 1 a second), and every row is a call.
+    let destination = hubspot_destination(
+        &hs,
+        "    rate_limit: { requests: 1, per_ms: 1000, concurrency: 1 }\n",
+    );
+    let sync = format!(
+        "{CONTACT_SYNC}    batch_size: 1\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1 }}\n"
+    );
+    write_project(dir.path(), &table, &destination, &sync);
+
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.ok, 12, "{:?}", report.counts);
+    assert_eq!(hs.handle().record_count("contacts"), 12);
+    // The plugin passed X-HubSpot-RateLimit-Remaining up, and the host
+    // slowed down before the API had to say 429.
+    assert_eq!(hs.handle().stats().throttled, 0, "no call was refused");
+    assert!(
+        report.counts.throttled_waits > 0,
+        "the waits show in the run's counts: {:?}",
+        report.counts
+    );
+    psql(&format!("DROP TABLE {table}"));
+}

@@ -1,0 +1,422 @@
+//! Syncs end to end: a project folder with sluice.yaml, the files source,
+//! the webhook destination and a local receiver, through the real sandbox.
+
+use sluice_tests as common;
+
+use common::*;
+use sluice_config as config;
+use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_state::{RunStatus, SqliteStore, StateStore};
+use std::path::Path;
+use std::sync::Mutex;
+
+fn project(dir: &Path, receiver: &Receiver, mode: &str, extra: &str) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  files:
+    plugin: files
+    config: {{ path: /data, columns: {{ ltv: float }} }}
+    grants: ["dir:data:/data"]
+destinations:
+  hook:
+    plugin: webhook
+    config: {{ url: "{url}", max_retries: 0 }}
+    grants: ["{grant}"]
+models:
+  customers:
+    source: files
+    object: customers.csv
+    primary_key: email
+syncs:
+  customers:
+    model: customers
+    destination: hook
+    object: contacts
+    mode: {mode}
+    identifier: Email
+    batch_size: 2
+    mappings:
+      - {{ from: email, to: Email }}
+      - {{ from: ltv, to: LTV, type: number }}
+      - {{ from: plan, to: Plan, type: integer }}
+{extra}"#,
+        url = receiver.url,
+        grant = receiver.grant()
+    );
+    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
+}
+
+fn csv(dir: &Path, rows: &[(&str, &str, &str)]) {
+    let mut text = String::from("email,ltv,plan\n");
+    for (e, l, p) in rows {
+        text.push_str(&format!("{e},{l},{p}\n"));
+    }
+    std::fs::write(dir.join("data/customers.csv"), text).unwrap();
+}
+
+async fn run(dir: &Path, options: RunOptions) -> RunReport {
+    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    engine.run("customers", &options).await.unwrap()
+}
+
+fn emails(rows: &[serde_json::Value]) -> Vec<String> {
+    let mut e: Vec<String> = rows
+        .iter()
+        .map(|r| r["Email"].as_str().unwrap().to_string())
+        .collect();
+    e.sort();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_sends_everything_then_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "10.5", "1"),
+            ("b@x.com", "20", "2"),
+            ("c@x.com", "30", "3"),
+        ],
+    );
+
+    let first = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(
+        (first.counts.added, first.counts.sent, first.counts.ok),
+        (3, 3, 3)
+    );
+    assert_eq!(emails(&rx.rows()), vec!["a@x.com", "b@x.com", "c@x.com"]);
+    assert_eq!(rx.rows()[0]["LTV"], serde_json::json!(10.5));
+
+    let again = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((again.counts.unchanged, again.counts.sent), (3, 0));
+
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "10.5", "1"),
+            ("b@x.com", "99", "2"),
+            ("c@x.com", "30", "3"),
+            ("d@x.com", "1", "1"),
+        ],
+    );
+    let third = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(
+        (
+            third.counts.changed,
+            third.counts.added,
+            third.counts.unchanged,
+            third.counts.sent
+        ),
+        (1, 1, 2, 2)
+    );
+    let rows = rx.rows();
+    assert_eq!(emails(&rows[3..]), vec!["b@x.com", "d@x.com"]);
+
+    let resync = run(
+        dir.path(),
+        RunOptions {
+            full_resync: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(resync.counts.sent, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    let plan = run(
+        dir.path(),
+        RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!((plan.counts.planned, plan.counts.added), (2, 2));
+    assert_eq!(plan.planned.len(), 2);
+    assert_eq!(plan.planned[0].fields["LTV"], serde_json::json!(1.0));
+    assert!(rx.rows().is_empty(), "a plan must not write");
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    assert!(
+        store.runs(None, 10).unwrap().is_empty(),
+        "a plan records no run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_values_go_to_the_ledger_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "lots"),
+            ("", "3", "3"),
+        ],
+    );
+    let first = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(
+        (first.counts.ok, first.counts.rejected, first.counts.invalid),
+        (1, 1, 1)
+    );
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    let ledger = store.ledger("customers").unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert!(
+        ledger[0].message.contains("`plan`") && ledger[0].message.contains("lots"),
+        "{}",
+        ledger[0].message
+    );
+    let samples = store.samples(first.run_id.unwrap()).unwrap();
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.message.contains("primary key column `email` is null")),
+        "{samples:?}"
+    );
+
+    // Unchanged, the rejected row is retried (and fails again); fixed, it goes.
+    let second = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((second.counts.rejected, second.counts.unchanged), (1, 1));
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    let third = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((third.counts.ok, third.counts.rejected), (1, 0));
+    assert!(store.ledger("customers").unwrap().is_empty());
+    assert_eq!(emails(&rx.rows()), vec!["a@x.com", "b@x.com"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_waits_and_rejections_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "2"),
+            ("c@x.com", "3", "3"),
+            ("d@x.com", "4", "4"),
+        ],
+    );
+    rx.script
+        .lock()
+        .unwrap()
+        .extend([(429, Some("0")), (503, Some("0")), (422, None)]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.throttled_waits, 2);
+    // The 422 rejected the two rows of one batch with the receiver's message.
+    assert_eq!((report.counts.ok, report.counts.rejected), (2, 2));
+    let ledger = SqliteStore::open_project(dir.path())
+        .unwrap()
+        .ledger("customers")
+        .unwrap();
+    assert!(
+        ledger.iter().all(|l| l.message.contains("HTTP 422")),
+        "{ledger:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_destination_fails_the_run_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    rx.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((500, None), 5));
+    let options = RunOptions {
+        retry: sluice_engine::run::RetryPolicy {
+            base_delay: std::time::Duration::from_millis(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let failed = run(dir.path(), options).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().contains("HTTP 500"),
+        "{:?}",
+        failed.error
+    );
+    assert!(rx.rows().is_empty());
+    let retry = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((retry.status, retry.counts.ok), (RunStatus::Succeeded, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_deletes_only_what_it_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "mirror", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    run(dir.path(), RunOptions::default()).await;
+    csv(dir.path(), &[("a@x.com", "1", "1")]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((report.counts.removed, report.counts.ok), (1, 1));
+    let requests = rx.requests.lock().unwrap();
+    let last = &requests.last().unwrap().body["data"];
+    assert_eq!(last["mode"], "delete");
+    assert_eq!(last["rows"], serde_json::json!([{"Email": "b@x.com"}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_mode_skips_changes_and_append_sends_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "insert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1")]);
+    run(dir.path(), RunOptions::default()).await;
+    csv(dir.path(), &[("a@x.com", "2", "1")]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((report.counts.changed, report.counts.sent), (1, 0));
+    assert_eq!(rx.modes(), vec!["insert"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_run_between_mapping_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let transforms = "transforms:\n  hash: { plugin: pii-hash, config: { fields: [Email] } }\n";
+    project(dir.path(), &rx, "upsert", transforms);
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace(
+            "    batch_size: 2\n",
+            "    batch_size: 2\n    transforms: [hash]\n",
+        ),
+    )
+    .unwrap();
+    csv(dir.path(), &[("A@x.com", "1", "1")]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.counts.ok, 1, "{:?}", report.error);
+    // sha256("a@x.com"): normalised, then hashed inside the transform.
+    assert_eq!(rx.rows()[0]["Email"], sha256_hex("a@x.com"));
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_webhook_sends_only_changed_rows_on_rerun() {
+    let table = format!("sluice_sync_test_{}", std::process::id());
+    psql(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, email text, ltv numeric(10,2), seen timestamptz);
+         INSERT INTO {table} SELECT g, 'u' || g || '@x.com', g * 1.25, TIMESTAMPTZ '2024-05-01 00:00:00+00' + g * interval '1 minute' FROM generate_series(1, 1500) g;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let yaml = format!(
+        r#"
+sources:
+  pg:
+    plugin: postgres
+    config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: test }}
+    grants: ["postgres://127.0.0.1:5432"]
+destinations:
+  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  users:
+    source: pg
+    query: "select id, email, ltv, seen from {table}"
+    primary_key: id
+syncs:
+  users:
+    model: users
+    destination: hook
+    object: users
+    mode: upsert
+    identifier: id
+    batch_size: 500
+"#,
+        rx.url,
+        rx.grant()
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let first = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (first.status, first.counts.ok),
+        (RunStatus::Succeeded, 1500),
+        "{:?}",
+        first.error
+    );
+    let rows = rx.rows();
+    let row = rows.iter().find(|r| r["id"] == 1500).unwrap();
+    assert_eq!(row["ltv"], serde_json::json!(1875.0));
+    assert_eq!(row["seen"], "2024-05-02T01:00:00Z");
+
+    psql(&format!(
+        "UPDATE {table} SET ltv = ltv + 1 WHERE id % 150 = 0"
+    ));
+    let second = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (
+            second.counts.changed,
+            second.counts.unchanged,
+            second.counts.sent
+        ),
+        (10, 1490, 10)
+    );
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_append_modes_reach_the_destination_as_such() {
+    for mode in ["update", "append"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rx = receiver().await;
+        project(dir.path(), &rx, mode, "");
+        csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+        let first = run(dir.path(), RunOptions::default()).await;
+        assert_eq!(first.counts.ok, 2, "{mode}: {:?}", first.error);
+        csv(dir.path(), &[("a@x.com", "5", "1"), ("b@x.com", "2", "2")]);
+        let second = run(dir.path(), RunOptions::default()).await;
+        // Both modes send changed rows again: update as an update, append as
+        // a new event.
+        assert_eq!(
+            (second.counts.changed, second.counts.sent),
+            (1, 1),
+            "{mode}"
+        );
+        assert!(
+            rx.modes().iter().all(|m| m == mode),
+            "{mode}: {:?}",
+            rx.modes()
+        );
+        assert_eq!(rx.rows().len(), 3);
+    }
+}
