@@ -42,7 +42,7 @@ pub mod http;
 pub mod log;
 mod plugin;
 pub mod quota;
-mod value;
+pub mod value;
 
 pub use bindings::source::sluice::plugin::types::{
     Batch, Column, ColumnBatch, ColumnValues, ColumnsTransformed, Field, FieldType, ObjectInfo,
@@ -50,7 +50,7 @@ pub use bindings::source::sluice::plugin::types::{
     RowResult, Transformed, Value, WriteMode, WriteTarget,
 };
 pub use plugin::{ColumnarTransform, Destination, Reader, Source, Transform, Writer};
-pub use value::{format_date, format_timestamp, write_timestamp_json};
+pub use value::{format_date, format_timestamp, parse_date, parse_timestamp, write_timestamp_json};
 
 #[doc(hidden)]
 pub mod __private {

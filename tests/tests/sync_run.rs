@@ -249,7 +249,7 @@ async fn a_dead_destination_fails_the_run_and_loses_nothing() {
         .unwrap()
         .extend(std::iter::repeat_n((500, None), 5));
     let options = RunOptions {
-        retry: sluice_engine::run::RetryPolicy {
+        retry: sluice_engine::retry::RetryPolicy {
             base_delay: std::time::Duration::from_millis(1),
             ..Default::default()
         },

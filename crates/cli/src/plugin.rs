@@ -144,7 +144,10 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
     /// Grant a network destination (scheme://host:port, e.g.
     /// https://*.example.com, postgres://db:5432, *://localhost:*) or a
-    /// directory (dir:HOST_PATH[:GUEST_PATH][:rw]). Repeatable.
+    /// directory (dir:HOST_PATH[:GUEST_PATH][:rw]; a relative HOST_PATH is
+    /// relative to the working directory, and the plugin sees the folder at
+    /// GUEST_PATH, else at the host path, exactly as in sluice.yaml).
+    /// Repeatable.
     #[arg(long = "allow", value_name = "GRANT")]
     pub allow: Vec<String>,
     /// Memory ceiling for the instance (e.g. 256MiB).

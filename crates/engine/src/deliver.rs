@@ -8,7 +8,7 @@
 //! committing stays with the run, which owns the state.
 
 use super::pacing::Pacer;
-use super::run::{retry_wait, RetryPolicy};
+use super::retry::RetryPolicy;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use sluice_runtime::bindings::types::{PluginError, RowResult, WriteTarget};
@@ -65,20 +65,16 @@ impl Writer {
         ctx: &DeliveryContext,
         target: &WriteTarget,
     ) -> Result<Writer, PluginFailure> {
-        let mut attempt = 0;
-        loop {
-            ctx.pacer.ready().await;
-            let opened = instance.open_writer(&ctx.config, target).await;
-            observe_quota(&mut instance, ctx);
-            match opened {
-                Ok(handle) => return Ok(Writer { instance, handle }),
-                Err(f) if f.is_retryable() && attempt + 1 < RetryPolicy::default().max_attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(retry_wait(&f, attempt)).await;
-                }
-                Err(f) => return Err(f),
-            }
-        }
+        let handle = ctx
+            .retry
+            .run(async || {
+                ctx.pacer.ready().await;
+                let opened = instance.open_writer(&ctx.config, target).await;
+                observe_quota(&mut instance, ctx);
+                opened
+            })
+            .await?;
+        Ok(Writer { instance, handle })
     }
 
     /// Give the instance back (to open a writer in another mode).

@@ -11,6 +11,7 @@
 //!   the quota its API reports;
 //! - [`deliver`]: writing chunks, with retries, throttling and batch
 //!   splitting, on as many writers as the destination allows;
+//! - [`retry`]: the one retry policy (backoff with jitter, rate-limit waits);
 //! - [`run`]: a run end to end.
 
 pub mod coerce;
@@ -18,4 +19,5 @@ mod deliver;
 pub mod diff;
 pub mod mapping;
 pub mod pacing;
+pub mod retry;
 pub mod run;

@@ -1,7 +1,9 @@
 //! Text cells to typed values, for CSV type hints. Every parser returns a
-//! short reason on failure; the caller adds file, line and column.
+//! short reason on failure; the caller adds file, line and column. Dates and
+//! timestamps are the SDK's parsers (jiff's calendar, as on the host).
 
 use crate::config::ColumnType;
+use sluice_sdk::value::{parse_date, parse_timestamp};
 use sluice_sdk::Value;
 
 /// Parse one cell as `hint`. An empty cell is null whatever the type.
@@ -86,115 +88,6 @@ fn parse_decimal(t: &str) -> Option<String> {
         out.push_str(frac);
     }
     Some(out)
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
-/// days_from_civil).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        4 | 6 | 9 | 11 => 30,
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// A fixed-width run of ASCII digits.
-fn number(s: &str, width: usize) -> Option<u32> {
-    let part = s.get(..width)?;
-    if part.bytes().all(|b| b.is_ascii_digit()) {
-        part.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// `YYYY-MM-DD` to days since the epoch.
-pub fn parse_date(t: &str) -> Option<i64> {
-    let b = t.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, m, d) = (
-        number(t, 4)? as i64,
-        number(&t[5..], 2)?,
-        number(&t[8..], 2)?,
-    );
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// ISO 8601 / RFC 3339 to microseconds since the epoch. A date alone is its
-/// midnight; a time without an offset is taken as UTC. Digits past the
-/// microsecond are dropped.
-pub fn parse_timestamp(t: &str) -> Option<i64> {
-    let days = parse_date(t.get(..10)?)?;
-    let rest = &t[10..];
-    if rest.is_empty() {
-        return days.checked_mul(86_400_000_000);
-    }
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (hh, mm) = (number(rest, 2)?, number(rest.get(3..)?, 2)?);
-    if rest.as_bytes().get(2) != Some(&b':') || hh > 23 || mm > 59 {
-        return None;
-    }
-    let mut rest = &rest[5..];
-    let mut ss = 0;
-    let mut micros = 0i64;
-    if let Some(r) = rest.strip_prefix(':') {
-        ss = number(r, 2)?;
-        if ss > 59 {
-            return None;
-        }
-        rest = &r[2..];
-        if let Some(r) = rest.strip_prefix(['.', ',']) {
-            let n = r.bytes().take_while(u8::is_ascii_digit).count();
-            if n == 0 {
-                return None;
-            }
-            let kept = &r[..n.min(6)];
-            micros = kept.parse::<i64>().ok()? * 10i64.pow(6 - kept.len() as u32);
-            rest = &r[n..];
-        }
-    }
-    let offset_secs = parse_offset(rest.strip_prefix(' ').unwrap_or(rest))?;
-    let secs = days * 86_400 + (hh * 3600 + mm * 60 + ss) as i64 - offset_secs;
-    secs.checked_mul(1_000_000)?.checked_add(micros)
-}
-
-/// `""`/`Z` → 0, `±HH`, `±HHMM`, `±HH:MM` → seconds east of UTC.
-fn parse_offset(s: &str) -> Option<i64> {
-    if s.is_empty() || s == "Z" || s == "z" {
-        return Some(0);
-    }
-    let sign = match s.as_bytes()[0] {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let s = &s[1..];
-    let (h, m) = match s.len() {
-        2 => (number(s, 2)?, 0),
-        4 => (number(s, 2)?, number(&s[2..], 2)?),
-        5 if s.as_bytes()[2] == b':' => (number(s, 2)?, number(&s[3..], 2)?),
-        _ => return None,
-    };
-    if h > 23 || m > 59 {
-        return None;
-    }
-    Some(sign * (h as i64 * 3600 + m as i64 * 60))
 }
 
 #[cfg(test)]

@@ -1,0 +1,63 @@
+//! Extract: the source streams batches from its own task, so reading
+//! overlaps diffing and writing.
+
+use super::*;
+
+/// Stream a source in its own task so reading overlaps writing.
+fn spawn_reader(
+    mut source: Instance,
+    config: String,
+    read: ReadRequest,
+    batch_rows: u32,
+) -> tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
+    tokio::spawn(async move {
+        let reader = match source.read(&config, &read).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        loop {
+            let next = source.next_batch(&reader, batch_rows).await;
+            let done = !matches!(next, Ok(Some(_)));
+            let item = match next {
+                Ok(Some(batch)) => Ok(batch),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Prepared<'_> {
+    pub(super) fn write_batch_rows(&self) -> usize {
+        match self.batch_size {
+            0 => 1000,
+            n => n as usize,
+        }
+    }
+
+    pub(super) fn start_reader(
+        &mut self,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>>> {
+        let source = self
+            .source
+            .take()
+            .ok_or_else(|| anyhow!("the source was already read"))?;
+        // Read in large batches even when writes are small: scanning
+        // unchanged rows is cheaper per call, and writes are chunked anyway.
+        let rows = (self.write_batch_rows() as u32).max(SOURCE_BATCH_ROWS);
+        Ok(spawn_reader(
+            source,
+            self.source_config.clone(),
+            self.read.clone(),
+            rows,
+        ))
+    }
+}

@@ -1,0 +1,168 @@
+//! Load and commit: changed rows in chunks of the write batch size, on up to
+//! `concurrency` writers, each delivered chunk committed as it finishes.
+
+use super::*;
+
+impl Prepared<'_> {
+    pub(super) async fn execute<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        run: RunId,
+        options: &RunOptions,
+    ) -> Result<()> {
+        // Start reading first: the source's query runs while the snapshot
+        // loads and the writers open.
+        let mut rx = self.start_reader()?;
+        let snapshot = lock(store).load_snapshot(&self.sync.name)?;
+        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let ctx = Arc::new(
+            self.delivery
+                .take()
+                .ok_or_else(|| anyhow!("the run was already executed"))?,
+        );
+        // One writer opens now, so a bad config or credential fails the run
+        // before anything is sent; the others open when chunks wait for
+        // them (a small change set never authenticates them at all).
+        let mut unopened = std::mem::take(&mut self.destinations);
+        let first = unopened
+            .pop()
+            .ok_or_else(|| anyhow!("no destination instance"))?;
+        let mut idle = vec![Writer::open(first, &ctx, &self.target).await?];
+        let mut in_flight = InFlight::default();
+        let mut total = RunCounts::default();
+        let written: Result<()> = async {
+            while let Some(batch) = rx.recv().await {
+                let mut counts = RunCounts::default();
+                let out = self.classify(&mut differ, batch?, &mut counts).await?;
+                // What classification decided (invalid rows, mapping and
+                // transform rejections, the diff counts) rides with the first
+                // commit of this source batch.
+                let mut pending = Some((out.commit, counts));
+                for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
+                    let (commit, counts) = pending.take().unwrap_or_default();
+                    // A writer that is free, else one whose delivery has
+                    // finished, else a new one while the concurrency allows,
+                    // else wait for the first delivery to finish.
+                    let writer = loop {
+                        if let Some(w) = idle.pop() {
+                            break w;
+                        }
+                        if let Some(done) = in_flight.finished() {
+                            idle.push(
+                                self.record_delivery(store, run, done?, &mut total, options)?,
+                            );
+                            continue;
+                        }
+                        if let Some(instance) = unopened.pop() {
+                            break Writer::open(instance, &ctx, &self.target).await?;
+                        }
+                        let done = in_flight.next().await?;
+                        break self.record_delivery(store, run, done, &mut total, options)?;
+                    };
+                    in_flight.push(writer.spawn_delivery(ctx.clone(), chunk, commit, counts));
+                }
+                if let Some((commit, counts)) = pending {
+                    self.commit(store, run, commit, counts, &mut total, options)?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        // Whatever happened, record what the writers still in flight got
+        // acknowledged before reporting.
+        let mut first_error = written.err();
+        while !in_flight.is_empty() {
+            let finished = in_flight
+                .next()
+                .await
+                .and_then(|done| self.record_delivery(store, run, done, &mut total, options));
+            match finished {
+                Ok(writer) => idle.push(writer),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let summary = differ.finish();
+        if self.sync.mode.deletes_removed() && !summary.removed.is_empty() {
+            let writer = idle
+                .pop()
+                .ok_or_else(|| anyhow!("no destination writer left for deletes"))?;
+            self.delete_removed(
+                store,
+                run,
+                writer.into_instance(),
+                &ctx,
+                summary.removed,
+                &mut total,
+                options,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Commit what a finished delivery got acknowledged, at once (a kill
+    /// loses at most the acknowledgements of the chunks in flight), and
+    /// hand its writer back.
+    fn record_delivery<S: StateStore>(
+        &self,
+        store: &Mutex<S>,
+        run: RunId,
+        done: Delivered,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<Writer> {
+        let (commit, counts) = done.outcome?;
+        self.commit(store, run, commit, counts, total, options)?;
+        Ok(done.writer)
+    }
+
+    /// Record one commit: acknowledged and rejected rows with the progress
+    /// they represent, in one state transaction.
+    pub(super) fn commit<S: StateStore>(
+        &self,
+        store: &Mutex<S>,
+        run: RunId,
+        mut commit: CommitBatch,
+        mut counts: RunCounts,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<()> {
+        counts.rejected += commit.rejected.len() as u64;
+        commit.progress = counts;
+        lock(store).commit_batch(run, &commit)?;
+        *total += counts;
+        if let Some(p) = &options.progress {
+            p(total);
+        }
+        Ok(())
+    }
+}
+
+fn split_outgoing(batch: Batch, meta: Vec<RowMeta>, size: usize) -> Vec<(Batch, Vec<RowMeta>)> {
+    if batch.rows.is_empty() {
+        return Vec::new();
+    }
+    let mut chunks = Vec::new();
+    let mut rows = batch.rows.into_iter();
+    let mut meta = meta.into_iter();
+    loop {
+        let r: Vec<Row> = rows.by_ref().take(size).collect();
+        if r.is_empty() {
+            break;
+        }
+        let m: Vec<RowMeta> = meta.by_ref().take(r.len()).collect();
+        chunks.push((
+            Batch {
+                columns: batch.columns.clone(),
+                rows: r,
+            },
+            m,
+        ));
+    }
+    chunks
+}

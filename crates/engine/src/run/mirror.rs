@@ -1,0 +1,72 @@
+//! Mirror mode's deletes: only identifiers Sluice itself delivered.
+
+use super::*;
+
+impl Prepared<'_> {
+    /// Mirror mode: delete the rows that left the model, but only those
+    /// Sluice itself delivered (they are in the snapshot, with the
+    /// identifier value they were sent with).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn delete_removed<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        run: RunId,
+        instance: Instance,
+        ctx: &DeliveryContext,
+        removed: Vec<crate::diff::RemovedRow>,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<()> {
+        let identifier = ctx
+            .identifier
+            .clone()
+            .ok_or_else(|| anyhow!("mirror mode needs an identifier"))?;
+        let target = WriteTarget {
+            mode: WriteMode::Delete,
+            ..self.target.clone()
+        };
+        let mut writer = Writer::open(instance, ctx, &target).await?;
+        for chunk in removed.chunks(self.write_batch_rows()) {
+            let mut counts = RunCounts {
+                removed: chunk.len() as u64,
+                planned: chunk.len() as u64,
+                ..Default::default()
+            };
+            let mut commit = CommitBatch::default();
+            let mut rows = Vec::new();
+            let mut keys = Vec::new();
+            for r in chunk {
+                match r.dest_id.as_ref().map(DestId::to_value) {
+                    Some(Ok(id)) => {
+                        rows.push(vec![id]);
+                        keys.push(r.key.clone());
+                    }
+                    _ => {
+                        tracing::warn!(sync = %self.sync.name, key = %r.key, "cannot delete: no identifier was recorded when it was delivered")
+                    }
+                }
+            }
+            let batch = Batch {
+                columns: vec![identifier.clone()],
+                rows,
+            };
+            let results = writer.write_with_retry(ctx, &batch, &mut counts).await?;
+            for (key, result) in keys.into_iter().zip(results) {
+                match result {
+                    Ok(()) => commit.acknowledged.push(Ack::Deleted { key }),
+                    Err(message) => {
+                        counts.rejected += 1;
+                        tracing::warn!(sync = %self.sync.name, %key, "delete rejected: {message}");
+                    }
+                }
+            }
+            commit.progress = counts;
+            lock(store).commit_batch(run, &commit)?;
+            *total += counts;
+            if let Some(p) = &options.progress {
+                p(total);
+            }
+        }
+        Ok(())
+    }
+}

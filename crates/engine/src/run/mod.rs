@@ -1,0 +1,165 @@
+//! Running a sync: extract → diff → map → transform → load → commit.
+//!
+//! The source streams batches from its own task while this loop diffs,
+//! maps, transforms and writes the previous batch. After each batch, the
+//! rows the destination acknowledged, the rows it rejected and the run's
+//! progress are committed in one state transaction: a run killed at any
+//! point leaves state that claims only acknowledged rows, so the next run
+//! re-sends exactly what was not recorded (at-least-once, idempotent by key).
+
+use crate::deliver::{Delivered, DeliveryContext, InFlight, RowMeta, Writer};
+use crate::diff::{Change, Differ, RowDiff};
+use crate::mapping::{self, Mapper};
+use crate::pacing::{self, Pacer};
+use crate::retry::RetryPolicy;
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_config::{PluginInstance, Project, SyncConfig};
+use sluice_registry::{load_plugin, sandbox_for};
+use sluice_runtime::bindings::types::{ObjectInfo, RateLimit, ReadRequest, WriteMode, WriteTarget};
+use sluice_runtime::instance::TransformerHandle;
+use sluice_runtime::values::value_json;
+use sluice_runtime::{Batch, PluginSpec, Row};
+use sluice_runtime::{Instance, PluginFailure, Runtime};
+use sluice_state::hash::RowHash;
+use sluice_state::key::{DestId, RowKey};
+use sluice_state::{
+    Ack, CommitBatch, InvalidRow, Rejection, RunCounts, RunId, RunStatus, StateStore,
+};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+mod classify;
+mod extract;
+mod load;
+mod mirror;
+mod plan;
+mod prepare;
+
+/// Called after every batch with the run's counts so far.
+pub type ProgressFn = Arc<dyn Fn(&RunCounts) + Send + Sync>;
+
+/// How to run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Re-send every row (the rejected-row ledger is kept).
+    pub full_resync: bool,
+    /// Plan only: diff and map, write nothing, commit nothing.
+    pub dry_run: bool,
+    /// Called after every batch with the counts so far.
+    pub progress: Option<ProgressFn>,
+    /// Retry policy for retryable failures within the run.
+    pub retry: RetryPolicy,
+}
+
+/// A row the plan would send, for `sluice plan`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedRow {
+    pub change: &'static str,
+    pub key: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: Option<RunId>,
+    pub sync: String,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub elapsed_ms: u128,
+    pub error: Option<String>,
+    /// Samples of rows that would be sent (plans only).
+    pub planned: Vec<PlannedRow>,
+}
+
+const PLAN_SAMPLES: usize = 10;
+const SOURCE_QUEUE: usize = 4;
+/// The smallest batch requested from a source.
+const SOURCE_BATCH_ROWS: u32 = 5000;
+
+/// Everything a run needs from the outside.
+pub struct SyncEngine<'a, S: StateStore> {
+    pub project: &'a Project,
+    pub runtime: &'a Runtime,
+    pub store: &'a Mutex<S>,
+}
+
+impl<S: StateStore> SyncEngine<'_, S> {
+    /// Run (or plan) one sync.
+    pub async fn run(&self, name: &str, options: &RunOptions) -> Result<RunReport> {
+        let started = Instant::now();
+        let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
+        let mut prepared = self
+            .prepare(sync, options)
+            .await
+            .with_context(|| format!("sync `{name}`"))?;
+        if options.dry_run {
+            let mut report = prepared
+                .plan(self.store, options)
+                .await
+                .with_context(|| format!("planning sync `{name}`"))?;
+            report.elapsed_ms = started.elapsed().as_millis();
+            return Ok(report);
+        }
+        let run_id = {
+            let mut store = lock(self.store);
+            store.mark_interrupted_runs()?;
+            let id = store.begin_run(name, options.full_resync)?;
+            if options.full_resync {
+                store.forget_snapshot(name)?;
+            }
+            id
+        };
+        let outcome = prepared.execute(self.store, run_id, options).await;
+        let (status, error) = match &outcome {
+            Ok(()) => (RunStatus::Succeeded, None),
+            Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
+        };
+        let record = {
+            let mut store = lock(self.store);
+            store.finish_run(run_id, status, error.as_deref())?;
+            store.run(run_id)?
+        };
+        let counts = record.map(|r| r.counts).unwrap_or_default();
+        Ok(RunReport {
+            run_id: Some(run_id),
+            sync: name.to_string(),
+            status,
+            counts,
+            elapsed_ms: started.elapsed().as_millis(),
+            error,
+            planned: Vec::new(),
+        })
+    }
+}
+
+fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Prepared<'p> {
+    sync: &'p SyncConfig,
+    /// Moves into the reader task when the run starts.
+    source: Option<Instance>,
+    source_config: String,
+    /// One instance per concurrent writer (one for a plan); the first ran
+    /// discovery.
+    destinations: Vec<Instance>,
+    /// Moves into the writers when the run starts.
+    delivery: Option<DeliveryContext>,
+    target: WriteTarget,
+    mapper: Mapper,
+    transforms: Vec<(Instance, TransformerHandle)>,
+    batch_size: u32,
+    primary_key: Vec<String>,
+    read: ReadRequest,
+}
+
+/// The rows of one source batch that should be sent (mapped and
+/// transformed), plus what happened to the others.
+struct Outgoing {
+    batch: Batch,
+    meta: Vec<RowMeta>,
+    commit: CommitBatch,
+}

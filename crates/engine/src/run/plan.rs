@@ -1,0 +1,74 @@
+//! A plan: the same classification as a run, with nothing written or
+//! committed; counts and sample rows for `sluice plan`.
+
+use super::*;
+
+impl Prepared<'_> {
+    pub(super) async fn plan<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        options: &RunOptions,
+    ) -> Result<RunReport> {
+        let snapshot = if options.full_resync {
+            Default::default()
+        } else {
+            lock(store).load_snapshot(&self.sync.name)?
+        };
+        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let mut rx = self.start_reader()?;
+        let mut counts = RunCounts::default();
+        let mut planned = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            let out = self.classify(&mut differ, batch?, &mut counts).await?;
+            counts.rejected += out.commit.rejected.len() as u64;
+            for (row, meta) in out
+                .batch
+                .rows
+                .iter()
+                .zip(&out.meta)
+                .take(PLAN_SAMPLES.saturating_sub(planned.len()))
+            {
+                let fields = out
+                    .batch
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), value_json(v)))
+                    .collect();
+                planned.push(PlannedRow {
+                    change: "send",
+                    key: meta.key.to_string(),
+                    fields,
+                });
+            }
+            if let Some(p) = &options.progress {
+                p(&counts);
+            }
+        }
+        let summary = differ.finish();
+        if self.sync.mode.deletes_removed() {
+            counts.removed = summary.removed.len() as u64;
+            counts.planned += counts.removed;
+            for r in summary
+                .removed
+                .iter()
+                .take(PLAN_SAMPLES.saturating_sub(planned.len()))
+            {
+                planned.push(PlannedRow {
+                    change: "delete",
+                    key: r.key.to_string(),
+                    fields: Default::default(),
+                });
+            }
+        }
+        Ok(RunReport {
+            run_id: None,
+            sync: self.sync.name.clone(),
+            status: RunStatus::Succeeded,
+            counts,
+            elapsed_ms: 0,
+            error: None,
+            planned,
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Before anything is read: the plugins are loaded and instantiated with
+//! their grants, the destination's object is discovered and the mappings
+//! are checked against it.
+
+use super::*;
+
+impl<S: StateStore> SyncEngine<'_, S> {
+    pub(super) async fn prepare<'p>(
+        &self,
+        sync: &'p SyncConfig,
+        options: &RunOptions,
+    ) -> Result<Prepared<'p>> {
+        let project = self.project;
+        let model = project.model_of(sync);
+        let source_cfg = project.source_of(model);
+        let dest_cfg = &project.destination_of(sync).instance;
+
+        let (source, _) = open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
+        let (mut destination, spec) =
+            open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
+        let object = discover_object(&mut destination, dest_cfg, sync, &options.retry).await?;
+        mapping::check_against_destination(sync, None, &object).map_err(|problems| {
+            anyhow!(
+                "the mapping does not fit `{}` on destination `{}`:\n  {}",
+                sync.object,
+                dest_cfg.name,
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            )
+        })?;
+        let mapper = Mapper::new(sync).map_err(|problems| {
+            anyhow!(
+                "invalid mappings: {}",
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let mut transforms = Vec::new();
+        for t in &sync.transforms {
+            let cfg = &project.transforms[t];
+            let (mut instance, _) =
+                open_instance(self.runtime, &project.dir, cfg, "transform").await?;
+            let handle = instance.open_transformer(&cfg.config_json()).await?;
+            transforms.push((instance, handle));
+        }
+        let identifier = sync.identifier.as_ref().map(|i| i.expose().to_string());
+        let target = WriteTarget {
+            object: sync.object.expose().to_string(),
+            mode: sync.mode.write_mode(),
+            identifier: identifier.clone().unwrap_or_default(),
+        };
+        // The sync's batch size wins; otherwise the destination's preference.
+        let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
+        // The sync's override wins over the destination's, and either over
+        // the limit the plugin declares.
+        let rate = sync
+            .rate_limit
+            .or(project.destination_of(sync).rate_limit)
+            .map(RateLimit::from)
+            .or(spec.rate_limit);
+        let writers = if options.dry_run {
+            1
+        } else {
+            pacing::concurrency(rate.as_ref())
+        };
+        let pacer = Pacer::new(rate.as_ref(), writers);
+        // Discovery has just called the API, and the API counts that call
+        // against the same limit: charge it, so the first writes do not
+        // overrun the window it started.
+        pacer.charge();
+        let mut destinations = vec![destination];
+        while destinations.len() < writers {
+            destinations.push(
+                open_instance(self.runtime, &project.dir, dest_cfg, "destination")
+                    .await?
+                    .0,
+            );
+        }
+        Ok(Prepared {
+            sync,
+            source: Some(source),
+            source_config: source_cfg.config_json(),
+            destinations,
+            delivery: Some(DeliveryContext {
+                pacer,
+                retry: options.retry,
+                config: dest_cfg.config_json(),
+                identifier,
+            }),
+            target,
+            mapper,
+            transforms,
+            batch_size,
+            primary_key: model.primary_key.clone(),
+            read: model.read_request(),
+        })
+    }
+}
+
+async fn open_instance(
+    runtime: &Runtime,
+    project_dir: &Path,
+    cfg: &PluginInstance,
+    role: &str,
+) -> Result<(Instance, PluginSpec)> {
+    let plugin = load_plugin(runtime, project_dir, cfg)
+        .with_context(|| format!("loading {role} `{}`", cfg.name))?;
+    // The run's instance gets the intersection of the spec's requests and
+    // the grants.
+    let spec = plugin.spec().await?;
+    let sandbox = sandbox_for(cfg, &spec)?;
+    Ok((plugin.instantiate(&sandbox).await?, spec))
+}
+
+async fn discover_object(
+    destination: &mut Instance,
+    cfg: &PluginInstance,
+    sync: &SyncConfig,
+    retry: &RetryPolicy,
+) -> Result<ObjectInfo> {
+    let config = cfg.config_json();
+    let objects = retry
+        .run(async || destination.discover(&config).await)
+        .await?;
+    let wanted = sync.object.expose();
+    if let Some(o) = objects.iter().find(|o| o.name == wanted) {
+        return Ok(o.clone());
+    }
+    // A destination with one catch-all object (webhooks) accepts any name.
+    if let [only] = objects.as_slice() {
+        if only.fields.iter().any(|f| f.name == "*") {
+            return Ok(ObjectInfo {
+                name: wanted.to_string(),
+                ..only.clone()
+            });
+        }
+    }
+    let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    let hint = sluice_config::suggest(wanted, names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    bail!(
+        "destination `{}` has no object `{wanted}` (it has: {}){hint}",
+        cfg.name,
+        names.join(", ")
+    )
+}
