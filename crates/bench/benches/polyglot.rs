@@ -59,7 +59,7 @@ fn main() {
         Err(_) => rows,
     };
 
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/polyglot");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/polyglot");
     let mut languages = vec![Language {
         name: "Rust",
         source: "plugins/field-map (embedded)",

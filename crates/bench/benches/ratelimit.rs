@@ -312,7 +312,7 @@ fn limited(limit: RateLimit) -> EmulatorConfig {
 
 async fn sluice_run(limit: RateLimit, rows: usize) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-component-cache");
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-component-cache");
     let log: sluice_runtime::log::LogSink = Arc::new(|_| {});
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: Some(cache),

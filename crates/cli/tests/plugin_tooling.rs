@@ -210,7 +210,7 @@ fn validate_refuses_a_plugin_that_asks_for_more_than_granted() {
 /// Where scaffolded Rust plugins are built: shared across runs, so only the
 /// first run compiles the SDK's dependencies.
 fn scaffold_target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-scaffold")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-scaffold")
 }
 
 fn build_project(dir: &Path) -> String {

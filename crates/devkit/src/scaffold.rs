@@ -87,7 +87,7 @@ const SDK_LOCK: &str = include_str!("../../../sdk/Cargo.lock");
 
 /// The sluice checkout this binary was built from, if it is still there.
 fn default_sdk_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
     dir.join("python/build.sh")
         .is_file()
         .then(|| dir.canonicalize().unwrap_or(dir))
