@@ -93,6 +93,16 @@ fn default_sdk_dir() -> Option<PathBuf> {
         .then(|| dir.canonicalize().unwrap_or(dir))
 }
 
+/// A vendored SDK file as the new project needs it: the SDK's manifest
+/// points at the values crate beside it rather than in the sluice tree.
+fn vendored(path: &str, text: &str) -> String {
+    if path == "sluice-sdk/Cargo.toml" {
+        text.replace("path = \"../crates/values\"", "path = \"../sluice-values\"")
+    } else {
+        text.to_string()
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
@@ -185,7 +195,7 @@ fn rust_files(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<Vec<(String,
         }
         None => {
             for (path, text) in SDK_FILES {
-                files.push((path.to_string(), text.to_string()));
+                files.push((path.to_string(), vendored(path, text)));
             }
             "{ path = \"sluice-sdk\" }".to_string()
         }
