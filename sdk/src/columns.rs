@@ -55,19 +55,10 @@ impl Packed {
     }
 }
 
-/// Whether row `i` is null in a bitmap (an empty bitmap has no nulls).
-pub fn is_null(nulls: &[u8], i: usize) -> bool {
-    nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
-}
+use sluice_values::columns::store;
+pub use sluice_values::columns::{is_null, set_null};
 
-/// Mark row `i` null in a bitmap sized for `rows` rows (allocated on first
-/// use).
-pub fn set_null(nulls: &mut Vec<u8>, rows: usize, i: usize) {
-    if nulls.is_empty() {
-        nulls.resize(rows.div_ceil(8), 0);
-    }
-    nulls[i / 8] |= 1 << (i % 8);
-}
+sluice_values::impl_column_values_from_stored!(ColumnValues, Packed, Value);
 
 impl Column {
     /// Whether row `i` is null.
@@ -146,59 +137,15 @@ impl Column {
     }
 }
 
-/// The type a column of values is stored as, if all its non-null values
-/// share one.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Boolean,
-    Integer,
-    Float,
-    Decimal,
-    Text,
-    Bytes,
-    Timestamp,
-    Date,
-    Json,
-}
-
-fn kind(v: &Value) -> Option<Kind> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Boolean(_) => Kind::Boolean,
-        Value::Integer(_) => Kind::Integer,
-        Value::Float(_) => Kind::Float,
-        Value::Decimal(_) => Kind::Decimal,
-        Value::Text(_) => Kind::Text,
-        Value::Bytes(_) => Kind::Bytes,
-        Value::Timestamp(_) => Kind::Timestamp,
-        Value::Date(_) => Kind::Date,
-        Value::Json(_) => Kind::Json,
-    })
-}
-
 impl Column {
     /// A column of `values`: typed when every non-null value has one type,
     /// `mixed` otherwise.
     pub fn from_values(name: impl Into<String>, values: Vec<Value>) -> Column {
-        let rows = values.len();
-        let mut kinds = values.iter().filter_map(kind);
-        let first = kinds.next();
-        let uniform = kinds.all(|k| Some(k) == first);
-        let mut nulls = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            if v.is_null() {
-                set_null(&mut nulls, rows, i);
-            }
-        }
-        let values = match first {
-            None => ColumnValues::Null,
-            Some(_) if !uniform => ColumnValues::Mixed(values),
-            Some(k) => typed(k, values),
-        };
+        let (nulls, stored) = store(values.iter(), values.len(), Value::view);
         Column {
             name: name.into(),
             nulls,
-            values,
+            values: stored.into(),
         }
     }
 
@@ -227,61 +174,6 @@ impl Column {
             nulls: Vec::new(),
             values,
         }
-    }
-}
-
-/// Store values of one kind (nulls become zero or empty).
-fn typed(k: Kind, values: Vec<Value>) -> ColumnValues {
-    fn packed(values: &[Value], bytes: impl Fn(&Value) -> &[u8]) -> Packed {
-        let mut p = Packed::with_capacity(values.len(), 0);
-        for v in values {
-            p.push(bytes(v));
-        }
-        p
-    }
-    fn text(v: &Value) -> &[u8] {
-        match v {
-            Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.as_bytes(),
-            Value::Bytes(b) => b,
-            _ => &[],
-        }
-    }
-    let values = values.as_slice();
-    match k {
-        Kind::Boolean => ColumnValues::Boolean(
-            values
-                .iter()
-                .map(|v| u8::from(matches!(v, Value::Boolean(true))))
-                .collect(),
-        ),
-        Kind::Integer => ColumnValues::Integer(
-            values
-                .iter()
-                .map(|v| if let Value::Integer(n) = v { *n } else { 0 })
-                .collect(),
-        ),
-        Kind::Float => ColumnValues::Float(
-            values
-                .iter()
-                .map(|v| if let Value::Float(f) = v { *f } else { 0.0 })
-                .collect(),
-        ),
-        Kind::Timestamp => ColumnValues::Timestamp(
-            values
-                .iter()
-                .map(|v| if let Value::Timestamp(t) = v { *t } else { 0 })
-                .collect(),
-        ),
-        Kind::Date => ColumnValues::Date(
-            values
-                .iter()
-                .map(|v| if let Value::Date(d) = v { *d } else { 0 })
-                .collect(),
-        ),
-        Kind::Decimal => ColumnValues::Decimal(packed(values, text)),
-        Kind::Text => ColumnValues::Text(packed(values, text)),
-        Kind::Json => ColumnValues::Json(packed(values, text)),
-        Kind::Bytes => ColumnValues::Bytes(packed(values, text)),
     }
 }
 

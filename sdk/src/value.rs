@@ -8,6 +8,8 @@ pub use sluice_values::{
     format_date, format_timestamp, parse_date, parse_timestamp, write_timestamp_json, ValueRef,
 };
 
+sluice_values::impl_value_view!(Value);
+
 impl Value {
     /// The text of a `text`, `decimal` or `json` value.
     pub fn as_str(&self) -> Option<&str> {
@@ -46,23 +48,6 @@ impl Value {
 
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
-    }
-
-    /// The value borrowed as the shared [`ValueRef`], which renders and
-    /// parses values the same way on the host.
-    pub fn view(&self) -> ValueRef<'_> {
-        match self {
-            Value::Null => ValueRef::Null,
-            Value::Boolean(b) => ValueRef::Boolean(*b),
-            Value::Integer(i) => ValueRef::Integer(*i),
-            Value::Float(f) => ValueRef::Float(*f),
-            Value::Decimal(s) => ValueRef::Decimal(s),
-            Value::Text(s) => ValueRef::Text(s),
-            Value::Json(s) => ValueRef::Json(s),
-            Value::Bytes(b) => ValueRef::Bytes(b),
-            Value::Timestamp(us) => ValueRef::Timestamp(*us),
-            Value::Date(d) => ValueRef::Date(*d),
-        }
     }
 
     /// Render the value as JSON (timestamps as RFC 3339 UTC, dates as

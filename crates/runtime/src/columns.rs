@@ -9,6 +9,9 @@
 use super::bindings::types::{
     Batch, Column, ColumnBatch, ColumnValues, ColumnsTransformed, Packed, Transformed, Value,
 };
+use sluice_values::columns::{check_len, check_nulls, is_null, store, unpack, unpack_text};
+
+sluice_values::impl_column_values_from_stored!(ColumnValues, Packed, Value);
 
 /// The rows of `batch`, stored by column. A column whose non-null values
 /// share one type is stored typed; any other as `mixed`.
@@ -20,85 +23,15 @@ pub fn to_columns(batch: &Batch) -> ColumnBatch {
             .columns
             .iter()
             .enumerate()
-            .map(|(c, name)| column(name, batch.rows.iter().map(|r| &r[c]), rows))
-            .collect(),
-    }
-}
-
-fn column<'a>(name: &str, values: impl Iterator<Item = &'a Value> + Clone, rows: usize) -> Column {
-    let mut nulls = Vec::new();
-    let mut first: Option<&Value> = None;
-    let mut uniform = true;
-    for (i, v) in values.clone().enumerate() {
-        if matches!(v, Value::Null) {
-            if nulls.is_empty() {
-                nulls.resize(rows.div_ceil(8), 0);
-            }
-            nulls[i / 8] |= 1 << (i % 8);
-            continue;
-        }
-        match first {
-            None => first = Some(v),
-            Some(f) => uniform &= std::mem::discriminant(f) == std::mem::discriminant(v),
-        }
-    }
-    let values = match first {
-        None => ColumnValues::Null,
-        Some(_) if !uniform => ColumnValues::Mixed(values.cloned().collect()),
-        Some(first) => typed(first, values, rows),
-    };
-    Column {
-        name: name.to_string(),
-        nulls,
-        values,
-    }
-}
-
-/// Values of one type (nulls stored as zero or empty).
-fn typed<'a>(first: &Value, values: impl Iterator<Item = &'a Value>, rows: usize) -> ColumnValues {
-    macro_rules! fixed {
-        ($variant:ident, $zero:expr) => {
-            ColumnValues::$variant(
-                values
-                    .map(|v| match v {
-                        Value::$variant(x) => *x,
-                        _ => $zero,
-                    })
-                    .collect(),
-            )
-        };
-    }
-    macro_rules! packed {
-        ($variant:ident) => {{
-            let mut p = Packed {
-                data: Vec::new(),
-                offsets: Vec::with_capacity(rows + 1),
-            };
-            p.offsets.push(0);
-            for v in values {
-                if let Value::$variant(x) = v {
-                    p.data.extend_from_slice(x.as_ref());
+            .map(|(c, name)| {
+                let (nulls, stored) = store(batch.rows.iter().map(|r| &r[c]), rows, Value::view);
+                Column {
+                    name: name.clone(),
+                    nulls,
+                    values: stored.into(),
                 }
-                p.offsets.push(p.data.len() as u32);
-            }
-            ColumnValues::$variant(p)
-        }};
-    }
-    match first {
-        Value::Boolean(_) => ColumnValues::Boolean(
-            values
-                .map(|v| u8::from(matches!(v, Value::Boolean(true))))
-                .collect(),
-        ),
-        Value::Integer(_) => fixed!(Integer, 0),
-        Value::Float(_) => fixed!(Float, 0.0),
-        Value::Timestamp(_) => fixed!(Timestamp, 0),
-        Value::Date(_) => fixed!(Date, 0),
-        Value::Decimal(_) => packed!(Decimal),
-        Value::Text(_) => packed!(Text),
-        Value::Json(_) => packed!(Json),
-        Value::Bytes(_) => packed!(Bytes),
-        Value::Null => ColumnValues::Null,
+            })
+            .collect(),
     }
 }
 
@@ -113,23 +46,23 @@ pub fn to_rows(batch: ColumnBatch) -> Result<Batch, String> {
     for column in batch.columns {
         let name = column.name;
         let fail = |m: String| format!("column `{name}`: {m}");
-        if !column.nulls.is_empty() && column.nulls.len() < rows.div_ceil(8) {
-            return Err(fail(format!(
-                "a null bitmap of {} bytes for {rows} rows",
-                column.nulls.len()
-            )));
-        }
+        check_nulls(&column.nulls, rows).map_err(&fail)?;
         let nulls = column.nulls;
-        let is_null = |i: usize| nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
         let mut push = |values: Vec<Value>| {
             for (i, (row, v)) in out.iter_mut().zip(values).enumerate() {
-                row.push(if is_null(i) { Value::Null } else { v });
+                row.push(if is_null(&nulls, i) { Value::Null } else { v });
             }
         };
         macro_rules! fixed {
             ($v:expr, $variant:ident) => {{
                 check_len($v.len(), rows).map_err(&fail)?;
                 push($v.into_iter().map(Value::$variant).collect());
+            }};
+        }
+        macro_rules! text {
+            ($p:expr, $variant:ident) => {{
+                let texts = unpack_text(&$p.data, &$p.offsets, rows).map_err(&fail)?;
+                push(texts.into_iter().map(Value::$variant).collect());
             }};
         }
         match column.values {
@@ -147,23 +80,14 @@ pub fn to_rows(batch: ColumnBatch) -> Result<Batch, String> {
             }
             ColumnValues::Null => push(vec![Value::Null; rows]),
             ColumnValues::Bytes(p) => push(
-                unpack(&p, rows)
+                unpack(&p.data, &p.offsets, rows)
                     .map_err(&fail)?
                     .map(|b| Value::Bytes(b.to_vec()))
                     .collect(),
             ),
-            ColumnValues::Text(p) => {
-                push(texts(&p, rows).map_err(&fail)?.map(Value::Text).collect())
-            }
-            ColumnValues::Decimal(p) => push(
-                texts(&p, rows)
-                    .map_err(&fail)?
-                    .map(Value::Decimal)
-                    .collect(),
-            ),
-            ColumnValues::Json(p) => {
-                push(texts(&p, rows).map_err(&fail)?.map(Value::Json).collect())
-            }
+            ColumnValues::Text(p) => text!(p, Text),
+            ColumnValues::Decimal(p) => text!(p, Decimal),
+            ColumnValues::Json(p) => text!(p, Json),
         }
         names.push(name);
     }
@@ -171,45 +95,6 @@ pub fn to_rows(batch: ColumnBatch) -> Result<Batch, String> {
         columns: names,
         rows: out,
     })
-}
-
-fn check_len(len: usize, rows: usize) -> Result<(), String> {
-    if len == rows {
-        Ok(())
-    } else {
-        Err(format!("{len} values in a batch of {rows} rows"))
-    }
-}
-
-/// The values of a packed column, after checking its offsets.
-fn unpack(p: &Packed, rows: usize) -> Result<impl Iterator<Item = &[u8]>, String> {
-    check_len(p.offsets.len().saturating_sub(1), rows)?;
-    let ends_inside = p
-        .offsets
-        .last()
-        .is_some_and(|&e| e as usize <= p.data.len());
-    let ordered = p.offsets.first() == Some(&0) && p.offsets.windows(2).all(|w| w[0] <= w[1]);
-    if !(ends_inside && ordered) {
-        return Err(format!(
-            "offsets that do not index its {} bytes in order",
-            p.data.len()
-        ));
-    }
-    Ok(p.offsets
-        .windows(2)
-        .map(|w| &p.data[w[0] as usize..w[1] as usize]))
-}
-
-fn texts(p: &Packed, rows: usize) -> Result<impl Iterator<Item = String>, String> {
-    let strings = unpack(p, rows)?
-        .enumerate()
-        .map(|(i, b)| {
-            std::str::from_utf8(b)
-                .map(str::to_owned)
-                .map_err(|_| format!("row {i} is not UTF-8"))
-        })
-        .collect::<Result<Vec<String>, String>>()?;
-    Ok(strings.into_iter())
 }
 
 /// A columnar transform's output as the rows the sync works on.

@@ -7,23 +7,7 @@ pub use sluice_values::{
     date_micros, format_date, format_timestamp, parse_date, parse_timestamp, ValueRef,
 };
 
-impl Value {
-    /// The value borrowed as the shared [`ValueRef`].
-    pub fn view(&self) -> ValueRef<'_> {
-        match self {
-            Value::Null => ValueRef::Null,
-            Value::Boolean(b) => ValueRef::Boolean(*b),
-            Value::Integer(i) => ValueRef::Integer(*i),
-            Value::Float(f) => ValueRef::Float(*f),
-            Value::Decimal(s) => ValueRef::Decimal(s),
-            Value::Text(s) => ValueRef::Text(s),
-            Value::Json(s) => ValueRef::Json(s),
-            Value::Bytes(b) => ValueRef::Bytes(b),
-            Value::Timestamp(us) => ValueRef::Timestamp(*us),
-            Value::Date(d) => ValueRef::Date(*d),
-        }
-    }
-}
+sluice_values::impl_value_view!(Value);
 
 /// A value as JSON, for plan samples and fixtures.
 pub fn value_json(v: &Value) -> serde_json::Value {

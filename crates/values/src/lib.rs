@@ -8,6 +8,8 @@
 //! wasmtime's and wit-bindgen's `bindgen!` from the same WIT), so each side
 //! lends its value as a [`ValueRef`] and the logic lives here once.
 
+pub mod columns;
+
 use jiff::civil::{Date, DateTime, Time};
 use jiff::fmt::temporal::Pieces;
 use jiff::tz::{Offset, TimeZone};
@@ -29,6 +31,33 @@ pub enum ValueRef<'a> {
     Timestamp(i64),
     /// Days since 1970-01-01.
     Date(i32),
+}
+
+/// Implements `view(&self) -> ValueRef` on a side's generated `Value` type
+/// (the host's and the guest's have the same variants).
+#[macro_export]
+macro_rules! impl_value_view {
+    ($value:ty) => {
+        impl $value {
+            /// The value borrowed as the shared [`ValueRef`]($crate::ValueRef),
+            /// which renders and parses values the same way on host and guest.
+            pub fn view(&self) -> $crate::ValueRef<'_> {
+                use $crate::ValueRef;
+                match self {
+                    Self::Null => ValueRef::Null,
+                    Self::Boolean(b) => ValueRef::Boolean(*b),
+                    Self::Integer(i) => ValueRef::Integer(*i),
+                    Self::Float(f) => ValueRef::Float(*f),
+                    Self::Decimal(s) => ValueRef::Decimal(s),
+                    Self::Text(s) => ValueRef::Text(s),
+                    Self::Json(s) => ValueRef::Json(s),
+                    Self::Bytes(b) => ValueRef::Bytes(b),
+                    Self::Timestamp(us) => ValueRef::Timestamp(*us),
+                    Self::Date(d) => ValueRef::Date(*d),
+                }
+            }
+        }
+    };
 }
 
 /// The value as JSON: timestamps as RFC 3339 UTC, dates as YYYY-MM-DD,
