@@ -24,7 +24,15 @@ pub struct DemoArgs {
     /// Port for the in-process Salesforce emulator (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Write into --dir even if it holds a project the demo did not write
+    /// (its sluice.yaml, data/customers.csv and .sluice state are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
+
+/// The first line of every project the demo writes; a folder whose
+/// sluice.yaml starts with it is the demo's own and may be reset.
+const MARKER: &str = "# Written by `sluice demo`.";
 
 const CUSTOMERS: usize = 250;
 const SYNC: &str = "customers_to_salesforce";
@@ -81,7 +89,7 @@ fn write_csv(dir: &Path, changed: &[usize]) -> Result<()> {
 fn write_project(dir: &Path, emulator_url: &str) -> Result<()> {
     let grant = Grants::pattern_for_url(emulator_url).context("emulator URL")?;
     let yaml = format!(
-        r#"# Written by `sluice demo`. The Salesforce emulator it points at ran inside
+        r#"{MARKER} The Salesforce emulator it points at ran inside
 # the demo; to keep going, start one with
 #   sluice emulator salesforce --port 8080
 # set login_url and the grant below to http://127.0.0.1:8080, then
@@ -132,12 +140,36 @@ syncs:
     std::fs::write(dir.join("sluice.yaml"), yaml).context("writing sluice.yaml")
 }
 
+/// Refuse to overwrite a project the demo did not write, unless forced.
+fn check_dir_is_ours(dir: &Path, force: bool) -> Result<()> {
+    let yaml = dir.join("sluice.yaml");
+    let ours = match std::fs::read_to_string(&yaml) {
+        Ok(text) => text.starts_with(MARKER),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => !dir.join(".sluice").exists(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", yaml.display())),
+    };
+    if ours || force {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} holds a project the demo did not write; the demo would replace its sluice.yaml, \
+         data/customers.csv and state (.sluice). Choose another --dir, or pass --force to replace them",
+        dir.display()
+    )
+}
+
 pub async fn run(args: DemoArgs) -> Result<()> {
     let dir = &args.dir;
+    check_dir_is_ours(dir, args.force)?;
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.display()))?;
-    // A demo starts from nothing: forget earlier demo runs.
-    let _ = std::fs::remove_dir_all(dir.join(".sluice"));
+    // A demo starts from nothing: forget this demo's earlier runs.
+    match std::fs::remove_dir_all(dir.join(".sluice")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("resetting {}/.sluice", dir.display()))
+        }
+        _ => {}
+    }
 
     let emulator = sluice_emulators::start_salesforce(
         ([127, 0, 0, 1], args.port).into(),

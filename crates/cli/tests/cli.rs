@@ -40,6 +40,34 @@ fn demo_syncs_customers_then_only_the_changed_ones() {
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2);
     assert_eq!(runs[0]["counts"]["sent"], 3);
+    // Run again, it resets its own project: the same two runs, not four.
+    let again = sluice(&["demo", "--dir", project.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let runs = sluice(&["runs", "--json", "--project", project.to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn demo_never_replaces_a_project_it_did_not_write_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "sources: {}\n";
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    std::fs::create_dir_all(dir.path().join(".sluice")).unwrap();
+    std::fs::write(dir.path().join(".sluice/state.db"), "precious").unwrap();
+    let out = sluice(&["demo", "--dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap(),
+        yaml
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".sluice/state.db")).unwrap(),
+        "precious"
+    );
+    let forced = sluice(&["demo", "--dir", dir.path().to_str().unwrap(), "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
 }
 
 #[test]
