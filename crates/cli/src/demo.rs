@@ -108,6 +108,7 @@ destinations:
     plugin: salesforce
     config:
       login_url: "{emulator_url}"
+      api_hosts: []                # the emulator answers API calls at login_url
       auth:
         flow: client_credentials
         client_id: {DEFAULT_CLIENT_ID}

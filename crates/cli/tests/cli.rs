@@ -34,8 +34,17 @@ fn demo_syncs_customers_then_only_the_changed_ones() {
         text.contains("Only 3 row(s) were sent; 247 unchanged"),
         "{text}"
     );
+    // A healthy demo warns about nothing.
+    assert!(!stderr(&out).contains("WARN"), "{}", stderr(&out));
     // The project stays behind and validates.
     assert!(project.join("sluice.yaml").exists() && project.join("data/customers.csv").exists());
+    let validate = sluice(&["validate", "--project", project.to_str().unwrap()]);
+    assert!(
+        validate.status.success(),
+        "{}\n{}",
+        stdout(&validate),
+        stderr(&validate)
+    );
     let runs = sluice(&["runs", "--json", "--project", project.to_str().unwrap()]);
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2);

@@ -50,6 +50,12 @@ pub struct Config {
     /// [`DISCOVER_LIMIT`] (each describe is one API call).
     #[serde(default)]
     pub objects: Option<Vec<String>>,
+    /// Where API calls may go: the `instance_url` the token endpoint
+    /// returns is not known in advance. The spec requests these hosts
+    /// beside `login_url`; an emulator or proxy that answers at `login_url`
+    /// itself needs none (`[]`).
+    #[serde(default = "default_api_hosts")]
+    pub api_hosts: Vec<String>,
 }
 
 /// How many objects `discover` describes when `objects` is not set.
@@ -67,6 +73,11 @@ fn default_poll_interval_ms() -> u64 {
 fn default_bulk_max_wait_ms() -> u64 {
     40_000
 }
+fn default_api_hosts() -> Vec<String> {
+    DEFAULT_API_HOSTS.iter().map(|h| h.to_string()).collect()
+}
+/// Salesforce's instance hosts.
+pub const DEFAULT_API_HOSTS: [&str; 2] = ["https://*.salesforce.com", "https://*.force.com"];
 fn default_timeout_ms() -> u64 {
     30_000
 }
@@ -135,7 +146,8 @@ pub fn schema() -> serde_json::Value {
             "poll_interval_ms": {"type": "integer", "minimum": 0, "default": 1000},
             "bulk_max_wait_ms": {"type": "integer", "minimum": 0, "default": 40000},
             "timeout_ms": {"type": "integer", "minimum": 1, "default": 30000},
-            "objects": {"type": "array", "items": {"type": "string"}, "description": "objects discover describes (default: every writable sObject, at most 100)"}
+            "objects": {"type": "array", "items": {"type": "string"}, "description": "objects discover describes (default: every writable sObject, at most 100)"},
+            "api_hosts": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_API_HOSTS, "description": "hosts API calls go to (the instance_url is not known in advance); [] when login_url answers API calls itself, as an emulator does"}
         }
     })
 }

@@ -27,9 +27,9 @@
 //!   the allowance is a rolling 24 hours, not a window to spread calls over.
 //! - Network: the token endpoint is `${config.login_url}`; API calls go to the
 //!   `instance_url` the token endpoint returns, which cannot be known in
-//!   advance, so the spec also asks for `https://*.salesforce.com` and
-//!   `https://*.force.com`. Operators whose instance is elsewhere (an
-//!   emulator: its own base URL) must grant that URL too.
+//!   advance, so the spec also asks for `${config.api_hosts}` (by default
+//!   `https://*.salesforce.com` and `https://*.force.com`; `[]` for an
+//!   emulator that answers at `login_url`).
 
 mod api;
 mod auth;
@@ -98,8 +98,7 @@ impl Destination for Salesforce {
             "Writes to Salesforce: upsert, insert, update and delete through sObject Collections, Bulk API 2.0 for large batches",
         )
         .capability("${config.login_url}")
-        .capability("https://*.salesforce.com")
-        .capability("https://*.force.com")
+        .capability("${config.api_hosts}")
         .batch_size(200)
         // Salesforce limits calls per rolling 24 h and long-running calls in
         // flight (5 in developer orgs), not calls per second.
