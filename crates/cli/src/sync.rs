@@ -314,6 +314,11 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     println!("plan for sync `{}` (nothing is written):", report.sync);
     println!("  would send {} row(s): {} added, {} changed; {} to delete; {} unchanged; {} invalid; {} fail mapping or transforms",
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid, c.rejected);
+    if let Ok(sync) = project.sync(&report.sync) {
+        if sync.mode.deletes_removed() {
+            print_mirror(sync, &report.mirror);
+        }
+    }
     for row in &report.planned {
         println!(
             "  {:<6} {}  {}",
@@ -362,6 +367,35 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Mirror mode in a plan: the deletion guard, the keys kept under a new
+/// key, and whether the run would refuse its deletes.
+fn print_mirror(sync: &config::SyncConfig, m: &sluice_engine::run::MirrorSummary) {
+    let max = sync
+        .max_deletes
+        .map_or_else(|| "no limit".to_owned(), |m| m.to_string());
+    let empty = if sync.allow_empty {
+        "an empty model may delete everything"
+    } else {
+        "an empty model is refused"
+    };
+    println!("  deletion guard: max_deletes {max}; {empty}");
+    if m.rekeyed > 0 {
+        println!(
+            "  {} delivered record(s) keep their identifier under a new key: moved in state, not deleted",
+            m.rekeyed
+        );
+    }
+    if m.held > 0 {
+        println!(
+            "  {} row(s) that left the model are kept: their identifier is still carried or was never recorded",
+            m.held
+        );
+    }
+    if let Some(why) = &m.refused {
+        println!("  the run would refuse its {} delete(s): {why}", m.deletes);
+    }
+}
+
 /// Run one sync with a progress display; used by `run` and `demo`.
 pub async fn run_one(
     project: &Project,
@@ -401,6 +435,12 @@ pub fn print_report(report: &RunReport, store: &Mutex<SqliteStore>) -> Result<()
         report.elapsed_ms as f64 / 1000.0
     );
     print_counts(&report.counts);
+    if report.mirror.rekeyed > 0 {
+        println!(
+            "  {} delivered record(s) kept under new keys (their identifier is still carried)",
+            report.mirror.rekeyed
+        );
+    }
     if let Some(e) = &report.error {
         println!("  error: {e}");
     }

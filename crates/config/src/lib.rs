@@ -41,6 +41,9 @@
 //!     batch_size: 500
 //!     rate_limit: { requests: 5, per_ms: 1000, concurrency: 1 }  # this sync only
 //!     schedule: "*/15 * * * *"         # reserved: validated, not run yet
+//!     max_deletes: 10%                 # mirror: refuse a run that would delete more
+//!                                      # (a count, or a share of what was delivered)
+//!     allow_empty: false               # mirror: refuse an empty model (the default)
 //! ```
 
 pub mod grant;
@@ -441,7 +444,40 @@ pub struct SyncConfig {
     pub rate_limit: Option<RateLimitOverride>,
     /// Reserved for scheduling: validated as non-empty, not acted on yet.
     pub schedule: Option<Str>,
+    /// Mirror mode: the most deletes one run may send; `None` sets no limit.
+    pub max_deletes: Option<MaxDeletes>,
+    /// Mirror mode: whether a model with no rows may delete what was
+    /// delivered. Off by default: an empty model is refused.
+    pub allow_empty: bool,
     pub location: Location,
+}
+
+/// `max_deletes:` a count (`500`) or a share of the records the sync has
+/// delivered (`10%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDeletes {
+    Count(u64),
+    /// Percent, 0 to 100.
+    Percent(f64),
+}
+
+impl MaxDeletes {
+    /// The most deletes allowed when `delivered` records are on record.
+    pub fn limit(self, delivered: u64) -> u64 {
+        match self {
+            MaxDeletes::Count(n) => n,
+            MaxDeletes::Percent(p) => ((delivered as f64) * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl fmt::Display for MaxDeletes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxDeletes::Count(n) => write!(f, "{n}"),
+            MaxDeletes::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// Reads and validates `<project_dir>/sluice.yaml` with the process

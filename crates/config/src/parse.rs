@@ -14,8 +14,8 @@ use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::{
     close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, Location,
-    Mapping, MappingSource, Model, ModelRead, PluginInstance, PluginPin, PluginRef, Project,
-    RateLimitOverride, SyncConfig, SyncMode,
+    Mapping, MappingSource, MaxDeletes, Model, ModelRead, PluginInstance, PluginPin, PluginRef,
+    Project, RateLimitOverride, SyncConfig, SyncMode,
 };
 
 const TOP_KEYS: &[&str] = &["sources", "destinations", "transforms", "models", "syncs"];
@@ -34,6 +34,8 @@ const SYNC_KEYS: &[&str] = &[
     "batch_size",
     "rate_limit",
     "schedule",
+    "max_deletes",
+    "allow_empty",
 ];
 const MAPPING_KEYS: &[&str] = &["from", "constant", "to", "type"];
 
@@ -336,6 +338,14 @@ impl<'a> Reader<'a> {
             Some(n) => self.non_empty(n, &ctx, "schedule").map(Some),
             None => Some(None),
         };
+        let max_deletes = match f.get("max_deletes") {
+            Some(n) => self.max_deletes(n, &ctx).map(Some),
+            None => Some(None),
+        };
+        let allow_empty = match f.get("allow_empty") {
+            Some(n) => self.boolean(n, &format!("`allow_empty` of {ctx}")),
+            None => Some(false),
+        };
         if let (Some(Some(id)), Some(maps), Some(ts)) = (&identifier, &mappings, &transforms) {
             self.check_identifier_mapped(id, maps, ts, f.get("identifier"), &ctx);
         }
@@ -351,8 +361,58 @@ impl<'a> Reader<'a> {
             batch_size: batch_size?,
             rate_limit: rate_limit?,
             schedule: schedule?,
+            max_deletes: max_deletes?,
+            allow_empty: allow_empty?,
             location: self.location(node.pos),
         })
+    }
+
+    /// `max_deletes: 500` or `max_deletes: 10%`.
+    fn max_deletes(&mut self, node: &Node, ctx: &str) -> Option<MaxDeletes> {
+        let expected = "a count like `500` or a share like `10%` (0% to 100%)";
+        let text = match &node.kind {
+            NodeKind::Scalar { value, .. } if !node.is_null() => {
+                self.interpolated(value, node.pos)?
+            }
+            _ => {
+                let msg = format!(
+                    "expected a count or a percentage for `max_deletes` of {ctx}, found {}",
+                    node.describe()
+                );
+                self.error(node.pos, msg, Some(expected));
+                return None;
+            }
+        };
+        let t = text.expose().trim();
+        let parsed = match t.strip_suffix('%') {
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(MaxDeletes::Percent),
+            None => t.parse::<u64>().ok().map(MaxDeletes::Count),
+        };
+        if parsed.is_none() {
+            let msg =
+                format!("`max_deletes` of {ctx} is `{text}`, neither a count nor a percentage");
+            self.error(node.pos, msg, Some(expected));
+        }
+        parsed
+    }
+
+    fn boolean(&mut self, node: &Node, ctx: &str) -> Option<bool> {
+        if let NodeKind::Scalar { value, plain: true } = &node.kind {
+            if let Some(ConfigValue::Bool(b)) = plain_scalar(value) {
+                return Some(b);
+            }
+        }
+        let msg = format!(
+            "expected true or false for {ctx}, found {}",
+            node.describe()
+        );
+        self.error(node.pos, msg, Some("`true` or `false`"));
+        None
     }
 
     fn mode(&mut self, node: &Node, ctx: &str) -> Option<SyncMode> {

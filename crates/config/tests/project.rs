@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use sluice_config::{
-    self as config, Diagnostic, GrantKind, MappingSource, ModelRead, PluginRef, SyncMode,
+    self as config, Diagnostic, GrantKind, MappingSource, MaxDeletes, ModelRead, PluginRef,
+    SyncMode,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -285,4 +286,33 @@ fn secret_in_an_error_is_redacted() {
     let diags = errors(&text);
     let d = find(&diags, "a grant of source `warehouse` is invalid");
     assert!(!d.to_string().contains("hunter2"), "{d}");
+}
+
+#[test]
+fn the_deletion_guard_reads_counts_and_shares() {
+    let dir = write_project(GOOD);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    let s = &p.syncs["users_to_hook"];
+    assert_eq!((s.max_deletes, s.allow_empty), (None, false));
+
+    let text = GOOD.replace(
+        "    batch_size: 500\n",
+        "    batch_size: 500\n    max_deletes: 10%\n    allow_empty: true\n",
+    );
+    let dir = write_project(&text);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    let s = &p.syncs["users_to_hook"];
+    assert_eq!(s.max_deletes, Some(MaxDeletes::Percent(10.0)));
+    assert!(s.allow_empty);
+    assert_eq!(s.max_deletes.unwrap().limit(250), 25);
+    assert_eq!(MaxDeletes::Count(3).limit(250), 3);
+
+    let text = GOOD.replace(
+        "    batch_size: 500\n",
+        "    batch_size: 500\n    max_deletes: 120%\n    allow_empty: maybe\n",
+    );
+    let diags = errors(&text);
+    let d = find(&diags, "`max_deletes` of sync `users_to_hook` is `120%`");
+    assert!(d.expected.as_deref().unwrap().contains("10%"));
+    find(&diags, "expected true or false for `allow_empty`");
 }

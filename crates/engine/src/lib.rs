@@ -12,6 +12,8 @@
 //! - [`deliver`]: writing chunks, with retries, throttling and batch
 //!   splitting, on as many writers as the destination allows;
 //! - [`retry`]: the one retry policy (backoff with jitter, rate-limit waits);
+//! - [`reconcile`]: what mirror mode may delete (by identifier) and the
+//!   per-sync deletion guard;
 //! - [`run`]: a run end to end.
 
 pub mod coerce;
@@ -19,5 +21,6 @@ mod deliver;
 pub mod diff;
 pub mod mapping;
 pub mod pacing;
+pub mod reconcile;
 pub mod retry;
 pub mod run;

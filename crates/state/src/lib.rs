@@ -156,6 +156,11 @@ pub enum Ack {
     },
     /// Deleted (mirror mode): the key leaves the snapshot and the ledger.
     Deleted { key: RowKey },
+    /// The record delivered under `from` is now carried by the model's row
+    /// `to` (the key changed form, the identifier did not): the snapshot entry
+    /// moves to `to`, keeping its hash and id, unless `to` already has one;
+    /// `from` leaves the snapshot and the ledger. Nothing is sent.
+    Rekeyed { from: RowKey, to: RowKey },
 }
 
 /// A row the destination refused for good.

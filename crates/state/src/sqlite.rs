@@ -503,6 +503,11 @@ fn apply_acks(tx: &Transaction<'_>, run: RunId, sync: &str, acks: &[Ack]) -> rus
              run_id = excluded.run_id",
     )?;
     let mut delete = tx.prepare_cached("DELETE FROM delivered WHERE sync = ?1 AND row_key = ?2")?;
+    let mut rekey = tx.prepare_cached(
+        "INSERT INTO delivered (sync, row_key, content_hash, dest_id, run_id)
+         SELECT sync, ?3, content_hash, dest_id, run_id FROM delivered WHERE sync = ?1 AND row_key = ?2
+         ON CONFLICT (sync, row_key) DO NOTHING",
+    )?;
     let mut clear = tx.prepare_cached("DELETE FROM rejected WHERE sync = ?1 AND row_key = ?2")?;
     for ack in acks {
         match ack {
@@ -514,6 +519,11 @@ fn apply_acks(tx: &Transaction<'_>, run: RunId, sync: &str, acks: &[Ack]) -> rus
             Ack::Deleted { key } => {
                 delete.execute(params![sync, key.as_bytes()])?;
                 clear.execute(params![sync, key.as_bytes()])?;
+            }
+            Ack::Rekeyed { from, to } => {
+                rekey.execute(params![sync, from.as_bytes(), to.as_bytes()])?;
+                delete.execute(params![sync, from.as_bytes()])?;
+                clear.execute(params![sync, from.as_bytes()])?;
             }
         }
     }

@@ -412,3 +412,56 @@ fn a_million_key_snapshot_fits_the_memory_bound() {
     println!("1M-key snapshot: {} MB", bytes / 1_000_000);
     assert!(bytes < 120_000_000, "snapshot takes {bytes} bytes");
 }
+
+#[test]
+fn a_rekeyed_row_keeps_its_record_under_the_new_key() {
+    let (_dir, mut store) = open();
+    let run = store.begin_run("users", false).unwrap();
+    store
+        .commit_batch(
+            run,
+            &CommitBatch {
+                acknowledged: vec![delivered(1, 1), delivered(2, 2), delivered(5, 5)],
+                rejected: vec![rejected(1, 9, "old content refused")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let text_key = |i: i64| RowKey::from_values(&[Value::Text(i.to_string())]);
+    store
+        .commit_batch(
+            run,
+            &CommitBatch {
+                acknowledged: vec![
+                    // Not yet delivered under the new key: the entry moves.
+                    Ack::Rekeyed {
+                        from: key(1),
+                        to: text_key(1),
+                    },
+                    // Already delivered under the new key: that entry stays.
+                    delivered(3, 3),
+                    Ack::Rekeyed {
+                        from: key(2),
+                        to: key(3),
+                    },
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut rows = Vec::new();
+    store
+        .for_each_delivered("users", &mut |r| rows.push((r.key, r.hash, r.dest_id)))
+        .unwrap();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let d = |i: i64| Some(DestId::from_value(&Value::Text(format!("d{i}"))));
+    assert_eq!(
+        rows,
+        vec![
+            (key(3), RowHash(3), d(3)),
+            (key(5), RowHash(5), d(5)),
+            (text_key(1), RowHash(1), d(1)),
+        ]
+    );
+    assert!(store.ledger("users").unwrap().is_empty());
+}

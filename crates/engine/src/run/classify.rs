@@ -15,6 +15,10 @@ impl Prepared<'_> {
             .classify(&batch)
             .with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
         let mut commit = CommitBatch::default();
+        let id_column = self
+            .reconciler
+            .as_ref()
+            .and_then(|r| r.column_of(&batch.columns));
         let mut rows: Vec<Row> = Vec::with_capacity(diffs.len());
         let mut keys: Vec<RowKey> = Vec::with_capacity(diffs.len());
         let mut hashes: Vec<RowHash> = Vec::with_capacity(diffs.len());
@@ -25,6 +29,18 @@ impl Prepared<'_> {
             change,
         } in diffs
         {
+            if let Some(reconciler) = self.reconciler.as_mut() {
+                // Mirror mode: every row of the model says which identifier
+                // it carries, whether it is sent or not.
+                let valid = (!matches!(change, Change::Invalid(_)))
+                    .then_some(key.as_ref())
+                    .flatten();
+                let recorded = valid
+                    .and_then(|k| differ.snapshot().get(k.as_bytes()))
+                    .and_then(|d| d.dest_id);
+                let sent = matches!(change, Change::Added | Change::Changed { .. });
+                reconciler.observe_model_row(&batch.rows[index], id_column, valid, recorded, sent);
+            }
             match change {
                 Change::Added => counts.added += 1,
                 Change::Changed { .. } => counts.changed += 1,
@@ -56,6 +72,11 @@ impl Prepared<'_> {
             rows,
         };
         let mapped = self.mapper.apply(&selected, &keys)?;
+        if let Some(reconciler) = self.reconciler.as_mut() {
+            for _ in &mapped.errors {
+                reconciler.not_sent();
+            }
+        }
         for e in &mapped.errors {
             commit.rejected.push(Rejection {
                 key: e.key.clone(),
@@ -77,6 +98,9 @@ impl Prepared<'_> {
             commit,
         };
         self.apply_transforms(&mut out).await?;
+        if let Some(reconciler) = self.reconciler.as_mut() {
+            carry_identifiers(reconciler, self.target.identifier.as_str(), &out);
+        }
         Ok(out)
     }
 
@@ -87,9 +111,23 @@ impl Prepared<'_> {
             }
             let transformed = instance.transform(handle, &out.batch).await?;
             let mut failed = vec![false; out.meta.len()];
+            let id_column = out
+                .batch
+                .columns
+                .iter()
+                .position(|c| *c == self.target.identifier);
             for e in &transformed.errors {
                 let meta = &out.meta[e.index as usize];
                 failed[e.index as usize] = true;
+                if let Some(reconciler) = self.reconciler.as_mut() {
+                    // Not sent: what it carried before this transform counts,
+                    // and what it would have carried after is unknown.
+                    if let Some(v) = id_column.and_then(|c| out.batch.rows[e.index as usize].get(c))
+                    {
+                        reconciler.carry(v, Some(&meta.key));
+                    }
+                    reconciler.not_sent();
+                }
                 out.commit.rejected.push(Rejection {
                     key: meta.key.clone(),
                     hash: meta.hash,
@@ -106,5 +144,19 @@ impl Prepared<'_> {
             out.batch = transformed.batch;
         }
         Ok(())
+    }
+}
+
+/// The identifiers of the rows about to be sent, for mirror mode's
+/// reconciliation. Rows without the identifier field carry none the
+/// destination could match.
+fn carry_identifiers(reconciler: &mut Reconciler, identifier: &str, out: &Outgoing) {
+    let Some(c) = out.batch.columns.iter().position(|x| x == identifier) else {
+        return;
+    };
+    for (row, meta) in out.batch.rows.iter().zip(&out.meta) {
+        if let Some(v) = row.get(c) {
+            reconciler.carry(v, Some(&meta.key));
+        }
     }
 }

@@ -14,6 +14,11 @@ impl Prepared<'_> {
         // loads and the writers open.
         let mut rx = self.start_reader()?;
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
+        self.reconciler = self
+            .sync
+            .mode
+            .deletes_removed()
+            .then(|| Reconciler::new(self.sync, &snapshot));
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
         let ctx = Arc::new(
             self.delivery
@@ -87,20 +92,10 @@ impl Prepared<'_> {
             return Err(e);
         }
         let summary = differ.finish();
-        if self.sync.mode.deletes_removed() && !summary.removed.is_empty() {
-            let writer = idle
-                .pop()
-                .ok_or_else(|| anyhow!("no destination writer left for deletes"))?;
-            self.delete_removed(
-                store,
-                run,
-                writer.into_instance(),
-                &ctx,
-                summary.removed,
-                &mut total,
-                options,
-            )
-            .await?;
+        if let Some(reconciler) = self.reconciler.take() {
+            let reconciled = reconciler.reconcile(self.sync, summary.removed);
+            self.mirror(store, run, &mut idle, &ctx, reconciled, &mut total, options)
+                .await?;
         }
         Ok(())
     }

@@ -1,8 +1,74 @@
-//! Mirror mode's deletes: only identifiers Sluice itself delivered.
+//! Mirror mode's deletes: only identifiers Sluice itself delivered, that no
+//! row of the model carries, within the sync's guard (see
+//! [`crate::reconcile`]).
 
 use super::*;
 
 impl Prepared<'_> {
+    /// After every row was delivered: move the snapshot entries whose
+    /// identifier a row with a new key carries, then send the deletes if the
+    /// guard allows them (a refusal fails the run with its reason).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn mirror<S: StateStore>(
+        &mut self,
+        store: &Mutex<S>,
+        run: RunId,
+        idle: &mut Vec<Writer>,
+        ctx: &DeliveryContext,
+        reconciled: Reconciled,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<()> {
+        let Reconciled {
+            deletes,
+            rekeyed,
+            held,
+            refused,
+        } = reconciled;
+        self.mirror = MirrorSummary {
+            deletes: 0,
+            rekeyed: rekeyed.len() as u64,
+            held,
+            refused: refused.clone(),
+        };
+        if !rekeyed.is_empty() {
+            tracing::info!(sync = %self.sync.name, rows = rekeyed.len(), "keys changed form, identifiers did not: the delivered records are kept under their new keys");
+            let commit = CommitBatch {
+                acknowledged: rekeyed
+                    .into_iter()
+                    .map(|(from, to)| Ack::Rekeyed { from, to })
+                    .collect(),
+                ..Default::default()
+            };
+            self.commit(store, run, commit, RunCounts::default(), total, options)?;
+        }
+        if held > 0 {
+            tracing::info!(sync = %self.sync.name, rows = held, "rows that left the model are kept: their identifier is still carried or was never recorded");
+        }
+        if let Some(why) = refused {
+            bail!(why);
+        }
+        if deletes.is_empty() {
+            return Ok(());
+        }
+        let writer = idle
+            .pop()
+            .ok_or_else(|| anyhow!("no destination writer left for deletes"))?;
+        let sent = deletes.len() as u64;
+        self.delete_removed(
+            store,
+            run,
+            writer.into_instance(),
+            ctx,
+            deletes,
+            total,
+            options,
+        )
+        .await?;
+        self.mirror.deletes = sent;
+        Ok(())
+    }
+
     /// Mirror mode: delete the rows that left the model, but only those
     /// Sluice itself delivered (they are in the snapshot, with the
     /// identifier value they were sent with).

@@ -11,6 +11,7 @@ use crate::deliver::{Delivered, DeliveryContext, InFlight, RowMeta, Writer};
 use crate::diff::{Change, Differ, RowDiff};
 use crate::mapping::{self, Mapper};
 use crate::pacing::{self, Pacer};
+use crate::reconcile::{Reconciled, Reconciler};
 use crate::retry::RetryPolicy;
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_config::{PluginInstance, Project, SyncConfig};
@@ -71,6 +72,24 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Samples of rows that would be sent (plans only).
     pub planned: Vec<PlannedRow>,
+    /// Mirror mode: what happened to the keys that left the model.
+    pub mirror: MirrorSummary,
+}
+
+/// Mirror mode: the keys that left the model, reconciled by identifier
+/// (see [`crate::reconcile`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MirrorSummary {
+    /// Records deleted (a plan: to delete).
+    pub deletes: u64,
+    /// Snapshot entries moved to the new key of a row that carries their
+    /// identifier: not deleted.
+    pub rekeyed: u64,
+    /// Removed keys kept: their identifier is carried by a row without a
+    /// usable key, or none was recorded.
+    pub held: u64,
+    /// Why the deletes were refused (the guard, or unknown identifiers).
+    pub refused: Option<String>,
 }
 
 const PLAN_SAMPLES: usize = 10;
@@ -112,6 +131,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             id
         };
         let outcome = prepared.execute(self.store, run_id, options).await;
+        let mirror = std::mem::take(&mut prepared.mirror);
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
             Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
@@ -130,6 +150,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             elapsed_ms: started.elapsed().as_millis(),
             error,
             planned: Vec::new(),
+            mirror,
         })
     }
 }
@@ -154,6 +175,11 @@ struct Prepared<'p> {
     batch_size: u32,
     primary_key: Vec<String>,
     read: ReadRequest,
+    /// Mirror mode: the identifiers the run's rows carry, from the moment
+    /// the snapshot is loaded.
+    reconciler: Option<Reconciler>,
+    /// Mirror mode: what the run did about removed keys.
+    mirror: MirrorSummary,
 }
 
 /// The rows of one source batch that should be sent (mapped and

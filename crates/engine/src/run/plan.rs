@@ -14,6 +14,11 @@ impl Prepared<'_> {
         } else {
             lock(store).load_snapshot(&self.sync.name)?
         };
+        self.reconciler = self
+            .sync
+            .mode
+            .deletes_removed()
+            .then(|| Reconciler::new(self.sync, &snapshot));
         let mut differ = Differ::new(self.primary_key.clone(), snapshot);
         let mut rx = self.start_reader()?;
         let mut counts = RunCounts::default();
@@ -46,11 +51,19 @@ impl Prepared<'_> {
             }
         }
         let summary = differ.finish();
-        if self.sync.mode.deletes_removed() {
-            counts.removed = summary.removed.len() as u64;
+        let mut mirror = MirrorSummary::default();
+        if let Some(reconciler) = self.reconciler.take() {
+            let reconciled = reconciler.reconcile(self.sync, summary.removed);
+            mirror = MirrorSummary {
+                deletes: reconciled.deletes.len() as u64,
+                rekeyed: reconciled.rekeyed.len() as u64,
+                held: reconciled.held,
+                refused: reconciled.refused,
+            };
+            counts.removed = mirror.deletes;
             counts.planned += counts.removed;
-            for r in summary
-                .removed
+            for r in reconciled
+                .deletes
                 .iter()
                 .take(PLAN_SAMPLES.saturating_sub(planned.len()))
             {
@@ -69,6 +82,7 @@ impl Prepared<'_> {
             elapsed_ms: 0,
             error: None,
             planned,
+            mirror,
         })
     }
 }

@@ -99,6 +99,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
             batch_size,
             primary_key: model.primary_key.clone(),
             read: model.read_request(),
+            reconciler: None,
+            mirror: MirrorSummary::default(),
         })
     }
 }
