@@ -420,3 +420,77 @@ async fn update_and_append_modes_reach_the_destination_as_such() {
         assert_eq!(rx.rows().len(), 3);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_resends_every_row_and_plan_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "2"),
+            ("c@x.com", "3", "3"),
+        ],
+    );
+    let first = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(first.counts.ok, 3, "{:?}", first.error);
+
+    // How rows travel is not part of their identity: nothing to send.
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace("batch_size: 2", "batch_size: 3"),
+    )
+    .unwrap();
+    let plan_same = run(
+        dir.path(),
+        RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!plan_same.config_changed);
+    assert_eq!(
+        (plan_same.counts.unchanged, plan_same.counts.planned),
+        (3, 0)
+    );
+    let same = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((same.counts.unchanged, same.counts.sent), (3, 0));
+
+    // A mapping is: every row goes again, and the plan says why first.
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace(
+            "{ from: plan, to: Plan, type: integer }",
+            "{ from: plan, to: Tier, type: integer }",
+        ),
+    )
+    .unwrap();
+    let plan = run(
+        dir.path(),
+        RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(plan.config_changed);
+    assert_eq!((plan.counts.changed, plan.counts.planned), (3, 3));
+    let before = rx.rows().len();
+    let resent = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((resent.counts.changed, resent.counts.ok), (3, 3));
+    let rows = rx.rows();
+    assert_eq!(
+        emails(&rows[before..]),
+        vec!["a@x.com", "b@x.com", "c@x.com"]
+    );
+    assert!(rows[before..].iter().all(|r| r["Tier"].is_number()));
+
+    // Delivered under the new config: nothing left to send.
+    let after = run(dir.path(), RunOptions::default()).await;
+    assert!(!after.config_changed);
+    assert_eq!((after.counts.unchanged, after.counts.sent), (3, 0));
+}

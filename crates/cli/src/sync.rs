@@ -315,6 +315,21 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     println!("  would send {} row(s): {} added, {} changed; {} to delete; {} unchanged; {} invalid; {} fail mapping or transforms",
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid, c.rejected);
     if let Ok(sync) = project.sync(&report.sync) {
+        if report.config_changed {
+            let resent = if sync.mode.sends_changed() {
+                c.changed
+            } else {
+                0
+            };
+            println!(
+                "  config changed since the last run: {resent} row(s) will be re-sent{}",
+                if sync.mode.sends_changed() {
+                    ""
+                } else {
+                    " (insert mode sends new keys only)"
+                }
+            );
+        }
         if sync.mode.deletes_removed() {
             print_mirror(sync, &report.mirror);
         }

@@ -7,6 +7,8 @@
 //! - [`mapping`]: applying a sync's mappings and checking them against the
 //!   destination's `discover`;
 //! - [`coerce`]: the mapping coercions and their date arithmetic;
+//! - [`fingerprint`]: the delivery-relevant config folded into every
+//!   content hash;
 //! - [`pacing`]: a destination's declared rate limit and concurrency, and
 //!   the quota its API reports;
 //! - [`deliver`]: writing chunks, with retries, throttling and batch
@@ -19,6 +21,7 @@
 pub mod coerce;
 mod deliver;
 pub mod diff;
+pub mod fingerprint;
 pub mod mapping;
 pub mod pacing;
 pub mod reconcile;

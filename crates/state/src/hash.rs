@@ -49,9 +49,9 @@ pub struct RowHasher {
 }
 
 impl RowHasher {
-    /// `seed` lets a caller fold configuration into every hash (for example a
-    /// fingerprint of the sync's mappings, so editing a mapping re-sends
-    /// rows); use 0 for the plain content hash.
+    /// `seed` folds configuration into every hash: the engine passes the
+    /// sync's config fingerprint (`sluice_engine::fingerprint`), so editing
+    /// a mapping re-sends rows; use 0 for the plain content hash.
     pub fn new(columns: &[String], seed: u64) -> Self {
         let mut order: Vec<usize> = (0..columns.len()).collect();
         // Stable sort: duplicate column names keep their relative order.

@@ -338,4 +338,17 @@ pub trait StateStore: Send {
 
     /// The rejected and invalid rows sampled for a run, in order.
     fn samples(&self, run: RunId) -> Result<Vec<Sample>, StateError>;
+
+    /// The config fingerprint the last successful run of `sync` delivered
+    /// under, if one was recorded.
+    fn fingerprint(&self, sync: &str) -> Result<Option<u64>, StateError>;
+
+    /// Records the config fingerprint `run` of `sync` delivered under (when
+    /// it succeeded).
+    fn record_fingerprint(
+        &mut self,
+        sync: &str,
+        fingerprint: u64,
+        run: RunId,
+    ) -> Result<(), StateError>;
 }

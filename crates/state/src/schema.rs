@@ -20,7 +20,10 @@
 //! - `delivered`: per sync, primary key → 16-byte content hash and the
 //!   destination id; "what we sent and the destination accepted";
 //! - `rejected`: the ledger of rows the destination refused, with the
-//!   message, first and last run, and attempts for the same content.
+//!   message, first and last run, and attempts for the same content;
+//! - `sync_fingerprints`: per sync, the config fingerprint its last
+//!   successful run delivered under (so `plan` can say a config change is
+//!   why rows will be re-sent).
 //!
 //! [`RunCounts`]: super::RunCounts
 
@@ -99,6 +102,11 @@ CREATE TABLE IF NOT EXISTS rejected (
     attempts BIGINT NOT NULL,
     PRIMARY KEY (sync, row_key)
 ){NO_ROWID};
+CREATE TABLE IF NOT EXISTS sync_fingerprints (
+    sync TEXT NOT NULL PRIMARY KEY,
+    fingerprint BIGINT NOT NULL,
+    run_id BIGINT NOT NULL
+);
 ";
 
 /// The SQL dialects the schema is written for.

@@ -371,9 +371,47 @@ impl StateStore for SqliteStore {
         })
         .collect()
     }
+
+    fn fingerprint(&self, sync: &str) -> Result<Option<u64>, StateError> {
+        self.fingerprint_of(sync)
+    }
+
+    fn record_fingerprint(
+        &mut self,
+        sync: &str,
+        fingerprint: u64,
+        run: RunId,
+    ) -> Result<(), StateError> {
+        // Stored as the same 64 bits in a signed column.
+        self.conn
+            .execute(
+                "INSERT INTO sync_fingerprints (sync, fingerprint, run_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sync) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id",
+                params![sync, fingerprint as i64, run],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(&format!("recording the config fingerprint of sync `{sync}`"), e))
+    }
 }
 
 impl SqliteStore {
+    fn fingerprint_of(&self, sync: &str) -> Result<Option<u64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT fingerprint FROM sync_fingerprints WHERE sync = ?1",
+                [sync],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|f| f.map(|f| f as u64))
+            .map_err(|e| {
+                self.err(
+                    &format!("reading the config fingerprint of sync `{sync}`"),
+                    e,
+                )
+            })
+    }
+
     fn hash_of(&self, bytes: &[u8], table: &str) -> Result<RowHash, StateError> {
         RowHash::from_slice(bytes).ok_or_else(|| StateError::Corrupt {
             store: self.name(),

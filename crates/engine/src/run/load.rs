@@ -19,7 +19,8 @@ impl Prepared<'_> {
             .mode
             .deletes_removed()
             .then(|| Reconciler::new(self.sync, &snapshot));
-        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let mut differ =
+            Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
         let ctx = Arc::new(
             self.delivery
                 .take()

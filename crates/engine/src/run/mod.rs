@@ -9,6 +9,7 @@
 
 use crate::deliver::{Delivered, DeliveryContext, InFlight, RowMeta, Writer};
 use crate::diff::{Change, Differ, RowDiff};
+use crate::fingerprint::{self, PluginIdentity};
 use crate::mapping::{self, Mapper};
 use crate::pacing::{self, Pacer};
 use crate::reconcile::{Reconciled, Reconciler};
@@ -74,6 +75,10 @@ pub struct RunReport {
     pub planned: Vec<PlannedRow>,
     /// Mirror mode: what happened to the keys that left the model.
     pub mirror: MirrorSummary,
+    /// The delivery-relevant config differs from the one the last
+    /// successful run delivered under ([`crate::fingerprint`]): the rows
+    /// delivered before count as changed.
+    pub config_changed: bool,
 }
 
 /// Mirror mode: the keys that left the model, reconciled by identifier
@@ -113,12 +118,16 @@ impl<S: StateStore> SyncEngine<'_, S> {
             .prepare(sync, options)
             .await
             .with_context(|| format!("sync `{name}`"))?;
+        let config_changed = lock(self.store)
+            .fingerprint(name)?
+            .is_some_and(|f| f != prepared.fingerprint);
         if options.dry_run {
             let mut report = prepared
                 .plan(self.store, options)
                 .await
                 .with_context(|| format!("planning sync `{name}`"))?;
             report.elapsed_ms = started.elapsed().as_millis();
+            report.config_changed = config_changed;
             return Ok(report);
         }
         let run_id = {
@@ -138,6 +147,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         };
         let record = {
             let mut store = lock(self.store);
+            if outcome.is_ok() {
+                store.record_fingerprint(name, prepared.fingerprint, run_id)?;
+            }
             store.finish_run(run_id, status, error.as_deref())?;
             store.run(run_id)?
         };
@@ -151,6 +163,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             error,
             planned: Vec::new(),
             mirror,
+            config_changed,
         })
     }
 }
@@ -175,6 +188,8 @@ struct Prepared<'p> {
     batch_size: u32,
     primary_key: Vec<String>,
     read: ReadRequest,
+    /// The sync's config fingerprint, folded into every content hash.
+    fingerprint: u64,
     /// Mirror mode: the identifiers the run's rows carry, from the moment
     /// the snapshot is loaded.
     reconciler: Option<Reconciler>,

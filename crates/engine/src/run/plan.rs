@@ -19,7 +19,8 @@ impl Prepared<'_> {
             .mode
             .deletes_removed()
             .then(|| Reconciler::new(self.sync, &snapshot));
-        let mut differ = Differ::new(self.primary_key.clone(), snapshot);
+        let mut differ =
+            Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
         let mut rx = self.start_reader()?;
         let mut counts = RunCounts::default();
         let mut planned = Vec::new();
@@ -83,6 +84,7 @@ impl Prepared<'_> {
             error: None,
             planned,
             mirror,
+            config_changed: false,
         })
     }
 }

@@ -15,8 +15,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let source_cfg = project.source_of(model);
         let dest_cfg = &project.destination_of(sync).instance;
 
-        let (source, _) = open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
-        let (mut destination, spec) =
+        let (source, _, _) =
+            open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
+        let (mut destination, spec, dest_identity) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
         let object = discover_object(&mut destination, dest_cfg, sync, &options.retry).await?;
         mapping::check_against_destination(sync, None, &object).map_err(|problems| {
@@ -42,13 +43,23 @@ impl<S: StateStore> SyncEngine<'_, S> {
             )
         })?;
         let mut transforms = Vec::new();
+        let mut transform_identities = Vec::new();
         for t in &sync.transforms {
             let cfg = &project.transforms[t];
-            let (mut instance, _) =
+            let (mut instance, _, identity) =
                 open_instance(self.runtime, &project.dir, cfg, "transform").await?;
             let handle = instance.open_transformer(&cfg.config_json()).await?;
             transforms.push((instance, handle));
+            transform_identities.push((cfg, identity));
         }
+        let fingerprint = fingerprint::fingerprint(
+            sync,
+            (dest_cfg, &dest_identity),
+            &transform_identities
+                .iter()
+                .map(|(cfg, id)| (*cfg, id))
+                .collect::<Vec<_>>(),
+        );
         let identifier = sync.identifier.as_ref().map(|i| i.expose().to_string());
         let target = WriteTarget {
             object: sync.object.expose().to_string(),
@@ -99,6 +110,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             batch_size,
             primary_key: model.primary_key.clone(),
             read: model.read_request(),
+            fingerprint,
             reconciler: None,
             mirror: MirrorSummary::default(),
         })
@@ -110,14 +122,19 @@ async fn open_instance(
     project_dir: &Path,
     cfg: &PluginInstance,
     role: &str,
-) -> Result<(Instance, PluginSpec)> {
+) -> Result<(Instance, PluginSpec, PluginIdentity)> {
     let plugin = load_plugin(runtime, project_dir, cfg)
         .with_context(|| format!("loading {role} `{}`", cfg.name))?;
     // The run's instance gets the intersection of the spec's requests and
     // the grants.
     let spec = plugin.spec().await?;
     let sandbox = sandbox_for(cfg, &spec)?;
-    Ok((plugin.instantiate(&sandbox).await?, spec))
+    let identity = PluginIdentity {
+        name: spec.name.clone(),
+        version: spec.version.clone(),
+        digest: plugin.digest().to_owned(),
+    };
+    Ok((plugin.instantiate(&sandbox).await?, spec, identity))
 }
 
 async fn discover_object(
