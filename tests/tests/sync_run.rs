@@ -494,3 +494,85 @@ async fn a_config_change_resends_every_row_and_plan_says_why() {
     assert!(!after.config_changed);
     assert_eq!((after.counts.unchanged, after.counts.sent), (3, 0));
 }
+
+/// Each email the receiver got, with how many times it got it.
+fn deliveries(rx: &Receiver) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for row in rx.rows() {
+        *seen
+            .entry(row["Email"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_of_a_failed_chunk_are_kept_so_a_rerun_sends_no_duplicate() {
+    for mode in ["insert", "append"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rx = receiver().await;
+        project(dir.path(), &rx, mode, "");
+        let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("sluice.yaml"),
+            yaml.replace("batch_size: 2", "batch_size: 4"),
+        )
+        .unwrap();
+        let rows = [
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "2"),
+            ("c@x.com", "3", "3"),
+            ("d@x.com", "4", "4"),
+        ];
+        csv(dir.path(), &rows);
+        // The chunk of four is refused as a whole (410: permanent), so it is
+        // split; the first half is accepted; the second half then meets a
+        // receiver that keeps failing until the retries run out.
+        rx.script.lock().unwrap().extend(
+            [(410, None), (200, None)]
+                .into_iter()
+                .chain(std::iter::repeat_n((500, None), 5)),
+        );
+        let options = || RunOptions {
+            retry: sluice_engine::retry::RetryPolicy {
+                base_delay: std::time::Duration::from_millis(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let failed = run(dir.path(), options()).await;
+        assert_eq!(failed.status, RunStatus::Failed, "{mode}");
+        assert!(
+            failed
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("HTTP 500"),
+            "{mode}: {:?}",
+            failed.error
+        );
+        assert_eq!(failed.counts.ok, 2, "{mode}: the accepted half is counted");
+        assert_eq!(deliveries(&rx).len(), 2, "{mode}");
+
+        let rerun = run(dir.path(), options()).await;
+        assert_eq!(
+            rerun.status,
+            RunStatus::Succeeded,
+            "{mode}: {:?}",
+            rerun.error
+        );
+        assert_eq!(
+            (rerun.counts.sent, rerun.counts.unchanged),
+            (2, 2),
+            "{mode}: only the unacknowledged half goes again"
+        );
+        let got = deliveries(&rx);
+        let duplicates: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+        let lost: Vec<_> = rows
+            .iter()
+            .filter(|(e, _, _)| !got.contains_key(*e))
+            .collect();
+        assert!(duplicates.is_empty(), "{mode}: duplicates {duplicates:?}");
+        assert!(lost.is_empty(), "{mode}: lost {lost:?}");
+    }
+}

@@ -50,10 +50,23 @@ pub(super) struct Writer {
     handle: WriterHandle,
 }
 
-/// A chunk delivered: what to commit, and the writer, free again.
+/// A chunk delivered: what to commit, and the writer, free again. A
+/// delivery that failed still carries every row the destination answered
+/// before it failed: those acknowledgements must be committed all the same.
 pub(super) struct Delivered {
     pub writer: Writer,
-    pub outcome: anyhow::Result<(CommitBatch, RunCounts)>,
+    pub commit: CommitBatch,
+    pub counts: RunCounts,
+    pub error: Option<anyhow::Error>,
+}
+
+/// One write, retried: per row, `Some(Ok)` once acknowledged,
+/// `Some(Err(message))` once rejected, `None` while unanswered; and the
+/// failure that ended it early, if one did. Rows answered before a failure
+/// keep their answer.
+pub(super) struct WriteOutcome {
+    pub rows: Vec<Option<Result<(), String>>>,
+    pub failure: Option<PluginFailure>,
 }
 
 impl Writer {
@@ -92,20 +105,24 @@ impl Writer {
         mut counts: RunCounts,
     ) -> JoinHandle<Delivered> {
         tokio::spawn(async move {
-            let outcome = self
+            let error = self
                 .deliver(&ctx, chunk, &mut commit, &mut counts)
                 .await
-                .map(|()| (commit, counts));
+                .err();
             Delivered {
                 writer: self,
-                outcome,
+                commit,
+                counts,
+                error,
             }
         })
     }
 
     /// Write one chunk and record every row's outcome in `commit`. A chunk
     /// the destination refuses as a whole is split in halves until the bad
-    /// rows are isolated.
+    /// rows are isolated. When the destination fails, the rows it answered
+    /// before (earlier attempts, other halves) are in `commit` and the error
+    /// is returned: the caller commits them anyway.
     pub async fn deliver(
         &mut self,
         ctx: &DeliveryContext,
@@ -119,41 +136,64 @@ impl Writer {
             .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
         let mut pending = VecDeque::from([chunk]);
         while let Some((batch, meta)) = pending.pop_front() {
-            match self.write_with_retry(ctx, &batch, counts).await {
-                Ok(results) => {
-                    for ((row, meta), result) in batch.rows.iter().zip(meta).zip(results) {
-                        match result {
-                            Ok(()) => {
-                                let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
-                                commit.acknowledged.push(Ack::Delivered {
-                                    key: meta.key,
-                                    hash: meta.hash,
-                                    dest_id,
-                                });
-                            }
-                            Err(message) => commit.rejected.push(Rejection {
-                                key: meta.key,
-                                hash: meta.hash,
-                                message,
-                            }),
-                        }
-                    }
-                }
-                Err(failure) if is_row_problem(&failure) && batch.rows.len() > 1 => {
-                    counts.retried += batch.rows.len() as u64;
-                    pending.extend(split_in_half(batch, meta));
-                }
-                Err(failure) if is_row_problem(&failure) => {
-                    let message = failure.kind.to_string();
-                    for m in meta {
-                        commit.rejected.push(Rejection {
-                            key: m.key,
-                            hash: m.hash,
-                            message: message.clone(),
+            let WriteOutcome { rows, failure } = self.write_with_retry(ctx, &batch, counts).await;
+            // Every answered row is recorded before anything else happens.
+            let mut unanswered = Batch {
+                columns: batch.columns.clone(),
+                rows: Vec::new(),
+            };
+            let mut unanswered_meta = Vec::new();
+            for ((row, meta), result) in batch.rows.into_iter().zip(meta).zip(rows) {
+                match result {
+                    Some(Ok(())) => {
+                        let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
+                        commit.acknowledged.push(Ack::Delivered {
+                            key: meta.key,
+                            hash: meta.hash,
+                            dest_id,
                         });
                     }
+                    Some(Err(message)) => commit.rejected.push(Rejection {
+                        key: meta.key,
+                        hash: meta.hash,
+                        message,
+                    }),
+                    None => {
+                        unanswered.rows.push(row);
+                        unanswered_meta.push(meta);
+                    }
                 }
-                Err(failure) => return Err(failure.into()),
+            }
+            let Some(failure) = failure else {
+                // A success that left rows without a result: the contract
+                // check makes this unreachable, but never claim them.
+                for m in unanswered_meta {
+                    commit.rejected.push(Rejection {
+                        key: m.key,
+                        hash: m.hash,
+                        message: "the destination returned no result for this row".into(),
+                    });
+                }
+                continue;
+            };
+            if unanswered.rows.is_empty() {
+                continue;
+            }
+            if !is_row_problem(&failure) {
+                return Err(failure.into());
+            }
+            if unanswered.rows.len() > 1 {
+                counts.retried += unanswered.rows.len() as u64;
+                pending.extend(split_in_half(unanswered, unanswered_meta));
+            } else {
+                let message = failure.kind.to_string();
+                for m in unanswered_meta {
+                    commit.rejected.push(Rejection {
+                        key: m.key,
+                        hash: m.hash,
+                        message: message.clone(),
+                    });
+                }
             }
         }
         Ok(())
@@ -161,15 +201,34 @@ impl Writer {
 
     /// Write a batch; retry retryable and throttled rows within the run.
     /// Returns, per row, `Ok` when acknowledged or `Err(message)` when
-    /// rejected; a failure of the whole call comes back as `Err`.
+    /// rejected, `None` when unanswered, and the failure (of a whole call,
+    /// or retries exhausted) that left rows unanswered. Rows answered by an
+    /// earlier attempt keep their answer whatever a later attempt does.
     pub async fn write_with_retry(
         &mut self,
         ctx: &DeliveryContext,
         batch: &Batch,
         counts: &mut RunCounts,
-    ) -> Result<Vec<Result<(), String>>, PluginFailure> {
-        let retry = &ctx.retry;
+    ) -> WriteOutcome {
         let mut outcome: Vec<Option<Result<(), String>>> = vec![None; batch.rows.len()];
+        let failure = self
+            .write_rows(ctx, batch, counts, &mut outcome)
+            .await
+            .err();
+        WriteOutcome {
+            rows: outcome,
+            failure,
+        }
+    }
+
+    async fn write_rows(
+        &mut self,
+        ctx: &DeliveryContext,
+        batch: &Batch,
+        counts: &mut RunCounts,
+        outcome: &mut [Option<Result<(), String>>],
+    ) -> Result<(), PluginFailure> {
+        let retry = &ctx.retry;
         let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
         let mut attempt = 0;
         let mut throttled = 0;
@@ -264,10 +323,7 @@ impl Writer {
             tokio::time::sleep(wait).await;
             todo = again.into_iter().map(|(i, _)| i).collect();
         }
-        Ok(outcome
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err("no result".into())))
-            .collect())
+        Ok(())
     }
 }
 

@@ -103,7 +103,9 @@ impl Prepared<'_> {
 
     /// Commit what a finished delivery got acknowledged, at once (a kill
     /// loses at most the acknowledgements of the chunks in flight), and
-    /// hand its writer back.
+    /// hand its writer back. A delivery that failed is committed too, with
+    /// every row the destination answered before it failed, and then its
+    /// error is returned.
     fn record_delivery<S: StateStore>(
         &self,
         store: &Mutex<S>,
@@ -112,9 +114,17 @@ impl Prepared<'_> {
         total: &mut RunCounts,
         options: &RunOptions,
     ) -> Result<Writer> {
-        let (commit, counts) = done.outcome?;
+        let Delivered {
+            writer,
+            commit,
+            counts,
+            error,
+        } = done;
         self.commit(store, run, commit, counts, total, options)?;
-        Ok(done.writer)
+        match error {
+            None => Ok(writer),
+            Some(e) => Err(e),
+        }
     }
 
     /// Record one commit: acknowledged and rejected rows with the progress

@@ -116,21 +116,28 @@ impl Prepared<'_> {
                 columns: vec![identifier.clone()],
                 rows,
             };
-            let results = writer.write_with_retry(ctx, &batch, &mut counts).await?;
-            for (key, result) in keys.into_iter().zip(results) {
+            let outcome = writer.write_with_retry(ctx, &batch, &mut counts).await;
+            for (key, result) in keys.into_iter().zip(outcome.rows) {
                 match result {
-                    Ok(()) => commit.acknowledged.push(Ack::Deleted { key }),
-                    Err(message) => {
+                    Some(Ok(())) => commit.acknowledged.push(Ack::Deleted { key }),
+                    Some(Err(message)) => {
                         counts.rejected += 1;
                         tracing::warn!(sync = %self.sync.name, %key, "delete rejected: {message}");
                     }
+                    // Not answered: still on record, deleted by a later run.
+                    None => {}
                 }
             }
+            // Deletes the destination confirmed are recorded even when the
+            // rest of the chunk failed.
             commit.progress = counts;
             lock(store).commit_batch(run, &commit)?;
             *total += counts;
             if let Some(p) = &options.progress {
                 p(total);
+            }
+            if let Some(failure) = outcome.failure {
+                return Err(failure.into());
             }
         }
         Ok(())
