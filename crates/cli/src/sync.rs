@@ -354,7 +354,9 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
         None => project.syncs.keys().cloned().collect(),
     };
     let mut reports = Vec::new();
-    let mut failed = 0;
+    let mut failed = Vec::new();
+    // Every sync runs whatever happened to the ones before it; each is
+    // reported, and the command fails if any did.
     for name in &names {
         let report = run_one(
             &project,
@@ -364,20 +366,41 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
             args.full_resync,
             args.json,
         )
-        .await?;
-        if report.error.is_some() {
-            failed += 1;
+        .await;
+        match report {
+            Ok(report) => {
+                if report.error.is_some() {
+                    failed.push(name.clone());
+                }
+                if !args.json {
+                    print_report(&report, &store)?;
+                }
+                reports.push(serde_json::to_value(&report)?);
+            }
+            // No run could be recorded (the sync is already running, the
+            // state store failed): reported all the same.
+            Err(e) => {
+                failed.push(name.clone());
+                let error = format!("sync `{name}`: {e:#}");
+                if !args.json {
+                    println!("sync `{name}`: not run");
+                    println!("  error: {error}");
+                }
+                reports
+                    .push(serde_json::json!({"sync": name, "status": "not run", "error": error}));
+            }
         }
-        if !args.json {
-            print_report(&report, &store)?;
-        }
-        reports.push(report);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    if failed > 0 {
-        bail!("{failed} of {} sync run(s) failed", names.len());
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} sync run(s) failed: {}",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }
@@ -457,7 +480,10 @@ pub fn print_report(report: &RunReport, store: &Mutex<SqliteStore>) -> Result<()
         );
     }
     if let Some(e) = &report.error {
-        println!("  error: {e}");
+        match &report.stage {
+            Some(stage) => println!("  error (at {stage}): {e}"),
+            None => println!("  error: {e}"),
+        }
     }
     if let Some(id) = report.run_id {
         print_samples(
@@ -515,7 +541,10 @@ pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
             print_record(&record);
             print_counts(&record.counts);
             if let Some(e) = &record.error {
-                println!("  error: {e}");
+                match &record.stage {
+                    Some(stage) => println!("  error (at {stage}): {e}"),
+                    None => println!("  error: {e}"),
+                }
             }
             print_samples(&samples);
         }
@@ -551,4 +580,16 @@ fn print_record(r: &RunRecord) {
         r.counts.rejected,
         if r.full_resync { "  (full resync)" } else { "" }
     );
+    if let Some(e) = &r.error {
+        // The first line, cut: `runs show` has the whole error.
+        let line = e.lines().next().unwrap_or_default();
+        let mut short: String = line.chars().take(160).collect();
+        if short.len() < line.len() {
+            short.push('…');
+        }
+        match &r.stage {
+            Some(stage) => println!("          at {stage}: {short}"),
+            None => println!("          {short}"),
+        }
+    }
 }

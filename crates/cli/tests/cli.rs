@@ -180,3 +180,126 @@ fn unknown_plugins_and_bad_grants_are_explained() {
         stderr(&out)
     );
 }
+
+/// Two syncs: `a_broken` writes to a Salesforce nobody listens for (its
+/// discovery fails before anything is read), `b_good` to a live receiver.
+fn two_syncs(dir: &std::path::Path, rx: &common::Receiver) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("data/people.csv"),
+        "id,email\n1,a@x.com\n2,b@x.com\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  sf:
+    plugin: salesforce
+    config:
+      login_url: "http://127.0.0.1:1"
+      auth: {{ flow: client_credentials, client_id: id, client_secret: secret }}
+      objects: [Contact]
+    grants: ["http://127.0.0.1:1"]
+  hook: {{ plugin: webhook, config: {{ url: "{url}", max_retries: 0 }}, grants: ["{grant}"] }}
+models:
+  people: {{ source: files, object: people.csv, primary_key: id }}
+syncs:
+  a_broken:
+    model: people
+    destination: sf
+    object: Contact
+    mode: upsert
+    identifier: External_Id__c
+    mappings:
+      - {{ from: id, to: External_Id__c }}
+      - {{ from: email, to: Email }}
+  b_good:
+    model: people
+    destination: hook
+    object: people
+    mode: upsert
+    identifier: id
+    mappings:
+      - {{ from: id, to: id }}
+      - {{ from: email, to: email }}
+"#,
+        url = rx.url,
+        grant = rx.grant()
+    );
+    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
+}
+
+async fn sluice_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sluice(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str], dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.extend(["--project".into(), dir.to_str().unwrap().into()]);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_runs_every_sync_and_records_a_failure_before_the_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = common::receiver().await;
+    two_syncs(dir.path(), &rx);
+
+    let out = sluice_async(args(&["run", "--all"], dir.path())).await;
+    assert!(!out.status.success(), "one sync failed: the command fails");
+    let text = stdout(&out);
+    assert!(text.contains("sync `a_broken`: failed"), "{text}");
+    assert!(
+        text.contains("error (at discover): sync `a_broken`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sync `b_good`: succeeded"),
+        "the next sync still runs: {text}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("1 of 2 sync run(s) failed: a_broken"), "{err}");
+    assert_eq!(rx.rows().len(), 2);
+
+    // The failed attempt is on the record, with its stage.
+    let runs = sluice_async(args(&["runs", "--json"], dir.path())).await;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let broken = runs.iter().find(|r| r["sync"] == "a_broken").unwrap();
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(broken["stage"], "discover");
+    let error = broken["error"].as_str().unwrap();
+    assert!(
+        error.contains("sync `a_broken`") && error.contains("plugin `sf` failed in `discover`"),
+        "{error}"
+    );
+    let listed = sluice_async(args(&["runs"], dir.path())).await;
+    let listed = stdout(&listed);
+    assert!(
+        listed.contains("a_broken") && listed.contains("at discover: sync `a_broken`"),
+        "{listed}"
+    );
+
+    // A mapping change: the plan says every row will be re-sent, and why.
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace("{ from: email, to: email }", "{ from: email, to: mail }"),
+    )
+    .unwrap();
+    let plan = sluice_async(args(&["plan", "b_good"], dir.path())).await;
+    let text = stdout(&plan);
+    assert!(plan.status.success(), "{text}{}", stderr(&plan));
+    assert!(
+        text.contains("config changed since the last run: 2 row(s) will be re-sent"),
+        "{text}"
+    );
+}

@@ -203,6 +203,9 @@ pub struct RunRecord {
     pub heartbeat_at: i64,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
+    /// Where a failed run failed: `load` (plugins), `discover`, `mappings`
+    /// (before anything was read), `run` (reading and writing), `deletes`.
+    pub stage: Option<String>,
     pub counts: RunCounts,
 }
 
@@ -309,6 +312,9 @@ pub trait StateStore: Send {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StateError>;
+
+    /// Ends a running run as failed at `stage` (see [`RunRecord::stage`]).
+    fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError>;
 
     /// Marks `running` runs whose process is gone as `killed` (call at
     /// startup); returns their ids.

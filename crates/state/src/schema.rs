@@ -14,7 +14,9 @@
 //!
 //! Tables:
 //! - `runs`: one row per run of a sync, with its status, owner (which
-//!   process runs it), heartbeat, error, and the counters of [`RunCounts`];
+//!   process runs it), heartbeat, error and the stage it failed at
+//!   (`load`, `discover`, `mappings`, `run`, `deletes`), and the counters
+//!   of [`RunCounts`];
 //! - `run_samples`: up to [`MAX_SAMPLES`] rejected or invalid rows per run,
 //!   with the destination's message;
 //! - `delivered`: per sync, primary key → 16-byte content hash and the
@@ -28,7 +30,12 @@
 //! [`RunCounts`]: super::RunCounts
 
 /// Bumped when the schema changes; stores refuse a newer database.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: `runs.stage` (where a failed run failed), `sync_fingerprints`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Columns added after version 1, with their type: a store adds the ones an
+/// older database lacks when it opens it.
+pub const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("runs", "stage", "TEXT")];
 
 /// Rejected/invalid rows kept per run as samples.
 pub const MAX_SAMPLES: i64 = 100;
@@ -62,6 +69,7 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat_at BIGINT NOT NULL,
     finished_at BIGINT,
     error TEXT,
+    stage TEXT,
     planned BIGINT NOT NULL DEFAULT 0,
     added BIGINT NOT NULL DEFAULT 0,
     changed BIGINT NOT NULL DEFAULT 0,

@@ -72,6 +72,19 @@ impl SqliteStore {
         let tx = begin(&mut self.conn, &store, "creating the schema")?;
         tx.execute_batch(&schema::ddl(Dialect::Sqlite))
             .map_err(|e| db(&store, "creating the schema", e))?;
+        for (table, column, kind) in schema::ADDED_COLUMNS {
+            let present: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )
+                .map_err(|e| db(&store, "reading the schema", e))?;
+            if present == 0 {
+                tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    .map_err(|e| db(&store, "upgrading the schema", e))?;
+            }
+        }
         let found: Option<i64> = tx
             .query_row("SELECT MAX(version) FROM sluice_schema", [], |r| r.get(0))
             .map_err(|e| db(&store, "reading the schema version", e))?;
@@ -83,8 +96,8 @@ impl SqliteStore {
                     supported: SCHEMA_VERSION,
                 })
             }
-            Some(_) => {}
-            None => {
+            Some(v) if v == SCHEMA_VERSION => {}
+            _ => {
                 tx.execute(
                     "INSERT INTO sluice_schema (version) VALUES (?1)",
                     [SCHEMA_VERSION],
@@ -193,23 +206,11 @@ impl StateStore for SqliteStore {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StateError> {
-        let store = self.name();
-        let action = format!("finishing run {run}");
-        let tx = begin(&mut self.conn, &store, &action)?;
-        match Self::run_state(&tx, run).map_err(|e| db(&store, &action, e))? {
-            None => return Err(StateError::UnknownRun { run }),
-            Some((sync, s)) if s != "running" => {
-                let status = RunStatus::parse(&s).unwrap_or(RunStatus::Failed);
-                return Err(StateError::NotRunning { run, sync, status });
-            }
-            Some(_) => {}
-        }
-        tx.execute(
-            "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?3, error = ?4 WHERE id = ?1",
-            params![run, status.as_str(), now_micros(), error],
-        )
-        .map_err(|e| db(&store, &action, e))?;
-        tx.commit().map_err(|e| db(&store, &action, e))
+        self.end_run(run, status, None, error)
+    }
+
+    fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError> {
+        self.end_run(run, RunStatus::Failed, Some(stage), Some(error))
     }
 
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
@@ -395,6 +396,33 @@ impl StateStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Ends a running run: its status, and the stage and error of a failure.
+    fn end_run(
+        &mut self,
+        run: RunId,
+        status: RunStatus,
+        stage: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        let store = self.name();
+        let action = format!("finishing run {run}");
+        let tx = begin(&mut self.conn, &store, &action)?;
+        match Self::run_state(&tx, run).map_err(|e| db(&store, &action, e))? {
+            None => return Err(StateError::UnknownRun { run }),
+            Some((sync, s)) if s != "running" => {
+                let status = RunStatus::parse(&s).unwrap_or(RunStatus::Failed);
+                return Err(StateError::NotRunning { run, sync, status });
+            }
+            Some(_) => {}
+        }
+        tx.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?3, error = ?4, stage = ?5 WHERE id = ?1",
+            params![run, status.as_str(), now_micros(), error, stage],
+        )
+        .map_err(|e| db(&store, &action, e))?;
+        tx.commit().map_err(|e| db(&store, &action, e))
+    }
+
     fn fingerprint_of(&self, sync: &str) -> Result<Option<u64>, StateError> {
         self.conn
             .query_row(
@@ -629,7 +657,7 @@ fn record_samples(tx: &Transaction<'_>, run: RunId, batch: &CommitBatch) -> rusq
 
 fn select_runs() -> String {
     format!(
-        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {} FROM runs",
+        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {}, stage FROM runs",
         COUNT_COLUMNS.join(", ")
     )
 }
@@ -658,6 +686,7 @@ fn read_run(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
         heartbeat_at: r.get(6)?,
         finished_at: r.get(7)?,
         error: r.get(8)?,
+        stage: r.get(9 + COUNT_COLUMNS.len())?,
         counts: RunCounts::from_array(counts),
     }))
 }

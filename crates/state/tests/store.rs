@@ -465,3 +465,40 @@ fn a_rekeyed_row_keeps_its_record_under_the_new_key() {
     );
     assert!(store.ledger("users").unwrap().is_empty());
 }
+
+#[test]
+fn a_failed_run_keeps_its_stage_and_an_older_store_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SqliteStore::open_project(dir.path()).unwrap();
+        store.begin_run("users", false).map(|_| ()).unwrap();
+    }
+    // A version 1 store: no `stage` column yet.
+    let path = dir.path().join(".sluice/state.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN stage; DELETE FROM sluice_schema; INSERT INTO sluice_schema VALUES (1); UPDATE runs SET status = 'succeeded';",
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut store = SqliteStore::open_project(dir.path()).unwrap();
+    let run = store.begin_run("users", false).unwrap();
+    store
+        .fail_run(
+            run,
+            "discover",
+            "sync `users`: the destination refused the login",
+        )
+        .unwrap();
+    let r = store.run(run).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(r.stage.as_deref(), Some("discover"));
+    assert!(r.error.unwrap().contains("refused the login"));
+    assert_eq!(store.runs(Some("users"), 10).unwrap()[1].stage, None);
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT MAX(version) FROM sluice_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, sluice_state::schema::SCHEMA_VERSION);
+}

@@ -94,6 +94,7 @@ impl Prepared<'_> {
         }
         let summary = differ.finish();
         if let Some(reconciler) = self.reconciler.take() {
+            self.deleting = true;
             let reconciled = reconciler.reconcile(self.sync, summary.removed);
             self.mirror(store, run, &mut idle, &ctx, reconciled, &mut total, options)
                 .await?;

@@ -71,6 +71,8 @@ pub struct RunReport {
     pub counts: RunCounts,
     pub elapsed_ms: u128,
     pub error: Option<String>,
+    /// Where a failed run failed (see [`Stage`]).
+    pub stage: Option<String>,
     /// Samples of rows that would be sent (plans only).
     pub planned: Vec<PlannedRow>,
     /// Mirror mode: what happened to the keys that left the model.
@@ -110,18 +112,21 @@ pub struct SyncEngine<'a, S: StateStore> {
 }
 
 impl<S: StateStore> SyncEngine<'_, S> {
-    /// Run (or plan) one sync.
+    /// Run (or plan) one sync. Every run attempt is recorded: a failure
+    /// before anything is read (loading plugins, discovery, the mapping
+    /// check) ends a recorded run as failed at that stage, like a failure
+    /// while reading or writing does; the report carries it. An `Err` means
+    /// no run could be recorded (an unknown sync, the state store, a sync
+    /// already running) or a plan failed.
     pub async fn run(&self, name: &str, options: &RunOptions) -> Result<RunReport> {
         let started = Instant::now();
         let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
-        let mut prepared = self
-            .prepare(sync, options)
-            .await
-            .with_context(|| format!("sync `{name}`"))?;
-        let config_changed = lock(self.store)
-            .fingerprint(name)?
-            .is_some_and(|f| f != prepared.fingerprint);
         if options.dry_run {
+            let mut prepared = self
+                .prepare(sync, options, &mut Stage::Load)
+                .await
+                .with_context(|| format!("sync `{name}`"))?;
+            let config_changed = self.config_changed(name, prepared.fingerprint)?;
             let mut report = prepared
                 .plan(self.store, options)
                 .await
@@ -133,38 +138,99 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let run_id = {
             let mut store = lock(self.store);
             store.mark_interrupted_runs()?;
-            let id = store.begin_run(name, options.full_resync)?;
+            store.begin_run(name, options.full_resync)?
+        };
+        let mut stage = Stage::Load;
+        let mut config_changed = false;
+        let mut mirror = MirrorSummary::default();
+        let outcome: Result<u64> = async {
+            let mut prepared = self.prepare(sync, options, &mut stage).await?;
+            stage = Stage::Run;
+            config_changed = self.config_changed(name, prepared.fingerprint)?;
             if options.full_resync {
-                store.forget_snapshot(name)?;
+                lock(self.store).forget_snapshot(name)?;
             }
-            id
-        };
-        let outcome = prepared.execute(self.store, run_id, options).await;
-        let mirror = std::mem::take(&mut prepared.mirror);
-        let (status, error) = match &outcome {
-            Ok(()) => (RunStatus::Succeeded, None),
-            Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
-        };
+            let executed = prepared.execute(self.store, run_id, options).await;
+            mirror = std::mem::take(&mut prepared.mirror);
+            if prepared.deleting {
+                stage = Stage::Deletes;
+            }
+            executed.map(|()| prepared.fingerprint)
+        }
+        .await;
+        let error = outcome.as_ref().err().map(|e| {
+            let text = format!("{e:#}");
+            if text.contains(&format!("sync `{name}`")) {
+                text
+            } else {
+                format!("sync `{name}`: {text}")
+            }
+        });
         let record = {
             let mut store = lock(self.store);
-            if outcome.is_ok() {
-                store.record_fingerprint(name, prepared.fingerprint, run_id)?;
+            match (&outcome, &error) {
+                (Ok(fingerprint), _) => {
+                    store.record_fingerprint(name, *fingerprint, run_id)?;
+                    store.finish_run(run_id, RunStatus::Succeeded, None)?;
+                }
+                (Err(_), error) => {
+                    store.fail_run(run_id, stage.as_str(), error.as_deref().unwrap_or_default())?
+                }
             }
-            store.finish_run(run_id, status, error.as_deref())?;
             store.run(run_id)?
         };
         let counts = record.map(|r| r.counts).unwrap_or_default();
         Ok(RunReport {
             run_id: Some(run_id),
             sync: name.to_string(),
-            status,
+            status: if outcome.is_ok() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            },
             counts,
             elapsed_ms: started.elapsed().as_millis(),
+            stage: error.is_some().then(|| stage.as_str().to_owned()),
             error,
             planned: Vec::new(),
             mirror,
             config_changed,
         })
+    }
+
+    /// Whether `fingerprint` differs from the one the last successful run
+    /// recorded.
+    fn config_changed(&self, sync: &str, fingerprint: u64) -> Result<bool> {
+        Ok(lock(self.store)
+            .fingerprint(sync)?
+            .is_some_and(|f| f != fingerprint))
+    }
+}
+
+/// Where a run failed, recorded with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Loading and instantiating the plugins.
+    Load,
+    /// Asking the destination for its objects (authenticates too).
+    Discover,
+    /// Checking the mappings against the destination.
+    Mappings,
+    /// Reading, diffing, mapping, transforming and writing.
+    Run,
+    /// Mirror mode's deletes and their guard.
+    Deletes,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Load => "load",
+            Stage::Discover => "discover",
+            Stage::Mappings => "mappings",
+            Stage::Run => "run",
+            Stage::Deletes => "deletes",
+        }
     }
 }
 
@@ -195,6 +261,8 @@ struct Prepared<'p> {
     reconciler: Option<Reconciler>,
     /// Mirror mode: what the run did about removed keys.
     mirror: MirrorSummary,
+    /// The run reached mirror mode's deletes.
+    deleting: bool,
 }
 
 /// The rows of one source batch that should be sent (mapped and

@@ -82,6 +82,7 @@ impl Prepared<'_> {
             counts,
             elapsed_ms: 0,
             error: None,
+            stage: None,
             planned,
             mirror,
             config_changed: false,

@@ -9,7 +9,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         &self,
         sync: &'p SyncConfig,
         options: &RunOptions,
+        stage: &mut Stage,
     ) -> Result<Prepared<'p>> {
+        *stage = Stage::Load;
         let project = self.project;
         let model = project.model_of(sync);
         let source_cfg = project.source_of(model);
@@ -19,7 +21,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
             open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
         let (mut destination, spec, dest_identity) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
+        *stage = Stage::Discover;
         let object = discover_object(&mut destination, dest_cfg, sync, &options.retry).await?;
+        *stage = Stage::Mappings;
         mapping::check_against_destination(sync, None, &object).map_err(|problems| {
             anyhow!(
                 "the mapping does not fit `{}` on destination `{}`:\n  {}",
@@ -42,6 +46,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
                     .join("; ")
             )
         })?;
+        *stage = Stage::Load;
         let mut transforms = Vec::new();
         let mut transform_identities = Vec::new();
         for t in &sync.transforms {
@@ -113,6 +118,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             fingerprint,
             reconciler: None,
             mirror: MirrorSummary::default(),
+            deleting: false,
         })
     }
 }
