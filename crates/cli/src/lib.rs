@@ -65,7 +65,8 @@ pub enum Command {
         #[command(flatten)]
         args: sync::RunArgs,
     },
-    /// List past runs, or `runs show RUN` for one run's counts and rejected rows.
+    /// List past runs, or `runs show RUN` for one run's counts and rejected rows;
+    /// `runs unlock SYNC` clears the stale runs of a sync no process holds.
     Runs {
         #[command(flatten)]
         project: sync::ProjectArg,

@@ -84,6 +84,12 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Clear a sync's stale `running` runs: refused while a process holds
+    /// the sync's lock (that process is running it), done at once otherwise.
+    Unlock {
+        /// The sync to unlock.
+        sync: String,
+    },
 }
 
 /// Load and validate a project, printing every problem.
@@ -381,7 +387,12 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
             // state store failed): reported all the same.
             Err(e) => {
                 failed.push(name.clone());
-                let error = format!("sync `{name}`: {e:#}");
+                let text = format!("{e:#}");
+                let error = if text.contains(&format!("sync `{name}`")) {
+                    text
+                } else {
+                    format!("sync `{name}`: {text}")
+                };
                 if !args.json {
                     println!("sync `{name}`: not run");
                     println!("  error: {error}");
@@ -524,7 +535,25 @@ fn print_samples(samples: &[sluice_state::Sample]) {
 
 pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
     let project = load_project(&project.project)?;
-    let store = SqliteStore::open_project(&project.dir)?;
+    let mut store = SqliteStore::open_project(&project.dir)?;
+    if let Some(RunsCommand::Unlock { sync }) = &args.show {
+        project.sync(sync).map_err(|e| anyhow!(e))?;
+        let cleared = store
+            .unlock(sync)
+            .with_context(|| format!("unlocking sync `{sync}`"))?;
+        if cleared.is_empty() {
+            println!("sync `{sync}` is not running and had no stale run");
+        } else {
+            let ids: Vec<String> = cleared.iter().map(|i| format!("run {i}")).collect();
+            println!(
+                "sync `{sync}` unlocked: {} marked killed (no process held its lock)",
+                ids.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    // Runs whose process is gone (their sync's lock is free) show as killed.
+    store.mark_interrupted_runs()?;
     if let Some(RunsCommand::Show { run, json }) = args.show {
         let record = store
             .run(run)?

@@ -162,3 +162,104 @@ async fn a_killed_run_loses_nothing_and_resends_only_unacknowledged_rows() {
         }
     }
 }
+
+/// `sluice ARGS --project DIR`, its output captured.
+fn sluice_with(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .arg("--project")
+        .arg(dir)
+        .env("SLUICE_CACHE_DIR", shared_cache_dir())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_right_after_a_kill_proceeds_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx);
+    for attempt in 0..5 {
+        // New values every time, so every run has all rows to send.
+        let mut csv = String::from("email,ltv\n");
+        for i in 0..ROWS {
+            csv.push_str(&format!(
+                "user{i:03}@example.com,{}\n",
+                i + 1000 * (attempt + 1)
+            ));
+        }
+        std::fs::write(dir.path().join("data/customers.csv"), csv).unwrap();
+        *rx.delay.lock().unwrap() = Duration::from_millis(250);
+        let before = rx.requests.lock().unwrap().len();
+        let mut child = sluice(dir.path()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rx.requests.lock().unwrap().len() <= before {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "attempt {attempt}: the run ended early"
+            );
+            assert!(Instant::now() < deadline, "attempt {attempt}: no progress");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if attempt == 0 {
+            // While it runs, the sync is held: a second run and an unlock are
+            // refused, naming the run that holds it.
+            let d = dir.path().to_path_buf();
+            let (second, unlock) = tokio::task::spawn_blocking(move || {
+                (
+                    sluice_with(&d, &["run", "customers"]),
+                    sluice_with(&d, &["runs", "unlock", "customers"]),
+                )
+            })
+            .await
+            .unwrap();
+            assert!(child.try_wait().unwrap().is_none(), "still running");
+            for refused in [&second, &unlock] {
+                let err = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&refused.stdout),
+                    String::from_utf8_lossy(&refused.stderr)
+                );
+                assert!(!refused.status.success(), "{err}");
+                assert!(err.contains("sync `customers` is already running"), "{err}");
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        // At once, no waiting and no retry: the kernel released the lock.
+        *rx.delay.lock().unwrap() = Duration::ZERO;
+        let d = dir.path().to_path_buf();
+        let rerun = tokio::task::spawn_blocking(move || sluice_with(&d, &["run", "customers"]))
+            .await
+            .unwrap();
+        assert!(
+            rerun.status.success(),
+            "attempt {attempt}: the rerun after a kill failed: {}",
+            String::from_utf8_lossy(&rerun.stderr)
+        );
+        let store = SqliteStore::open_project(dir.path()).unwrap();
+        let runs = store.runs(Some("customers"), 2).unwrap();
+        assert_eq!(
+            (runs[0].status, runs[1].status),
+            (RunStatus::Succeeded, RunStatus::Killed),
+            "attempt {attempt}"
+        );
+        assert!(
+            runs[1]
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("its lock was free"),
+            "{:?}",
+            runs[1].error
+        );
+    }
+    // Nothing is left holding the sync.
+    let out = sluice_with(dir.path(), &["runs", "unlock", "customers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("not running"),
+        "{text}"
+    );
+}

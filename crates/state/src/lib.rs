@@ -20,7 +20,7 @@
 
 pub mod hash;
 pub mod key;
-mod owner;
+pub mod owner;
 pub mod schema;
 pub mod snapshot;
 mod sqlite;
@@ -29,7 +29,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use owner::{current_owner, owner_alive};
+pub use owner::{current_owner, Lease, LeaseError};
 pub use sqlite::SqliteStore;
 
 pub use hash::{row_hash, RowHash, RowHasher};
@@ -276,6 +276,14 @@ pub enum StateError {
         run: RunId,
         owner: String,
     },
+    /// Another process holds the sync's lease without a recorded run (it is
+    /// starting or being unlocked).
+    #[error("sync `{sync}` is locked by another process ({holder}; lock {path})")]
+    Locked {
+        sync: String,
+        holder: String,
+        path: String,
+    },
     #[error("state store {store} is corrupt: {detail}")]
     Corrupt { store: String, detail: String },
     #[error(
@@ -296,9 +304,11 @@ pub enum StateError {
 
 /// Durable sync state. See the module docs for the commit invariant.
 pub trait StateStore: Send {
-    /// Records a new `running` run of `sync` owned by this process. Runs of
-    /// the same sync left `running` by a dead process are marked killed
-    /// first; one owned by a live process is an [`StateError::AlreadyRunning`].
+    /// Records a new `running` run of `sync` owned by this process, which
+    /// holds the sync's lease ([`Lease`]) until the run finishes. Runs of the
+    /// same sync left `running` (their lease is free, so their process is
+    /// gone) are marked killed first; a lease held elsewhere is an
+    /// [`StateError::AlreadyRunning`] (or [`StateError::Locked`]).
     fn begin_run(&mut self, sync: &str, full_resync: bool) -> Result<RunId, StateError>;
 
     /// Applies one batch's outcomes and progress in a single transaction.
@@ -316,8 +326,8 @@ pub trait StateStore: Send {
     /// Ends a running run as failed at `stage` (see [`RunRecord::stage`]).
     fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError>;
 
-    /// Marks `running` runs whose process is gone as `killed` (call at
-    /// startup); returns their ids.
+    /// Marks `running` runs whose lease is free (their process is gone) as
+    /// `killed` (call at startup); returns their ids.
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError>;
 
     /// The delivered snapshot of `sync` as a compact in-memory map.
@@ -344,6 +354,12 @@ pub trait StateStore: Send {
 
     /// The rejected and invalid rows sampled for a run, in order.
     fn samples(&self, run: RunId) -> Result<Vec<Sample>, StateError>;
+
+    /// For the operator (`sluice runs unlock`): marks the `running` runs of
+    /// `sync` as killed if its lease is free, and returns their ids; a lease
+    /// still held by a live process is an [`StateError::AlreadyRunning`] or
+    /// [`StateError::Locked`] naming it.
+    fn unlock(&mut self, sync: &str) -> Result<Vec<RunId>, StateError>;
 
     /// The config fingerprint the last successful run of `sync` delivered
     /// under, if one was recorded.

@@ -5,11 +5,13 @@
 //! a power loss the last commits may roll back, which only means re-sending
 //! those rows: the state can lag the destination, never lead it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
+use super::owner::{Lease, LeaseError};
 use super::schema::{self, Dialect, COUNT_COLUMNS, MAX_SAMPLES, SCHEMA_VERSION};
 use super::{
     owner, Ack, CommitBatch, DeliveredRow, LedgerEntry, RunCounts, RunId, RunRecord, RunStatus,
@@ -27,6 +29,10 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     owner: String,
+    /// The state directory, where the sync locks live.
+    dir: PathBuf,
+    /// The leases of the runs this store began and has not finished.
+    leases: HashMap<RunId, Lease>,
 }
 
 impl SqliteStore {
@@ -47,6 +53,10 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
             owner: owner::current_owner(),
+            dir: path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            leases: HashMap::new(),
         };
         s.configure()?;
         s.migrate()?;
@@ -161,15 +171,17 @@ impl StateStore for SqliteStore {
         let action = format!("starting a run of sync `{sync}`");
         let owner = self.owner.clone();
         let store = self.name();
+        // The lease first: whoever holds it is running the sync.
+        let lease = self.lease(sync)?;
         let tx = begin(&mut self.conn, &store, &action)?;
-        let alive = kill_dead_runs(&tx, &owner, Some(sync)).map_err(|e| db(&store, &action, e))?;
-        if let Some((run, _, owner)) = alive.into_iter().next() {
-            return Err(StateError::AlreadyRunning {
-                sync: sync.to_owned(),
-                run,
-                owner,
-            });
-        }
+        // Holding the lease, every `running` row of this sync is stale.
+        kill_stale_runs(
+            &tx,
+            Some(sync),
+            &|_, _| false,
+            "the process running it is gone: its lock was free",
+        )
+        .map_err(|e| db(&store, &action, e))?;
         let now = now_micros();
         let id: RunId = tx
             .query_row(
@@ -180,6 +192,7 @@ impl StateStore for SqliteStore {
             )
             .map_err(|e| db(&store, &action, e))?;
         tx.commit().map_err(|e| db(&store, &action, e))?;
+        self.leases.insert(id, lease);
         Ok(id)
     }
 
@@ -216,16 +229,42 @@ impl StateStore for SqliteStore {
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
         let store = self.name();
         let action = "marking interrupted runs";
-        let owner = self.owner.clone();
+        let dir = self.dir.clone();
+        let mine: Vec<RunId> = self.leases.keys().copied().collect();
         let tx = begin(&mut self.conn, &store, action)?;
-        let before: Vec<RunId> = running_ids(&tx).map_err(|e| db(&store, action, e))?;
-        kill_dead_runs(&tx, &owner, None).map_err(|e| db(&store, action, e))?;
-        let after: Vec<RunId> = running_ids(&tx).map_err(|e| db(&store, action, e))?;
+        // A run is alive while someone holds its sync's lease: this store
+        // (its own runs), or another process. A lock that cannot be probed
+        // counts as held: never kill a run on a doubt.
+        let alive = |id: RunId, sync: &str| {
+            mine.contains(&id) || !Lease::is_free(&dir, sync).unwrap_or(false)
+        };
+        let killed = kill_stale_runs(
+            &tx,
+            None,
+            &alive,
+            "the process running it is gone: its lock was free",
+        )
+        .map_err(|e| db(&store, action, e))?;
         tx.commit().map_err(|e| db(&store, action, e))?;
-        Ok(before
-            .into_iter()
-            .filter(|id| !after.contains(id))
-            .collect())
+        Ok(killed)
+    }
+
+    fn unlock(&mut self, sync: &str) -> Result<Vec<RunId>, StateError> {
+        let store = self.name();
+        let action = format!("unlocking sync `{sync}`");
+        // Holding the lease proves no process runs the sync; it is let go
+        // when this returns.
+        let _lease = self.lease(sync)?;
+        let tx = begin(&mut self.conn, &store, &action)?;
+        let killed = kill_stale_runs(
+            &tx,
+            Some(sync),
+            &|_, _| false,
+            "unlocked by the operator (`sluice runs unlock`): its lock was free",
+        )
+        .map_err(|e| db(&store, &action, e))?;
+        tx.commit().map_err(|e| db(&store, &action, e))?;
+        Ok(killed)
     }
 
     fn load_snapshot(&self, sync: &str) -> Result<Snapshot, StateError> {
@@ -396,6 +435,44 @@ impl StateStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The lease on `sync`, or who holds it.
+    fn lease(&self, sync: &str) -> Result<Lease, StateError> {
+        match Lease::acquire(&self.dir, sync, &self.owner) {
+            Ok(lease) => Ok(lease),
+            Err(LeaseError::Io(e, path)) => Err(StateError::Io(
+                e,
+                format!(
+                    "{} (locking sync `{sync}` at {})",
+                    self.name(),
+                    path.display()
+                ),
+            )),
+            Err(LeaseError::Held { holder, path }) => {
+                let running: Option<(RunId, String)> = self
+                    .conn
+                    .query_row(
+                        "SELECT id, owner FROM runs WHERE status = 'running' AND sync = ?1 ORDER BY id DESC LIMIT 1",
+                        [sync],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(|e| self.err(&format!("reading the runs of sync `{sync}`"), e))?;
+                Err(match running {
+                    Some((run, owner)) => StateError::AlreadyRunning {
+                        sync: sync.to_owned(),
+                        run,
+                        owner,
+                    },
+                    None => StateError::Locked {
+                        sync: sync.to_owned(),
+                        holder,
+                        path: path.display().to_string(),
+                    },
+                })
+            }
+        }
+    }
+
     /// Ends a running run: its status, and the stage and error of a failure.
     fn end_run(
         &mut self,
@@ -420,7 +497,10 @@ impl SqliteStore {
             params![run, status.as_str(), now_micros(), error, stage],
         )
         .map_err(|e| db(&store, &action, e))?;
-        tx.commit().map_err(|e| db(&store, &action, e))
+        tx.commit().map_err(|e| db(&store, &action, e))?;
+        // The run is over: its sync is free for the next one.
+        self.leases.remove(&run);
+        Ok(())
     }
 
     fn fingerprint_of(&self, sync: &str) -> Result<Option<u64>, StateError> {
@@ -471,35 +551,32 @@ impl SqliteStore {
     }
 }
 
-fn kill_dead_runs(
+/// Marks the `running` runs (of `sync`, or all) that `alive` does not vouch
+/// for as killed, with `why`; returns their ids.
+fn kill_stale_runs(
     tx: &Transaction<'_>,
-    me: &str,
     sync: Option<&str>,
-) -> rusqlite::Result<Vec<(RunId, String, String)>> {
+    alive: &dyn Fn(RunId, &str) -> bool,
+    why: &str,
+) -> rusqlite::Result<Vec<RunId>> {
     let mut stmt = tx.prepare(
         "SELECT id, sync, owner FROM runs WHERE status = 'running' AND (?1 IS NULL OR sync = ?1) ORDER BY id",
     )?;
     let running: Vec<(RunId, String, String)> = stmt
         .query_map([sync], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut alive = Vec::new();
+    let mut killed = Vec::new();
     for (id, sync, owner) in running {
-        // A run this very process began is in progress: only the run loop
-        // may end it.
-        if owner == me || owner::owner_alive(&owner) {
-            alive.push((id, sync, owner));
+        if alive(id, &sync) {
             continue;
         }
         tx.execute(
             "UPDATE runs SET status = 'killed', finished_at = ?2, error = ?3 WHERE id = ?1",
-            params![
-                id,
-                now_micros(),
-                format!("the process running it ({owner}) is gone")
-            ],
+            params![id, now_micros(), format!("{why} (owner was {owner})")],
         )?;
+        killed.push(id);
     }
-    Ok(alive)
+    Ok(killed)
 }
 
 /// A `delivered` row borrowed from SQLite's buffers (no copy per row).
@@ -519,12 +596,6 @@ fn read_delivered<'r>(r: &'r Row<'_>) -> rusqlite::Result<(RawDelivered<'r>, &'r
         run: r.get(3)?,
     };
     Ok((raw, r.get_ref(1)?.as_blob()?))
-}
-
-fn running_ids(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RunId>> {
-    let mut stmt = tx.prepare("SELECT id FROM runs WHERE status = 'running'")?;
-    let ids = stmt.query_map([], |r| r.get(0))?;
-    ids.collect()
 }
 
 /// The statements of one commit; the caller owns the transaction.

@@ -502,3 +502,77 @@ fn a_failed_run_keeps_its_stage_and_an_older_store_is_upgraded() {
         .unwrap();
     assert_eq!(version, sluice_state::schema::SCHEMA_VERSION);
 }
+
+#[test]
+fn a_running_row_whose_lock_is_free_is_stale_whoever_owned_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = {
+        // This very process began it, so its owner is alive by any
+        // host/pid test; dropping the store lets go of its lock, as a
+        // killed process would.
+        let mut store = SqliteStore::open_project(dir.path()).unwrap();
+        store.begin_run("users", false).unwrap()
+    };
+    let mut store = SqliteStore::open_project(dir.path()).unwrap();
+    assert_eq!(store.mark_interrupted_runs().unwrap(), vec![stale]);
+    let r = store.run(stale).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Killed);
+    assert!(r.error.unwrap().contains("its lock was free"));
+
+    // A rerun right after proceeds at once.
+    let again = {
+        let mut other = SqliteStore::open_project(dir.path()).unwrap();
+        other.begin_run("users", false).unwrap()
+    };
+    let next = store.begin_run("users", false).unwrap();
+    assert_eq!(
+        store.run(again).unwrap().unwrap().status,
+        RunStatus::Killed,
+        "begin_run clears the stale row of its own sync"
+    );
+
+    // While a run holds the lease, another store can neither run nor unlock
+    // the sync, nor mark the run interrupted.
+    let mut other = SqliteStore::open_project(dir.path()).unwrap();
+    assert!(other.mark_interrupted_runs().unwrap().is_empty());
+    for refused in [
+        other.begin_run("users", false).map(|_| ()),
+        other.unlock("users").map(|_| ()),
+    ] {
+        match refused {
+            Err(StateError::AlreadyRunning { run, owner, .. }) => {
+                assert_eq!(run, next);
+                assert_eq!(owner, current_owner());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    store.finish_run(next, RunStatus::Succeeded, None).unwrap();
+    other.begin_run("users", false).unwrap();
+}
+
+#[test]
+fn unlock_clears_the_stale_runs_of_a_free_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = {
+        let mut store = SqliteStore::open_project(dir.path()).unwrap();
+        store.begin_run("users", false).unwrap()
+    };
+    let mut store = SqliteStore::open_project(dir.path()).unwrap();
+    assert_eq!(store.unlock("users").unwrap(), vec![stale]);
+    assert!(store
+        .run(stale)
+        .unwrap()
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("unlocked by the operator"));
+    assert!(store.unlock("users").unwrap().is_empty());
+    // A lease held with no run recorded yet is reported by its holder.
+    let _held = sluice_state::Lease::acquire(&dir.path().join(".sluice"), "users", "elsewhere:7:8")
+        .unwrap();
+    match store.begin_run("users", false) {
+        Err(StateError::Locked { holder, .. }) => assert_eq!(holder, "elsewhere:7:8"),
+        other => panic!("{other:?}"),
+    }
+}
