@@ -132,7 +132,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 .await
                 .with_context(|| format!("planning sync `{name}`"))?;
             report.elapsed_ms = started.elapsed().as_millis();
-            report.config_changed = config_changed;
+            // A full resync re-sends everything whatever the config.
+            report.config_changed = config_changed && !options.full_resync;
             return Ok(report);
         }
         let run_id = {
