@@ -533,11 +533,21 @@ fn print_samples(samples: &[sluice_state::Sample]) {
     }
 }
 
+/// The folder of a project whose history is read: it must hold a
+/// sluice.yaml, but the file is not interpolated, so reading history needs
+/// none of the secrets a run needs.
+fn history_dir(dir: &Path) -> Result<PathBuf> {
+    let yaml = dir.join("sluice.yaml");
+    if !yaml.is_file() {
+        bail!("{} is not a Sluice project: no sluice.yaml", dir.display());
+    }
+    Ok(dir.to_path_buf())
+}
+
 pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
-    let project = load_project(&project.project)?;
-    let mut store = SqliteStore::open_project(&project.dir)?;
+    let dir = history_dir(&project.project)?;
+    let mut store = SqliteStore::open_project(&dir)?;
     if let Some(RunsCommand::Unlock { sync }) = &args.show {
-        project.sync(sync).map_err(|e| anyhow!(e))?;
         let cleared = store
             .unlock(sync)
             .with_context(|| format!("unlocking sync `{sync}`"))?;

@@ -303,3 +303,30 @@ async fn run_all_runs_every_sync_and_records_a_failure_before_the_run_starts() {
         "{text}"
     );
 }
+
+#[test]
+fn history_reads_without_the_secrets_a_run_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        "destinations:\n  hook: { plugin: webhook, config: { url: \"https://h.example.com\", secret: \"${SLUICE_TEST_UNSET_SECRET}\" } }\n",
+    )
+    .unwrap();
+    let project = dir.path().to_str().unwrap();
+    let validate = sluice(&["validate", "--project", project]);
+    assert!(
+        stderr(&validate).contains("SLUICE_TEST_UNSET_SECRET"),
+        "a run needs the secret: {}",
+        stderr(&validate)
+    );
+    let runs = sluice(&["runs", "--project", project]);
+    assert!(runs.status.success(), "{}", stderr(&runs));
+    assert!(stdout(&runs).contains("no runs yet"), "{}", stdout(&runs));
+    let json = sluice(&["runs", "--json", "--project", project]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let unlock = sluice(&["runs", "unlock", "anything", "--project", project]);
+    assert!(unlock.status.success(), "{}", stderr(&unlock));
+}
