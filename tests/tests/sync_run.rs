@@ -239,6 +239,52 @@ async fn throttling_waits_and_rejections_are_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_max_wait_pauses_the_sync_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    // 100,000,000 s: what a receiver sent that once hung a webhook sync.
+    rx.script
+        .lock()
+        .unwrap()
+        .push_back((429, Some("100000000")));
+    let started = std::time::Instant::now();
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the run waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(error.contains("paused until"), "{error}");
+    assert!(error.contains("max_wait"), "{error}");
+    // Nothing was acknowledged, so the next run (the receiver answers 200
+    // now) sends both rows.
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.ok, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_sets_its_own_max_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "    max_wait: 1s\n");
+    csv(dir.path(), &[("a@x.com", "1", "1")]);
+    // Within the engine's default, beyond this sync's one second.
+    rx.script.lock().unwrap().push_back((429, Some("30")));
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("asked to wait 30 s") && error.contains("(1 s, max_wait)"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_destination_fails_the_run_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;

@@ -44,6 +44,7 @@
 //!     max_deletes: 10%                 # mirror: refuse a run that would delete more
 //!                                      # (a count, or a share of what was delivered)
 //!     allow_empty: false               # mirror: refuse an empty model (the default)
+//!     max_wait: 15m                    # longest wait a rate limit may ask for (the default)
 //! ```
 
 pub mod grant;
@@ -449,6 +450,10 @@ pub struct SyncConfig {
     /// Mirror mode: whether a model with no rows may delete what was
     /// delivered. Off by default: an empty model is refused.
     pub allow_empty: bool,
+    /// The longest single wait the destination or its API may ask for
+    /// (`rate-limited`, a quota window, a declared rate); longer, and the
+    /// run stops as paused. `None`: the engine's default (15 minutes).
+    pub max_wait: Option<std::time::Duration>,
     pub location: Location,
 }
 

@@ -36,6 +36,7 @@ const SYNC_KEYS: &[&str] = &[
     "schedule",
     "max_deletes",
     "allow_empty",
+    "max_wait",
 ];
 const MAPPING_KEYS: &[&str] = &["from", "constant", "to", "type"];
 
@@ -346,6 +347,10 @@ impl<'a> Reader<'a> {
             Some(n) => self.boolean(n, &format!("`allow_empty` of {ctx}")),
             None => Some(false),
         };
+        let max_wait = match f.get("max_wait") {
+            Some(n) => self.duration(n, &format!("`max_wait` of {ctx}")).map(Some),
+            None => Some(None),
+        };
         if let (Some(Some(id)), Some(maps), Some(ts)) = (&identifier, &mappings, &transforms) {
             self.check_identifier_mapped(id, maps, ts, f.get("identifier"), &ctx);
         }
@@ -363,8 +368,33 @@ impl<'a> Reader<'a> {
             schedule: schedule?,
             max_deletes: max_deletes?,
             allow_empty: allow_empty?,
+            max_wait: max_wait?,
             location: self.location(node.pos),
         })
+    }
+
+    /// A duration such as `90s` or `15m` (ms, s or m).
+    fn duration(&mut self, node: &Node, ctx: &str) -> Option<std::time::Duration> {
+        let text = self.string(node, ctx)?;
+        match sluice_runtime::limits::parse_duration(text.expose()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(
+                    node.pos,
+                    format!("{ctx} is zero"),
+                    Some("a duration such as 15m"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    node.pos,
+                    format!("{ctx}: {e}"),
+                    Some("a duration such as 90s or 15m"),
+                );
+                None
+            }
+        }
     }
 
     /// `max_deletes: 500` or `max_deletes: 10%`.

@@ -8,7 +8,7 @@
 //! committing stays with the run, which owns the state.
 
 use super::pacing::Pacer;
-use super::retry::RetryPolicy;
+use super::retry::{paused, RetryPolicy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use sluice_runtime::bindings::types::{PluginError, RowResult, WriteTarget};
@@ -259,9 +259,21 @@ impl Writer {
                     Some(PluginError::RateLimited(info))
                         if throttled < retry.max_throttle_waits =>
                     {
+                        let asked = Duration::from_millis(info.retry_after_ms);
+                        let wait = match retry.bounded(asked) {
+                            Ok(wait) => wait,
+                            Err(asked) => {
+                                return Err(paused(
+                                    &failure.plugin,
+                                    &failure.call,
+                                    asked,
+                                    retry.max_wait,
+                                ))
+                            }
+                        };
                         throttled += 1;
                         counts.throttled_waits += 1;
-                        tokio::time::sleep(Duration::from_millis(info.retry_after_ms)).await;
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     Some(PluginError::Retryable(_)) if attempt + 1 < retry.max_attempts => {
@@ -319,6 +331,10 @@ impl Writer {
                         attempt + 1
                     ))),
                 });
+            }
+            if let Err(asked) = retry.bounded(wait) {
+                let plugin = self.instance.plugin_name();
+                return Err(paused(plugin, "write", asked, retry.max_wait));
             }
             tokio::time::sleep(wait).await;
             todo = again.into_iter().map(|(i, _)| i).collect();

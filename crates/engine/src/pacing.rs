@@ -25,6 +25,8 @@ pub struct Pacer {
     declared_spacing: Duration,
     /// Writers that may call at once.
     concurrency: u32,
+    /// The longest wait a quota report may impose on one call.
+    max_wait: Duration,
     reported: Mutex<Reported>,
 }
 
@@ -43,18 +45,30 @@ struct Reported {
 
 impl Pacer {
     /// A pacer for the declared `rate` (none: only quota reports pace) and
-    /// `concurrency` writers.
-    pub fn new(rate: Option<&RateLimit>, concurrency: usize) -> Pacer {
+    /// `concurrency` writers. A declared rate slower than one call per
+    /// `max_wait` cannot be kept without an unbounded wait and is refused.
+    pub fn new(
+        rate: Option<&RateLimit>,
+        concurrency: usize,
+        max_wait: Duration,
+    ) -> Result<Pacer, String> {
         let (limiter, declared_spacing) = match rate.and_then(limiter) {
             Some((l, spacing)) => (Some(l), spacing),
             None => (None, Duration::ZERO),
         };
-        Pacer {
+        if declared_spacing > max_wait {
+            return Err(format!(
+                "the rate limit allows one call every {declared_spacing:?}, longer than the longest \
+                 wait allowed ({max_wait:?}); raise the rate or max_wait"
+            ));
+        }
+        Ok(Pacer {
             limiter,
             declared_spacing,
             concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX).max(1),
+            max_wait,
             reported: Mutex::default(),
-        }
+        })
     }
 
     /// Count a call made outside `ready` (discovery) against the limit, so
@@ -90,9 +104,13 @@ impl Pacer {
     ///   rolling window. This run knows when its own calls ended; if the
     ///   API counted more calls than that (someone else shares the quota),
     ///   it waits the whole window.
+    ///
+    /// A reported window longer than `max_wait` counts as `max_wait`: a
+    /// plugin's report can slow calls but never hold one past the bound (an
+    /// API that then refuses answers with a rate limit, which is bounded too).
     pub fn observe(&self, hint: QuotaHint) {
         let now = Instant::now();
-        let window = Duration::from_millis(u64::from(hint.window_ms));
+        let window = Duration::from_millis(u64::from(hint.window_ms)).min(self.max_wait);
         let mut reported = lock(&self.reported);
         reported.recent.push_back(now);
         while reported
@@ -194,6 +212,24 @@ mod tests {
         assert_eq!(concurrency(Some(&r)), 16);
     }
 
+    const MAX: Duration = Duration::from_secs(900);
+
+    #[test]
+    fn a_declared_rate_slower_than_max_wait_is_refused() {
+        let err = Pacer::new(Some(&rate(1, u32::MAX)), 1, MAX).err().unwrap();
+        assert!(err.contains("longest wait"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reported_window_never_holds_a_call_past_max_wait() {
+        // report-quota(0, 1, u32::MAX): no calls left in a 49-day window.
+        let pacer = Pacer::new(None, 1, Duration::from_secs(2)).unwrap();
+        pacer.observe(hint(0, 1, u32::MAX));
+        let start = Instant::now();
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
     fn hint(remaining: u32, limit: u32, window_ms: u32) -> QuotaHint {
         QuotaHint {
             remaining,
@@ -208,7 +244,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_apis_limit_becomes_the_pace_when_it_is_slower() {
         // The API allows 5 calls a second: one every 200 ms.
-        let pacer = Pacer::new(None, 1);
+        let pacer = Pacer::new(None, 1, MAX).unwrap();
         pacer.observe(hint(4, 5, 1000));
         let start = Instant::now();
         assert!(!pacer.ready().await, "the first call goes at once");
@@ -223,7 +259,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_exhausted_quota_waits_for_the_oldest_call_to_leave_the_window() {
-        let pacer = Pacer::new(None, 1);
+        let pacer = Pacer::new(None, 1, MAX).unwrap();
         let start = Instant::now();
         // Five calls: three at once, then at 200 and 400 ms; the fifth
         // leaves none. The first of them leaves the window at 1000 ms.
@@ -239,7 +275,7 @@ mod tests {
     async fn a_quota_others_used_up_waits_the_whole_window() {
         // One call of ours, yet the API counts all five: someone else
         // shares the quota, and when their calls leave is unknown.
-        let pacer = Pacer::new(None, 1);
+        let pacer = Pacer::new(None, 1, MAX).unwrap();
         pacer.observe(hint(0, 5, 3000));
         let start = Instant::now();
         assert!(pacer.ready().await);
@@ -251,7 +287,7 @@ mod tests {
         // Four writers, one call left of 5 per second, our calls ended at
         // 0, 100, 200 and 300 ms: three more slots free at 1000, 1100 and
         // 1200 ms; the next call waits for the third.
-        let pacer = Pacer::new(None, 4);
+        let pacer = Pacer::new(None, 4, MAX).unwrap();
         let start = Instant::now();
         for (at, remaining) in [(0, 4), (100, 3), (200, 2), (300, 1)] {
             tokio::time::sleep_until(start + Duration::from_millis(at)).await;
@@ -264,7 +300,7 @@ mod tests {
     #[test]
     fn a_generous_quota_report_does_not_slow_the_declared_pace() {
         // Declared 10 a second; the API allows 100 per 10 s with 90 left.
-        let pacer = Pacer::new(Some(&rate(10, 1000)), 1);
+        let pacer = Pacer::new(Some(&rate(10, 1000)), 1, MAX).unwrap();
         pacer.observe(hint(90, 100, 10_000));
         assert!(pacer.reserve_reported_slot(Instant::now()).is_none());
         assert!(pacer.reserve_reported_slot(Instant::now()).is_none());

@@ -3,7 +3,7 @@
 //! random source so concurrent writers do not retry in lockstep), and what
 //! a rate limit asks for instead.
 
-use sluice_runtime::{PluginError, PluginFailure};
+use sluice_runtime::{FailureKind, PluginError, PluginFailure};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
@@ -13,7 +13,15 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Consecutive rate-limit waits tolerated for one batch.
     pub max_throttle_waits: u32,
+    /// The longest single wait a plugin or an API can ask for (a
+    /// `rate-limited` result, a quota window, a declared rate). A run asked
+    /// to wait longer stops as paused, with what it delivered committed.
+    pub max_wait: Duration,
 }
+
+/// The default [`RetryPolicy::max_wait`]: long enough for any per-minute or
+/// per-hour quota a CRM resets, short enough that `run --all` moves on.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -22,6 +30,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),
             max_throttle_waits: 1000,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -38,11 +47,23 @@ impl RetryPolicy {
     }
 
     /// How long to wait before retrying a call that failed transiently:
-    /// what a rate limit asked for, or backoff.
-    pub fn wait_after(&self, failure: &PluginFailure, attempt: u32) -> Duration {
+    /// what a rate limit asked for, or backoff; `Err` with the asked wait
+    /// when it is longer than `max_wait`.
+    pub fn wait_after(&self, failure: &PluginFailure, attempt: u32) -> Result<Duration, Duration> {
         match failure.plugin_error() {
-            Some(PluginError::RateLimited(info)) => Duration::from_millis(info.retry_after_ms),
-            _ => self.delay(attempt),
+            Some(PluginError::RateLimited(info)) => {
+                self.bounded(Duration::from_millis(info.retry_after_ms))
+            }
+            _ => Ok(self.delay(attempt)),
+        }
+    }
+
+    /// A wait someone asked for, if it is within `max_wait`.
+    pub fn bounded(&self, asked: Duration) -> Result<Duration, Duration> {
+        if asked <= self.max_wait {
+            Ok(asked)
+        } else {
+            Err(asked)
         }
     }
 
@@ -57,12 +78,36 @@ impl RetryPolicy {
             match call().await {
                 Err(f) if f.is_retryable() && attempt + 1 < self.max_attempts => {
                     attempt += 1;
-                    tokio::time::sleep(self.wait_after(&f, attempt)).await;
+                    match self.wait_after(&f, attempt) {
+                        Ok(wait) => tokio::time::sleep(wait).await,
+                        Err(asked) => return Err(paused(&f.plugin, &f.call, asked, self.max_wait)),
+                    }
                 }
                 other => return other,
             }
         }
     }
+}
+
+/// The failure that stops a run asked to wait `asked`, more than `max`:
+/// the sync is paused until then, and says so.
+pub fn paused(plugin: &str, call: &str, asked: Duration, max: Duration) -> PluginFailure {
+    PluginFailure {
+        plugin: plugin.to_string(),
+        call: call.to_string(),
+        kind: FailureKind::Paused {
+            asked_ms: asked.as_millis(),
+            max_ms: max.as_millis(),
+            until_unix_ms: unix_ms_after(asked),
+        },
+    }
+}
+
+fn unix_ms_after(wait: Duration) -> u128 {
+    std::time::SystemTime::now()
+        .checked_add(wait)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(u128::MAX, |d| d.as_millis())
 }
 
 #[cfg(test)]
@@ -85,5 +130,16 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..32).map(|_| policy.delay(3)).collect();
         assert!(spread.len() > 1, "jitter must vary between calls");
+    }
+
+    #[test]
+    fn a_wait_longer_than_max_wait_is_refused() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.bounded(Duration::from_secs(60)),
+            Ok(Duration::from_secs(60))
+        );
+        let asked = Duration::from_millis(u64::MAX);
+        assert_eq!(policy.bounded(asked), Err(asked));
     }
 }

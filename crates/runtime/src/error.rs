@@ -34,6 +34,14 @@ pub enum FailureKind {
     InstanceLimit { limit: usize },
     /// Creating the instance failed.
     Instantiate(String),
+    /// The plugin or its API asked the host to wait longer than the sync
+    /// allows (`max_wait`); the sync stopped, paused until the time given.
+    Paused {
+        asked_ms: u128,
+        max_ms: u128,
+        /// When the wait would end, in milliseconds since the Unix epoch.
+        until_unix_ms: u128,
+    },
 }
 
 impl fmt::Display for FailureKind {
@@ -63,6 +71,22 @@ impl fmt::Display for FailureKind {
                 write!(f, "the tenant already has {limit} live plugin instances")
             }
             FailureKind::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+            FailureKind::Paused {
+                asked_ms,
+                max_ms,
+                until_unix_ms,
+            } => {
+                let until = i64::try_from(until_unix_ms.saturating_mul(1000))
+                    .map(crate::values::format_timestamp)
+                    .unwrap_or_else(|_| "the end of time".into());
+                write!(
+                    f,
+                    "asked to wait {} s, longer than the longest wait allowed ({} s, max_wait); \
+                     the sync is paused until {until}: what was delivered is committed, run it again then",
+                    asked_ms / 1000,
+                    max_ms / 1000
+                )
+            }
         }
     }
 }

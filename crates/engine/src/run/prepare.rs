@@ -16,13 +16,17 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let model = project.model_of(sync);
         let source_cfg = project.source_of(model);
         let dest_cfg = &project.destination_of(sync).instance;
+        let retry = RetryPolicy {
+            max_wait: sync.max_wait.unwrap_or(options.retry.max_wait),
+            ..options.retry
+        };
 
         let (source, _, _) =
             open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
         let (mut destination, spec, dest_identity) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
         *stage = Stage::Discover;
-        let object = discover_object(&mut destination, dest_cfg, sync, &options.retry).await?;
+        let object = discover_object(&mut destination, dest_cfg, sync, &retry).await?;
         *stage = Stage::Mappings;
         mapping::check_against_destination(sync, None, &object).map_err(|problems| {
             anyhow!(
@@ -85,7 +89,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
         } else {
             pacing::concurrency(rate.as_ref())
         };
-        let pacer = Pacer::new(rate.as_ref(), writers);
+        let pacer = Pacer::new(rate.as_ref(), writers, retry.max_wait)
+            .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?;
         // Discovery has just called the API, and the API counts that call
         // against the same limit: charge it, so the first writes do not
         // overrun the window it started.
@@ -105,7 +110,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             destinations,
             delivery: Some(DeliveryContext {
                 pacer,
-                retry: options.retry,
+                retry,
                 config: dest_cfg.config_json(),
                 identifier,
             }),
