@@ -364,8 +364,8 @@ fn stream_error(e: StreamError) -> HttpError {
     }
 }
 
-/// Sleep inside the plugin (for short, bounded backoffs only: the host's CPU
-/// deadline keeps counting).
+/// Sleep inside the plugin (for short, bounded backoffs only: the call's
+/// wall-clock deadline keeps counting).
 pub fn sleep(duration: Duration) {
     wasip2::clocks::monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();
 }

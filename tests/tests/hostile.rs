@@ -12,7 +12,7 @@ use sluice_runtime::plugin::Plugin;
 use sluice_runtime::sandbox::resolver::StaticResolver;
 use sluice_runtime::{Batch, RowResult, Value};
 use sluice_runtime::{FailureKind, Limits, PluginFailure, Runtime, Sandbox};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn target() -> WriteTarget {
     WriteTarget {
@@ -120,6 +120,206 @@ async fn infinite_loop_hits_the_cpu_deadline() {
         failure.to_string().contains("CPU deadline of 300 ms"),
         "{failure}"
     );
+}
+
+/// Limits with a short wall-clock deadline.
+fn wall_clock(limit: Duration) -> Limits {
+    Limits {
+        wall_deadline: limit,
+        ..Limits::default()
+    }
+}
+
+fn expect_wall_deadline(failure: &PluginFailure, limit_ms: u128) {
+    assert!(
+        matches!(failure.kind, FailureKind::WallDeadline { limit_ms: l } if l == limit_ms),
+        "{failure}"
+    );
+    let message = failure.to_string();
+    assert!(
+        message.contains(&format!("wall-clock deadline of {limit_ms} ms")),
+        "{message}"
+    );
+    assert!(!message.contains("CPU"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_for_an_hour_hits_the_wall_clock_deadline() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(wall_clock(Duration::from_secs(1)));
+    let started = Instant::now();
+    let failure = expect_failure(side_by_side(&test, "sleep-an-hour", "", sandbox.clone()).await);
+    expect_wall_deadline(&failure, 1000);
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // The stopped instance is poisoned; the plugin's next instance works.
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let mut instance = plugin.instantiate(&sandbox).await.unwrap();
+    let w = instance
+        .open_writer(r#"{"attack":"sleep-an-hour"}"#, &target())
+        .await
+        .unwrap();
+    expect_wall_deadline(&instance.write(&w, &rows(1)).await.unwrap_err(), 1000);
+    let again = instance.write(&w, &rows(1)).await.unwrap_err();
+    assert!(matches!(again.kind, FailureKind::Poisoned), "{again}");
+    let mut fresh = plugin.instantiate(&sandbox).await.unwrap();
+    let w = fresh
+        .open_writer(r#"{"attack":"env"}"#, &target())
+        .await
+        .unwrap();
+    assert_eq!(fresh.write(&w, &rows(2)).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_does_not_count_against_the_cpu_deadline() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(Limits {
+        call_deadline: Duration::from_millis(300),
+        wall_deadline: Duration::from_secs(20),
+        ..Limits::default()
+    });
+    // A one-second sleep is more than the CPU deadline but is not CPU time.
+    let results = side_by_side(&test, "sleep-a-second", "", sandbox)
+        .await
+        .unwrap();
+    assert_eq!(results, vec![RowResult::Accepted; 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_spec_hits_the_wall_clock_deadline() {
+    let test = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slow-spec"), "").unwrap();
+    let mut slow = sandbox(&[&format!("dir:{}:/hostile", dir.path().display())]);
+    slow.limits = Some(wall_clock(Duration::from_secs(1)));
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let mut instance = plugin.instantiate(&slow).await.unwrap();
+    let started = Instant::now();
+    let failure = instance.spec().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        (failure.plugin.as_str(), failure.call.as_str()),
+        ("hostile", "spec")
+    );
+    expect_wall_deadline(&failure, 1000);
+    // Without the marker the same plugin answers at once.
+    assert_eq!(plugin.spec().await.unwrap().name, "hostile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_hangs_when_dropped_hits_the_wall_clock_deadline() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(wall_clock(Duration::from_secs(1)));
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let mut instance = plugin.instantiate(&sandbox).await.unwrap();
+    let w = instance
+        .open_writer(r#"{"attack":"slow-drop"}"#, &target())
+        .await
+        .unwrap();
+    assert_eq!(instance.write(&w, &rows(2)).await.unwrap().len(), 2);
+    let started = Instant::now();
+    let failure = instance.close_writer(w).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(failure.call, "writer.drop");
+    expect_wall_deadline(&failure, 1000);
+}
+
+/// A server that accepts connections and never says a word.
+async fn silent_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://127.0.0.1:{port}/never")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_hits_the_host_first_byte_timeout() {
+    let test = runtime();
+    let url = silent_server().await;
+    let grant = sluice_runtime::sandbox::policy::Grants::pattern_for_url(&url).unwrap();
+    let mut sandbox = sandbox(&[&grant]);
+    sandbox.limits = Some(Limits {
+        http_first_byte_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    });
+    let started = Instant::now();
+    // The plugin asks to wait a day; the host's maximum wins.
+    let failure = expect_failure(side_by_side(&test, "http-patient", &url, sandbox).await);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let FailureKind::Stalled { stall, .. } = &failure.kind else {
+        panic!("{failure}")
+    };
+    assert_eq!(stall.timeout, "HTTP first-byte");
+    assert_eq!(stall.limit, Duration::from_millis(500));
+    assert!(stall.host_maximum);
+    let message = failure.to_string();
+    assert!(
+        message.contains(&format!(
+            "HTTP first-byte timeout of 500 ms (the host's maximum) reached waiting on {grant}"
+        )),
+        "{message}"
+    );
+    assert!(failure.is_retryable(), "a silent server may answer later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_sending_hits_the_host_between_bytes_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let test = runtime();
+    // Answers with a head and 3 of the 100 bytes it announced, then waits.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
+            let _ = socket.write_all(head.as_bytes()).await;
+            held.push(socket);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/trickle");
+    let grant = format!("http://127.0.0.1:{port}");
+    let mut sandbox = sandbox(&[&grant]);
+    sandbox.limits = Some(Limits {
+        http_between_bytes_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    });
+    let started = Instant::now();
+    let failure = expect_failure(side_by_side(&test, "http-patient", &url, sandbox).await);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let message = failure.to_string();
+    assert!(
+        message.contains(&format!(
+            "HTTP between-bytes timeout of 500 ms (the host's maximum) reached waiting on {grant}"
+        )),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_cannot_outlast_the_wall_clock_deadline() {
+    let test = runtime();
+    let url = silent_server().await;
+    let grant = sluice_runtime::sandbox::policy::Grants::pattern_for_url(&url).unwrap();
+    let mut sandbox = sandbox(&[&grant]);
+    // The HTTP maxima stay at their defaults (minutes); the call's deadline
+    // is shorter.
+    sandbox.limits = Some(wall_clock(Duration::from_secs(1)));
+    let started = Instant::now();
+    let failure = expect_failure(side_by_side(&test, "http-patient", &url, sandbox).await);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    expect_wall_deadline(&failure, 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! call, and which limit or capability.
 
 use super::bindings::types::PluginError;
-use super::sandbox::Denial;
+use super::sandbox::{Denial, Stall};
 use std::fmt;
 
 /// A failed call into a plugin.
@@ -16,12 +16,21 @@ pub struct PluginFailure {
 
 #[derive(Debug, Clone)]
 pub enum FailureKind {
-    /// The call ran past its deadline and was interrupted.
+    /// The call used more than its CPU time and was interrupted.
     Deadline { limit_ms: u128 },
+    /// The call, waiting included, ran past its wall-clock deadline and was
+    /// stopped.
+    WallDeadline { limit_ms: u128 },
     /// The plugin tried to grow its memory past the ceiling.
     Memory { limit_bytes: usize },
     /// The plugin asked for something its grant does not allow, and failed.
     Denied(Denial),
+    /// A request of the plugin ran into a host timeout (a server that did not
+    /// answer), and the plugin then returned this error.
+    Stalled {
+        stall: Box<Stall>,
+        error: PluginError,
+    },
     /// The plugin trapped (a panic, an unreachable, a stack overflow).
     Trap(String),
     /// The plugin broke the contract (e.g. the wrong number of row results).
@@ -53,6 +62,12 @@ impl fmt::Display for FailureKind {
                     "exceeded its CPU deadline of {limit_ms} ms and was interrupted"
                 )
             }
+            FailureKind::WallDeadline { limit_ms } => {
+                write!(
+                    f,
+                    "ran past its wall-clock deadline of {limit_ms} ms (waiting included) and was stopped"
+                )
+            }
             FailureKind::Memory { limit_bytes } => {
                 write!(
                     f,
@@ -61,6 +76,9 @@ impl fmt::Display for FailureKind {
                 )
             }
             FailureKind::Denied(d) => write!(f, "{d}"),
+            FailureKind::Stalled { stall, error } => {
+                write!(f, "{stall}, then failed: {}", describe_plugin_error(error))
+            }
             FailureKind::Trap(m) => write!(f, "trapped: {m}"),
             FailureKind::Contract(m) => write!(f, "broke the plugin contract: {m}"),
             FailureKind::Plugin(e) => write!(f, "{}", describe_plugin_error(e)),
@@ -109,7 +127,7 @@ impl PluginFailure {
     /// The contract error, if the plugin returned one.
     pub fn plugin_error(&self) -> Option<&PluginError> {
         match &self.kind {
-            FailureKind::Plugin(e) => Some(e),
+            FailureKind::Plugin(e) | FailureKind::Stalled { error: e, .. } => Some(e),
             _ => None,
         }
     }
@@ -117,9 +135,8 @@ impl PluginFailure {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(
-            &self.kind,
-            FailureKind::Plugin(PluginError::Retryable(_) | PluginError::RateLimited(_))
-                | FailureKind::InstanceLimit { .. }
-        )
+            self.plugin_error(),
+            Some(PluginError::Retryable(_) | PluginError::RateLimited(_))
+        ) || matches!(&self.kind, FailureKind::InstanceLimit { .. })
     }
 }

@@ -1,6 +1,8 @@
-//! One sandboxed instance of a plugin, used for one run. Every call gets a
-//! fresh deadline; a trap poisons only this instance; failures name the
-//! plugin, the call and the limit or capability involved.
+//! One sandboxed instance of a plugin, used for one run. Every call,
+//! instantiation and resource drop runs under a CPU and a wall-clock
+//! deadline (`deadline.rs`); a trap or a deadline poisons only this
+//! instance; failures name the plugin, the call and the limit or capability
+//! involved.
 
 use super::bindings::types::{
     Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
@@ -8,14 +10,15 @@ use super::bindings::types::{
 };
 use super::bindings::{ColumnarTransform, Destination, Source, Transform};
 use super::columns;
+use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
 use super::log::LogSource;
 use super::plugin::{Plugin, PluginKind, PluginPre};
-use super::sandbox::http::{HttpMode, SandboxedHttp};
+use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::stdio::CapturedOutput;
-use super::sandbox::{sockets, Denials};
+use super::sandbox::{sockets, Denials, Stalls};
 use super::state::{MemoryLimiter, PluginState, QuotaHint};
 use std::sync::Arc;
 use wasmtime::component::ResourceAny;
@@ -78,6 +81,8 @@ pub struct Instance {
     store: Store<PluginState>,
     exports: Exports,
     limits: Limits,
+    /// The guest execution time of the call under way.
+    cpu: Arc<CpuMeter>,
     poisoned: bool,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
@@ -120,6 +125,8 @@ impl Plugin {
             limits.output_bytes,
         );
         let denials = Denials::default();
+        let stalls = Stalls::default();
+        let cpu = Arc::new(CpuMeter::default());
         let policy = Arc::new(sandbox.grants.net.clone());
 
         let mut wasi = WasiCtxBuilder::new();
@@ -153,34 +160,47 @@ impl Plugin {
                 resolver: runtime.options.resolver.clone(),
                 denials: denials.clone(),
                 max_response_bytes: limits.http_response_bytes,
+                timeouts: HttpTimeouts::from_limits(&limits),
+                stalls: stalls.clone(),
                 mode: sandbox.http.clone(),
             },
             table: Default::default(),
             limiter: MemoryLimiter::new(&limits),
             quota: None,
             denials,
+            stalls,
+            cpu: cpu.clone(),
+            cpu_limit: limits.call_deadline,
             log,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(limits.deadline_ticks());
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline::first_slice_ticks(&limits));
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            Ok(deadline::on_epoch_deadline(&state.cpu, state.cpu_limit))
+        });
 
-        let exports = match &self.pre {
-            PluginPre::Source(pre) => pre.instantiate_async(&mut store).await.map(Exports::Source),
-            PluginPre::Transform(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::Transform),
-            PluginPre::ColumnarTransform(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::ColumnarTransform),
-            PluginPre::Destination(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::Destination),
+        let instantiating = async {
+            match &self.pre {
+                PluginPre::Source(pre) => {
+                    pre.instantiate_async(&mut store).await.map(Exports::Source)
+                }
+                PluginPre::Transform(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Exports::Transform),
+                PluginPre::ColumnarTransform(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Exports::ColumnarTransform),
+                PluginPre::Destination(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Exports::Destination),
+            }
         };
+        let exports = guarded(&cpu, limits.wall_deadline, instantiating).await;
         let mut instance_limits_store = store;
         let exports = match exports {
             Ok(e) => e,
@@ -195,6 +215,7 @@ impl Plugin {
             store: instance_limits_store,
             exports,
             limits,
+            cpu,
             poisoned: false,
             stdout,
             stderr,
@@ -209,6 +230,11 @@ fn classify_trap(
     limits: &Limits,
     error: wasmtime::Error,
 ) -> FailureKind {
+    if let Some(WallDeadline(limit)) = error.downcast_ref::<WallDeadline>() {
+        return FailureKind::WallDeadline {
+            limit_ms: limit.as_millis(),
+        };
+    }
     let state = store.data_mut();
     if state.limiter.exceeded {
         state.limiter.exceeded = false;
@@ -261,7 +287,9 @@ impl Instance {
             return Err(self.failure(call, FailureKind::Poisoned));
         }
         self.store.data().denials.take();
-        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        self.store.data().stalls.take();
+        self.store
+            .set_epoch_deadline(deadline::first_slice_ticks(&self.limits));
         Ok(())
     }
 
@@ -276,14 +304,25 @@ impl Instance {
                 for denial in self.store.data().denials.take() {
                     tracing::warn!(plugin = %self.plugin, call, "plugin continued after a denial: {denial}");
                 }
+                for stall in self.store.data().stalls.take() {
+                    tracing::warn!(plugin = %self.plugin, call, "plugin continued after a stall: {stall}");
+                }
                 Ok(v)
             }
             Err(e) => {
                 // A plugin failing right after a denial failed because of it:
-                // say which capability it lacked.
-                let kind = match self.store.data().denials.take().into_iter().next() {
+                // say which capability it lacked. One failing after a host
+                // timeout: say which timeout, of which request.
+                let state = self.store.data();
+                let kind = match state.denials.take().into_iter().next() {
                     Some(denial) => FailureKind::Denied(denial),
-                    None => FailureKind::Plugin(e),
+                    None => match state.stalls.take().into_iter().next() {
+                        Some(stall) => FailureKind::Stalled {
+                            stall: Box::new(stall),
+                            error: e,
+                        },
+                        None => FailureKind::Plugin(e),
+                    },
                 };
                 Err(self.failure(call, kind))
             }
@@ -318,26 +357,25 @@ impl Instance {
 
     pub async fn spec(&mut self) -> Result<PluginSpec, PluginFailure> {
         self.begin("spec")?;
+        let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
             Exports::Source(s) => {
-                s.sluice_plugin_source_api()
-                    .call_spec(&mut self.store)
-                    .await
+                guarded(cpu, wall, s.sluice_plugin_source_api().call_spec(store)).await
             }
             Exports::Transform(t) => {
-                t.sluice_plugin_transform_api()
-                    .call_spec(&mut self.store)
-                    .await
+                guarded(cpu, wall, t.sluice_plugin_transform_api().call_spec(store)).await
             }
             Exports::ColumnarTransform(t) => {
-                t.sluice_plugin_columnar_transform_api()
-                    .call_spec(&mut self.store)
-                    .await
+                let api = t.sluice_plugin_columnar_transform_api();
+                guarded(cpu, wall, api.call_spec(store)).await
             }
             Exports::Destination(d) => {
-                d.sluice_plugin_destination_api()
-                    .call_spec(&mut self.store)
-                    .await
+                guarded(
+                    cpu,
+                    wall,
+                    d.sluice_plugin_destination_api().call_spec(store),
+                )
+                .await
             }
         };
         self.finish_plain("spec", outcome)
@@ -345,26 +383,23 @@ impl Instance {
 
     pub async fn check(&mut self, config: &str) -> Result<(), PluginFailure> {
         self.begin("check")?;
+        let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
             Exports::Source(s) => {
-                s.sluice_plugin_source_api()
-                    .call_check(&mut self.store, config)
-                    .await
+                let api = s.sluice_plugin_source_api();
+                guarded(cpu, wall, api.call_check(store, config)).await
             }
             Exports::Transform(t) => {
-                t.sluice_plugin_transform_api()
-                    .call_check(&mut self.store, config)
-                    .await
+                let api = t.sluice_plugin_transform_api();
+                guarded(cpu, wall, api.call_check(store, config)).await
             }
             Exports::ColumnarTransform(t) => {
-                t.sluice_plugin_columnar_transform_api()
-                    .call_check(&mut self.store, config)
-                    .await
+                let api = t.sluice_plugin_columnar_transform_api();
+                guarded(cpu, wall, api.call_check(store, config)).await
             }
             Exports::Destination(d) => {
-                d.sluice_plugin_destination_api()
-                    .call_check(&mut self.store, config)
-                    .await
+                let api = d.sluice_plugin_destination_api();
+                guarded(cpu, wall, api.call_check(store, config)).await
             }
         };
         self.finish("check", outcome)
@@ -372,16 +407,15 @@ impl Instance {
 
     pub async fn discover(&mut self, config: &str) -> Result<Vec<ObjectInfo>, PluginFailure> {
         self.begin("discover")?;
+        let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
             Exports::Source(s) => {
-                s.sluice_plugin_source_api()
-                    .call_discover(&mut self.store, config)
-                    .await
+                let api = s.sluice_plugin_source_api();
+                guarded(cpu, wall, api.call_discover(store, config)).await
             }
             Exports::Destination(d) => {
-                d.sluice_plugin_destination_api()
-                    .call_discover(&mut self.store, config)
-                    .await
+                let api = d.sluice_plugin_destination_api();
+                guarded(cpu, wall, api.call_discover(store, config)).await
             }
             Exports::Transform(_) | Exports::ColumnarTransform(_) => {
                 return Err(self.wrong_world("discover"))
@@ -400,10 +434,9 @@ impl Instance {
         let Exports::Source(s) = &self.exports else {
             return Err(self.wrong_world("read"));
         };
-        let outcome = s
-            .sluice_plugin_source_api()
-            .call_read(&mut self.store, config, request)
-            .await;
+        let api = s.sluice_plugin_source_api();
+        let call = api.call_read(&mut self.store, config, request);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         self.finish("read", outcome).map(ReaderHandle)
     }
 
@@ -417,11 +450,9 @@ impl Instance {
         let Exports::Source(s) = &self.exports else {
             return Err(self.wrong_world("reader.next"));
         };
-        let outcome = s
-            .sluice_plugin_source_api()
-            .reader()
-            .call_next(&mut self.store, reader.0, max_rows)
-            .await;
+        let api = s.sluice_plugin_source_api().reader();
+        let call = api.call_next(&mut self.store, reader.0, max_rows);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         let batch = self.finish("reader.next", outcome)?;
         if let Some(b) = &batch {
             if let Some(bad) = b.rows.iter().position(|r| r.len() != b.columns.len()) {
@@ -444,16 +475,15 @@ impl Instance {
         config: &str,
     ) -> Result<TransformerHandle, PluginFailure> {
         self.begin("open")?;
+        let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
             Exports::Transform(t) => {
-                t.sluice_plugin_transform_api()
-                    .call_open(&mut self.store, config)
-                    .await
+                let api = t.sluice_plugin_transform_api();
+                guarded(cpu, wall, api.call_open(store, config)).await
             }
             Exports::ColumnarTransform(t) => {
-                t.sluice_plugin_columnar_transform_api()
-                    .call_open(&mut self.store, config)
-                    .await
+                let api = t.sluice_plugin_columnar_transform_api();
+                guarded(cpu, wall, api.call_open(store, config)).await
             }
             _ => return Err(self.wrong_world("open")),
         };
@@ -480,11 +510,9 @@ impl Instance {
         let Exports::Transform(t) = &self.exports else {
             return Err(self.wrong_world("transform"));
         };
-        let outcome = t
-            .sluice_plugin_transform_api()
-            .transformer()
-            .call_transform(&mut self.store, transformer.0, batch)
-            .await;
+        let api = t.sluice_plugin_transform_api().transformer();
+        let call = api.call_transform(&mut self.store, transformer.0, batch);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         let out = self.finish("transform", outcome)?;
         if let Err(m) = check_transformed(batch.rows.len(), &out) {
             return Err(self.failure("transform", FailureKind::Contract(m)));
@@ -503,11 +531,11 @@ impl Instance {
         let Exports::ColumnarTransform(t) = &self.exports else {
             return Err(self.wrong_world("transform"));
         };
-        let outcome = t
+        let api = t
             .sluice_plugin_columnar_transform_api()
-            .columnar_transformer()
-            .call_transform(&mut self.store, transformer.0, batch)
-            .await;
+            .columnar_transformer();
+        let call = api.call_transform(&mut self.store, transformer.0, batch);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         let out = self.finish("transform", outcome)?;
         let input_rows = batch.rows as usize;
         if let Err(m) = check_accounted(input_rows, out.batch.rows as usize, &out.errors) {
@@ -526,10 +554,9 @@ impl Instance {
         let Exports::Destination(d) = &self.exports else {
             return Err(self.wrong_world("open"));
         };
-        let outcome = d
-            .sluice_plugin_destination_api()
-            .call_open(&mut self.store, config, target)
-            .await;
+        let api = d.sluice_plugin_destination_api();
+        let call = api.call_open(&mut self.store, config, target);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         self.finish("open", outcome).map(WriterHandle)
     }
 
@@ -543,11 +570,9 @@ impl Instance {
         let Exports::Destination(d) = &self.exports else {
             return Err(self.wrong_world("write"));
         };
-        let outcome = d
-            .sluice_plugin_destination_api()
-            .writer()
-            .call_write(&mut self.store, writer.0, batch)
-            .await;
+        let api = d.sluice_plugin_destination_api().writer();
+        let call = api.call_write(&mut self.store, writer.0, batch);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         let results = self.finish("write", outcome)?;
         if results.len() != batch.rows.len() {
             return Err(self.failure(
@@ -560,6 +585,37 @@ impl Instance {
             ));
         }
         Ok(results)
+    }
+
+    /// End a read: the plugin's reader is dropped (its destructor runs, e.g.
+    /// to hang up on a database), under the same deadlines as any call.
+    pub async fn close_reader(&mut self, reader: ReaderHandle) -> Result<(), PluginFailure> {
+        self.drop_resource("reader.drop", reader.0).await
+    }
+
+    /// Drop a transformer, under the same deadlines as any call.
+    pub async fn close_transformer(
+        &mut self,
+        transformer: TransformerHandle,
+    ) -> Result<(), PluginFailure> {
+        self.drop_resource("transformer.drop", transformer.0).await
+    }
+
+    /// Drop a writer (its destructor may flush), under the same deadlines as
+    /// any call.
+    pub async fn close_writer(&mut self, writer: WriterHandle) -> Result<(), PluginFailure> {
+        self.drop_resource("writer.drop", writer.0).await
+    }
+
+    async fn drop_resource(
+        &mut self,
+        call: &str,
+        resource: ResourceAny,
+    ) -> Result<(), PluginFailure> {
+        self.begin(call)?;
+        let dropping = resource.resource_drop_async(&mut self.store);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, dropping).await;
+        self.finish_plain(call, outcome)
     }
 }
 

@@ -11,7 +11,8 @@
 //! - `bindings`: the host side of `wit/plugin.wit`.
 //! - `plugin`: loading a component, checking its world and version,
 //!   compiling it once (cached on disk) and preparing an `InstancePre`.
-//! - `instance`: one instance per run, its calls, deadlines and errors.
+//! - `instance`: one instance per run, its calls and errors.
+//! - `deadline`: the CPU and wall-clock deadlines of every call.
 //! - `sandbox`: grants, the HTTP and socket checks, stdio capture.
 //! - `limits`, `error`, `log`, `state`: what each instance is bounded by,
 //!   how failures are named, where plugin output goes, what a store holds.
@@ -19,6 +20,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod columns;
+mod deadline;
 pub mod error;
 pub mod instance;
 pub mod limits;
@@ -142,8 +144,9 @@ fn engine_config() -> Config {
     config
 }
 
-/// Advance the engine's epoch every tick so per-call deadlines fire. The
-/// thread holds only a weak handle and stops when the engine is dropped.
+/// Advance the engine's epoch every tick so per-call CPU deadlines are
+/// checked (see `deadline.rs`). The thread holds only a weak handle and
+/// stops when the engine is dropped.
 fn start_epoch_ticker(engine: &Engine) {
     let engine = engine.weak();
     std::thread::Builder::new()

@@ -8,12 +8,24 @@ use std::time::Duration;
 pub struct Limits {
     /// Linear memory ceiling per instance.
     pub memory_bytes: usize,
-    /// Wall-clock deadline for one call into the plugin (epoch interruption).
+    /// CPU deadline of one call: the guest's own execution time (epoch
+    /// interruption, see `deadline.rs`). Time spent waiting on the host (a
+    /// response, a sleep) does not count; `wall_deadline` bounds that.
     pub call_deadline: Duration,
+    /// Wall-clock deadline of one call, waiting included. A call that
+    /// passes it is stopped and its instance poisoned.
+    pub wall_deadline: Duration,
     /// Bytes of stdout and of stderr kept per instance.
     pub output_bytes: usize,
     /// Largest HTTP response body a plugin may receive.
     pub http_response_bytes: usize,
+    /// The longest an outgoing HTTP request may take to connect (TCP and
+    /// TLS), to receive the response head after sending, and to wait between
+    /// two chunks of the response body. What a plugin asks for in its
+    /// request options is clamped to these.
+    pub http_connect_timeout: Duration,
+    pub http_first_byte_timeout: Duration,
+    pub http_between_bytes_timeout: Duration,
     /// Live instances per tenant.
     pub instances_per_tenant: usize,
 }
@@ -23,8 +35,12 @@ impl Default for Limits {
         Limits {
             memory_bytes: 256 << 20,
             call_deadline: Duration::from_secs(60),
+            wall_deadline: Duration::from_secs(5 * 60),
             output_bytes: 64 << 10,
             http_response_bytes: 64 << 20,
+            http_connect_timeout: Duration::from_secs(30),
+            http_first_byte_timeout: Duration::from_secs(120),
+            http_between_bytes_timeout: Duration::from_secs(60),
             instances_per_tenant: 64,
         }
     }
@@ -32,13 +48,6 @@ impl Default for Limits {
 
 /// The period of the engine's epoch ticker: deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-impl Limits {
-    /// The call deadline in epoch ticks (at least one).
-    pub fn deadline_ticks(&self) -> u64 {
-        (self.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-    }
-}
 
 /// Parse sizes such as `256MiB`, `64k`, `1g` or plain bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
@@ -95,13 +104,5 @@ mod tests {
         assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            Limits {
-                call_deadline: Duration::from_millis(1),
-                ..Limits::default()
-            }
-            .deadline_ticks(),
-            1
-        );
     }
 }

@@ -3,10 +3,11 @@
 //! and the denials recorded during the current call.
 
 use super::bindings::host;
+use super::deadline::CpuMeter;
 use super::limits::Limits;
 use super::log::{LogLine, LogSink, LogSource};
 use super::sandbox::http::SandboxedHttp;
-use super::sandbox::Denials;
+use super::sandbox::{Denials, Stalls};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
@@ -21,6 +22,11 @@ pub struct PluginState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) denials: Denials,
+    /// Host timeouts the current call's requests ran into.
+    pub(crate) stalls: Stalls,
+    /// The current call's guest execution time, and its limit.
+    pub(crate) cpu: Arc<CpuMeter>,
+    pub(crate) cpu_limit: std::time::Duration,
     pub(crate) log: LogSink,
     /// The newest `report-quota` of the current or an earlier call, until
     /// the host takes it.

@@ -3,8 +3,12 @@
 //! in its row results, so a test can prove nothing leaked.
 
 use serde::Deserialize;
-use sluice_sdk::http::Request;
+use sluice_sdk::http::{sleep, Request};
 use sluice_sdk::prelude::*;
+use std::time::Duration;
+
+/// An hour: longer than any test waits.
+const AN_HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(Deserialize)]
 struct Config {
@@ -21,6 +25,11 @@ impl Destination for Hostile {
     type Writer = Attack;
 
     fn spec() -> PluginSpec {
+        // `spec` has no config: a granted directory holding `slow-spec`
+        // makes it hang instead.
+        if std::fs::metadata("/hostile/slow-spec").is_ok() {
+            sleep(AN_HOUR);
+        }
         PluginSpec::new("hostile", "0.1.0", "Attacks its sandbox (tests only)")
     }
 
@@ -90,9 +99,34 @@ impl Writer for Attack {
                 }
                 Ok(vec![RowResult::Accepted; rows])
             }
+            "sleep-an-hour" => {
+                sleep(AN_HOUR);
+                Ok(vec![RowResult::Accepted; rows])
+            }
+            "sleep-a-second" => {
+                sleep(Duration::from_secs(1));
+                Ok(vec![RowResult::Accepted; rows])
+            }
+            "http-patient" => {
+                // Asks to wait a day for the answer; the host clamps it.
+                let response = Request::get(&self.0.url)
+                    .timeout(Duration::from_secs(86_400))
+                    .send()?;
+                Ok(leak(rows, format!("fetched {} bytes", response.body.len())))
+            }
+            // The attack happens when the writer is dropped.
+            "slow-drop" => Ok(vec![RowResult::Accepted; rows]),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "wrong-results" => Ok(vec![RowResult::Accepted; rows + 1]),
             other => Err(PluginError::Config(format!("unknown attack `{other}`"))),
+        }
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        if self.0.attack == "slow-drop" {
+            sleep(AN_HOUR);
         }
     }
 }

@@ -3,21 +3,32 @@
 //! every resolved address is checked, and the connection is made to an
 //! address that passed, so a DNS answer can never widen a grant.
 //!
+//! Every wait is bounded by the host: the DNS lookup and the connection
+//! (TCP and TLS) by the connect timeout, the response head by the
+//! first-byte timeout, each chunk of the body by the between-bytes timeout.
+//! A plugin may ask for shorter ones in its request options; longer ones are
+//! clamped to the host's maximum ([`HttpTimeouts`], from the limits). A
+//! timeout that fires is recorded as a [`Stall`] so the failure can name it.
+//!
 //! [`HttpMode`] adds recording to and replaying from a cassette
 //! ([`crate::sandbox::cassette`]) behind the same checks.
 
 use super::policy::{default_port, NetDenial, NetPolicy};
 use super::resolver::Resolve;
-use super::Denials;
+use super::{Denials, Stall, Stalls};
+use crate::limits::Limits;
 use crate::sandbox::cassette::{
     Body, Interaction, RecordedRequest, RecordedResponse, Recorder, Replayer,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -29,8 +40,88 @@ pub struct SandboxedHttp {
     pub denials: Denials,
     /// Largest response body a plugin may receive.
     pub max_response_bytes: usize,
+    /// The longest each wait of a request may take.
+    pub timeouts: HttpTimeouts,
+    /// Where timeouts that fired are recorded.
+    pub stalls: Stalls,
     /// Live, recording to a cassette, or replaying one.
     pub mode: HttpMode,
+}
+
+/// The host's maximum for each wait of an outgoing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_bytes: Duration,
+}
+
+impl HttpTimeouts {
+    pub fn from_limits(limits: &Limits) -> Self {
+        HttpTimeouts {
+            connect: limits.http_connect_timeout,
+            first_byte: limits.http_first_byte_timeout,
+            between_bytes: limits.http_between_bytes_timeout,
+        }
+    }
+
+    /// The waits of one request: what the plugin asked for, clamped to the
+    /// host's maximum.
+    fn clamp(&self, asked: Option<RequestOptions>) -> Waits {
+        let asked = asked.unwrap_or_default();
+        Waits {
+            connect: Wait::clamp("HTTP connect", asked.connect_timeout, self.connect),
+            first_byte: Wait::clamp("HTTP first-byte", asked.first_byte_timeout, self.first_byte),
+            between_bytes: Wait::clamp(
+                "HTTP between-bytes",
+                asked.between_bytes_timeout,
+                self.between_bytes,
+            ),
+        }
+    }
+}
+
+/// One bounded wait of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    name: &'static str,
+    limit: Duration,
+    host_maximum: bool,
+}
+
+impl Wait {
+    fn clamp(name: &'static str, asked: Option<Duration>, maximum: Duration) -> Self {
+        match asked {
+            // Tokio treats a zero timeout as already expired; a millisecond
+            // is the shortest wait worth asking for.
+            Some(a) if a < maximum => Wait {
+                name,
+                limit: a.max(Duration::from_millis(1)),
+                host_maximum: false,
+            },
+            _ => Wait {
+                name,
+                limit: maximum,
+                host_maximum: true,
+            },
+        }
+    }
+
+    fn stall(&self, target: &Target) -> Stall {
+        Stall {
+            timeout: self.name,
+            limit: self.limit,
+            host_maximum: self.host_maximum,
+            target: target.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    connect: Wait,
+    first_byte: Wait,
+    between_bytes: Wait,
 }
 
 /// Where a plugin's HTTP requests go. The grant check runs first in every
@@ -81,6 +172,8 @@ impl WasiHttpHooks for SandboxedHttp {
         let denials = self.denials.clone();
         let max_response_bytes = self.max_response_bytes;
         let mode = self.mode.clone();
+        let waits = self.timeouts.clamp(options);
+        let stalls = self.stalls.clone();
         Box::new(async move {
             let target = Target::from_uri(request.uri())?;
             if let HttpMode::Replay(replayer) = &mode {
@@ -90,26 +183,32 @@ impl WasiHttpHooks for SandboxedHttp {
                 }
                 return replay(replayer, request, max_response_bytes).await;
             }
-            let addrs = match authorize(&policy, &*resolver, &target).await {
-                Ok(addrs) => addrs,
-                Err((denial, code)) => {
+            let lookup =
+                tokio::time::timeout(waits.connect.limit, authorize(&policy, &*resolver, &target));
+            let addrs = match lookup.await {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err((denial, code))) => {
                     denials.record("network (http)", denial);
                     return Err(code);
                 }
+                Err(_) => {
+                    stalls.record(Stall {
+                        timeout: "DNS lookup (HTTP connect)",
+                        ..waits.connect.stall(&target)
+                    });
+                    return Err(HttpError::DnsTimeout);
+                }
+            };
+            let send = Outgoing {
+                target: &target,
+                addrs: &addrs,
+                max_response_bytes,
+                waits,
+                stalls: &stalls,
             };
             match &mode {
-                HttpMode::Record(recorder) => {
-                    record(
-                        recorder,
-                        request,
-                        options,
-                        &target,
-                        &addrs,
-                        max_response_bytes,
-                    )
-                    .await
-                }
-                _ => send_pinned(request, options, &target, &addrs, max_response_bytes).await,
+                HttpMode::Record(recorder) => record(recorder, request, send).await,
+                _ => send.send(request).await,
             }
         })
     }
@@ -150,10 +249,7 @@ async fn buffer_request(
 async fn record(
     recorder: &Recorder,
     request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
-    target: &Target,
-    addrs: &[IpAddr],
-    max_response_bytes: usize,
+    send: Outgoing<'_>,
 ) -> SendResult {
     let (request, request_body) = buffer_request(request).await?;
     let redactor = &recorder.redactor;
@@ -163,7 +259,7 @@ async fn record(
         headers: redactor.headers(request.headers()),
         body: redactor.body(&request_body),
     };
-    let (response, done) = send_pinned(request, options, target, addrs, max_response_bytes).await?;
+    let (response, done) = send.send(request).await?;
     let (parts, body) = response.into_parts();
     let response_body = body.collect().await?.to_bytes();
     recorder.push(Interaction {
@@ -218,6 +314,12 @@ struct Target {
     port: u16,
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 impl Target {
     fn from_uri(uri: &http::Uri) -> Result<Self, HttpError> {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
@@ -262,17 +364,12 @@ async fn authorize(
         .map_err(|d| (d, HttpError::DestinationIpProhibited))
 }
 
-async fn connect_any(
-    addrs: &[IpAddr],
-    port: u16,
-    timeout: Duration,
-) -> Result<TcpStream, HttpError> {
+async fn connect_any(addrs: &[IpAddr], port: u16) -> Result<TcpStream, HttpError> {
     let mut last = HttpError::ConnectionRefused;
     for ip in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(SocketAddr::new(*ip, port))).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = HttpError::Connect(e),
-            Err(_) => last = HttpError::ConnectionTimeout,
+        match TcpStream::connect(SocketAddr::new(*ip, port)).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = HttpError::Connect(e),
         }
     }
     Err(last)
@@ -301,51 +398,167 @@ async fn tls(stream: TcpStream, host: &str) -> Result<Box<dyn Io>, HttpError> {
     Ok(Box::new(stream))
 }
 
-async fn send_pinned(
-    mut request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
-    target: &Target,
-    addrs: &[IpAddr],
+/// One request on its way to checked addresses.
+struct Outgoing<'a> {
+    target: &'a Target,
+    addrs: &'a [IpAddr],
     max_response_bytes: usize,
-) -> SendResult {
-    let connect_timeout = options
-        .and_then(|o| o.connect_timeout)
-        .unwrap_or(Duration::from_secs(30));
-    let first_byte_timeout = options
-        .and_then(|o| o.first_byte_timeout)
-        .unwrap_or(Duration::from_secs(120));
-    let stream = connect_any(addrs, target.port, connect_timeout).await?;
-    let _ = stream.set_nodelay(true);
-    let io: Box<dyn Io> = if target.scheme == "https" {
-        tls(stream, target.bare_host()).await?
-    } else {
-        Box::new(stream)
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(HttpError::from)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    // Origin-form request line: the scheme and authority live in Host.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
-    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
-        .await
-        .map_err(|_| HttpError::ConnectionReadTimeout)?
-        .map_err(HttpError::from)?;
-    let response = response.map(|body| {
-        http_body_util::Limited::new(body, max_response_bytes)
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(e) => HttpError::from(*e),
-                Err(_) => HttpError::HttpResponseBodySize(None),
-            })
+    waits: Waits,
+    stalls: &'a Stalls,
+}
+
+impl Outgoing<'_> {
+    /// Connect (within the connect timeout, TLS included), send, and wait
+    /// for the response head (within the first-byte timeout); the body
+    /// comes through [`ResponseBody`].
+    async fn send(&self, mut request: http::Request<WasiBody>) -> SendResult {
+        let Waits {
+            connect,
+            first_byte,
+            between_bytes,
+        } = self.waits;
+        let target = self.target;
+        let connecting = async {
+            let stream = connect_any(self.addrs, target.port).await?;
+            let _ = stream.set_nodelay(true);
+            let io: Box<dyn Io> = if target.scheme == "https" {
+                tls(stream, target.bare_host()).await?
+            } else {
+                Box::new(stream)
+            };
+            hyper::client::conn::http1::Builder::new()
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(HttpError::from)
+        };
+        let (mut sender, conn) = match tokio::time::timeout(connect.limit, connecting).await {
+            Ok(connected) => connected?,
+            Err(_) => {
+                self.stalls.record(connect.stall(target));
+                return Err(HttpError::ConnectionTimeout);
+            }
+        };
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        // Origin-form request line: the scheme and authority live in Host.
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let response =
+            match tokio::time::timeout(first_byte.limit, sender.send_request(request)).await {
+                Ok(response) => response.map_err(HttpError::from)?,
+                Err(_) => {
+                    self.stalls.record(first_byte.stall(target));
+                    return Err(HttpError::ConnectionReadTimeout);
+                }
+            };
+        let stall = between_bytes.stall(target);
+        let left = self.max_response_bytes;
+        let stalls = self.stalls.clone();
+        let response = response.map(|incoming| {
+            ResponseBody {
+                incoming,
+                left,
+                gap: Box::pin(tokio::time::sleep(stall.limit)),
+                stall,
+                stalls,
+                stalled: false,
+            }
             .boxed_unsync()
-    });
-    Ok((response, Box::new(async { Ok(()) })))
+        });
+        Ok((response, Box::new(async { Ok(()) })))
+    }
+}
+
+/// A response body as the plugin reads it: at most `left` more bytes, and
+/// no longer than the between-bytes timeout between two chunks.
+struct ResponseBody {
+    incoming: hyper::body::Incoming,
+    left: usize,
+    /// Fires when the next chunk is late; reset by every chunk.
+    gap: Pin<Box<tokio::time::Sleep>>,
+    stall: Stall,
+    stalls: Stalls,
+    stalled: bool,
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        if this.stalled {
+            return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+        }
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if data.len() > this.left {
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(None))));
+                    }
+                    this.left -= data.len();
+                }
+                let next = tokio::time::Instant::now() + this.stall.limit;
+                this.gap.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.gap.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.stalled = true;
+                    this.stalls.record(this.stall.clone());
+                    Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_plugin_asks_is_clamped_to_the_host_maximum() {
+        let host = HttpTimeouts {
+            connect: Duration::from_secs(30),
+            first_byte: Duration::from_secs(120),
+            between_bytes: Duration::from_secs(60),
+        };
+        let waits = host.clamp(Some(RequestOptions {
+            connect_timeout: Some(Duration::from_secs(5)),
+            first_byte_timeout: Some(Duration::from_secs(86_400)),
+            between_bytes_timeout: Some(Duration::ZERO),
+        }));
+        assert_eq!(
+            (waits.connect.limit, waits.connect.host_maximum),
+            (Duration::from_secs(5), false)
+        );
+        assert_eq!(
+            (waits.first_byte.limit, waits.first_byte.host_maximum),
+            (Duration::from_secs(120), true)
+        );
+        assert_eq!(waits.between_bytes.limit, Duration::from_millis(1));
+        let none = host.clamp(None);
+        assert_eq!(none.between_bytes.limit, Duration::from_secs(60));
+        assert!(none.connect.host_maximum);
+    }
 }

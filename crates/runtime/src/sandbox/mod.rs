@@ -17,6 +17,7 @@ pub mod sockets;
 pub mod stdio;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A capability a plugin tried to use and was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,58 @@ impl Denials {
 
     /// Take the denials recorded so far.
     pub fn take(&self) -> Vec<Denial> {
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// A host timeout a plugin's request ran into: a server that did not
+/// connect, answer or keep sending in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// `HTTP connect`, `HTTP first-byte`, `HTTP between-bytes`.
+    pub timeout: &'static str,
+    pub limit: Duration,
+    /// Whether `limit` is the host's maximum (rather than a shorter timeout
+    /// the plugin asked for).
+    pub host_maximum: bool,
+    /// `scheme://host:port`.
+    pub target: String,
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} timeout of {} ms ({}) reached waiting on {}",
+            self.timeout,
+            self.limit.as_millis(),
+            if self.host_maximum {
+                "the host's maximum"
+            } else {
+                "as the plugin asked"
+            },
+            self.target
+        )
+    }
+}
+
+/// Stalls recorded during the current call of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct Stalls(Arc<Mutex<Vec<Stall>>>);
+
+impl Stalls {
+    pub fn record(&self, stall: Stall) {
+        tracing::warn!("a plugin request stalled: {stall}");
+        if let Ok(mut list) = self.0.lock() {
+            list.push(stall);
+        }
+    }
+
+    /// Take the stalls recorded so far.
+    pub fn take(&self) -> Vec<Stall> {
         self.0
             .lock()
             .map(|mut l| std::mem::take(&mut *l))
