@@ -430,6 +430,103 @@ async fn reading_etc_passwd_finds_no_filesystem() {
     assert!(!message.contains("root:"), "{message}");
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_in_a_writable_grant_cannot_widen_a_request() {
+    use sluice_runtime::sandbox::intersect::intersect;
+    use sluice_runtime::sandbox::policy::Grants;
+    use std::os::unix::fs::symlink;
+
+    let test = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("real")).unwrap();
+    std::fs::write(data.join("real/ok.txt"), "inside the grant").unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "top secret").unwrap();
+    // What a plugin holding the :rw grant could plant there.
+    symlink(&outside, data.join("esc")).unwrap();
+    symlink("/", data.join("root")).unwrap();
+    let granted = Grants::parse(
+        &[format!("dir:{}:/in:rw", data.display())],
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let spec = plugin.spec().await.unwrap();
+    assert_eq!(spec.capabilities, ["dir:${config.dir}"]);
+    let config = |dir: &str, path: &str| {
+        serde_json::json!({"attack": "read-path", "dir": dir, "path": path}).to_string()
+    };
+
+    for (dir, path, link) in [
+        ("/in/esc", "/in/esc/secret.txt", "esc"),
+        ("/in/root", "/in/root/etc/passwd", "root"),
+        ("/in/esc/deeper", "/in/esc/deeper/x", "esc"),
+    ] {
+        let narrowed = intersect(&spec, &config(dir, path), &granted);
+        assert!(!narrowed.is_refused(), "{dir} lies inside the grant");
+        let failure = plugin
+            .instantiate(&Sandbox::new(narrowed.grants))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("`{dir}` must be refused"));
+        assert_eq!(
+            (failure.plugin.as_str(), failure.call.as_str()),
+            ("hostile", "instantiate")
+        );
+        let FailureKind::Denied(denial) = &failure.kind else {
+            panic!("{failure}")
+        };
+        assert_eq!(denial.capability, "filesystem");
+        let planted = data.join(link).display().to_string();
+        assert!(
+            denial
+                .detail
+                .contains(&format!("{planted} is a symbolic link")),
+            "{denial}"
+        );
+        assert!(denial.detail.contains(dir), "names the request: {denial}");
+    }
+
+    // A real sub-directory is narrowed to as before.
+    let narrowed = intersect(&spec, &config("/in/real", "/in/real/ok.txt"), &granted);
+    let mut instance = plugin
+        .instantiate(&Sandbox::new(narrowed.grants))
+        .await
+        .unwrap();
+    let w = instance
+        .open_writer(&config("/in/real", "/in/real/ok.txt"), &target())
+        .await
+        .unwrap();
+    assert_eq!(
+        instance.write(&w, &rows(1)).await.unwrap(),
+        [RowResult::Rejected("inside the grant".into())]
+    );
+
+    // Given the whole grant, the plugin cannot follow the link out either.
+    let mut instance = plugin.instantiate(&Sandbox::new(granted)).await.unwrap();
+    for path in ["/in/esc/secret.txt", "/in/root/etc/passwd"] {
+        let w = instance
+            .open_writer(&config("/in", path), &target())
+            .await
+            .unwrap();
+        let failure = instance.write(&w, &rows(1)).await.unwrap_err();
+        let message = failure.to_string();
+        assert!(
+            message.contains(&format!("reading {path} failed")),
+            "{message}"
+        );
+        assert!(
+            !message.contains("top secret") && !message.contains("root:"),
+            "{message}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_environment_is_empty() {
     let test = runtime();

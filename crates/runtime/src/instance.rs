@@ -15,10 +15,11 @@ use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
 use super::log::LogSource;
 use super::plugin::{Plugin, PluginKind, PluginPre};
+use super::sandbox::dirs::{self, DirRefusal};
 use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::stdio::CapturedOutput;
-use super::sandbox::{sockets, Denials, Stalls};
+use super::sandbox::{sockets, Denial, Denials, Stalls};
 use super::state::{MemoryLimiter, PluginState, QuotaHint};
 use std::sync::Arc;
 use wasmtime::component::ResourceAny;
@@ -140,7 +141,25 @@ impl Plugin {
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            // Opened without following links; wasmtime-wasi then opens the
+            // same directory (see `sandbox/dirs.rs`).
+            let opened = dirs::open_no_follow(&dir.host).map_err(|refusal| {
+                fail(match refusal {
+                    DirRefusal::Symlink { .. } => FailureKind::Denied(Denial {
+                        capability: "filesystem",
+                        detail: format!(
+                            "directory {} (granted at {}): {refusal}",
+                            dir.host.display(),
+                            dir.guest
+                        ),
+                    }),
+                    DirRefusal::Unusable { .. } => FailureKind::Instantiate(format!(
+                        "granted directory {} is not usable: {refusal}",
+                        dir.host.display()
+                    )),
+                })
+            })?;
+            wasi.preopened_dir(opened.preopen_path(), &dir.guest, perms)
                 .map_err(|e| {
                     fail(FailureKind::Instantiate(format!(
                         "granted directory {} is not usable: {e}",

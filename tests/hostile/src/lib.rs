@@ -15,6 +15,8 @@ struct Config {
     attack: String,
     #[serde(default)]
     url: String,
+    #[serde(default)]
+    path: String,
 }
 
 pub struct Hostile;
@@ -31,6 +33,7 @@ impl Destination for Hostile {
             sleep(AN_HOUR);
         }
         PluginSpec::new("hostile", "0.1.0", "Attacks its sandbox (tests only)")
+            .capability("dir:${config.dir}")
     }
 
     fn check(_config: &str) -> Result<(), PluginError> {
@@ -85,6 +88,12 @@ impl Writer for Attack {
             "read-file" => {
                 let text = std::fs::read_to_string("/etc/passwd").map_err(|e| {
                     PluginError::Permanent(format!("reading /etc/passwd failed: {e}"))
+                })?;
+                Ok(leak(rows, text))
+            }
+            "read-path" => {
+                let text = std::fs::read_to_string(&self.0.path).map_err(|e| {
+                    PluginError::Permanent(format!("reading {} failed: {e}", self.0.path))
                 })?;
                 Ok(leak(rows, text))
             }

@@ -22,7 +22,9 @@
 //! - The plugin gets, for each covered request, **the request itself** (it
 //!   lies inside the grant, so it is the intersection of the two): a
 //!   directory request is the covering grant's host directory narrowed to the
-//!   requested subdirectory, writable only when both say `:rw`. Grants that
+//!   requested subdirectory, writable only when both say `:rw` (and opened,
+//!   like every granted directory, without following a symbolic link in any
+//!   component: [`dirs`](crate::sandbox::dirs)). Grants that
 //!   no request needs are not given to the plugin; requests no grant covers
 //!   are not given either, and `sluice validate` refuses them, naming the
 //!   request and the grants.

@@ -5,9 +5,11 @@
 //! - `http`: the `wasi:http` hook that enforces them on every request.
 //! - `sockets`: the `wasi:sockets` address check for raw TCP.
 //! - `resolver`: host-side DNS, so the guest never chooses the address.
+//! - `dirs`: granted directories, opened without following symbolic links.
 //! - `stdio`: captured, size-capped stdout and stderr.
 
 pub mod cassette;
+pub mod dirs;
 pub mod http;
 pub mod intersect;
 pub mod policy;
