@@ -528,6 +528,49 @@ async fn a_symlink_planted_in_a_writable_grant_cannot_widen_a_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_compile_cache_entry_is_recompiled_not_run() {
+    use sluice_runtime::cache::{self, CacheOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let test = runtime_with(|o| o.cache_dir = Some(dir.path().to_path_buf()));
+    let runtime = &test.runtime;
+    let hostile = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let load = |name: &str, bytes: &[u8]| Plugin::from_bytes(runtime, name, bytes).unwrap();
+
+    let first = load("hostile", &hostile);
+    assert_eq!(first.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(load("hostile", &hostile).cache_outcome(), CacheOutcome::Hit);
+    let hostile_entry = cache::entry_path(dir.path(), runtime.engine(), first.digest());
+
+    // A flipped byte: recompiled, and the plugin still runs.
+    let mut artifact = std::fs::read(&hostile_entry).unwrap();
+    let middle = artifact.len() / 2;
+    artifact[middle] ^= 0x40;
+    std::fs::write(&hostile_entry, &artifact).unwrap();
+    let reloaded = load("hostile", &hostile);
+    assert_eq!(reloaded.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(reloaded.spec().await.unwrap().name, "hostile");
+    assert_eq!(load("hostile", &hostile).cache_outcome(), CacheOutcome::Hit);
+
+    // Another plugin's artifact, with its MAC, swapped in under pii-hash's
+    // name: recompiled, and pii-hash (not hostile) runs.
+    let pii = load("pii-hash", plugins::PII_HASH);
+    let pii_entry = cache::entry_path(dir.path(), runtime.engine(), pii.digest());
+    std::fs::copy(&hostile_entry, &pii_entry).unwrap();
+    std::fs::copy(cache::mac_path(&hostile_entry), cache::mac_path(&pii_entry)).unwrap();
+    let swapped = load("pii-hash", plugins::PII_HASH);
+    assert_eq!(swapped.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(swapped.world(), "transform");
+    assert_eq!(swapped.spec().await.unwrap().name, "pii-hash");
+
+    // An entry without a MAC (written by someone else) is not trusted either.
+    std::fs::remove_file(cache::mac_path(&pii_entry)).unwrap();
+    assert_eq!(
+        load("pii-hash", plugins::PII_HASH).cache_outcome(),
+        CacheOutcome::Compiled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_environment_is_empty() {
     let test = runtime();
     std::env::set_var("SLUICE_TEST_SECRET", "hunter2");

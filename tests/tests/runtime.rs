@@ -108,8 +108,15 @@ async fn compiled_components_are_cached_by_digest() {
     let second = Plugin::from_bytes(&rt.runtime, "field-map", plugins::FIELD_MAP).unwrap();
     assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
     assert_eq!(first.digest(), second.digest());
-    let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
-    assert_eq!(cached.len(), 1);
+    // One entry, its MAC, and the installation's key.
+    let mut cached: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cached.sort();
+    assert_eq!(cached.len(), 3, "{cached:?}");
+    assert!(cached[0].ends_with(".cwasm") && cached[1].ends_with(".cwasm.mac"));
+    assert_eq!(cached[2], "key");
     // A cache hit runs like a fresh compile.
     let mut instance = second.instantiate(&sandbox(&[])).await.unwrap();
     let t = instance
