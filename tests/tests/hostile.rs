@@ -275,7 +275,7 @@ async fn a_server_that_never_answers_hits_the_host_first_byte_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_sending_hits_the_host_between_bytes_timeout() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let test = runtime();
     // Answers with a head and 3 of the 100 bytes it announced, then waits.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -283,6 +283,16 @@ async fn a_server_that_stops_sending_hits_the_host_between_bytes_timeout() {
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut socket, _)) = listener.accept().await {
+            // Read the request head first: an answer before the request is
+            // a protocol error to the client.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
             let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
             let _ = socket.write_all(head.as_bytes()).await;
             held.push(socket);
@@ -568,6 +578,40 @@ async fn a_tampered_compile_cache_entry_is_recompiled_not_run() {
         load("pii-hash", plugins::PII_HASH).cache_outcome(),
         CacheOutcome::Compiled
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_reaching_the_compile_cache_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let test = runtime_with(|o| o.cache_dir = Some(cache.clone()));
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    for (grant, relation) in [
+        (format!("dir:{}:/all:rw", tmp.path().display()), "contains"),
+        (format!("dir:{}:/c:rw", cache.display()), "contains"),
+        (format!("dir:{}/sub/..:/c", cache.display()), "contains"),
+    ] {
+        let failure = plugin.instantiate(&sandbox(&[&grant])).await.err().unwrap();
+        assert_eq!(
+            (failure.plugin.as_str(), failure.call.as_str()),
+            ("hostile", "instantiate")
+        );
+        let FailureKind::Denied(denial) = &failure.kind else {
+            panic!("{failure}")
+        };
+        assert_eq!(denial.capability, "filesystem");
+        assert!(
+            denial.detail.contains(&format!(
+                "{relation} {}, the compile cache",
+                cache.display()
+            )),
+            "{grant}: {denial}"
+        );
+    }
+    std::fs::create_dir_all(tmp.path().join("beside")).unwrap();
+    let beside = format!("dir:{}:/b", tmp.path().join("beside").display());
+    assert!(plugin.instantiate(&sandbox(&[&beside])).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use sluice_config::{self as config, Diagnostic, Project};
 use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
-use sluice_registry::load_plugin;
+use sluice_registry::{load_plugin, refused_grants};
 use sluice_runtime::sandbox::intersect as grants;
 use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_state::{RunCounts, RunRecord, SqliteStore, StateStore};
@@ -200,7 +200,7 @@ fn diagnostic_at(
 /// each for its spec, and refuse requests its grants do not cover
 /// ([`sluice_runtime::sandbox::intersect`]), naming the request and the grants. Plugins that do
 /// not load (missing, digest mismatch, unsupported WIT version) are reported
-/// too.
+/// too, and so are directory grants that reach Sluice's own files.
 pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnostic> {
     let instances = project
         .sources
@@ -218,6 +218,12 @@ pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnost
         let at = |message: String, expected: Option<String>| {
             diagnostic_at(project, Some(&cfg.location), message, expected)
         };
+        for refusal in refused_grants(runtime, &project.dir, cfg) {
+            problems.push(at(
+                format!("{role} {refusal}"),
+                Some("a directory grant that reaches neither .sluice, sluice.lock nor the compile cache".into()),
+            ));
+        }
         let spec = async {
             let plugin = load_plugin(runtime, &project.dir, cfg)?;
             anyhow::Ok(plugin.spec().await?)

@@ -12,4 +12,4 @@ pub mod builtin;
 pub mod resolve;
 pub mod store;
 
-pub use resolve::{load_plugin, sandbox_for};
+pub use resolve::{load_plugin, protected_paths, refused_grants, sandbox_for};

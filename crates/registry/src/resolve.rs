@@ -2,9 +2,11 @@
 //! sandbox the project grants it. The run and the CLI both come here.
 
 use crate::{builtin, store};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_config::grant::GrantKind;
 use sluice_config::{PluginInstance, PluginRef};
 use sluice_runtime::sandbox::intersect::intersect;
+use sluice_runtime::sandbox::protected::{overlaps, Protected};
 use sluice_runtime::{Plugin, PluginSpec, Runtime, Sandbox};
 use std::path::Path;
 
@@ -36,11 +38,56 @@ pub fn load_plugin(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) 
     Ok(plugin)
 }
 
+/// Sluice's own files in a project, which no directory grant may reach: the
+/// runtime's compile cache, the project's `.sluice` directory (delivery
+/// state, installed plugins) and `sluice.lock`.
+pub fn protected_paths(runtime: &Runtime, project_dir: &Path) -> Vec<Protected> {
+    let mut paths = runtime.protected_paths();
+    paths.push(Protected::new(
+        project_dir.join(".sluice"),
+        "the project's state and plugin store (.sluice)",
+    ));
+    paths.push(Protected::new(
+        project_dir.join(store::LOCK_FILE),
+        "the project's plugin lock file",
+    ));
+    paths
+}
+
+/// The directory grants of `cfg` that reach Sluice's own files, one message
+/// each, naming the grant as written and what it overlaps.
+pub fn refused_grants(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) -> Vec<String> {
+    let protected = protected_paths(runtime, project_dir);
+    let mut refused = Vec::new();
+    for grant in &cfg.grants {
+        let GrantKind::Dir(dir) = &grant.kind else {
+            continue;
+        };
+        for overlap in overlaps(std::slice::from_ref(dir), &protected) {
+            refused.push(format!(
+                "`{}` is granted `{}`, but {overlap}; grant a directory beside it instead",
+                cfg.name, grant.text
+            ));
+        }
+    }
+    refused
+}
+
 /// The sandbox a project grants one plugin: the intersection of what its
 /// spec requests and what the project grants (see [`sluice_runtime::sandbox::intersect`]).
 /// Requests the grants do not cover are left out here, logged, and refused
-/// by `sluice validate`.
-pub fn sandbox_for(cfg: &PluginInstance, spec: &PluginSpec) -> Result<Sandbox> {
+/// by `sluice validate`. A directory grant that reaches Sluice's own files
+/// ([`protected_paths`]) is an error.
+pub fn sandbox_for(
+    runtime: &Runtime,
+    project_dir: &Path,
+    cfg: &PluginInstance,
+    spec: &PluginSpec,
+) -> Result<Sandbox> {
+    let refused = refused_grants(runtime, project_dir, cfg);
+    if !refused.is_empty() {
+        bail!("{}", refused.join("; "));
+    }
     let granted = cfg.granted();
     let intersection = intersect(spec, &cfg.config_json(), &granted);
     for request in intersection
@@ -51,4 +98,93 @@ pub fn sandbox_for(cfg: &PluginInstance, spec: &PluginSpec) -> Result<Sandbox> {
         tracing::warn!(plugin = %cfg.name, request = %request, "plugin request not granted");
     }
     Ok(Sandbox::new(intersection.grants))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_config::{Grant, Location, Str};
+    use sluice_runtime::RuntimeOptions;
+    use std::sync::Arc;
+
+    fn instance(project: &Path, grants: &[&str]) -> PluginInstance {
+        PluginInstance {
+            name: "files".into(),
+            plugin: PluginRef::Installed("files".into()),
+            config: Default::default(),
+            grants: grants
+                .iter()
+                .map(|g| Grant {
+                    text: Str::plain(*g),
+                    kind: GrantKind::parse(g, project).unwrap(),
+                })
+                .collect(),
+            location: Location {
+                file: Arc::from(project.join("sluice.yaml")),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+
+    fn spec() -> PluginSpec {
+        PluginSpec {
+            name: "files".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            capabilities: vec![],
+            config_schema: "{}".into(),
+            rate_limit: None,
+            batch_size: 100,
+        }
+    }
+
+    #[test]
+    fn grants_reaching_sluices_own_files_are_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().join("proj");
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir_all(project.join("data")).unwrap();
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: Some(cache.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let refused =
+            |grants: &[&str]| refused_grants(&runtime, &project, &instance(&project, grants));
+
+        assert!(refused(&["dir:data:/data:rw", "https://api.example.com"]).is_empty());
+        let whole = refused(&["dir:.:/p:rw"]);
+        assert_eq!(whole.len(), 2, "{whole:?}");
+        assert!(
+            whole[0].starts_with("`files` is granted `dir:.:/p:rw`, but"),
+            "{whole:?}"
+        );
+        assert!(whole[0].contains(".sluice"), "{whole:?}");
+        assert!(whole[1].contains("sluice.lock"), "{whole:?}");
+        let store = refused(&["dir:.sluice/plugins"]);
+        assert!(store[0].contains("lies inside"), "{store:?}");
+        let cached = refused(&[&format!("dir:{}", tmp.path().display())]);
+        assert!(
+            cached.iter().any(|m| m.contains("the compile cache")),
+            "{cached:?}"
+        );
+
+        let err = sandbox_for(
+            &runtime,
+            &project,
+            &instance(&project, &["dir:.:rw"]),
+            &spec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("which no grant may reach"), "{err}");
+        assert!(sandbox_for(
+            &runtime,
+            &project,
+            &instance(&project, &["dir:data"]),
+            &spec()
+        )
+        .is_ok());
+    }
 }

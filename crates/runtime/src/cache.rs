@@ -10,7 +10,8 @@
 //! or replace it). The MAC is checked on the very bytes that are then
 //! deserialized. A missing or wrong MAC (a flipped byte, another entry's
 //! artifact and MAC swapped in) logs a warning and the component is
-//! recompiled.
+//! recompiled. No directory grant may reach the cache
+//! ([`protected`](crate::sandbox::protected)), so no plugin can write here.
 
 use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};

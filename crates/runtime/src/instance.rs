@@ -18,6 +18,7 @@ use super::plugin::{Plugin, PluginKind, PluginPre};
 use super::sandbox::dirs::{self, DirRefusal};
 use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
 use super::sandbox::policy::Grants;
+use super::sandbox::protected;
 use super::sandbox::stdio::CapturedOutput;
 use super::sandbox::{sockets, Denial, Denials, Stalls};
 use super::state::{MemoryLimiter, PluginState, QuotaHint};
@@ -135,6 +136,7 @@ impl Plugin {
         if let Some(now) = sandbox.http.fixed_wall_clock() {
             wasi.wall_clock(FixedWallClock(now));
         }
+        let own = runtime.protected_paths();
         for dir in &sandbox.grants.dirs {
             let perms = if dir.writable {
                 FsPerms::ReadWrite
@@ -159,6 +161,17 @@ impl Plugin {
                     )),
                 })
             })?;
+            // No grant may reach the compile cache: code there runs as
+            // plugins.
+            if let Some(overlap) = protected::overlaps(std::slice::from_ref(dir), &own)
+                .into_iter()
+                .next()
+            {
+                return Err(fail(FailureKind::Denied(Denial {
+                    capability: "filesystem",
+                    detail: format!("directory grant {overlap}"),
+                })));
+            }
             wasi.preopened_dir(opened.preopen_path(), &dir.guest, perms)
                 .map_err(|e| {
                     fail(FailureKind::Instantiate(format!(

@@ -112,12 +112,26 @@ impl Runtime {
         &self.inner.options
     }
 
+    /// The runtime's own files, which no directory grant may reach: the
+    /// compile cache (its artifacts and its key).
+    pub fn protected_paths(&self) -> Vec<sandbox::protected::Protected> {
+        self.inner.protected_paths()
+    }
+
     pub(crate) fn inner(&self) -> &Arc<RuntimeInner> {
         &self.inner
     }
 }
 
 impl RuntimeInner {
+    pub(crate) fn protected_paths(&self) -> Vec<sandbox::protected::Protected> {
+        self.options
+            .cache_dir
+            .iter()
+            .map(|dir| sandbox::protected::Protected::new(dir, "the compile cache"))
+            .collect()
+    }
+
     /// The instance semaphore of a tenant, created on first use.
     pub(crate) fn tenant_permits(&self, tenant: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());

@@ -139,7 +139,7 @@ async fn open_instance(
     // The run's instance gets the intersection of the spec's requests and
     // the grants.
     let spec = plugin.spec().await?;
-    let sandbox = sandbox_for(cfg, &spec)?;
+    let sandbox = sandbox_for(runtime, project_dir, cfg, &spec)?;
     let identity = PluginIdentity {
         name: spec.name.clone(),
         version: spec.version.clone(),

@@ -6,6 +6,7 @@
 //! - `sockets`: the `wasi:sockets` address check for raw TCP.
 //! - `resolver`: host-side DNS, so the guest never chooses the address.
 //! - `dirs`: granted directories, opened without following symbolic links.
+//! - `protected`: Sluice's own files, which no directory grant may reach.
 //! - `stdio`: captured, size-capped stdout and stderr.
 
 pub mod cassette;
@@ -13,6 +14,7 @@ pub mod dirs;
 pub mod http;
 pub mod intersect;
 pub mod policy;
+pub mod protected;
 pub mod requests;
 pub mod resolver;
 pub mod sockets;
