@@ -8,6 +8,7 @@ use sluice_tests as common;
 use common::*;
 use sluice_registry::builtin as plugins;
 use sluice_runtime::bindings::types::{WriteMode, WriteTarget};
+use sluice_runtime::log::LogSource;
 use sluice_runtime::plugin::Plugin;
 use sluice_runtime::sandbox::resolver::StaticResolver;
 use sluice_runtime::{Batch, RowResult, Value};
@@ -638,17 +639,89 @@ async fn a_stdout_flood_is_captured_and_capped() {
     let flood: Vec<_> = lines.iter().filter(|l| &*l.plugin == "hostile").collect();
     let bytes: usize = flood.iter().map(|l| l.message.len()).sum();
     assert!(bytes <= (32 << 10) + 200, "captured {bytes} bytes");
+    let notices: Vec<_> = flood
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .collect();
+    assert_eq!(notices.len(), 1, "the cap is announced once: {notices:?}");
     assert!(
-        flood
-            .iter()
-            .any(|l| l.message.contains("output capped at 32768 bytes")),
-        "the cap is announced"
+        notices[0]
+            .message
+            .contains("this instance's budget of 32768 bytes"),
+        "{:?}",
+        notices[0]
     );
     assert!(
         flood[0].message.starts_with("0 flood"),
         "lines are tagged with the plugin: {:?}",
         flood[0]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_cannot_forge_lines_reach_the_terminal_or_flood() {
+    let test = runtime();
+    let mut sandbox = sandbox(&[]);
+    sandbox.limits = Some(Limits {
+        log_bytes_per_call: 4 << 10,
+        ..Limits::default()
+    });
+    let results = side_by_side(&test, "log-injection", "", sandbox)
+        .await
+        .unwrap();
+    assert_eq!(results, vec![RowResult::Accepted; 3]);
+    let lines = test.lines.lock().unwrap();
+    let hostile: Vec<_> = lines.iter().filter(|l| &*l.plugin == "hostile").collect();
+    for line in &hostile {
+        assert!(
+            !line
+                .message
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}'),
+            "no control character reaches the sink: {line:?}"
+        );
+    }
+    let with = |needle: &str| {
+        hostile
+            .iter()
+            .filter(|l| l.message.contains(needle))
+            .collect::<Vec<_>>()
+    };
+    let forged = with("ERROR sluice: forged");
+    assert_eq!(forged.len(), 1);
+    assert_eq!(
+        forged[0].message,
+        "ok\\n2026-01-01T00:00:00Z ERROR sluice: forged\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"
+    );
+    assert_eq!(
+        with("stdout ")[0].message,
+        "stdout \\u{1b}[31mred\\u{1b}[0m\\r\\u{1b}]8;;http://evil.test\\u{7}link"
+    );
+    assert_eq!(with("stderr ")[0].source, LogSource::Stderr);
+    assert_eq!(
+        with("stderr ")[0].message,
+        "stderr \\u{9b}2J\\u{202e}desrever"
+    );
+    // The flood stops at the call's budget, announced once.
+    let notices: Vec<_> = hostile
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0]
+            .message
+            .contains("budget of 4096 bytes for one call (limit log_bytes_per_call) in `write`"),
+        "{}",
+        notices[0].message
+    );
+    let kept: usize = hostile
+        .iter()
+        .filter(|l| l.source != LogSource::Host)
+        .map(|l| l.message.len())
+        .sum();
+    assert!(kept <= 4096, "kept {kept} bytes");
+    assert!(with("log flood").len() < 50, "most of the flood is dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

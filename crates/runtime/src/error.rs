@@ -2,6 +2,7 @@
 //! call, and which limit or capability.
 
 use super::bindings::types::PluginError;
+use super::log::escape;
 use super::sandbox::{Denial, Stall};
 use std::fmt;
 
@@ -109,17 +110,19 @@ impl fmt::Display for FailureKind {
     }
 }
 
-/// A one-line description of a contract error.
+/// A one-line description of a contract error. The plugin's message is
+/// escaped ([`escape`]): it is printed to terminals and logs.
 pub fn describe_plugin_error(e: &PluginError) -> String {
     match e {
-        PluginError::Config(m) => format!("configuration error: {m}"),
-        PluginError::Auth(m) => format!("authentication failed: {m}"),
+        PluginError::Config(m) => format!("configuration error: {}", escape(m)),
+        PluginError::Auth(m) => format!("authentication failed: {}", escape(m)),
         PluginError::RateLimited(r) => format!(
             "rate limited (retry after {} ms): {}",
-            r.retry_after_ms, r.message
+            r.retry_after_ms,
+            escape(&r.message)
         ),
-        PluginError::Retryable(m) => format!("transient error: {m}"),
-        PluginError::Permanent(m) => format!("error: {m}"),
+        PluginError::Retryable(m) => format!("transient error: {}", escape(m)),
+        PluginError::Permanent(m) => format!("error: {}", escape(m)),
     }
 }
 
@@ -138,5 +141,27 @@ impl PluginFailure {
             self.plugin_error(),
             Some(PluginError::Retryable(_) | PluginError::RateLimited(_))
         ) || matches!(&self.kind, FailureKind::InstanceLimit { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_message_prints_on_one_line_without_escapes() {
+        let failure = PluginFailure {
+            plugin: "p".into(),
+            call: "write".into(),
+            kind: FailureKind::Plugin(PluginError::Permanent("bad\nERROR forged\u{1b}[2J".into())),
+        };
+        assert_eq!(
+            failure.to_string(),
+            "plugin `p` failed in `write`: error: bad\\nERROR forged\\u{1b}[2J"
+        );
+        // The value itself is kept as the plugin sent it.
+        assert!(
+            matches!(failure.plugin_error(), Some(PluginError::Permanent(m)) if m.contains('\n'))
+        );
     }
 }

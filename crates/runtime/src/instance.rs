@@ -13,7 +13,7 @@ use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
 use super::limits::Limits;
-use super::log::LogSource;
+use super::log::{LogGate, LogSource};
 use super::plugin::{Plugin, PluginKind, PluginPre};
 use super::sandbox::dirs::{self, DirRefusal};
 use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
@@ -86,8 +86,6 @@ pub struct Instance {
     /// The guest execution time of the call under way.
     cpu: Arc<CpuMeter>,
     poisoned: bool,
-    stdout: CapturedOutput,
-    stderr: CapturedOutput,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -113,26 +111,16 @@ impl Plugin {
                 })
             })?;
 
-        let log = runtime.options.log.clone();
-        let stdout = CapturedOutput::new(
-            self.name.clone(),
-            LogSource::Stdout,
-            log.clone(),
-            limits.output_bytes,
-        );
-        let stderr = CapturedOutput::new(
-            self.name.clone(),
-            LogSource::Stderr,
-            log.clone(),
-            limits.output_bytes,
-        );
+        let log = LogGate::new(self.name.clone(), runtime.options.log.clone(), &limits);
+        let stdout = CapturedOutput::new(LogSource::Stdout, log.clone());
+        let stderr = CapturedOutput::new(LogSource::Stderr, log.clone());
         let denials = Denials::default();
         let stalls = Stalls::default();
         let cpu = Arc::new(CpuMeter::default());
         let policy = Arc::new(sandbox.grants.net.clone());
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        wasi.stdout(stdout).stderr(stderr);
         if let Some(now) = sandbox.http.fixed_wall_clock() {
             wasi.wall_clock(FixedWallClock(now));
         }
@@ -184,7 +172,6 @@ impl Plugin {
         sockets::install(&mut wasi, policy.clone(), resolved, denials.clone());
 
         let state = PluginState {
-            plugin: self.name.clone(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             http_hooks: SandboxedHttp {
@@ -249,8 +236,6 @@ impl Plugin {
             limits,
             cpu,
             poisoned: false,
-            stdout,
-            stderr,
             _permit: permit,
         })
     }
@@ -295,9 +280,10 @@ impl Instance {
         self.kind
     }
 
-    /// Bytes of stdout and stderr discarded after the output cap.
+    /// Bytes of output (`host.log`, stdout and stderr, after escaping)
+    /// dropped over the output budgets.
     pub fn discarded_output(&self) -> usize {
-        self.stdout.dropped() + self.stderr.dropped()
+        self.store.data().log.dropped_bytes()
     }
 
     /// Bytes of linear memory the instance holds, summed over its core
@@ -320,6 +306,7 @@ impl Instance {
         }
         self.store.data().denials.take();
         self.store.data().stalls.take();
+        self.store.data().log.begin_call(call);
         self.store
             .set_epoch_deadline(deadline::first_slice_ticks(&self.limits));
         Ok(())

@@ -15,8 +15,11 @@ pub struct Limits {
     /// Wall-clock deadline of one call, waiting included. A call that
     /// passes it is stopped and its instance poisoned.
     pub wall_deadline: Duration,
-    /// Bytes of stdout and of stderr kept per instance.
+    /// Bytes of plugin output (`host.log` lines, stdout and stderr
+    /// together, after escaping) kept per instance; later lines are dropped.
     pub output_bytes: usize,
+    /// Bytes of plugin output kept per call, within `output_bytes`.
+    pub log_bytes_per_call: usize,
     /// Largest HTTP response body a plugin may receive.
     pub http_response_bytes: usize,
     /// The longest an outgoing HTTP request may take to connect (TCP and
@@ -36,7 +39,8 @@ impl Default for Limits {
             memory_bytes: 256 << 20,
             call_deadline: Duration::from_secs(60),
             wall_deadline: Duration::from_secs(5 * 60),
-            output_bytes: 64 << 10,
+            output_bytes: 1 << 20,
+            log_bytes_per_call: 64 << 10,
             http_response_bytes: 64 << 20,
             http_connect_timeout: Duration::from_secs(30),
             http_first_byte_timeout: Duration::from_secs(120),

@@ -5,7 +5,7 @@
 use super::bindings::host;
 use super::deadline::CpuMeter;
 use super::limits::Limits;
-use super::log::{LogLine, LogSink, LogSource};
+use super::log::{LogGate, LogSource};
 use super::sandbox::http::SandboxedHttp;
 use super::sandbox::{Denials, Stalls};
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub struct PluginState {
-    pub(crate) plugin: Arc<str>,
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) http_hooks: SandboxedHttp,
@@ -27,7 +26,8 @@ pub struct PluginState {
     /// The current call's guest execution time, and its limit.
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_limit: std::time::Duration,
-    pub(crate) log: LogSink,
+    /// Where the plugin's `host.log` lines go (shared with its stdio).
+    pub(crate) log: LogGate,
     /// The newest `report-quota` of the current or an earlier call, until
     /// the host takes it.
     pub(crate) quota: Option<QuotaHint>,
@@ -65,26 +65,8 @@ impl WasiHttpView for PluginState {
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        // A plugin could log in a loop; cap each line so one call cannot
-        // flood the host log with megabytes.
-        let message = if message.len() > 8192 {
-            let mut end = 8192;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!(
-                "{}… ({} bytes truncated)",
-                &message[..end],
-                message.len() - end
-            )
-        } else {
-            message
-        };
-        (self.log)(LogLine {
-            plugin: self.plugin.clone(),
-            source: LogSource::Log(level),
-            message,
-        });
+        // Escaped, capped per line and within the output budgets.
+        self.log.emit(LogSource::Log(level), &message);
         Ok(())
     }
 

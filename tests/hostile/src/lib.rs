@@ -125,6 +125,21 @@ impl Writer for Attack {
             }
             // The attack happens when the writer is dropped.
             "slow-drop" => Ok(vec![RowResult::Accepted; rows]),
+            "log-injection" => {
+                use sluice_sdk::log::{log, Level};
+                // A forged log line and terminal escapes (clear screen, set
+                // the window title, a hyperlink), through each channel.
+                log(
+                    Level::Error,
+                    "ok\n2026-01-01T00:00:00Z ERROR sluice: forged\u{1b}[2J\u{1b}]0;pwned\u{7}",
+                );
+                println!("stdout \u{1b}[31mred\u{1b}[0m\r\u{1b}]8;;http://evil.test\u{7}link");
+                eprintln!("stderr \u{9b}2J\u{202e}desrever");
+                for i in 0..10_000 {
+                    log(Level::Info, &format!("{i:05} {}", "log flood ".repeat(9)));
+                }
+                Ok(vec![RowResult::Accepted; rows])
+            }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "wrong-results" => Ok(vec![RowResult::Accepted; rows + 1]),
             other => Err(PluginError::Config(format!("unknown attack `{other}`"))),

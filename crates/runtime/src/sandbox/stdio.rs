@@ -1,8 +1,10 @@
-//! A plugin's stdout and stderr: captured line by line into the host log,
-//! tagged with the plugin's name, and capped so a flood cannot fill memory or
-//! the log.
+//! A plugin's stdout and stderr: captured line by line into the host log
+//! through the instance's [`LogGate`] (escaped, tagged with the plugin's
+//! name, within the output budgets), so a flood can fill neither memory nor
+//! the log. A line without a newline is passed on once it reaches
+//! [`MAX_LINE_BYTES`].
 
-use super::super::log::{LogLine, LogSink, LogSource};
+use super::super::log::{LogGate, LogSource, MAX_LINE_BYTES};
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -18,33 +20,20 @@ pub struct CapturedOutput {
 }
 
 struct Capture {
-    plugin: Arc<str>,
     source: LogSource,
-    sink: LogSink,
+    gate: LogGate,
     partial: Vec<u8>,
-    captured: usize,
-    cap: usize,
-    dropped: usize,
 }
 
 impl CapturedOutput {
-    pub fn new(plugin: Arc<str>, source: LogSource, sink: LogSink, cap: usize) -> Self {
+    pub fn new(source: LogSource, gate: LogGate) -> Self {
         CapturedOutput {
             inner: Arc::new(Mutex::new(Capture {
-                plugin,
                 source,
-                sink,
+                gate,
                 partial: Vec::new(),
-                captured: 0,
-                cap,
-                dropped: 0,
             })),
         }
-    }
-
-    /// Bytes thrown away after the cap was reached.
-    pub fn dropped(&self) -> usize {
-        self.inner.lock().map(|c| c.dropped).unwrap_or(0)
     }
 
     fn accept(&self, bytes: &[u8]) {
@@ -56,27 +45,25 @@ impl CapturedOutput {
 
 impl Capture {
     fn accept(&mut self, bytes: &[u8]) {
-        let room = self.cap.saturating_sub(self.captured);
-        let (kept, over) = bytes.split_at(bytes.len().min(room));
-        self.captured += kept.len();
-        if !over.is_empty() {
-            if self.dropped == 0 {
-                self.emit_partial();
-                let message = format!(
-                    "output capped at {} bytes; further output is discarded",
-                    self.cap
-                );
-                self.emit(message);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = MAX_LINE_BYTES - self.partial.len();
+            match rest.iter().take(room).position(|&b| b == b'\n') {
+                Some(pos) => {
+                    self.partial.extend_from_slice(&rest[..pos]);
+                    self.emit_partial();
+                    rest = &rest[pos + 1..];
+                }
+                None => {
+                    let take = rest.len().min(room);
+                    self.partial.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if self.partial.len() >= MAX_LINE_BYTES {
+                        self.emit_partial();
+                    }
+                }
             }
-            self.dropped += over.len();
         }
-        let mut rest = kept;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&rest[..pos]);
-            self.emit_partial();
-            rest = &rest[pos + 1..];
-        }
-        self.partial.extend_from_slice(rest);
     }
 
     fn emit_partial(&mut self) {
@@ -85,15 +72,7 @@ impl Capture {
         }
         let line = String::from_utf8_lossy(&self.partial).into_owned();
         self.partial.clear();
-        self.emit(line);
-    }
-
-    fn emit(&self, message: String) {
-        (self.sink)(LogLine {
-            plugin: self.plugin.clone(),
-            source: self.source,
-            message,
-        });
+        self.gate.emit(self.source, &line);
     }
 }
 
@@ -155,5 +134,37 @@ impl tokio::io::AsyncWrite for CapturedOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+    use crate::log::{LogLine, LogSink};
+
+    #[test]
+    fn lines_are_split_escaped_and_bounded() {
+        let lines = Arc::new(Mutex::new(Vec::<LogLine>::new()));
+        let sink_lines = lines.clone();
+        let sink: LogSink = Arc::new(move |l| sink_lines.lock().unwrap().push(l));
+        let gate = LogGate::new("p".into(), sink, &Limits::default());
+        let out = CapturedOutput::new(LogSource::Stdout, gate);
+        out.accept(b"one\ntw");
+        out.accept(b"o\x1b[31m\r\nthree");
+        out.accept(&vec![b'z'; MAX_LINE_BYTES * 2 + 10]);
+        drop(out);
+        let lines = lines.lock().unwrap();
+        let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages[0], "one");
+        assert_eq!(messages[1], "two\\u{1b}[31m\\r");
+        assert!(messages[2].starts_with("threezz"));
+        assert!(lines.iter().all(|l| l.message.len() <= MAX_LINE_BYTES));
+        assert_eq!(lines.len(), 5, "{messages:?}");
+        let total: usize = lines.iter().map(|l| l.message.len()).sum();
+        assert_eq!(
+            total,
+            3 + "two\\u{1b}[31m\\r".len() + 5 + MAX_LINE_BYTES * 2 + 10
+        );
     }
 }
