@@ -796,3 +796,72 @@ async fn the_tenant_instance_ceiling_holds() {
     drop(a);
     plugin.instantiate(&sandbox).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_a_plugin_echoes_is_never_printed_or_stored() {
+    let secret = "sk_live_hostile_4242";
+    // Only this test reads this variable.
+    std::env::set_var("SLUICE_HOSTILE_SECRET", secret);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/rows.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  api: {{ plugin: "{HOSTILE_PATH}", config: {{ attack: echo-secret, secret: "${{SLUICE_HOSTILE_SECRET}}" }} }}
+models:
+  rows: {{ source: files, object: rows.csv, primary_key: id }}
+syncs:
+  rows: {{ model: rows, destination: api, object: events, mode: upsert, identifier: id }}
+"#
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let project = sluice_config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = std::sync::Mutex::new(sluice_state::SqliteStore::open_project(dir.path()).unwrap());
+    let engine = sluice_engine::run::SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let report = engine.run("rows", &Default::default()).await.unwrap();
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (1, 2),
+        "{:?}",
+        report.error
+    );
+    // The ledger holds the API's message, without the secret.
+    let ledger = {
+        use sluice_state::StateStore;
+        store.lock().unwrap().ledger("rows").unwrap()
+    };
+    assert_eq!(ledger.len(), 2);
+    for entry in &ledger {
+        assert_eq!(entry.message, "the API refused key <redacted>");
+    }
+    // So do the plugin's log line, stdout and stderr.
+    let lines = test.lines.lock().unwrap();
+    let echoed: Vec<&str> = lines
+        .iter()
+        .map(|l| l.message.as_str())
+        .filter(|m| m.contains("key "))
+        .collect();
+    assert_eq!(echoed.len(), 3, "{echoed:?}");
+    assert!(
+        echoed.iter().all(|m| m.ends_with("key <redacted>")),
+        "{echoed:?}"
+    );
+    assert!(!lines.iter().any(|l| l.message.contains(secret)));
+    // And the state files themselves (the database and its write-ahead log).
+    for file in std::fs::read_dir(dir.path().join(".sluice")).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let leaked = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!leaked, "{} holds the secret", path.display());
+        }
+    }
+}

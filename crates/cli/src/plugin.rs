@@ -290,6 +290,7 @@ async fn check(args: CheckArgs) -> Result<()> {
         limits: Some(limits),
         tenant: "cli".into(),
         http: Default::default(),
+        secrets: Default::default(),
     };
     let mut instance = plugin.instantiate(&sandbox).await?;
     let outcome = instance.check(&config).await;
@@ -454,6 +455,7 @@ async fn test(args: TestArgs) -> Result<()> {
         limits: None,
         tenant: "cli".into(),
         http: Default::default(),
+        secrets: Default::default(),
     };
     let outcomes = harness::run(&plugin, &spec, &files, sandbox, tape.as_ref()).await?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();

@@ -130,6 +130,17 @@ pub struct Project {
 }
 
 impl Project {
+    /// Every secret value of every plugin's config: what must never be
+    /// printed or stored, whichever plugin echoes it.
+    pub fn secret_values(&self) -> Vec<String> {
+        let instances = self
+            .sources
+            .values()
+            .chain(self.transforms.values())
+            .chain(self.destinations.values().map(|d| &d.instance));
+        instances.flat_map(PluginInstance::secret_values).collect()
+    }
+
     /// The state directory, `<project>/.sluice`.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".sluice")
@@ -237,6 +248,13 @@ impl PluginInstance {
     pub fn config_json(&self) -> String {
         let map = ConfigValue::Map(self.config.clone());
         map.to_plugin_json().to_string()
+    }
+
+    /// The secret values (from `${ENV}`) of this plugin's config.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.config.values().for_each(|v| v.secret_values(&mut out));
+        out
     }
 
     /// The project's grants for this plugin, as sandbox grants.

@@ -94,6 +94,16 @@ impl ConfigValue {
         }
     }
 
+    /// Every secret string inside the value (what came from `${ENV}`).
+    pub fn secret_values(&self, out: &mut Vec<String>) {
+        match self {
+            ConfigValue::String(s) if s.is_secret() => out.push(s.expose().to_owned()),
+            ConfigValue::List(items) => items.iter().for_each(|i| i.secret_values(out)),
+            ConfigValue::Map(m) => m.values().for_each(|v| v.secret_values(out)),
+            _ => {}
+        }
+    }
+
     /// Whether the value or anything inside it is secret.
     pub fn contains_secret(&self) -> bool {
         match self {

@@ -7,6 +7,7 @@ use sluice_config::grant::GrantKind;
 use sluice_config::{PluginInstance, PluginRef};
 use sluice_runtime::sandbox::intersect::intersect;
 use sluice_runtime::sandbox::protected::{overlaps, Protected};
+use sluice_runtime::sandbox::scrub::Scrubber;
 use sluice_runtime::{Plugin, PluginSpec, Runtime, Sandbox};
 use std::path::Path;
 
@@ -97,7 +98,10 @@ pub fn sandbox_for(
     {
         tracing::warn!(plugin = %cfg.name, request = %request, "plugin request not granted");
     }
-    Ok(Sandbox::new(intersection.grants))
+    let mut sandbox = Sandbox::new(intersection.grants);
+    // Secrets of this plugin's config are hidden in every line it logs.
+    sandbox.secrets = Scrubber::new(cfg.secret_values());
+    Ok(sandbox)
 }
 
 #[cfg(test)]

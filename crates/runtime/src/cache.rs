@@ -96,6 +96,12 @@ pub fn load_or_compile(
                     }
                 }
             }
+            // An entry without a MAC is what an older sluice left: expected
+            // once after an upgrade. A MAC that does not match is tampering.
+            Err(why) if why.starts_with("no readable MAC") => tracing::info!(
+                path = %path.display(),
+                "cache entry has no MAC (written before MACs, or not by this host: {why}); recompiling"
+            ),
             Err(why) => tracing::warn!(
                 path = %path.display(),
                 "cache entry was not written by this host ({why}); recompiling"

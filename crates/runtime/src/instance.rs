@@ -19,6 +19,7 @@ use super::sandbox::dirs::{self, DirRefusal};
 use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::protected;
+use super::sandbox::scrub::Scrubber;
 use super::sandbox::stdio::CapturedOutput;
 use super::sandbox::{sockets, Denial, Denials, Stalls};
 use super::state::{MemoryLimiter, PluginState, QuotaHint};
@@ -37,6 +38,8 @@ pub struct Sandbox {
     pub tenant: String,
     /// Live HTTP, or recording to / replaying from a cassette.
     pub http: HttpMode,
+    /// Secret values of the plugin's config, hidden in every line it logs.
+    pub secrets: Scrubber,
 }
 
 impl Sandbox {
@@ -46,6 +49,7 @@ impl Sandbox {
             limits: None,
             tenant: "default".into(),
             http: HttpMode::Live,
+            secrets: Scrubber::default(),
         }
     }
 }
@@ -111,7 +115,12 @@ impl Plugin {
                 })
             })?;
 
-        let log = LogGate::new(self.name.clone(), runtime.options.log.clone(), &limits);
+        let log = LogGate::new(
+            self.name.clone(),
+            runtime.options.log.clone(),
+            &limits,
+            sandbox.secrets.clone(),
+        );
         let stdout = CapturedOutput::new(LogSource::Stdout, log.clone());
         let stderr = CapturedOutput::new(LogSource::Stderr, log.clone());
         let denials = Denials::default();

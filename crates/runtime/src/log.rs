@@ -14,6 +14,7 @@
 //!   says so.
 
 use crate::limits::Limits;
+use crate::sandbox::scrub::Scrubber;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -136,6 +137,7 @@ pub struct LogGate(Arc<Mutex<Gate>>);
 struct Gate {
     plugin: Arc<str>,
     sink: LogSink,
+    secrets: Scrubber,
     per_call: usize,
     per_instance: usize,
     call: String,
@@ -148,10 +150,11 @@ struct Gate {
 }
 
 impl LogGate {
-    pub fn new(plugin: Arc<str>, sink: LogSink, limits: &Limits) -> Self {
+    pub fn new(plugin: Arc<str>, sink: LogSink, limits: &Limits, secrets: Scrubber) -> Self {
         LogGate(Arc::new(Mutex::new(Gate {
             plugin,
             sink,
+            secrets,
             per_call: limits.log_bytes_per_call,
             per_instance: limits.output_bytes,
             call: "instantiate".into(),
@@ -189,9 +192,9 @@ impl LogGate {
     /// Pass one line the plugin wrote: escaped, capped, and forwarded if
     /// the budgets allow.
     pub fn emit(&self, source: LogSource, raw: &str) {
-        let message = cap_line(escape(raw)).into_owned();
         let (sink, plugin, out) = {
             let mut g = self.gate();
+            let message = cap_line(escape(&g.secrets.scrub(raw))).into_owned();
             let out = g.admit(source, message);
             (g.sink.clone(), g.plugin.clone(), out)
         };
@@ -276,7 +279,10 @@ mod tests {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = lines.clone();
         let sink: LogSink = Arc::new(move |l| sink_lines.lock().unwrap().push(l));
-        (LogGate::new("p".into(), sink, limits), lines)
+        (
+            LogGate::new("p".into(), sink, limits, Default::default()),
+            lines,
+        )
     }
 
     #[test]

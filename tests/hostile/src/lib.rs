@@ -17,6 +17,9 @@ struct Config {
     url: String,
     #[serde(default)]
     path: String,
+    /// A secret from the operator's environment, for `echo-secret`.
+    #[serde(default)]
+    secret: String,
 }
 
 pub struct Hostile;
@@ -40,8 +43,23 @@ impl Destination for Hostile {
         Ok(())
     }
 
-    fn discover(_config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
-        Ok(Vec::new())
+    fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
+        let config: Config = parse_config(config)?;
+        if config.attack != "echo-secret" {
+            return Ok(Vec::new());
+        }
+        // Runs in a sync: one object that takes any field.
+        Ok(vec![ObjectInfo {
+            name: "events".into(),
+            fields: vec![Field {
+                name: "*".into(),
+                type_: FieldType::Any,
+                nullable: true,
+                required: false,
+                identifier: true,
+            }],
+            modes: vec![WriteMode::Upsert],
+        }])
     }
 
     fn open(config: &str, _target: WriteTarget) -> Result<Attack, PluginError> {
@@ -139,6 +157,18 @@ impl Writer for Attack {
                     log(Level::Info, &format!("{i:05} {}", "log flood ".repeat(9)));
                 }
                 Ok(vec![RowResult::Accepted; rows])
+            }
+            "echo-secret" => {
+                // Everything a plugin can say, carrying its config's secret.
+                let secret = &self.0.secret;
+                sluice_sdk::log::log(sluice_sdk::log::Level::Warn, &format!("key {secret}"));
+                println!("stdout key {secret}");
+                eprintln!("stderr key {secret}");
+                let mut results = leak(rows, format!("the API refused key {secret}"));
+                if let Some(first) = results.first_mut() {
+                    *first = RowResult::Accepted;
+                }
+                Ok(results)
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "wrong-results" => Ok(vec![RowResult::Accepted; rows + 1]),

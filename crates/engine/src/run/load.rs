@@ -141,12 +141,29 @@ impl Prepared<'_> {
     ) -> Result<()> {
         counts.rejected += commit.rejected.len() as u64;
         commit.progress = counts;
+        self.scrub(&mut commit);
         lock(store).commit_batch(run, &commit)?;
         *total += counts;
         if let Some(p) = &options.progress {
             p(total);
         }
         Ok(())
+    }
+}
+
+impl Prepared<'_> {
+    /// Plugin-written messages (rejections, invalid rows) with the
+    /// project's secrets hidden, before they are stored or printed.
+    pub(super) fn scrub(&self, commit: &mut CommitBatch) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        for r in &mut commit.rejected {
+            self.secrets.scrub_in_place(&mut r.message);
+        }
+        for i in &mut commit.invalid {
+            self.secrets.scrub_in_place(&mut i.message);
+        }
     }
 }
 

@@ -131,6 +131,7 @@ impl Prepared<'_> {
             // Deletes the destination confirmed are recorded even when the
             // rest of the chunk failed.
             commit.progress = counts;
+            self.scrub(&mut commit);
             lock(store).commit_batch(run, &commit)?;
             *total += counts;
             if let Some(p) = &options.progress {

@@ -19,6 +19,7 @@ use sluice_config::{PluginInstance, Project, SyncConfig};
 use sluice_registry::{load_plugin, sandbox_for};
 use sluice_runtime::bindings::types::{ObjectInfo, RateLimit, ReadRequest, WriteMode, WriteTarget};
 use sluice_runtime::instance::TransformerHandle;
+use sluice_runtime::sandbox::scrub::Scrubber;
 use sluice_runtime::values::value_json;
 use sluice_runtime::{Batch, PluginSpec, Row};
 use sluice_runtime::{Instance, PluginFailure, Runtime};
@@ -160,7 +161,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         }
         .await;
         let error = outcome.as_ref().err().map(|e| {
-            let text = format!("{e:#}");
+            let text = Scrubber::new(self.project.secret_values())
+                .scrub(&format!("{e:#}"))
+                .into_owned();
             if text.contains(&format!("sync `{name}`")) {
                 text
             } else {
@@ -241,6 +244,8 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
 
 struct Prepared<'p> {
     sync: &'p SyncConfig,
+    /// The project's secret values, hidden in every message stored.
+    secrets: Scrubber,
     /// Moves into the reader task when the run starts.
     source: Option<Instance>,
     source_config: String,

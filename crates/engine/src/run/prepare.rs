@@ -105,6 +105,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         }
         Ok(Prepared {
             sync,
+            secrets: Scrubber::new(project.secret_values()),
             source: Some(source),
             source_config: source_cfg.config_json(),
             destinations,

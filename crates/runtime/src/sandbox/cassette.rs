@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 const FORMAT: u32 = 1;
-pub const REDACTED: &str = "<redacted>";
+pub use super::scrub::REDACTED;
 
 /// A cassette file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

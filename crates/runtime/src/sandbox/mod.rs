@@ -17,6 +17,7 @@ pub mod policy;
 pub mod protected;
 pub mod requests;
 pub mod resolver;
+pub mod scrub;
 pub mod sockets;
 pub mod stdio;
 

@@ -148,7 +148,7 @@ mod tests {
         let lines = Arc::new(Mutex::new(Vec::<LogLine>::new()));
         let sink_lines = lines.clone();
         let sink: LogSink = Arc::new(move |l| sink_lines.lock().unwrap().push(l));
-        let gate = LogGate::new("p".into(), sink, &Limits::default());
+        let gate = LogGate::new("p".into(), sink, &Limits::default(), Default::default());
         let out = CapturedOutput::new(LogSource::Stdout, gate);
         out.accept(b"one\ntw");
         out.accept(b"o\x1b[31m\r\nthree");
