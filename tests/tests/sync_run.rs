@@ -622,3 +622,130 @@ async fn acknowledgements_of_a_failed_chunk_are_kept_so_a_rerun_sends_no_duplica
         assert!(lost.is_empty(), "{mode}: lost {lost:?}");
     }
 }
+
+/// Issue 12: changed rows are gathered across source batches, so a run
+/// makes ceil(rows to send / batch_size) requests, first run and rerun,
+/// however the changes are spread over the model (the postgres source reads
+/// 5,000 rows a batch; the sync writes 700).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_rows_fill_whole_write_batches_across_source_batches() {
+    let table = format!("sluice_full_batches_{}", std::process::id());
+    psql(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, ltv int);
+         INSERT INTO {table} SELECT g, g FROM generate_series(1, 12000) g;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let yaml = format!(
+        r#"
+sources:
+  pg:
+    plugin: postgres
+    config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: test }}
+    grants: ["postgres://127.0.0.1:5432"]
+destinations:
+  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  users:
+    source: pg
+    query: "select id, ltv from {table} order by id"
+    primary_key: id
+syncs:
+  users:
+    model: users
+    destination: hook
+    object: users
+    mode: upsert
+    identifier: id
+    batch_size: 700
+    rate_limit: {{ requests: 1000, per_ms: 1000, concurrency: 2 }}
+"#,
+        rx.url,
+        rx.grant()
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let request_sizes = |rx: &Receiver| -> Vec<usize> {
+        let mut sizes: Vec<usize> = rx
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.body["data"]["rows"].as_array().map_or(0, Vec::len))
+            .collect();
+        sizes.sort_unstable();
+        sizes
+    };
+
+    let first = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!(first.counts.ok, 12000, "{:?}", first.error);
+    // ceil(12000 / 700) = 18: 17 full requests and one of 100.
+    let sizes = request_sizes(&rx);
+    assert_eq!(sizes.len(), 18, "{sizes:?}");
+    assert_eq!(sizes.iter().filter(|&&n| n == 700).count(), 17, "{sizes:?}");
+    assert_eq!((first.counts.sent, first.counts.write_calls), (12000, 18));
+
+    // Every 100th row changes: 120 rows spread over three source batches
+    // go out in one request.
+    rx.requests.lock().unwrap().clear();
+    psql(&format!(
+        "UPDATE {table} SET ltv = ltv + 1 WHERE id % 100 = 0"
+    ));
+    let second = engine.run("users", &RunOptions::default()).await.unwrap();
+    assert_eq!((second.counts.changed, second.counts.ok), (120, 120));
+    assert_eq!(request_sizes(&rx), vec![120]);
+    assert_eq!((second.counts.sent, second.counts.write_calls), (120, 1));
+    psql(&format!("DROP TABLE {table}"));
+}
+
+/// Issue 10 item 6: acknowledgements are paired with keys by position, so a
+/// transform that reorders its rows is refused as a contract error before
+/// anything is sent; one that only changes identifiers in place is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_that_reorders_rows_is_refused_before_anything_is_sent() {
+    for (attack, sent) in [("reverse", 0), ("swap-first-two", 0), ("lowercase", 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let rx = receiver().await;
+        let transforms = format!(
+            "transforms:\n  shuffle: {{ plugin: \"{HOSTILE_TRANSFORM_PATH}\", config: {{ attack: {attack} }} }}\n"
+        );
+        project(dir.path(), &rx, "upsert", &transforms);
+        let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("sluice.yaml"),
+            yaml.replace(
+                "    batch_size: 2\n",
+                "    batch_size: 2\n    transforms: [shuffle]\n",
+            ),
+        )
+        .unwrap();
+        csv(
+            dir.path(),
+            &[
+                ("A@x.com", "1", "1"),
+                ("B@x.com", "2", "1"),
+                ("C@x.com", "3", "1"),
+            ],
+        );
+        let report = run(dir.path(), RunOptions::default()).await;
+        assert_eq!(report.counts.ok, sent, "{attack}: {:?}", report.error);
+        assert_eq!(rx.rows().len(), sent as usize, "{attack}");
+        if sent == 0 {
+            assert_eq!(report.status, RunStatus::Failed);
+            let error = report.error.unwrap();
+            assert!(
+                error.contains("broke the contract") && error.contains("input order"),
+                "{attack}: {error}"
+            );
+        } else {
+            assert_eq!(emails(&rx.rows()), ["a@x.com", "b@x.com", "c@x.com"]);
+        }
+    }
+}

@@ -134,6 +134,7 @@ impl Writer {
             .identifier
             .as_ref()
             .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
+        counts.sent += chunk.0.rows.len() as u64;
         let mut pending = VecDeque::from([chunk]);
         while let Some((batch, meta)) = pending.pop_front() {
             let WriteOutcome { rows, failure } = self.write_with_retry(ctx, &batch, counts).await;
@@ -232,7 +233,6 @@ impl Writer {
         let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
         let mut attempt = 0;
         let mut throttled = 0;
-        counts.sent += todo.len() as u64;
         while !todo.is_empty() {
             // The first attempt sends the whole batch as it is; only a retry
             // of some rows needs a copy of them.
@@ -246,11 +246,12 @@ impl Writer {
                 };
                 &retry_rows
             };
-            // Waiting on the pace is a throttle wait too: it shows in the
-            // progress and the run's counts.
+            // The host's own pacing is counted apart from the API's
+            // throttling: a run that was paced was never refused.
             if ctx.pacer.ready().await {
-                counts.throttled_waits += 1;
+                counts.paced_waits += 1;
             }
+            counts.write_calls += 1;
             let written = self.instance.write(&self.handle, sub).await;
             observe_quota(&mut self.instance, ctx);
             let results = match written {

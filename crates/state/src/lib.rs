@@ -89,16 +89,24 @@ pub struct RunCounts {
     pub unchanged: u64,
     /// Rows not sent because of a null or duplicate key or a mapping error.
     pub invalid: u64,
+    /// Rows handed to the destination (each once, however many attempts).
     pub sent: u64,
     pub ok: u64,
     pub rejected: u64,
+    /// Rows sent again after a retryable failure or to isolate a bad row.
     pub retried: u64,
+    /// Waits the API asked for (a 429, `Retry-After`, a rate-limited row).
     pub throttled_waits: u64,
+    /// Waits on the host's own rate limiter, before the API had to ask.
+    pub paced_waits: u64,
+    /// Write calls the host made to the destination (first attempts,
+    /// retries and split halves).
+    pub write_calls: u64,
 }
 
 impl RunCounts {
     /// The counters in [`schema::COUNT_COLUMNS`] order.
-    pub fn as_array(&self) -> [u64; 11] {
+    pub fn as_array(&self) -> [u64; 13] {
         [
             self.planned,
             self.added,
@@ -111,11 +119,13 @@ impl RunCounts {
             self.rejected,
             self.retried,
             self.throttled_waits,
+            self.paced_waits,
+            self.write_calls,
         ]
     }
 
-    pub fn from_array(a: [u64; 11]) -> Self {
-        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits] =
+    pub fn from_array(a: [u64; 13]) -> Self {
+        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits, paced_waits, write_calls] =
             a;
         RunCounts {
             planned,
@@ -129,6 +139,8 @@ impl RunCounts {
             rejected,
             retried,
             throttled_waits,
+            paced_waits,
+            write_calls,
         }
     }
 }

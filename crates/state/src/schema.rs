@@ -31,17 +31,23 @@
 
 /// Bumped when the schema changes; stores refuse a newer database.
 /// 2: `runs.stage` (where a failed run failed), `sync_fingerprints`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: `runs.paced_waits` and `runs.write_calls` (throttling by the API and
+/// pacing by the host counted apart).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Columns added after version 1, with their type: a store adds the ones an
 /// older database lacks when it opens it.
-pub const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("runs", "stage", "TEXT")];
+pub const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+    ("runs", "stage", "TEXT"),
+    ("runs", "paced_waits", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "write_calls", "BIGINT NOT NULL DEFAULT 0"),
+];
 
 /// Rejected/invalid rows kept per run as samples.
 pub const MAX_SAMPLES: i64 = 100;
 
 /// The counter columns of `runs`, in [`super::RunCounts`] field order.
-pub const COUNT_COLUMNS: [&str; 11] = [
+pub const COUNT_COLUMNS: [&str; 13] = [
     "planned",
     "added",
     "changed",
@@ -53,6 +59,8 @@ pub const COUNT_COLUMNS: [&str; 11] = [
     "rejected",
     "retried",
     "throttled_waits",
+    "paced_waits",
+    "write_calls",
 ];
 
 const TEMPLATE: &str = "
@@ -80,7 +88,9 @@ CREATE TABLE IF NOT EXISTS runs (
     ok BIGINT NOT NULL DEFAULT 0,
     rejected BIGINT NOT NULL DEFAULT 0,
     retried BIGINT NOT NULL DEFAULT 0,
-    throttled_waits BIGINT NOT NULL DEFAULT 0
+    throttled_waits BIGINT NOT NULL DEFAULT 0,
+    paced_waits BIGINT NOT NULL DEFAULT 0,
+    write_calls BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_sync ON runs (sync, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);

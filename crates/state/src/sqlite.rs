@@ -737,7 +737,7 @@ fn select_runs() -> String {
 /// this version does not know (a corrupt or newer store).
 fn read_run(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
     let status: String = r.get(2)?;
-    let mut counts = [0u64; 11];
+    let mut counts = [0u64; COUNT_COLUMNS.len()];
     for (i, c) in counts.iter_mut().enumerate() {
         *c = u64::try_from(r.get::<_, i64>(9 + i)?).unwrap_or(0);
     }

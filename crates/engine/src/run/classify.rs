@@ -3,6 +3,7 @@
 //! transform).
 
 use super::*;
+use sluice_runtime::Value;
 
 impl Prepared<'_> {
     pub(super) async fn classify(
@@ -29,6 +30,11 @@ impl Prepared<'_> {
             change,
         } in diffs
         {
+            if let Some(only) = &self.only_keys {
+                if !key.as_ref().is_some_and(|k| only.contains(k)) {
+                    continue;
+                }
+            }
             if let Some(reconciler) = self.reconciler.as_mut() {
                 // Mirror mode: every row of the model says which identifier
                 // it carries, whether it is sent or not.
@@ -134,6 +140,13 @@ impl Prepared<'_> {
                     message: format!("transform `{}`: {}", instance.plugin_name(), e.message),
                 });
             }
+            check_row_order(
+                instance.plugin_name(),
+                &self.target.identifier,
+                &out.batch,
+                &failed,
+                &transformed.batch,
+            )?;
             let meta = std::mem::take(&mut out.meta);
             out.meta = meta
                 .into_iter()
@@ -159,4 +172,49 @@ fn carry_identifiers(reconciler: &mut Reconciler, identifier: &str, out: &Outgoi
             reconciler.carry(v, Some(&meta.key));
         }
     }
+}
+
+/// A transform returns its input rows in order, minus those it rejected:
+/// the host pairs each output row with its key by position, so a reordered
+/// batch would put acknowledgements on the wrong keys. The identifier field
+/// tells: an output row that carries the identifier of another input row
+/// than its own was moved. (A transform may change an identifier, e.g.
+/// lowercase an email; that value is then no other row's.)
+fn check_row_order(
+    plugin: &str,
+    identifier: &str,
+    input: &Batch,
+    failed: &[bool],
+    output: &Batch,
+) -> Result<()> {
+    let column = |b: &Batch| b.columns.iter().position(|c| c == identifier);
+    let (Some(ci), Some(co)) = (column(input), column(output)) else {
+        return Ok(());
+    };
+    let kept: Vec<usize> = (0..input.rows.len()).filter(|&i| !failed[i]).collect();
+    let id = |row: &Row, c: usize| {
+        row.get(c)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| RowKey::from_values(std::slice::from_ref(v)))
+    };
+    let mut input_row: std::collections::HashMap<RowKey, usize> =
+        std::collections::HashMap::with_capacity(kept.len());
+    for &i in &kept {
+        if let Some(k) = id(&input.rows[i], ci) {
+            input_row.entry(k).or_insert(i);
+        }
+    }
+    for (at, row) in output.rows.iter().enumerate() {
+        let Some(out) = id(row, co) else { continue };
+        let own = kept.get(at).and_then(|&i| id(&input.rows[i], ci));
+        if own.as_ref() == Some(&out) {
+            continue;
+        }
+        if let Some(&from) = input_row.get(&out) {
+            bail!(
+                "transform `{plugin}` broke the contract: output row {at} carries the `{identifier}` of input row {from}; a transform must return its rows in input order (rejected rows left out), so acknowledgements match their keys"
+            );
+        }
+    }
+    Ok(())
 }

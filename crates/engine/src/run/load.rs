@@ -1,6 +1,7 @@
 //! Load and commit: changed rows in chunks of the write batch size, on up to
 //! `concurrency` writers, each delivered chunk committed as it finishes.
 
+use super::coalesce::Coalescer;
 use super::*;
 
 impl Prepared<'_> {
@@ -14,10 +15,13 @@ impl Prepared<'_> {
         // loads and the writers open.
         let mut rx = self.start_reader()?;
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
-        self.reconciler = self
-            .sync
-            .mode
-            .deletes_removed()
+        if options.retry_rejected {
+            let ledger = lock(store).ledger(&self.sync.name)?;
+            self.only_keys = Some(ledger.into_iter().map(|e| e.key).collect());
+        }
+        // A retry of rejected rows sees only part of the model: it must
+        // never conclude that the rest left it.
+        self.reconciler = (self.sync.mode.deletes_removed() && self.only_keys.is_none())
             .then(|| Reconciler::new(self.sync, &snapshot));
         let mut differ =
             Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
@@ -35,6 +39,7 @@ impl Prepared<'_> {
             .ok_or_else(|| anyhow!("no destination instance"))?;
         let mut idle = vec![Writer::open(first, &ctx, &self.target).await?];
         let mut in_flight = InFlight::default();
+        let mut coalescer = Coalescer::new(self.write_batch_rows());
         let mut total = RunCounts::default();
         let written: Result<()> = async {
             while let Some(batch) = rx.recv().await {
@@ -44,32 +49,49 @@ impl Prepared<'_> {
                 // transform rejections, the diff counts) rides with the first
                 // commit of this source batch.
                 let mut pending = Some((out.commit, counts));
-                for chunk in split_outgoing(out.batch, out.meta, self.write_batch_rows()) {
+                for chunk in coalescer.push(out.batch, out.meta) {
                     let (commit, counts) = pending.take().unwrap_or_default();
                     // A writer that is free, else one whose delivery has
                     // finished, else a new one while the concurrency allows,
                     // else wait for the first delivery to finish.
-                    let writer = loop {
-                        if let Some(w) = idle.pop() {
-                            break w;
-                        }
-                        if let Some(done) = in_flight.finished() {
-                            idle.push(
-                                self.record_delivery(store, run, done?, &mut total, options)?,
-                            );
-                            continue;
-                        }
-                        if let Some(instance) = unopened.pop() {
-                            break Writer::open(instance, &ctx, &self.target).await?;
-                        }
-                        let done = in_flight.next().await?;
-                        break self.record_delivery(store, run, done, &mut total, options)?;
-                    };
+                    let writer = self
+                        .free_writer(
+                            store,
+                            run,
+                            &mut idle,
+                            &mut unopened,
+                            &mut in_flight,
+                            &ctx,
+                            &mut total,
+                            options,
+                        )
+                        .await?;
                     in_flight.push(writer.spawn_delivery(ctx.clone(), chunk, commit, counts));
                 }
                 if let Some((commit, counts)) = pending {
                     self.commit(store, run, commit, counts, &mut total, options)?;
                 }
+            }
+            // The end of the model: the rows still waiting for a full batch.
+            if let Some(chunk) = coalescer.flush() {
+                let writer = self
+                    .free_writer(
+                        store,
+                        run,
+                        &mut idle,
+                        &mut unopened,
+                        &mut in_flight,
+                        &ctx,
+                        &mut total,
+                        options,
+                    )
+                    .await?;
+                in_flight.push(writer.spawn_delivery(
+                    ctx.clone(),
+                    chunk,
+                    CommitBatch::default(),
+                    RunCounts::default(),
+                ));
             }
             Ok(())
         }
@@ -100,6 +122,37 @@ impl Prepared<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A writer that is free, else one whose delivery has finished, else a
+    /// new one while the concurrency allows, else the first to finish its
+    /// delivery (whose acknowledgements are committed first).
+    #[allow(clippy::too_many_arguments)]
+    async fn free_writer<S: StateStore>(
+        &self,
+        store: &Mutex<S>,
+        run: RunId,
+        idle: &mut Vec<Writer>,
+        unopened: &mut Vec<Instance>,
+        in_flight: &mut InFlight,
+        ctx: &DeliveryContext,
+        total: &mut RunCounts,
+        options: &RunOptions,
+    ) -> Result<Writer> {
+        loop {
+            if let Some(w) = idle.pop() {
+                return Ok(w);
+            }
+            if let Some(done) = in_flight.finished() {
+                idle.push(self.record_delivery(store, run, done?, total, options)?);
+                continue;
+            }
+            if let Some(instance) = unopened.pop() {
+                return Ok(Writer::open(instance, ctx, &self.target).await?);
+            }
+            let done = in_flight.next().await?;
+            return self.record_delivery(store, run, done, total, options);
+        }
     }
 
     /// Commit what a finished delivery got acknowledged, at once (a kill
@@ -165,28 +218,4 @@ impl Prepared<'_> {
             self.secrets.scrub_in_place(&mut i.message);
         }
     }
-}
-
-fn split_outgoing(batch: Batch, meta: Vec<RowMeta>, size: usize) -> Vec<(Batch, Vec<RowMeta>)> {
-    if batch.rows.is_empty() {
-        return Vec::new();
-    }
-    let mut chunks = Vec::new();
-    let mut rows = batch.rows.into_iter();
-    let mut meta = meta.into_iter();
-    loop {
-        let r: Vec<Row> = rows.by_ref().take(size).collect();
-        if r.is_empty() {
-            break;
-        }
-        let m: Vec<RowMeta> = meta.by_ref().take(r.len()).collect();
-        chunks.push((
-            Batch {
-                columns: batch.columns.clone(),
-                rows: r,
-            },
-            m,
-        ));
-    }
-    chunks
 }

@@ -116,6 +116,7 @@ impl Prepared<'_> {
                 columns: vec![identifier.clone()],
                 rows,
             };
+            counts.sent += batch.rows.len() as u64;
             let outcome = writer.write_with_retry(ctx, &batch, &mut counts).await;
             for (key, result) in keys.into_iter().zip(outcome.rows) {
                 match result {

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 mod classify;
+mod coalesce;
 mod extract;
 mod load;
 mod mirror;
@@ -53,6 +54,9 @@ pub struct RunOptions {
     pub progress: Option<ProgressFn>,
     /// Retry policy for retryable failures within the run.
     pub retry: RetryPolicy,
+    /// Send only the rows in the rejected-row ledger (`sluice retry`):
+    /// other changes wait for the next run and nothing is deleted.
+    pub retry_rejected: bool,
 }
 
 /// A row the plan would send, for `sluice plan`.
@@ -269,6 +273,8 @@ struct Prepared<'p> {
     mirror: MirrorSummary,
     /// The run reached mirror mode's deletes.
     deleting: bool,
+    /// `sluice retry`: only rows with these keys are classified and sent.
+    only_keys: Option<std::collections::HashSet<RowKey>>,
 }
 
 /// The rows of one source batch that should be sent (mapped and

@@ -125,6 +125,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             reconciler: None,
             mirror: MirrorSummary::default(),
             deleting: false,
+            only_keys: None,
         })
     }
 }
