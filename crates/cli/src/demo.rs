@@ -195,14 +195,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let store = Mutex::new(SqliteStore::open_project(dir)?);
 
     println!("3. First run: every customer is new.");
-    let first = run_one(&project, &runtime, &store, SYNC, false, false).await?;
+    let first = run_one(&project, &runtime, &store, SYNC, Default::default(), false).await?;
     print_report(&first, &store)?;
     show_landed(&emulator, 3);
 
     let changed = [7, 42, 199];
     write_csv(dir, &changed)?;
     println!("4. Changed the lifetime value of customers {changed:?}; running again.");
-    let second = run_one(&project, &runtime, &store, SYNC, false, false).await?;
+    let second = run_one(&project, &runtime, &store, SYNC, Default::default(), false).await?;
     print_report(&second, &store)?;
     println!(
         "   Only {} row(s) were sent; {} unchanged rows were skipped.",

@@ -73,6 +73,26 @@ pub enum Command {
         #[command(flatten)]
         args: sync::RunsArgs,
     },
+    /// The rejected-row ledger of a sync: each row the destination refused,
+    /// with its key, the destination's message and how many runs tried it.
+    ///
+    /// Rejected rows are retried by every run until the destination accepts
+    /// them or their content changes; `sluice retry SYNC` re-sends them now.
+    Rejected {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::RejectedArgs,
+    },
+    /// Re-send a sync's rejected rows now (after fixing the destination,
+    /// say), and nothing else: other changes wait for the next run, and no
+    /// record is deleted.
+    Retry {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::RetryArgs,
+    },
     /// Inspect, check and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -90,6 +110,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan { project, args } => sync::plan(&project, args).await,
         Command::Run { project, args } => sync::run(&project, args).await,
         Command::Runs { project, args } => sync::runs(&project, args),
+        Command::Rejected { project, args } => sync::rejected(&project, args),
+        Command::Retry { project, args } => sync::retry(&project, args).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Emulator(args) => emulator::run(args).await,
     }

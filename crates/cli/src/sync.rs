@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use sluice_config::{self as config, Diagnostic, Project};
 use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
 use sluice_registry::{load_plugin, refused_grants};
+use sluice_runtime::log::escape;
 use sluice_runtime::sandbox::intersect as grants;
 use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_state::{RunCounts, RunRecord, SqliteStore, StateStore};
@@ -72,6 +73,25 @@ pub struct RunsArgs {
     /// How many runs to list.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectedArgs {
+    /// The sync whose ledger to list.
+    pub sync: String,
+    /// How many rows to list (the ledger is ordered by key).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The sync whose rejected rows to re-send.
+    pub sync: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -266,32 +286,67 @@ fn open_store(project: &Project) -> Result<Mutex<SqliteStore>> {
     Ok(Mutex::new(SqliteStore::open_project(&project.dir)?))
 }
 
-/// A progress line on a terminal, structured logs otherwise.
-fn progress(sync: &str, quiet: bool) -> (Option<indicatif::ProgressBar>, Option<ProgressFn>) {
+/// Rows a sync's last successful run scanned: the expected total for the
+/// progress bar's percentage and ETA.
+fn expected_rows(store: &Mutex<SqliteStore>, sync: &str) -> Option<u64> {
+    let runs = lock_store(store).runs(Some(sync), 20).ok()?;
+    runs.iter()
+        .find(|r| r.status == sluice_state::RunStatus::Succeeded && !r.full_resync)
+        .map(|r| scanned(&r.counts))
+        .filter(|&n| n > 0)
+}
+
+fn scanned(c: &RunCounts) -> u64 {
+    c.added + c.changed + c.unchanged + c.invalid
+}
+
+/// A progress bar on a terminal (rows scanned, rows per second, and with
+/// `expected` rows from the last run a percentage and ETA), structured logs
+/// otherwise.
+fn progress(
+    sync: &str,
+    quiet: bool,
+    expected: Option<u64>,
+) -> (Option<indicatif::ProgressBar>, Option<ProgressFn>) {
     if quiet {
         return (None, None);
     }
     if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
+        let (bar, template) = match expected {
+            Some(total) => (
+                indicatif::ProgressBar::new(total),
+                "{spinner} {prefix} [{bar:24}] {percent:>3}% {human_pos} rows, {per_sec}, ETA {eta} · {msg}",
+            ),
+            None => (
+                indicatif::ProgressBar::new_spinner(),
+                "{spinner} {prefix} {elapsed} {human_pos} rows, {per_sec} · {msg}",
+            ),
+        };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(sync.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let b = bar.clone();
         let f: ProgressFn = Arc::new(move |c: &RunCounts| {
-            let scanned = c.added + c.changed + c.unchanged + c.invalid;
+            // The model may have grown since the last run.
+            let n = scanned(c);
+            if b.length().is_some_and(|len| n > len) {
+                b.set_length(n);
+            }
+            b.set_position(n);
             b.set_message(format!(
-                "scanned {scanned} · sent {} · ok {} · rejected {} · throttled waits {}",
-                c.sent, c.ok, c.rejected, c.throttled_waits
+                "sent {} · ok {} · rejected {} · waits {} throttled, {} paced",
+                c.sent, c.ok, c.rejected, c.throttled_waits, c.paced_waits
             ));
         });
         (Some(bar), Some(f))
     } else {
         let name = sync.to_string();
         let f: ProgressFn = Arc::new(move |c: &RunCounts| {
-            tracing::debug!(sync = %name, scanned = c.added + c.changed + c.unchanged + c.invalid, sent = c.sent, ok = c.ok, rejected = c.rejected, "progress");
+            tracing::debug!(sync = %name, scanned = scanned(c), sent = c.sent, ok = c.ok, rejected = c.rejected, throttled_waits = c.throttled_waits, paced_waits = c.paced_waits, "progress");
         });
         (None, Some(f))
     }
@@ -306,7 +361,7 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
         runtime: &runtime,
         store: &store,
     };
-    let (bar, progress) = progress(&args.sync, args.json);
+    let (bar, progress) = progress(&args.sync, args.json, None);
     let options = RunOptions {
         full_resync: args.full_resync,
         dry_run: true,
@@ -375,7 +430,10 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
             &runtime,
             &store,
             name,
-            args.full_resync,
+            RunOptions {
+                full_resync: args.full_resync,
+                ..Default::default()
+            },
             args.json,
         )
         .await;
@@ -451,13 +509,13 @@ fn print_mirror(sync: &config::SyncConfig, m: &sluice_engine::run::MirrorSummary
     }
 }
 
-/// Run one sync with a progress display; used by `run` and `demo`.
+/// Run one sync with a progress display; used by `run`, `retry` and `demo`.
 pub async fn run_one(
     project: &Project,
     runtime: &Runtime,
     store: &Mutex<SqliteStore>,
     name: &str,
-    full_resync: bool,
+    options: RunOptions,
     quiet: bool,
 ) -> Result<RunReport> {
     let engine = SyncEngine {
@@ -465,11 +523,11 @@ pub async fn run_one(
         runtime,
         store,
     };
-    let (bar, progress) = progress(name, quiet);
+    let expected = expected_rows(store, name);
+    let (bar, progress) = progress(name, quiet, expected);
     let options = RunOptions {
-        full_resync,
         progress,
-        ..Default::default()
+        ..options
     };
     let report = engine.run(name, &options).await;
     if let Some(b) = bar {
@@ -519,9 +577,15 @@ fn print_counts(c: &RunCounts) {
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid
     );
     println!(
-        "  sent {}  ok {}  rejected {}  retried {}  throttled waits {}",
-        c.sent, c.ok, c.rejected, c.retried, c.throttled_waits
+        "  sent {}  ok {}  rejected {}  retried {}  write calls {}",
+        c.sent, c.ok, c.rejected, c.retried, c.write_calls
     );
+    if c.throttled_waits + c.paced_waits > 0 {
+        println!(
+            "  waits: {} asked by the API (throttled), {} by Sluice's own rate limit (paced)",
+            c.throttled_waits, c.paced_waits
+        );
+    }
 }
 
 fn print_samples(samples: &[sluice_state::Sample]) {
@@ -637,4 +701,98 @@ fn print_record(r: &RunRecord) {
             None => println!("          {short}"),
         }
     }
+}
+
+/// `sluice rejected SYNC`: the ledger, read without the project's secrets.
+pub fn rejected(project: &ProjectArg, args: RejectedArgs) -> Result<()> {
+    let dir = history_dir(&project.project)?;
+    let store = SqliteStore::open_project(&dir)?;
+    let ledger = store
+        .ledger(&args.sync)
+        .with_context(|| format!("reading the rejected rows of sync `{}`", args.sync))?;
+    let shown = &ledger[..ledger.len().min(args.limit)];
+    if args.json {
+        let rows: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "key": e.key.to_string(),
+                    "message": e.message,
+                    "attempts": e.attempts,
+                    "first_run": e.first_run,
+                    "last_run": e.last_run,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"sync": args.sync, "total": ledger.len(), "rows": rows})
+            )?
+        );
+        return Ok(());
+    }
+    if ledger.is_empty() {
+        println!("sync `{}` has no rejected rows", args.sync);
+        return Ok(());
+    }
+    println!(
+        "sync `{}`: {} rejected row(s){}",
+        args.sync,
+        ledger.len(),
+        if shown.len() < ledger.len() {
+            format!(", the first {} by key (--limit)", shown.len())
+        } else {
+            String::new()
+        }
+    );
+    for e in shown {
+        println!(
+            "  {}  attempts {} (runs {}..{}): {}",
+            escape(&e.key.to_string()),
+            e.attempts,
+            e.first_run,
+            e.last_run,
+            escape(&e.message)
+        );
+    }
+    println!("`sluice retry {}` re-sends them now.", args.sync);
+    Ok(())
+}
+
+/// `sluice retry SYNC`: a run that sends only the rows in the ledger.
+pub async fn retry(project: &ProjectArg, args: RetryArgs) -> Result<()> {
+    let project = load_project(&project.project)?;
+    let store = open_store(&project)?;
+    let waiting = lock_store(&store).ledger(&args.sync)?.len();
+    if waiting == 0 {
+        if args.json {
+            println!("{}", serde_json::json!({"sync": args.sync, "retried": 0}));
+        } else {
+            println!("sync `{}` has no rejected rows to retry", args.sync);
+        }
+        return Ok(());
+    }
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let options = RunOptions {
+        retry_rejected: true,
+        ..Default::default()
+    };
+    let report = run_one(&project, &runtime, &store, &args.sync, options, args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &store)?;
+    }
+    match &report.error {
+        Some(e) => bail!(
+            "retrying the rejected rows of sync `{}` failed: {e}",
+            args.sync
+        ),
+        None => Ok(()),
+    }
+}
+
+fn lock_store(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -330,3 +330,56 @@ fn history_reads_without_the_secrets_a_run_needs() {
     let unlock = sluice(&["runs", "unlock", "anything", "--project", project]);
     assert!(unlock.status.success(), "{}", stderr(&unlock));
 }
+
+/// Issue 10 item 10: the ledger is visible (`sluice rejected`) and
+/// `sluice retry` re-sends exactly the rejected rows, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_lists_the_ledger_and_retry_resends_only_those_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = common::receiver().await;
+    two_syncs(dir.path(), &rx);
+    // The receiver refuses the first request: both rows are rejected.
+    rx.script.lock().unwrap().push_back((422, None));
+    let out = sluice_async(args(&["run", "b_good"], dir.path())).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rx.rows().is_empty());
+
+    let listed = sluice_async(args(&["rejected", "b_good"], dir.path())).await;
+    let text = stdout(&listed);
+    assert!(
+        text.contains("2 rejected row(s)") && text.contains("attempts 1") && text.contains("422"),
+        "{text}"
+    );
+    let json = sluice_async(args(&["rejected", "b_good", "--json"], dir.path())).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["total"], 2, "{json}");
+    assert_eq!(json["rows"][0]["attempts"], 1, "{json}");
+
+    // A new row arrives meanwhile: the retry sends only the two rejected.
+    std::fs::write(
+        dir.path().join("data/people.csv"),
+        "id,email\n1,a@x.com\n2,b@x.com\n3,c@x.com\n",
+    )
+    .unwrap();
+    let retry = sluice_async(args(&["retry", "b_good", "--json"], dir.path())).await;
+    assert!(retry.status.success(), "{}", stderr(&retry));
+    let report: serde_json::Value = serde_json::from_slice(&retry.stdout).unwrap();
+    assert_eq!(report["counts"]["ok"], 2, "{report}");
+    let mut sent: Vec<String> = rx.rows().iter().map(|r| r["email"].to_string()).collect();
+    sent.sort();
+    assert_eq!(sent, ["\"a@x.com\"", "\"b@x.com\""]);
+    let empty = sluice_async(args(&["rejected", "b_good"], dir.path())).await;
+    assert!(
+        stdout(&empty).contains("has no rejected rows"),
+        "{}",
+        stdout(&empty)
+    );
+    let nothing = sluice_async(args(&["retry", "b_good"], dir.path())).await;
+    assert!(stdout(&nothing).contains("no rejected rows to retry"));
+
+    // The next run sends the new row, and only it.
+    let run = sluice_async(args(&["run", "b_good", "--json"], dir.path())).await;
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report[0]["counts"]["sent"], 1, "{report}");
+    assert_eq!(rx.rows().len(), 3);
+}
