@@ -308,3 +308,86 @@ async fn the_quota_the_api_reports_keeps_the_sync_under_its_limit() {
     );
     psql(&format!("DROP TABLE {table}"));
 }
+
+/// Issue 10 items 7 and 11: a batch where every row is bad makes HubSpot's
+/// plugin split it down to single rows inside one `write`, about two
+/// requests per row.
+async fn all_bad_rows_to_hubspot(
+    table: &str,
+    destination_extra: &str,
+    sync_extra: &str,
+) -> (RunReport, u64) {
+    let bad: Vec<usize> = (1..=30).collect();
+    people_table(table, 30, &bad);
+    // The API allows 10 requests in any rolling second.
+    let hs = hubspot(EmulatorConfig {
+        rate_limit: Some(sluice_emulators::RateLimit::new(10, Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sync = format!("{CONTACT_SYNC}    batch_size: 30\n{sync_extra}");
+    write_project(
+        dir.path(),
+        table,
+        &hubspot_destination(&hs, destination_extra),
+        &sync,
+    );
+    let report = tokio::time::timeout(Duration::from_secs(120), run(dir.path()))
+        .await
+        .expect("the run makes progress and ends");
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        (report.counts.ok, report.counts.rejected),
+        (0, 30),
+        "{:?}",
+        report.counts
+    );
+    let messages = ledger_messages(dir.path());
+    assert_eq!(messages.len(), 30);
+    assert!(
+        messages.iter().all(|m| m.contains("INVALID_EMAIL")),
+        "{messages:?}"
+    );
+    assert!(
+        report.counts.requests > 30,
+        "every HTTP request the plugin made is counted: {:?}",
+        report.counts
+    );
+    psql(&format!("DROP TABLE {table}"));
+    (report, hs.handle().stats().throttled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_request_is_paced_not_only_every_call() {
+    // Declared a little under the API's limit: the ~60 requests of one
+    // `write` are spread out by the host, so the API never refuses one.
+    let (report, throttled) = all_bad_rows_to_hubspot(
+        &format!("sluice_hs_paced_{}", std::process::id()),
+        "    rate_limit: { requests: 8, per_ms: 1000, concurrency: 1 }\n",
+        "",
+    )
+    .await;
+    assert_eq!(throttled, 0, "no request was refused: {:?}", report.counts);
+    assert!(report.counts.paced_waits > 0, "{:?}", report.counts);
+    assert_eq!(report.counts.throttled_waits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_isolated_before_a_throttle_are_kept_and_the_batch_completes() {
+    // Declared far above the API's limit: the window runs out halfway
+    // through isolating the bad rows. The rows already rejected are kept,
+    // only the rest is retried, and the run ends.
+    let (report, throttled) = all_bad_rows_to_hubspot(
+        &format!("sluice_hs_isolate_{}", std::process::id()),
+        "",
+        "    rate_limit: { requests: 1000, per_ms: 1000, concurrency: 1 }\n",
+    )
+    .await;
+    assert!(
+        throttled > 0,
+        "the API refused requests: {:?}",
+        report.counts
+    );
+    assert!(report.counts.throttled_waits > 0, "{:?}", report.counts);
+}

@@ -577,8 +577,8 @@ fn print_counts(c: &RunCounts) {
         c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid
     );
     println!(
-        "  sent {}  ok {}  rejected {}  retried {}  write calls {}",
-        c.sent, c.ok, c.rejected, c.retried, c.write_calls
+        "  sent {}  ok {}  rejected {}  retried {}  write calls {}  HTTP requests {}",
+        c.sent, c.ok, c.rejected, c.retried, c.write_calls, c.requests
     );
     if c.throttled_waits + c.paced_waits > 0 {
         println!(

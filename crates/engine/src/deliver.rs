@@ -36,7 +36,7 @@ pub(super) type Chunk = (Batch, Vec<RowMeta>);
 
 /// What every writer of one destination shares.
 pub(super) struct DeliveryContext {
-    pub pacer: Pacer,
+    pub pacer: Arc<Pacer>,
     pub retry: RetryPolicy,
     /// The destination's config (JSON), for opening writers.
     pub config: String,
@@ -233,6 +233,10 @@ impl Writer {
         let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
         let mut attempt = 0;
         let mut throttled = 0;
+        // Throttle waits in a row without a single row answered: bounded by
+        // `max_wait` in total, so an allowance that never comes back (a
+        // daily limit) pauses the sync instead of retrying for days.
+        let mut stalled = Duration::ZERO;
         while !todo.is_empty() {
             // The first attempt sends the whole batch as it is; only a retry
             // of some rows needs a copy of them.
@@ -254,6 +258,9 @@ impl Writer {
             counts.write_calls += 1;
             let written = self.instance.write(&self.handle, sub).await;
             observe_quota(&mut self.instance, ctx);
+            let (requests, paced) = ctx.pacer.take_request_counts();
+            counts.requests += requests;
+            counts.paced_waits += paced;
             let results = match written {
                 Ok(r) => r,
                 Err(failure) => match failure.plugin_error() {
@@ -261,7 +268,8 @@ impl Writer {
                         if throttled < retry.max_throttle_waits =>
                     {
                         let asked = Duration::from_millis(info.retry_after_ms);
-                        let wait = match retry.bounded(asked) {
+                        stalled += asked;
+                        let wait = match retry.bounded(asked).and(retry.bounded(stalled)) {
                             Ok(wait) => wait,
                             Err(asked) => {
                                 return Err(paused(
@@ -288,6 +296,7 @@ impl Writer {
             };
             let mut again = Vec::new();
             let mut wait = Duration::ZERO;
+            let asked_again = todo.len();
             for (&i, result) in todo.iter().zip(results) {
                 match result {
                     RowResult::Created
@@ -312,6 +321,15 @@ impl Writer {
             if throttled_only && throttled < retry.max_throttle_waits {
                 throttled += 1;
                 counts.throttled_waits += 1;
+                stalled = if again.len() == asked_again {
+                    stalled + wait
+                } else {
+                    wait
+                };
+                if retry.bounded(stalled).is_err() {
+                    let plugin = self.instance.plugin_name();
+                    return Err(paused(plugin, "write", stalled, retry.max_wait));
+                }
             } else if attempt + 1 < retry.max_attempts {
                 attempt += 1;
                 counts.retried += again.len() as u64;

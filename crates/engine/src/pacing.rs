@@ -1,18 +1,22 @@
 //! Keeping a destination inside its API's limits.
 //!
-//! Two things set the pace of calls to one destination, shared by all of its
+//! Two things set the pace of one destination, shared by all of its
 //! writers: the declared limit (the plugin's spec, or the project's
-//! override), enforced by a `governor` rate limiter that spreads calls evenly;
-//! and what the API itself last reported about the quota left
-//! (`report-quota`), which slows the calls further when the declared limit
+//! override), enforced on every HTTP request the plugin makes by a
+//! `governor` rate limiter that spreads them evenly (the runtime's request
+//! gate, so a Bulk job's polling and a plugin's own retries count like its
+//! first request); and what the API itself last reported about the quota
+//! left (`report-quota`), which holds the next call when the declared limit
 //! would spend the quota before its window ends. Waiting for either is a
-//! throttle wait: it shows in the run's counts and progress.
+//! paced wait, counted apart from the waits the API asked for.
 
 use sluice_runtime::bindings::types::RateLimit;
+use sluice_runtime::sandbox::http::RequestGate;
 use sluice_runtime::QuotaHint;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -28,6 +32,10 @@ pub struct Pacer {
     /// The longest wait a quota report may impose on one call.
     max_wait: Duration,
     reported: Mutex<Reported>,
+    /// Requests admitted through [`Pacer::request_gate`] and how many of
+    /// them had to wait, since the last [`Pacer::take_request_counts`].
+    requests: AtomicU64,
+    paced_requests: AtomicU64,
 }
 
 /// What the newest quota report asks for, and until when it holds.
@@ -68,6 +76,8 @@ impl Pacer {
             concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX).max(1),
             max_wait,
             reported: Mutex::default(),
+            requests: AtomicU64::new(0),
+            paced_requests: AtomicU64::new(0),
         })
     }
 
@@ -79,20 +89,48 @@ impl Pacer {
         }
     }
 
-    /// Wait until the next call may start. Returns whether it had to wait.
+    /// Wait until the next call may start under the quota the API last
+    /// reported (before the call, so the wait never counts against the
+    /// call's deadline). Returns whether it had to wait.
     pub async fn ready(&self) -> bool {
-        let mut waited = false;
-        if let Some(slot) = self.reserve_reported_slot(Instant::now()) {
-            tokio::time::sleep_until(slot).await;
-            waited = true;
+        match self.reserve_reported_slot(Instant::now()) {
+            Some(slot) => {
+                tokio::time::sleep_until(slot).await;
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Wait until one more request may go out under the declared limit.
+    pub async fn admit_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(l) = &self.limiter {
             if l.check().is_err() {
+                self.paced_requests.fetch_add(1, Ordering::Relaxed);
                 l.until_ready().await;
-                waited = true;
             }
         }
-        waited
+    }
+
+    /// The gate a destination instance's HTTP requests wait at
+    /// ([`sluice_runtime::Instance::set_request_gate`]).
+    pub fn request_gate(self: &Arc<Self>) -> RequestGate {
+        let pacer = self.clone();
+        Arc::new(move || {
+            let pacer = pacer.clone();
+            Box::pin(async move { pacer.admit_request().await })
+        })
+    }
+
+    /// Requests made, and how many of them waited on the declared limit,
+    /// since the last call (shared by all writers: each takes what its
+    /// writes added, give or take the other writers' in flight).
+    pub fn take_request_counts(&self) -> (u64, u64) {
+        (
+            self.requests.swap(0, Ordering::Relaxed),
+            self.paced_requests.swap(0, Ordering::Relaxed),
+        )
     }
 
     /// Take in what the API reported after a call that just finished:
@@ -201,6 +239,20 @@ mod tests {
         assert!(l.check().is_ok());
         // ... and the next call in the same instant has to wait.
         assert!(l.check().is_err());
+    }
+
+    #[tokio::test]
+    async fn every_request_through_the_gate_is_counted_and_paced() {
+        // 100 a second: one every 10 ms; the first goes at once.
+        let pacer = Arc::new(Pacer::new(Some(&rate(100, 1000)), 1, MAX).unwrap());
+        let gate = pacer.request_gate();
+        let start = std::time::Instant::now();
+        for _ in 0..4 {
+            gate().await;
+        }
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        assert_eq!(pacer.take_request_counts(), (4, 3));
+        assert_eq!(pacer.take_request_counts(), (0, 0));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::limits::Limits;
 use super::log::{LogGate, LogSource};
 use super::plugin::{Plugin, PluginKind, PluginPre};
 use super::sandbox::dirs::{self, DirRefusal};
-use super::sandbox::http::{HttpMode, HttpTimeouts, SandboxedHttp};
+use super::sandbox::http::{HttpMode, HttpTimeouts, RequestGate, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::protected;
 use super::sandbox::scrub::Scrubber;
@@ -191,6 +191,7 @@ impl Plugin {
                 timeouts: HttpTimeouts::from_limits(&limits),
                 stalls: stalls.clone(),
                 mode: sandbox.http.clone(),
+                gate: None,
             },
             table: Default::default(),
             limiter: MemoryLimiter::new(&limits),
@@ -369,6 +370,12 @@ impl Instance {
             tracing::warn!(plugin = %self.plugin, call, "plugin instance failed: {kind}");
             self.failure(call, kind)
         })
+    }
+
+    /// Make every outgoing HTTP request of this instance wait for `gate`
+    /// first (after its grant check, never in replay).
+    pub fn set_request_gate(&mut self, gate: RequestGate) {
+        self.store.data_mut().http_hooks.gate = Some(gate);
     }
 
     /// The quota the plugin last reported (`report-quota`), once.

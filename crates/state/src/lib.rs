@@ -102,11 +102,14 @@ pub struct RunCounts {
     /// Write calls the host made to the destination (first attempts,
     /// retries and split halves).
     pub write_calls: u64,
+    /// HTTP requests the destination's plugin made (its own retries, token
+    /// refreshes and Bulk polling included), each paced by the host.
+    pub requests: u64,
 }
 
 impl RunCounts {
     /// The counters in [`schema::COUNT_COLUMNS`] order.
-    pub fn as_array(&self) -> [u64; 13] {
+    pub fn as_array(&self) -> [u64; 14] {
         [
             self.planned,
             self.added,
@@ -121,11 +124,12 @@ impl RunCounts {
             self.throttled_waits,
             self.paced_waits,
             self.write_calls,
+            self.requests,
         ]
     }
 
-    pub fn from_array(a: [u64; 13]) -> Self {
-        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits, paced_waits, write_calls] =
+    pub fn from_array(a: [u64; 14]) -> Self {
+        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits, paced_waits, write_calls, requests] =
             a;
         RunCounts {
             planned,
@@ -141,6 +145,7 @@ impl RunCounts {
             throttled_waits,
             paced_waits,
             write_calls,
+            requests,
         }
     }
 }

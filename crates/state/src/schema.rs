@@ -31,23 +31,24 @@
 
 /// Bumped when the schema changes; stores refuse a newer database.
 /// 2: `runs.stage` (where a failed run failed), `sync_fingerprints`.
-/// 3: `runs.paced_waits` and `runs.write_calls` (throttling by the API and
-/// pacing by the host counted apart).
+/// 3: `runs.paced_waits`, `runs.write_calls` and `runs.requests` (throttling
+/// by the API and pacing by the host counted apart; calls and HTTP requests).
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// Columns added after version 1, with their type: a store adds the ones an
 /// older database lacks when it opens it.
-pub const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+pub const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
     ("runs", "stage", "TEXT"),
     ("runs", "paced_waits", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "write_calls", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "requests", "BIGINT NOT NULL DEFAULT 0"),
 ];
 
 /// Rejected/invalid rows kept per run as samples.
 pub const MAX_SAMPLES: i64 = 100;
 
 /// The counter columns of `runs`, in [`super::RunCounts`] field order.
-pub const COUNT_COLUMNS: [&str; 13] = [
+pub const COUNT_COLUMNS: [&str; 14] = [
     "planned",
     "added",
     "changed",
@@ -61,6 +62,7 @@ pub const COUNT_COLUMNS: [&str; 13] = [
     "throttled_waits",
     "paced_waits",
     "write_calls",
+    "requests",
 ];
 
 const TEMPLATE: &str = "
@@ -90,7 +92,8 @@ CREATE TABLE IF NOT EXISTS runs (
     retried BIGINT NOT NULL DEFAULT 0,
     throttled_waits BIGINT NOT NULL DEFAULT 0,
     paced_waits BIGINT NOT NULL DEFAULT 0,
-    write_calls BIGINT NOT NULL DEFAULT 0
+    write_calls BIGINT NOT NULL DEFAULT 0,
+    requests BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_sync ON runs (sync, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);

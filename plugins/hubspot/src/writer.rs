@@ -222,11 +222,16 @@ impl Writer for HubSpotWriter {
         let mut written = false;
         for chunk in todo.chunks(MAX_INPUTS) {
             if let Err(e) = self.send_rows(&rows, chunk, &mut out, &mut written) {
+                // Rows already answered (written, or rejected while a batch
+                // was split to isolate bad inputs) keep their answers: the
+                // host retries only the rest, so isolation makes progress
+                // even when the API's window runs out halfway through it.
+                let answered = written || todo.iter().any(|&i| out[i].is_some());
                 let result = match &e {
-                    PluginError::RateLimited(r) if written => {
+                    PluginError::RateLimited(r) if answered => {
                         RowResult::RateLimited(r.retry_after_ms)
                     }
-                    PluginError::Retryable(m) if written => RowResult::Retryable(m.clone()),
+                    PluginError::Retryable(m) if answered => RowResult::Retryable(m.clone()),
                     _ => return Err(e),
                 };
                 for slot in out.iter_mut().filter(|r| r.is_none()) {

@@ -15,8 +15,9 @@ use std::time::Duration;
 /// short-window limits (concurrent long requests, bursts) clear within a second.
 pub const THROTTLE_RETRY_MS: u64 = 1_000;
 /// Wait when `Sforce-Limit-Info` shows the rolling 24-hour allowance used up:
-/// calls age out of the window slowly, so retrying every second only burns them.
-pub const DAILY_EXHAUSTED_RETRY_MS: u64 = 300_000;
+/// calls age out of the window slowly, so retrying soon only burns them. An
+/// hour is longer than a sync's default `max_wait`: the host pauses the sync.
+pub const DAILY_EXHAUSTED_RETRY_MS: u64 = 3_600_000;
 
 /// A request body.
 pub enum Body {

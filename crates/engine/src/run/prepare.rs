@@ -89,12 +89,16 @@ impl<S: StateStore> SyncEngine<'_, S> {
         } else {
             pacing::concurrency(rate.as_ref())
         };
-        let pacer = Pacer::new(rate.as_ref(), writers, retry.max_wait)
-            .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?;
+        let pacer = Arc::new(
+            Pacer::new(rate.as_ref(), writers, retry.max_wait)
+                .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?,
+        );
         // Discovery has just called the API, and the API counts that call
         // against the same limit: charge it, so the first writes do not
         // overrun the window it started.
         pacer.charge();
+        // From now on every HTTP request a destination instance makes waits
+        // for the shared pace, whichever call makes it.
         let mut destinations = vec![destination];
         while destinations.len() < writers {
             destinations.push(
@@ -102,6 +106,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
                     .await?
                     .0,
             );
+        }
+        for instance in &mut destinations {
+            instance.set_request_gate(pacer.request_gate());
         }
         Ok(Prepared {
             sync,

@@ -46,7 +46,16 @@ pub struct SandboxedHttp {
     pub stalls: Stalls,
     /// Live, recording to a cassette, or replaying one.
     pub mode: HttpMode,
+    /// Awaited before every request that reaches the network, after its
+    /// grant check: the engine paces a destination's requests here, so a
+    /// plugin's own retries and follow-up calls count against the API's
+    /// limit like its first request.
+    pub gate: Option<RequestGate>,
 }
+
+/// What every outgoing request of an instance waits for first (the
+/// destination's pace), see [`SandboxedHttp::gate`].
+pub type RequestGate = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The host's maximum for each wait of an outgoing request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +183,7 @@ impl WasiHttpHooks for SandboxedHttp {
         let mode = self.mode.clone();
         let waits = self.timeouts.clamp(options);
         let stalls = self.stalls.clone();
+        let gate = self.gate.clone();
         Box::new(async move {
             let target = Target::from_uri(request.uri())?;
             if let HttpMode::Replay(replayer) = &mode {
@@ -199,6 +209,9 @@ impl WasiHttpHooks for SandboxedHttp {
                     return Err(HttpError::DnsTimeout);
                 }
             };
+            if let Some(gate) = gate {
+                gate().await;
+            }
             let send = Outgoing {
                 target: &target,
                 addrs: &addrs,
