@@ -12,6 +12,7 @@ const PLUGINS: &[&str] = &[
     "postgres",
     "salesforce",
     "hubspot",
+    "mysql",
 ];
 
 fn main() {
