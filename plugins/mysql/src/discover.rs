@@ -16,11 +16,12 @@ WHERE c.TABLE_SCHEMA = DATABASE()
 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION";
 
 /// MariaDB declares a `JSON` column as LONGTEXT with a `json_valid(col)`
-/// check constraint; this finds them all.
+/// check constraint; this finds those of the connection's database (only
+/// it: information_schema opens every table it lists).
 const JSON_CHECKS_SQL: &str = "\
 SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE
 FROM information_schema.CHECK_CONSTRAINTS
-WHERE CHECK_CLAUSE LIKE 'json_valid(%'";
+WHERE CONSTRAINT_SCHEMA = DATABASE() AND CHECK_CLAUSE LIKE 'json_valid(%'";
 
 /// (database, table, column) of every MariaDB column declared JSON.
 pub type JsonColumns = HashSet<(String, String, String)>;
