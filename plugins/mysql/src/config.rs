@@ -201,6 +201,10 @@ mod tests {
             Config::parse(r#"{"host":"db","user":"u","database":"d","ssl_mode":"DISABLED"}"#)
                 .is_ok()
         );
+        assert!(
+            err(r#"{"host":"db","user":"u","database":"d","ssl_mode":"on"}"#)
+                .contains("`ssl_mode` is `on`; expected one of disabled")
+        );
     }
 
     #[test]
