@@ -1,4 +1,4 @@
-//! Configuration knobs shared by both emulators, plus the per-API specifics.
+//! Configuration knobs shared by the emulators, plus the per-API specifics.
 //!
 //! Every knob has a default that behaves like a healthy, unthrottled API so that
 //! `EmulatorConfig::default()` is what `sluice demo` wants; tests and benchmarks
@@ -113,6 +113,73 @@ impl Default for HubSpotSettings {
     }
 }
 
+/// OAuth access token accepted by the Snowflake emulator when none are configured.
+pub const DEFAULT_SNOWFLAKE_TOKEN: &str = "sluice-emulator-snowflake-token";
+/// The account name the Snowflake emulator answers as (JWT `iss`/`sub` prefix).
+pub const DEFAULT_SNOWFLAKE_ACCOUNT: &str = "SLUICE";
+/// The user of [`DEFAULT_SNOWFLAKE_TOKEN`].
+pub const DEFAULT_SNOWFLAKE_USER: &str = "SLUICE";
+/// The PostgreSQL database a Snowflake emulator uses unless told otherwise.
+pub const DEFAULT_SNOWFLAKE_POSTGRES_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/sluice_snowflake";
+
+/// One Snowflake user: its registered RSA public keys (PEM, `BEGIN PUBLIC KEY`) for
+/// key-pair JWTs, and the roles granted to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnowflakeUser {
+    /// User name, compared case-insensitively (Snowflake stores it uppercase).
+    pub name: String,
+    /// Registered public keys (Snowflake allows two, `RSA_PUBLIC_KEY` and `_2`).
+    pub public_keys: Vec<String>,
+    /// Roles granted; a request naming another role is refused.
+    pub roles: Vec<String>,
+}
+
+/// Snowflake-only knobs.
+#[derive(Debug, Clone)]
+pub struct SnowflakeSettings {
+    /// The PostgreSQL database statements run in (`postgres://user@host:port/db`);
+    /// created at start if missing. One per emulator instance.
+    pub postgres_url: String,
+    /// The account identifier (the `ACCOUNT` of `ACCOUNT.USER` in JWT claims).
+    pub account: String,
+    /// Known users.
+    pub users: Vec<SnowflakeUser>,
+    /// OAuth access tokens and the user each belongs to.
+    pub oauth_tokens: Vec<(String, String)>,
+    /// Warehouses that exist; a query naming another has no warehouse (000606).
+    pub warehouses: Vec<String>,
+    /// Rows per result partition.
+    pub partition_rows: usize,
+    /// How long a statement submitted without `async=true` is waited for before
+    /// the answer is 202 (Snowflake: 45 s).
+    pub sync_wait: Duration,
+    /// Extra time every statement takes before it runs (to force the 202 flow).
+    pub execution_delay: Duration,
+}
+
+impl Default for SnowflakeSettings {
+    fn default() -> Self {
+        Self {
+            postgres_url: DEFAULT_SNOWFLAKE_POSTGRES_URL.to_owned(),
+            account: DEFAULT_SNOWFLAKE_ACCOUNT.to_owned(),
+            users: vec![SnowflakeUser {
+                name: DEFAULT_SNOWFLAKE_USER.to_owned(),
+                public_keys: Vec::new(),
+                roles: vec!["SYSADMIN".into(), "PUBLIC".into()],
+            }],
+            oauth_tokens: vec![(
+                DEFAULT_SNOWFLAKE_TOKEN.to_owned(),
+                DEFAULT_SNOWFLAKE_USER.to_owned(),
+            )],
+            warehouses: vec!["COMPUTE_WH".into()],
+            partition_rows: 10_000,
+            sync_wait: Duration::from_secs(45),
+            execution_delay: Duration::ZERO,
+        }
+    }
+}
+
 /// Everything an emulator needs at start; most of it can be changed at run time
 /// through [`crate::EmulatorHandle`].
 #[derive(Debug, Clone)]
@@ -129,6 +196,8 @@ pub struct EmulatorConfig {
     pub salesforce: SalesforceSettings,
     /// HubSpot specifics.
     pub hubspot: HubSpotSettings,
+    /// Snowflake specifics.
+    pub snowflake: SnowflakeSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -140,6 +209,7 @@ impl Default for EmulatorConfig {
             seed: 0x51_1CE,
             salesforce: SalesforceSettings::default(),
             hubspot: HubSpotSettings::default(),
+            snowflake: SnowflakeSettings::default(),
         }
     }
 }

@@ -108,6 +108,7 @@ pub(crate) async fn middleware(
                 EmulatorKind::HubSpot => {
                     crate::hubspot::errors::injected_server_error(&shared, status)
                 }
+                EmulatorKind::Snowflake => crate::snowflake::injected_server_error(status),
             }
         }
         Fault::Drop => {

@@ -17,7 +17,7 @@ use crate::faults::FaultState;
 use crate::limits::Limiter;
 use crate::schema::{FieldSpec, ObjectSpec};
 use crate::store::Store;
-use crate::{hubspot, salesforce, EmulatorKind};
+use crate::{hubspot, salesforce, snowflake, EmulatorKind};
 
 /// Counters of what the emulator saw and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,6 +152,7 @@ pub(crate) struct Shared {
     pub next_id: Mutex<u64>,
     pub config: EmulatorConfig,
     pub salesforce: salesforce::SalesforceState,
+    pub snowflake: snowflake::SnowflakeState,
 }
 
 impl Shared {
@@ -159,6 +160,7 @@ impl Shared {
         let daily = match kind {
             EmulatorKind::Salesforce => config.salesforce.daily_api_limit,
             EmulatorKind::HubSpot => config.hubspot.daily_limit,
+            EmulatorKind::Snowflake => u64::MAX,
         };
         Self {
             kind,
@@ -172,6 +174,7 @@ impl Shared {
             token_lifetime: Mutex::new(config.token_lifetime),
             next_id: Mutex::new(1),
             salesforce: salesforce::SalesforceState::new(&config.salesforce),
+            snowflake: snowflake::SnowflakeState::new(&config.snowflake),
             config,
         }
     }
@@ -245,7 +248,8 @@ impl EmulatorHandle {
             .records()
             .map(|r| match self.shared.kind {
                 EmulatorKind::Salesforce => salesforce::render_record(&table.spec, r),
-                EmulatorKind::HubSpot => hubspot::render_record(r, None),
+                // The Snowflake emulator keeps no CRM records: its store stays empty.
+                EmulatorKind::HubSpot | EmulatorKind::Snowflake => hubspot::render_record(r, None),
             })
             .collect()
     }
@@ -265,7 +269,9 @@ impl EmulatorHandle {
         self.records(object).into_iter().find(|r| {
             let v = match self.shared.kind {
                 EmulatorKind::Salesforce => r.get(field),
-                EmulatorKind::HubSpot => r.get("properties").and_then(|p| p.get(field)),
+                EmulatorKind::HubSpot | EmulatorKind::Snowflake => {
+                    r.get("properties").and_then(|p| p.get(field))
+                }
             };
             v.and_then(crate::store::index_key) == crate::store::index_key(&wanted)
         })
@@ -344,6 +350,9 @@ impl EmulatorHandle {
         let prepared = match self.shared.kind {
             EmulatorKind::Salesforce => salesforce::prepare_object(spec, &store)?,
             EmulatorKind::HubSpot => hubspot::prepare_object(spec, &store)?,
+            EmulatorKind::Snowflake => {
+                bail!("the Snowflake emulator has no CRM objects: create tables with SQL")
+            }
         };
         store.add(prepared);
         Ok(())

@@ -1,4 +1,5 @@
-//! Local emulators of the Salesforce REST API and the HubSpot CRM v3 API.
+//! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API and the
+//! Snowflake SQL API v2 (see [`snowflake`]).
 //!
 //! They reproduce the documented behaviour in `shared/reference/saas-apis.md`
 //! (auth and token expiry, batch limits, per-record errors inside a 200, whole-request
@@ -38,12 +39,15 @@ mod limits;
 pub mod salesforce;
 mod schema;
 mod server;
+pub mod snowflake;
 mod store;
 mod values;
 
 pub use config::{
     ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
+    SnowflakeSettings, SnowflakeUser, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_HUBSPOT_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT, DEFAULT_SNOWFLAKE_POSTGRES_URL,
+    DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
 };
 pub use handle::{EmulatorHandle, IssuedToken, StatsSnapshot};
 pub use schema::{FieldSpec, FieldType, ObjectSpec};
@@ -57,6 +61,9 @@ pub enum EmulatorKind {
     Salesforce,
     /// HubSpot CRM v3 (batch object endpoints, properties).
     HubSpot,
+    /// Snowflake SQL API v2 (statements, partitions, key-pair JWT and OAuth),
+    /// executing on a local PostgreSQL database.
+    Snowflake,
 }
 
 impl fmt::Display for EmulatorKind {
@@ -64,6 +71,7 @@ impl fmt::Display for EmulatorKind {
         f.write_str(match self {
             EmulatorKind::Salesforce => "salesforce",
             EmulatorKind::HubSpot => "hubspot",
+            EmulatorKind::Snowflake => "snowflake",
         })
     }
 }
@@ -76,7 +84,10 @@ impl FromStr for EmulatorKind {
         match s.to_ascii_lowercase().as_str() {
             "salesforce" | "sfdc" => Ok(EmulatorKind::Salesforce),
             "hubspot" => Ok(EmulatorKind::HubSpot),
-            other => anyhow::bail!("unknown emulator {other:?}: expected salesforce or hubspot"),
+            "snowflake" => Ok(EmulatorKind::Snowflake),
+            other => anyhow::bail!(
+                "unknown emulator {other:?}: expected salesforce, hubspot or snowflake"
+            ),
         }
     }
 }
@@ -95,6 +106,15 @@ pub async fn start_hubspot(
     config: EmulatorConfig,
 ) -> anyhow::Result<RunningEmulator> {
     server::start(EmulatorKind::HubSpot, addr, config).await
+}
+
+/// Starts a Snowflake SQL API emulator on `addr`, executing statements in the
+/// PostgreSQL database of `config.snowflake.postgres_url` (created if missing).
+pub async fn start_snowflake(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::Snowflake, addr, config).await
 }
 
 /// Starts an emulator of `kind`.
