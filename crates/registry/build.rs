@@ -13,6 +13,7 @@ const PLUGINS: &[&str] = &[
     "salesforce",
     "hubspot",
     "mysql",
+    "snowflake",
 ];
 
 fn main() {
