@@ -17,15 +17,17 @@ pub fn private_key(pem: &str) -> Result<RsaPrivateKey, PluginError> {
     RsaPrivateKey::from_pkcs8_pem(pem.trim())
         .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem.trim()))
         .map_err(|e| {
-            PluginError::Config(format!("`private_key` is not an RSA private key in PEM: {e}"))
+            PluginError::Config(format!(
+                "`private_key` is not an RSA private key in PEM: {e}"
+            ))
         })
 }
 
 /// `SHA256:` fingerprint of the public half, as Snowflake shows it in `RSA_PUBLIC_KEY_FP`.
 pub fn fingerprint(key: &RsaPrivateKey) -> Result<String, PluginError> {
-    let der = RsaPublicKey::from(key)
-        .to_public_key_der()
-        .map_err(|e| PluginError::Config(format!("`private_key`: cannot encode its public key: {e}")))?;
+    let der = RsaPublicKey::from(key).to_public_key_der().map_err(|e| {
+        PluginError::Config(format!("`private_key`: cannot encode its public key: {e}"))
+    })?;
     Ok(format!(
         "SHA256:{}",
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(der.as_bytes()))
@@ -74,6 +76,8 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_a_config_error() {
-        assert!(matches!(jwt("nope", "a", "u", 0), Err(PluginError::Config(m)) if m.contains("private_key")));
+        assert!(
+            matches!(jwt("nope", "a", "u", 0), Err(PluginError::Config(m)) if m.contains("private_key"))
+        );
     }
 }

@@ -139,7 +139,11 @@ impl Client {
 
     /// Sends with retries of 429, 5xx and transport failures. `build` gets the
     /// attempt number (a resubmitted POST carries `retry=true`).
-    fn send(&self, what: &str, build: impl Fn(u32) -> http::Request) -> Result<Response, PluginError> {
+    fn send(
+        &self,
+        what: &str,
+        build: impl Fn(u32) -> http::Request,
+    ) -> Result<Response, PluginError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
@@ -192,9 +196,16 @@ impl Client {
     fn error(&self, what: &str, response: &Response) -> PluginError {
         let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
         let detail = if body.code.is_empty() {
-            format!("HTTP {}: {}", response.status, truncate(&response.text(), 500))
+            format!(
+                "HTTP {}: {}",
+                response.status,
+                truncate(&response.text(), 500)
+            )
         } else if body.sql_state.is_empty() {
-            format!("HTTP {}, error {}: {}", response.status, body.code, body.message)
+            format!(
+                "HTTP {}, error {}: {}",
+                response.status, body.code, body.message
+            )
         } else {
             format!(
                 "HTTP {}, error {} (SQL state {}): {}",
@@ -205,7 +216,10 @@ impl Client {
             401 | 403 => PluginError::Auth(format!("authentication refused: {detail}")),
             429 => PluginError::RateLimited(RateLimitedInfo {
                 retry_after_ms: 1000,
-                message: format!("still throttled after {} retries: {detail}", self.config.max_retries),
+                message: format!(
+                    "still throttled after {} retries: {detail}",
+                    self.config.max_retries
+                ),
             }),
             500..=599 => PluginError::Retryable(detail),
             408 => PluginError::Permanent(format!("statement timed out: {detail}")),
@@ -244,7 +258,11 @@ impl Client {
         let body = self.statement_body(sql, bindings);
         let base = format!("{}/api/v2/statements?requestId={id}", self.config.base_url);
         let response = self.send("submitting the statement", |attempt| {
-            let url = if attempt > 0 { format!("{base}&retry=true") } else { base.clone() };
+            let url = if attempt > 0 {
+                format!("{base}&retry=true")
+            } else {
+                base.clone()
+            };
             self.request("POST", &url).json(&body)
         })?;
         self.finish(response, "submitting the statement")
@@ -326,14 +344,20 @@ impl Client {
             flate2::read::GzDecoder::new(response.body.as_slice())
                 .read_to_end(&mut out)
                 .map_err(|e| {
-                    self.context(&what, PluginError::Retryable(format!("corrupt gzip body: {e}")))
+                    self.context(
+                        &what,
+                        PluginError::Retryable(format!("corrupt gzip body: {e}")),
+                    )
                 })?;
             out
         } else {
             response.body
         };
         let parsed: PartitionBody = serde_json::from_slice(&body).map_err(|e| {
-            self.context(&what, PluginError::Permanent(format!("invalid partition JSON: {e}")))
+            self.context(
+                &what,
+                PluginError::Permanent(format!("invalid partition JSON: {e}")),
+            )
         })?;
         Ok(parsed.data)
     }

@@ -148,7 +148,12 @@ mod tests {
         assert!(Config::parse(&format!("{{{base}}}")).is_err());
         assert!(Config::parse(&format!(r#"{{{base},"oauth_token":"t"}}"#)).is_ok());
         let both = format!(r#"{{{base},"oauth_token":"t","private_key":"k"}}"#);
-        assert!(matches!(Config::parse(&both), Err(PluginError::Config(m)) if m.contains("not both")));
-        assert!(Config::parse(r#"{"base_url":"ftp://x","account":"a","user":"u","oauth_token":"t"}"#).is_err());
+        assert!(
+            matches!(Config::parse(&both), Err(PluginError::Config(m)) if m.contains("not both"))
+        );
+        assert!(Config::parse(
+            r#"{"base_url":"ftp://x","account":"a","user":"u","oauth_token":"t"}"#
+        )
+        .is_err());
     }
 }

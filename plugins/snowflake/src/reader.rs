@@ -36,16 +36,20 @@ impl Reader for SnowflakeReader {
         let mut batch = Batch::new(self.names.clone());
         while batch.rows.len() < max_rows as usize {
             match self.rows.next() {
-                Some(raw) => batch.rows.push(decode_row(&self.decoders, &self.names, raw).map_err(
-                    |e| match e {
-                        PluginError::Permanent(m) => PluginError::Permanent(format!(
-                            "{} (statement {}): {m}",
-                            self.client.config().target(),
-                            self.handle
-                        )),
-                        other => other,
-                    },
-                )?),
+                Some(raw) => {
+                    batch
+                        .rows
+                        .push(decode_row(&self.decoders, &self.names, raw).map_err(
+                            |e| match e {
+                                PluginError::Permanent(m) => PluginError::Permanent(format!(
+                                    "{} (statement {}): {m}",
+                                    self.client.config().target(),
+                                    self.handle
+                                )),
+                                other => other,
+                            },
+                        )?)
+                }
                 None if self.next_partition < self.partitions => {
                     self.rows = self
                         .client
@@ -143,7 +147,10 @@ mod tests {
 
     #[test]
     fn object_names_are_quoted_part_by_part() {
-        assert_eq!(quote_object("DEMO.NEXLA.CUSTOMER").unwrap(), r#""DEMO"."NEXLA"."CUSTOMER""#);
+        assert_eq!(
+            quote_object("DEMO.NEXLA.CUSTOMER").unwrap(),
+            r#""DEMO"."NEXLA"."CUSTOMER""#
+        );
         assert_eq!(quote_object(r#""a.b".c"#).unwrap(), r#""a.b"."c""#);
         assert!(quote_object("a..b").is_err());
         assert!(quote_object("a.b.c.d").is_err());

@@ -68,7 +68,9 @@ impl Decode {
             Decode::Float => Value::Float(match text {
                 "inf" | "Infinity" => f64::INFINITY,
                 "-inf" | "-Infinity" => f64::NEG_INFINITY,
-                other => other.parse().map_err(|_| format!("{other:?} is not a REAL value"))?,
+                other => other
+                    .parse()
+                    .map_err(|_| format!("{other:?} is not a REAL value"))?,
             }),
             Decode::Text => Value::Text(text.to_string()),
             Decode::Boolean => Value::Boolean(match text {
@@ -116,7 +118,11 @@ pub fn epoch_micros(text: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let seconds: i64 = whole.parse().map_err(|_| bad())?;
-    let micros_text: String = fraction.chars().chain(std::iter::repeat('0')).take(6).collect();
+    let micros_text: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(6)
+        .collect();
     let micros: i64 = micros_text.parse().map_err(|_| bad())?;
     let total = seconds
         .checked_mul(1_000_000)
@@ -132,13 +138,25 @@ fn time_of_day(text: &str) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a TIME (seconds since midnight)"))?;
     let fraction = fraction.trim_end_matches('0');
-    let clock = format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
-    Ok(if fraction.is_empty() { clock } else { format!("{clock}.{fraction}") })
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    Ok(if fraction.is_empty() {
+        clock
+    } else {
+        format!("{clock}.{fraction}")
+    })
 }
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
     if text.len() % 2 != 0 {
-        return Err(format!("BINARY value has an odd number of hex digits ({})", text.len()));
+        return Err(format!(
+            "BINARY value has an odd number of hex digits ({})",
+            text.len()
+        ));
     }
     (0..text.len())
         .step_by(2)
@@ -179,33 +197,80 @@ mod tests {
     use super::*;
 
     fn col(kind: &str, scale: Option<i64>) -> Decode {
-        Decode::of(&RowType { name: "c".into(), kind: kind.into(), scale, nullable: None })
+        Decode::of(&RowType {
+            name: "c".into(),
+            kind: kind.into(),
+            scale,
+            nullable: None,
+        })
     }
 
     #[test]
     fn each_documented_encoding_maps() {
-        assert_eq!(col("fixed", Some(0)).value("42").unwrap(), Value::Integer(42));
         assert_eq!(
-            col("fixed", Some(0)).value("99999999999999999999999999999999999999").unwrap(),
+            col("fixed", Some(0)).value("42").unwrap(),
+            Value::Integer(42)
+        );
+        assert_eq!(
+            col("fixed", Some(0))
+                .value("99999999999999999999999999999999999999")
+                .unwrap(),
             Value::Decimal("99999999999999999999999999999999999999".into())
         );
-        assert_eq!(col("fixed", Some(2)).value("-12.50").unwrap(), Value::Decimal("-12.50".into()));
-        assert!(matches!(col("real", None).value("inf").unwrap(), Value::Float(f) if f.is_infinite()));
+        assert_eq!(
+            col("fixed", Some(2)).value("-12.50").unwrap(),
+            Value::Decimal("-12.50".into())
+        );
+        assert!(
+            matches!(col("real", None).value("inf").unwrap(), Value::Float(f) if f.is_infinite())
+        );
         assert!(matches!(col("real", None).value("NaN").unwrap(), Value::Float(f) if f.is_nan()));
-        assert_eq!(col("boolean", None).value("true").unwrap(), Value::Boolean(true));
-        assert_eq!(col("date", None).value("20735").unwrap(), Value::Date(20735));
-        assert_eq!(col("time", None).value("45296.123456000").unwrap(), Value::Text("12:34:56.123456".into()));
-        assert_eq!(col("timestamp_ntz", None).value("1620151693.299000000").unwrap(), Value::Timestamp(1_620_151_693_299_000));
-        assert_eq!(col("timestamp_ltz", None).value("-1.500000000").unwrap(), Value::Timestamp(-1_500_000));
-        assert_eq!(col("timestamp_tz", None).value("1620151693.000000000 1860").unwrap(), Value::Timestamp(1_620_151_693_000_000));
-        assert_eq!(col("variant", None).value("{\n  \"a\": 1\n}").unwrap(), Value::Json("{\"a\":1}".into()));
-        assert_eq!(col("binary", None).value("0AFF").unwrap(), Value::Bytes(vec![10, 255]));
-        assert_eq!(col("text", None).value("é").unwrap(), Value::Text("é".into()));
+        assert_eq!(
+            col("boolean", None).value("true").unwrap(),
+            Value::Boolean(true)
+        );
+        assert_eq!(
+            col("date", None).value("20735").unwrap(),
+            Value::Date(20735)
+        );
+        assert_eq!(
+            col("time", None).value("45296.123456000").unwrap(),
+            Value::Text("12:34:56.123456".into())
+        );
+        assert_eq!(
+            col("timestamp_ntz", None)
+                .value("1620151693.299000000")
+                .unwrap(),
+            Value::Timestamp(1_620_151_693_299_000)
+        );
+        assert_eq!(
+            col("timestamp_ltz", None).value("-1.500000000").unwrap(),
+            Value::Timestamp(-1_500_000)
+        );
+        assert_eq!(
+            col("timestamp_tz", None)
+                .value("1620151693.000000000 1860")
+                .unwrap(),
+            Value::Timestamp(1_620_151_693_000_000)
+        );
+        assert_eq!(
+            col("variant", None).value("{\n  \"a\": 1\n}").unwrap(),
+            Value::Json("{\"a\":1}".into())
+        );
+        assert_eq!(
+            col("binary", None).value("0AFF").unwrap(),
+            Value::Bytes(vec![10, 255])
+        );
+        assert_eq!(
+            col("text", None).value("é").unwrap(),
+            Value::Text("é".into())
+        );
     }
 
     #[test]
     fn bad_values_name_their_column() {
-        let err = decode_row(&[Decode::Date], &["BORN".into()], vec![Some("x".into())]).unwrap_err();
+        let err =
+            decode_row(&[Decode::Date], &["BORN".into()], vec![Some("x".into())]).unwrap_err();
         assert!(matches!(err, PluginError::Permanent(m) if m.contains("BORN")));
     }
 }

@@ -277,8 +277,8 @@ fn standard(name: &str, prefix: &str, fields: Vec<FieldSpec>) -> ObjectSpec {
 }
 
 /// Account and Contact with a realistic subset of their fields plus an
-/// `External_Id__c` external id. As in Salesforce, Account.Name and
-/// Contact.LastName are required.
+/// `External_Id__c` external id, and Customer keyed by Email. As in
+/// Salesforce, Account.Name and Contact.LastName are required.
 fn standard_objects() -> Vec<ObjectSpec> {
     use FieldType as T;
     let account = standard(
@@ -326,7 +326,18 @@ fn standard_objects() -> Vec<ObjectSpec> {
                 .external_id(),
         ],
     );
-    vec![account, contact]
+    // The customer-lifetime-value story's object (the `Customer` standard object,
+    // key prefix 0o6), with Email usable as the upsert key as that story has it.
+    let customer = standard(
+        "Customer",
+        "0o6",
+        vec![
+            FieldSpec::new("Name", T::String).label("Customer Name"),
+            FieldSpec::new("Email", T::Email).external_id(),
+            FieldSpec::new("TotalLifeTimeValue", T::Double).label("Total Lifetime Value"),
+        ],
+    );
+    vec![account, contact, customer]
 }
 
 fn salesforce_datetime(at: chrono::DateTime<chrono::Utc>) -> String {
