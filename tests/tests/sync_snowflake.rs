@@ -26,7 +26,8 @@ const COLLECTIONS_UPSERT: &str = "/services/data/{version}/composite/sobjects/{o
 const TEST_KEY: &str = include_str!("../../crates/emulators/tests/fixtures/snowflake_test_key.p8");
 const TEST_PUBLIC_KEY: &str =
     include_str!("../../crates/emulators/tests/fixtures/snowflake_test_key.pub");
-const OTHER_KEY: &str = include_str!("../../crates/emulators/tests/fixtures/snowflake_other_key.p8");
+const OTHER_KEY: &str =
+    include_str!("../../crates/emulators/tests/fixtures/snowflake_other_key.p8");
 
 /// A Snowflake emulator on its own PostgreSQL database, holding
 /// `DEMO.NEXLA.CUSTOMER (email, lifetime_value)` with [`ROWS`] rows.
@@ -90,7 +91,13 @@ impl Warehouse {
 
 /// The story's project. `source_config` replaces the source's credentials and
 /// session settings; `query` the model's query.
-fn project(dir: &Path, snowflake_url: &str, salesforce_url: &str, source_config: &str, query: &str) {
+fn project(
+    dir: &Path,
+    snowflake_url: &str,
+    salesforce_url: &str,
+    source_config: &str,
+    query: &str,
+) {
     let yaml = format!(
         r#"
 sources:
@@ -189,10 +196,19 @@ async fn customer_lifetime_value_flows_from_snowflake_into_salesforce_in_batches
         3,
         "450 rows in requests of 200, not a PATCH per row"
     );
-    assert_eq!(lifetime_value(&sf, "c7@example.com"), serde_json::json!(70.5));
-    assert_eq!(lifetime_value(&sf, "c449@example.com"), serde_json::json!(4490.5));
+    assert_eq!(
+        lifetime_value(&sf, "c7@example.com"),
+        serde_json::json!(70.5)
+    );
+    assert_eq!(
+        lifetime_value(&sf, "c449@example.com"),
+        serde_json::json!(4490.5)
+    );
     // The source read every partition (100 rows each) of one statement.
-    assert_eq!(warehouse.emulator.handle().snowflake_statements(), [STORY_QUERY]);
+    assert_eq!(
+        warehouse.emulator.handle().snowflake_statements(),
+        [STORY_QUERY]
+    );
 
     warehouse
         .sql("update demo.nexla.customer set lifetime_value = lifetime_value + 1000 where email in ('c1@example.com', 'c200@example.com', 'c401@example.com')")
@@ -205,7 +221,10 @@ async fn customer_lifetime_value_flows_from_snowflake_into_salesforce_in_batches
         4,
         "the 3 changed rows go in one request"
     );
-    assert_eq!(lifetime_value(&sf, "c200@example.com"), serde_json::json!(3000.5));
+    assert_eq!(
+        lifetime_value(&sf, "c200@example.com"),
+        serde_json::json!(3000.5)
+    );
     assert_eq!(sf.handle().record_count("Customer"), ROWS);
     warehouse.finish().await;
 }
@@ -227,9 +246,15 @@ async fn assert_fails_cleanly(name: &str, source_config: &str, query: &str, expe
     let report = run(dir.path()).await;
     assert_eq!(report.status, RunStatus::Failed, "{name}: {report:?}");
     let error = report.error.clone().unwrap_or_default();
-    assert!(error.contains("snowflake"), "{name}: the error names the source: {error}");
+    assert!(
+        error.contains("snowflake"),
+        "{name}: the error names the source: {error}"
+    );
     for part in expected {
-        assert!(error.contains(part), "{name}: {part:?} missing from: {error}");
+        assert!(
+            error.contains(part),
+            "{name}: {part:?} missing from: {error}"
+        );
     }
     assert_eq!(sf.handle().record_count("Customer"), 0, "{name}");
     let store = SqliteStore::open_project(dir.path()).unwrap();
@@ -286,7 +311,10 @@ async fn a_missing_table_passes_snowflakes_message_through() {
         "notable",
         &format!("oauth_token: {DEFAULT_SNOWFLAKE_TOKEN}\n      warehouse: COMPUTE_WH"),
         "select email, lifetime_value from DEMO.NEXLA.MISSING",
-        &["002003", "Object 'DEMO.NEXLA.MISSING' does not exist or not authorized"],
+        &[
+            "002003",
+            "Object 'DEMO.NEXLA.MISSING' does not exist or not authorized",
+        ],
     )
     .await;
 }
@@ -297,7 +325,11 @@ async fn a_sql_error_passes_snowflakes_code_and_position_through() {
         "badsql",
         &format!("oauth_token: {DEFAULT_SNOWFLAKE_TOKEN}\n      warehouse: COMPUTE_WH"),
         "select email, lifetime_valu from DEMO.NEXLA.CUSTOMER",
-        &["000904", "invalid identifier 'LIFETIME_VALU'", "SQL state 42000"],
+        &[
+            "000904",
+            "invalid identifier 'LIFETIME_VALU'",
+            "SQL state 42000",
+        ],
     )
     .await;
 }
@@ -321,7 +353,10 @@ async fn throttling_is_retried_and_every_row_arrives() {
     );
     let report = run(dir.path()).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
-    assert!(warehouse.emulator.handle().stats().throttled > 0, "the emulator throttled");
+    assert!(
+        warehouse.emulator.handle().stats().throttled > 0,
+        "the emulator throttled"
+    );
     assert_eq!(report.counts.ok, ROWS as u64);
     assert_eq!(sf.handle().record_count("Customer"), ROWS);
     warehouse.finish().await;

@@ -19,8 +19,9 @@ use std::ops::ControlFlow;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use sqlparser::ast::{
-    DataType, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Query, SchemaName, SelectItem,
-    SetExpr, Statement, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
+    AssignmentTarget, DataType, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Query,
+    SchemaName, SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value, VisitMut,
+    VisitorMut,
 };
 use sqlparser::dialect::{PostgreSqlDialect, SnowflakeDialect};
 use sqlparser::parser::Parser;
@@ -177,9 +178,7 @@ fn translate_one(
             String::new(),
         ),
     };
-    if let Statement::Insert(insert) = &mut statement {
-        insert.columns.iter_mut().for_each(normalize);
-    }
+    normalize_target_columns(&mut statement);
     let mut normalizer = Normalizer::new(ctx, placeholders);
     if let ControlFlow::Break(err) = statement.visit(&mut normalizer) {
         return Err(err);
@@ -189,6 +188,26 @@ fn translate_one(
         kind,
         needs_warehouse,
     })
+}
+
+/// Column names a statement writes to, which the expression visitor does not see:
+/// INSERT's column list and UPDATE's assignment targets (`SET col = …`).
+fn normalize_target_columns(statement: &mut Statement) {
+    let normalize_name = |name: &mut ObjectName| {
+        *name = ObjectName::from(name_parts(name));
+    };
+    match statement {
+        Statement::Insert(insert) => insert.columns.iter_mut().for_each(normalize),
+        Statement::Update { assignments, .. } => {
+            for assignment in assignments {
+                match &mut assignment.target {
+                    AssignmentTarget::ColumnName(name) => normalize_name(name),
+                    AssignmentTarget::Tuple(names) => names.iter_mut().for_each(normalize_name),
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn last_part(name: &str) -> String {
@@ -723,6 +742,16 @@ mod tests {
             "090105"
         );
         assert_eq!(translate("commit", &ctx()).unwrap_err().code, "391911");
+    }
+
+    #[test]
+    fn update_targets_follow_the_identifier_rules() {
+        let t = one("update customer set ltv = ltv + 1, \"note\" = 'x' where email = 'a'");
+        assert_eq!(
+            t.sql,
+            r#"UPDATE "DEMO.NEXLA"."CUSTOMER" SET "LTV" = "LTV" + 1, "note" = 'x' WHERE "EMAIL" = 'a'"#
+        );
+        assert_eq!(t.kind, Kind::Dml(DmlKind::Update));
     }
 
     #[test]
