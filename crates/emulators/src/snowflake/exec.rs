@@ -783,55 +783,74 @@ struct ColumnInfo {
     origin: Origin,
 }
 
+/// A table column as the catalog describes it.
+#[derive(Clone)]
+struct Attribute {
+    /// The type's name: a domain's own name (`sf_variant`), not its base type.
+    type_name: String,
+    typmod: i32,
+    not_null: bool,
+    schema: String,
+    table: String,
+}
+
+/// The columns of table `oid`, by attribute number.
+async fn table_attributes(client: &Client, oid: u32) -> Result<HashMap<i16, Attribute>, SfError> {
+    let rows = client
+        .query(
+            "SELECT a.attnum, t.typname::text, a.atttypmod, a.attnotnull, n.nspname::text, c.relname::text \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE a.attrelid = $1 AND a.attnum > 0",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(&e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let attribute = Attribute {
+                type_name: r.get(1),
+                typmod: r.get(2),
+                not_null: r.get(3),
+                schema: r.get(4),
+                table: r.get(5),
+            };
+            (r.get::<_, i16>(0), attribute)
+        })
+        .collect())
+}
+
+/// The result columns of `sql`: names, Snowflake types and, for table columns,
+/// where they come from (a Snowflake table `D.S.T` is `"D.S"."T"`).
 async fn describe(client: &Client, sql: &str) -> Result<Vec<ColumnInfo>, SfError> {
     let prepared = client.prepare(sql).await.map_err(|e| pg_error(&e))?;
-    let mut attributes: HashMap<u32, HashMap<i16, (String, i32, bool, String, String)>> =
-        HashMap::new();
+    let mut tables: HashMap<u32, HashMap<i16, Attribute>> = HashMap::new();
     let mut columns = Vec::with_capacity(prepared.columns().len());
     for column in prepared.columns() {
-        let origin = match (column.table_oid(), column.column_id()) {
-            (Some(table), Some(attnum)) if table != 0 => {
-                if !attributes.contains_key(&table) {
-                    let rows = client
-                        .query(
-                            "SELECT a.attnum, t.typname::text, a.atttypmod, a.attnotnull, n.nspname::text, c.relname::text \
-                             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                             WHERE a.attrelid = $1 AND a.attnum > 0",
-                            &[&table],
-                        )
-                        .await
-                        .map_err(|e| pg_error(&e))?;
-                    let by_number = rows
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.get::<_, i16>(0),
-                                (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)),
-                            )
-                        })
-                        .collect();
-                    attributes.insert(table, by_number);
+        let attribute = match (column.table_oid(), column.column_id()) {
+            (Some(oid), Some(attnum)) if oid != 0 => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(oid) {
+                    slot.insert(table_attributes(client, oid).await?);
                 }
-                attributes.get(&table).and_then(|a| a.get(&attnum)).cloned()
+                tables.get(&oid).and_then(|a| a.get(&attnum)).cloned()
             }
             _ => None,
         };
-        columns.push(match origin {
-            Some((type_name, typmod, not_null, schema, table)) => {
-                let (database, schema) = schema
-                    .split_once('.')
-                    .map_or((String::new(), schema.clone()), |(d, s)| {
-                        (d.to_owned(), s.to_owned())
-                    });
+        columns.push(match attribute {
+            Some(attribute) => {
+                let (database, schema) = match attribute.schema.split_once('.') {
+                    Some((database, schema)) => (database.to_owned(), schema.to_owned()),
+                    None => (String::new(), attribute.schema.clone()),
+                };
                 ColumnInfo {
                     name: column.name().to_owned(),
-                    sf: SfType::from_postgres(&type_name, typmod),
-                    nullable: !not_null,
+                    sf: SfType::from_postgres(&attribute.type_name, attribute.typmod),
+                    nullable: !attribute.not_null,
                     origin: Origin {
                         database,
                         schema,
-                        table,
+                        table: attribute.table,
                     },
                 }
             }
