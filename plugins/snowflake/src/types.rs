@@ -152,7 +152,7 @@ fn time_of_day(text: &str) -> Result<String, String> {
 }
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!(
             "BINARY value has an odd number of hex digits ({})",
             text.len()
