@@ -361,3 +361,139 @@ async fn throttling_is_retried_and_every_row_arrives() {
     assert_eq!(sf.handle().record_count("Customer"), ROWS);
     warehouse.finish().await;
 }
+
+/// The `snowflake` plugin alone in the sandbox, against `warehouse`.
+async fn source_instance(
+    test: &TestRuntime,
+    warehouse: &Warehouse,
+) -> sluice_runtime::instance::Instance {
+    let plugin = sluice_runtime::plugin::Plugin::from_bytes(
+        &test.runtime,
+        "snowflake",
+        sluice_registry::builtin::SNOWFLAKE,
+    )
+    .unwrap();
+    let grant = Grants::pattern_for_url(&warehouse.emulator.base_url()).unwrap();
+    plugin.instantiate(&sandbox(&[&grant])).await.unwrap()
+}
+
+fn oauth_config(warehouse: &Warehouse) -> String {
+    serde_json::json!({
+        "base_url": warehouse.emulator.base_url(),
+        "account": "sluice",
+        "user": "sluice",
+        "oauth_token": DEFAULT_SNOWFLAKE_TOKEN,
+        "warehouse": "COMPUTE_WH",
+        "database": "DEMO",
+        "schema": "NEXLA",
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_type_arrives_as_the_plugin_readme_says() {
+    use sluice_runtime::bindings::types::ReadRequest;
+    use sluice_runtime::Value;
+    let warehouse = Warehouse::start("types").await;
+    warehouse
+        .sql(
+            "create table demo.nexla.types (n number(38,0), big number(38,0), d number(12,2), r float, \
+             t varchar, b boolean, day date, tod time, ntz timestamp_ntz, ltz timestamp_ltz, tz timestamp_tz, \
+             v variant, o object, a array, bin binary)",
+        )
+        .await;
+    warehouse
+        .sql(
+            "insert into demo.nexla.types values \
+             (-42, 99999999999999999999999999999999999999, -12.50, 'inf', 'zoë ✓', true, '1969-12-31', '12:34:56.5', \
+              '2021-05-04 18:08:13.299', '2021-05-04 18:08:13', '2021-05-04 18:08:13', parse_json('{\"k\": [1, null]}'), \
+              parse_json('{\"a\": 1}'), parse_json('[\"x\"]'), decode('00ff', 'hex')), \
+             (null, null, null, null, null, null, null, null, null, null, null, null, null, null, null)",
+        )
+        .await;
+    // One row per partition: the second row comes from a gzip partition fetch.
+    warehouse.emulator.handle().snowflake_set_partition_rows(1);
+    let test = runtime();
+    let mut instance = source_instance(&test, &warehouse).await;
+    let reader = instance
+        .read(
+            &oauth_config(&warehouse),
+            &ReadRequest::Object("DEMO.NEXLA.TYPES".into()),
+        )
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    while let Some(batch) = instance.next_batch(&reader, 100).await.unwrap() {
+        assert_eq!(batch.columns[0], "N");
+        rows.extend(batch.rows);
+    }
+    assert_eq!(rows.len(), 2);
+    let first = &rows[0];
+    assert_eq!(first[0], Value::Integer(-42));
+    assert_eq!(
+        first[1],
+        Value::Decimal("99999999999999999999999999999999999999".into())
+    );
+    assert_eq!(first[2], Value::Decimal("-12.50".into()));
+    assert!(matches!(first[3], Value::Float(f) if f == f64::INFINITY));
+    assert_eq!(first[4], Value::Text("zoë ✓".into()));
+    assert_eq!(first[5], Value::Boolean(true));
+    assert_eq!(first[6], Value::Date(-1));
+    assert_eq!(first[7], Value::Text("12:34:56.5".into()));
+    assert_eq!(first[8], Value::Timestamp(1_620_151_693_299_000));
+    assert_eq!(first[9], Value::Timestamp(1_620_151_693_000_000));
+    assert_eq!(first[10], Value::Timestamp(1_620_151_693_000_000));
+    assert_eq!(first[11], Value::Json(r#"{"k":[1,null]}"#.into()));
+    assert_eq!(first[12], Value::Json(r#"{"a":1}"#.into()));
+    assert_eq!(first[13], Value::Json(r#"["x"]"#.into()));
+    assert_eq!(first[14], Value::Bytes(vec![0, 255]));
+    assert!(rows[1].iter().all(|v| *v == Value::Null), "{:?}", rows[1]);
+
+    // discover lists the table with each column's field type.
+    let objects = instance.discover(&oauth_config(&warehouse)).await.unwrap();
+    let types = objects
+        .iter()
+        .find(|o| o.name == "NEXLA.TYPES")
+        .unwrap_or_else(|| panic!("{objects:?}"));
+    let kinds: Vec<String> = types
+        .fields
+        .iter()
+        .map(|f| format!("{}:{:?}", f.name, f.type_))
+        .collect();
+    assert_eq!(kinds[0], "N:FieldType::Integer");
+    assert_eq!(kinds[2], "D:FieldType::Decimal");
+    assert_eq!(kinds[11], "V:FieldType::Json");
+    assert_eq!(kinds[14], "BIN:FieldType::Bytes");
+    warehouse.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_answered_202_is_polled_to_its_result() {
+    use sluice_runtime::bindings::types::ReadRequest;
+    let warehouse = Warehouse::start("polled").await;
+    warehouse
+        .emulator
+        .handle()
+        .snowflake_set_timing(Duration::from_millis(600), Duration::from_millis(50));
+    let test = runtime();
+    let mut instance = source_instance(&test, &warehouse).await;
+    let reader = instance
+        .read(
+            &oauth_config(&warehouse),
+            &ReadRequest::Query("select count(*) as n from DEMO.NEXLA.CUSTOMER".into()),
+        )
+        .await
+        .unwrap();
+    let batch = instance.next_batch(&reader, 10).await.unwrap().unwrap();
+    assert_eq!(
+        batch.rows,
+        vec![vec![sluice_runtime::Value::Integer(ROWS as i64)]]
+    );
+    let polls = warehouse
+        .emulator
+        .handle()
+        .stats()
+        .endpoint("GET", "/api/v2/statements/{handle}");
+    assert!(polls >= 1, "the answer was 202 and the plugin polled");
+    warehouse.finish().await;
+}
