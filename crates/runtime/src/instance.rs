@@ -12,11 +12,11 @@ use super::bindings::{ColumnarTransform, Destination, Source, Transform};
 use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
-use super::limits::Limits;
+use super::limits::{cap_message, Limits};
 use super::log::{LogGate, LogSource};
 use super::plugin::{Plugin, PluginKind, PluginPre};
 use super::sandbox::dirs::{self, DirRefusal};
-use super::sandbox::http::{HttpMode, HttpTimeouts, RequestGate, SandboxedHttp};
+use super::sandbox::http::{HttpMode, HttpTimeouts, InFlight, RequestGate, SandboxedHttp};
 use super::sandbox::policy::Grants;
 use super::sandbox::protected;
 use super::sandbox::scrub::Scrubber;
@@ -179,6 +179,7 @@ impl Plugin {
         }
         let resolved = sockets::resolve_granted_names(&policy, &*runtime.options.resolver).await;
         sockets::install(&mut wasi, policy.clone(), resolved, denials.clone());
+        let socket_gate = sockets::SocketGate::new(policy.clone(), limits.sockets, denials.clone());
 
         let state = PluginState {
             wasi: wasi.build(),
@@ -192,7 +193,9 @@ impl Plugin {
                 stalls: stalls.clone(),
                 mode: sandbox.http.clone(),
                 gate: None,
+                in_flight: InFlight::new(limits.requests_in_flight),
             },
+            socket_gate,
             table: Default::default(),
             limiter: MemoryLimiter::new(&limits),
             quota: None,
@@ -338,7 +341,8 @@ impl Instance {
                 }
                 Ok(v)
             }
-            Err(e) => {
+            Err(mut e) => {
+                cap_plugin_error(&mut e, self.limits.message_bytes);
                 // A plugin failing right after a denial failed because of it:
                 // say which capability it lacked. One failing after a host
                 // timeout: say which timeout, of which request.
@@ -413,7 +417,20 @@ impl Instance {
                 .await
             }
         };
-        self.finish_plain("spec", outcome)
+        let spec = self.finish_plain("spec", outcome)?;
+        let bytes = spec_bytes(&spec);
+        if bytes > self.limits.spec_bytes {
+            return Err(self.failure(
+                "spec",
+                FailureKind::TooLarge {
+                    what: "spec (config schema included)",
+                    bytes,
+                    limit: self.limits.spec_bytes,
+                    setting: "spec_bytes",
+                },
+            ));
+        }
+        Ok(spec)
     }
 
     pub async fn check(&mut self, config: &str) -> Result<(), PluginFailure> {
@@ -548,7 +565,10 @@ impl Instance {
         let api = t.sluice_plugin_transform_api().transformer();
         let call = api.call_transform(&mut self.store, transformer.0, batch);
         let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
-        let out = self.finish("transform", outcome)?;
+        let mut out = self.finish("transform", outcome)?;
+        for error in &mut out.errors {
+            cap_message(&mut error.message, self.limits.message_bytes);
+        }
         if let Err(m) = check_transformed(batch.rows.len(), &out) {
             return Err(self.failure("transform", FailureKind::Contract(m)));
         }
@@ -571,7 +591,10 @@ impl Instance {
             .columnar_transformer();
         let call = api.call_transform(&mut self.store, transformer.0, batch);
         let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
-        let out = self.finish("transform", outcome)?;
+        let mut out = self.finish("transform", outcome)?;
+        for error in &mut out.errors {
+            cap_message(&mut error.message, self.limits.message_bytes);
+        }
         let input_rows = batch.rows as usize;
         if let Err(m) = check_accounted(input_rows, out.batch.rows as usize, &out.errors) {
             return Err(self.failure("transform", FailureKind::Contract(m)));
@@ -608,7 +631,12 @@ impl Instance {
         let api = d.sluice_plugin_destination_api().writer();
         let call = api.call_write(&mut self.store, writer.0, batch);
         let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
-        let results = self.finish("write", outcome)?;
+        let mut results = self.finish("write", outcome)?;
+        for result in &mut results {
+            if let RowResult::Rejected(message) = result {
+                cap_message(message, self.limits.message_bytes);
+            }
+        }
         if results.len() != batch.rows.len() {
             return Err(self.failure(
                 "write",
@@ -652,6 +680,27 @@ impl Instance {
         let outcome = guarded(&self.cpu, self.limits.wall_deadline, dropping).await;
         self.finish_plain(call, outcome)
     }
+}
+
+/// Bytes of the text in a spec: what the host would hold and parse.
+fn spec_bytes(spec: &PluginSpec) -> usize {
+    spec.name.len()
+        + spec.version.len()
+        + spec.description.len()
+        + spec.config_schema.len()
+        + spec.capabilities.iter().map(String::len).sum::<usize>()
+}
+
+/// Cap the message a contract error carries (`limits.message_bytes`).
+fn cap_plugin_error(error: &mut PluginError, limit: usize) {
+    let message = match error {
+        PluginError::Config(m)
+        | PluginError::Auth(m)
+        | PluginError::Retryable(m)
+        | PluginError::Permanent(m) => m,
+        PluginError::RateLimited(r) => &mut r.message,
+    };
+    cap_message(message, limit);
 }
 
 fn check_transformed(input_rows: usize, out: &Transformed) -> Result<(), String> {

@@ -180,10 +180,35 @@ fn build_linker(engine: &Engine) -> Result<Linker<PluginState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)?;
+    gate_sockets(&mut linker)?;
     bindings::host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
         &mut linker,
         |s| s,
     )
     .map_err(anyhow::Error::from)?;
     Ok(linker)
+}
+
+/// Replace wasmtime-wasi's `create-tcp-socket` and `ip-name-lookup` with the
+/// gated ones of `sandbox/sockets.rs`, which call through to them once the
+/// instance's grant and socket cap allow it.
+fn gate_sockets(linker: &mut Linker<PluginState>) -> Result<()> {
+    use sandbox::sockets::GatedSockets;
+    use wasmtime_wasi::p2::bindings::sockets::{ip_name_lookup, tcp_create_socket};
+    fn gated(state: &mut PluginState) -> GatedSockets<'_> {
+        GatedSockets {
+            inner: wasmtime_wasi::sockets::WasiSocketsCtxView {
+                ctx: state.wasi.sockets(),
+                table: &mut state.table,
+            },
+            gate: &mut state.socket_gate,
+        }
+    }
+    linker.allow_shadowing(true);
+    tcp_create_socket::add_to_linker::<PluginState, GatedSockets<'static>>(linker, gated)
+        .map_err(anyhow::Error::from)?;
+    ip_name_lookup::add_to_linker::<PluginState, GatedSockets<'static>>(linker, gated)
+        .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }

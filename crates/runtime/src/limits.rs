@@ -31,6 +31,20 @@ pub struct Limits {
     pub http_between_bytes_timeout: Duration,
     /// Live instances per tenant.
     pub instances_per_tenant: usize,
+    /// TCP sockets one instance may hold open at a time (only with a grant
+    /// that reaches raw TCP; without one none can be created).
+    pub sockets: usize,
+    /// Outgoing HTTP requests one instance may have in flight (sent, and
+    /// the response not yet read to its end or dropped); more are refused
+    /// with `connection-limit-reached`.
+    pub requests_in_flight: usize,
+    /// Bytes the host keeps of one message from a plugin (a row rejection, a
+    /// row error, a call's error): longer ones are truncated with a marker.
+    pub message_bytes: usize,
+    /// Bytes of a plugin's `spec` (name, description, config schema,
+    /// capabilities together): a larger spec is refused before the host
+    /// parses any of it.
+    pub spec_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,12 +60,35 @@ impl Default for Limits {
             http_first_byte_timeout: Duration::from_secs(120),
             http_between_bytes_timeout: Duration::from_secs(60),
             instances_per_tenant: 64,
+            sockets: 16,
+            requests_in_flight: 64,
+            message_bytes: 4 << 10,
+            spec_bytes: 1 << 20,
         }
     }
 }
 
 /// The period of the engine's epoch ticker: deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Cut a message from a plugin to at most `limit` bytes (at a character
+/// boundary) plus a marker saying how much was dropped, so a plugin cannot
+/// grow run history or state.db by megabytes per row.
+pub fn cap_message(message: &mut String, limit: usize) {
+    if message.len() <= limit {
+        return;
+    }
+    let mut cut = limit;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = message.len() - cut;
+    message.truncate(cut);
+    message.shrink_to_fit();
+    message.push_str(&format!(
+        "… [truncated: {dropped} more bytes over the limit of {limit} (limits.message_bytes)]"
+    ));
+}
 
 /// Parse sizes such as `256MiB`, `64k`, `1g` or plain bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
@@ -108,5 +145,18 @@ mod tests {
         assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_with_a_marker() {
+        let mut short = "fine".to_string();
+        cap_message(&mut short, 10);
+        assert_eq!(short, "fine");
+        let mut long = "é".repeat(10); // 20 bytes
+        cap_message(&mut long, 5);
+        assert_eq!(
+            long,
+            "éé… [truncated: 16 more bytes over the limit of 5 (limits.message_bytes)]"
+        );
     }
 }

@@ -7,6 +7,7 @@ use super::deadline::CpuMeter;
 use super::limits::Limits;
 use super::log::{LogGate, LogSource};
 use super::sandbox::http::SandboxedHttp;
+use super::sandbox::sockets::SocketGate;
 use super::sandbox::{Denials, Stalls};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -18,6 +19,8 @@ pub struct PluginState {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) http_hooks: SandboxedHttp,
+    /// Socket creation and name lookups beyond wasmtime-wasi's checks.
+    pub(crate) socket_gate: SocketGate,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) denials: Denials,

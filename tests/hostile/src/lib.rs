@@ -35,8 +35,21 @@ impl Destination for Hostile {
         if std::fs::metadata("/hostile/slow-spec").is_ok() {
             sleep(AN_HOUR);
         }
-        PluginSpec::new("hostile", "0.1.0", "Attacks its sandbox (tests only)")
-            .capability("dir:${config.dir}")
+        let spec = PluginSpec::new("hostile", "0.1.0", "Attacks its sandbox (tests only)")
+            .capability("dir:${config.dir}");
+        // ... and one holding `huge-spec` returns a 100 MB config schema.
+        if std::fs::metadata("/hostile/huge-spec").is_ok() {
+            let mut schema = String::with_capacity(100 << 20);
+            schema.push_str("{\"description\":\"");
+            while schema.len() < (100 << 20) - 2 {
+                schema.push_str("aaaaaaaaaaaaaaaa");
+            }
+            schema.push_str("\"}");
+            let mut spec = spec;
+            spec.config_schema = schema;
+            return spec;
+        }
+        spec
     }
 
     fn check(_config: &str) -> Result<(), PluginError> {
@@ -170,9 +183,95 @@ impl Writer for Attack {
                 }
                 Ok(results)
             }
+            "socket-flood" => socket_flood(),
+            "request-flood" => request_flood(&self.0.url),
+            "resolve" => {
+                let name = &self.0.path;
+                let found = resolve(name)
+                    .map_err(|e| PluginError::Permanent(format!("looking up {name}: {e:?}")))?;
+                Ok(leak(rows, format!("{name} resolved to {found:?}")))
+            }
+            "long-rejections" => {
+                // 12 MB per rejection: state.db would grow by that per row.
+                Ok(leak(rows, "r".repeat(12 << 20)))
+            }
+            "long-error" => Err(PluginError::Permanent("e".repeat(12 << 20))),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "wrong-results" => Ok(vec![RowResult::Accepted; rows + 1]),
             other => Err(PluginError::Config(format!("unknown attack `{other}`"))),
+        }
+    }
+}
+
+/// Create 20,000 TCP sockets and hold them all, without connecting: each
+/// would be a host file descriptor.
+fn socket_flood() -> Result<Vec<RowResult>, PluginError> {
+    use wasip2::sockets::network::IpAddressFamily;
+    use wasip2::sockets::tcp_create_socket::create_tcp_socket;
+    let mut held = Vec::new();
+    for _ in 0..20_000 {
+        match create_tcp_socket(IpAddressFamily::Ipv4) {
+            Ok(socket) => held.push(socket),
+            Err(e) => {
+                return Err(PluginError::Permanent(format!(
+                    "created {} sockets, then: {e:?}",
+                    held.len()
+                )))
+            }
+        }
+    }
+    Err(PluginError::Permanent(format!(
+        "created and held all {} sockets",
+        held.len()
+    )))
+}
+
+/// Start 30,000 GET requests to `url` (`http://host:port`) without reading
+/// any answer, then report how the last one ended.
+fn request_flood(url: &str) -> Result<Vec<RowResult>, PluginError> {
+    use wasip2::http::outgoing_handler::handle;
+    use wasip2::http::types::{Fields, OutgoingBody, OutgoingRequest, Scheme};
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut pending = Vec::new();
+    for _ in 0..30_000 {
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some("/"));
+        let body = request
+            .body()
+            .map_err(|_| PluginError::Permanent("no request body".into()))?;
+        let future = handle(request, None)
+            .map_err(|e| PluginError::Permanent(format!("handle refused: {e:?}")))?;
+        let _ = OutgoingBody::finish(body, None);
+        pending.push(future);
+    }
+    let last = pending.last().expect("30,000 requests");
+    last.subscribe().block();
+    let outcome = match last.get() {
+        Some(Ok(Ok(response))) => format!("answered {}", response.status()),
+        Some(Ok(Err(code))) => format!("{code:?}"),
+        other => format!("{other:?}"),
+    };
+    Err(PluginError::Permanent(format!(
+        "started {} requests; the last: {outcome}",
+        pending.len()
+    )))
+}
+
+/// Look a name up through `wasi:sockets`, as `std::net` does.
+fn resolve(name: &str) -> Result<Vec<String>, wasip2::sockets::network::ErrorCode> {
+    use wasip2::sockets::instance_network::instance_network;
+    use wasip2::sockets::ip_name_lookup::resolve_addresses;
+    use wasip2::sockets::network::ErrorCode;
+    let stream = resolve_addresses(&instance_network(), name)?;
+    let mut found = Vec::new();
+    loop {
+        match stream.resolve_next_address() {
+            Ok(Some(address)) => found.push(format!("{address:?}")),
+            Ok(None) => return Ok(found),
+            Err(ErrorCode::WouldBlock) => stream.subscribe().block(),
+            Err(e) => return Err(e),
         }
     }
 }

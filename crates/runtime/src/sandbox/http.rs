@@ -51,11 +51,47 @@ pub struct SandboxedHttp {
     /// plugin's own retries and follow-up calls count against the API's
     /// limit like its first request.
     pub gate: Option<RequestGate>,
+    /// One permit per request in flight (`limits.requests_in_flight`).
+    pub in_flight: InFlight,
 }
 
 /// What every outgoing request of an instance waits for first (the
 /// destination's pace), see [`SandboxedHttp::gate`].
 pub type RequestGate = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The cap on an instance's outgoing requests in flight. A request holds
+/// its permit from `handle` until its response body is read to the end or
+/// dropped, so a plugin cannot start thousands of requests and collect the
+/// answers later.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> Self {
+        InFlight {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A permit for one more request, or the denial naming the limit.
+    fn admit(&self, request: &http::Request<WasiBody>) -> Result<OwnedPermit, String> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            format!(
+                "{} {}: {} requests already in flight, the limit of \
+                 `limits.requests_in_flight` per instance; the request was not sent",
+                request.method(),
+                request.uri(),
+                self.limit
+            )
+        })
+    }
+}
+
+type OwnedPermit = tokio::sync::OwnedSemaphorePermit;
 
 /// The host's maximum for each wait of an outgoing request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,8 +219,15 @@ impl WasiHttpHooks for SandboxedHttp {
         let mode = self.mode.clone();
         let waits = self.timeouts.clamp(options);
         let stalls = self.stalls.clone();
+        let permit = match self.in_flight.admit(&request) {
+            Ok(permit) => permit,
+            Err(why) => {
+                denials.record_once("requests in flight", why);
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
         let gate = self.gate.clone();
-        Box::new(async move {
+        let sending = async move {
             let target = Target::from_uri(request.uri())?;
             if let HttpMode::Replay(replayer) = &mode {
                 if let Err((denial, code)) = authorize_offline(&policy, &target) {
@@ -223,7 +266,52 @@ impl WasiHttpHooks for SandboxedHttp {
                 HttpMode::Record(recorder) => record(recorder, request, send).await,
                 _ => send.send(request).await,
             }
+        };
+        Box::new(async move {
+            let (response, done) = sending.await?;
+            Ok((response.map(|body| PermitBody::hold(body, permit)), done))
         })
+    }
+}
+
+/// A response body that keeps its request's in-flight permit until it is
+/// read to the end or dropped.
+struct PermitBody {
+    inner: WasiBody,
+    permit: Option<OwnedPermit>,
+}
+
+impl PermitBody {
+    fn hold(inner: WasiBody, permit: OwnedPermit) -> WasiBody {
+        PermitBody {
+            inner,
+            permit: Some(permit),
+        }
+        .boxed_unsync()
+    }
+}
+
+impl hyper::body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.permit = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -54,6 +54,20 @@ impl Denials {
         }
     }
 
+    /// Record a denial unless this call already has one of `capability`:
+    /// for refusals a plugin can repeat thousands of times a call (a request
+    /// flood), where one says all and more would flood the log.
+    pub fn record_once(&self, capability: &'static str, detail: impl std::fmt::Display) {
+        let seen = self
+            .0
+            .lock()
+            .map(|l| l.iter().any(|d| d.capability == capability))
+            .unwrap_or(false);
+        if !seen {
+            self.record(capability, detail);
+        }
+    }
+
     /// Take the denials recorded so far.
     pub fn take(&self) -> Vec<Denial> {
         self.0

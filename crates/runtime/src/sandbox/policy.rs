@@ -480,6 +480,29 @@ impl NetPolicy {
             .collect()
     }
 
+    /// Whether some grant may reach raw TCP: one whose scheme is not a web
+    /// scheme (`https://` grants are for `wasi:http`, which the host
+    /// performs). Without one, a plugin cannot even create a TCP socket.
+    pub fn allows_raw_tcp(&self) -> bool {
+        self.grants.iter().any(|g| {
+            g.scheme
+                .as_deref()
+                .is_none_or(|s| !matches!(s, "http" | "https" | "ws" | "wss"))
+        })
+    }
+
+    /// Whether a plugin may look `name` up through `wasi:sockets`: an IP
+    /// literal (answered without any query), or a name some grant covers.
+    /// Any other lookup would carry data out through the resolver.
+    pub fn may_resolve(&self, name: &str) -> bool {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<IpAddr>().is_ok() {
+            return true;
+        }
+        let name = bare.strip_suffix('.').unwrap_or(bare);
+        !name.is_empty() && self.grants.iter().any(|g| g.allows_host(name))
+    }
+
     /// A raw TCP connect to `ip:port`. `resolved` holds, for each granted
     /// name, the addresses the host itself resolved it to.
     pub fn check_socket(
@@ -792,6 +815,23 @@ mod tests {
             ok("::ffff:127.0.0.1", 6379).is_ok(),
             "mapped form is the same address"
         );
+    }
+
+    #[test]
+    fn raw_tcp_and_lookups_need_a_grant_that_covers_them() {
+        assert!(!policy(&[]).allows_raw_tcp());
+        assert!(!policy(&["https://api.example.com"]).allows_raw_tcp());
+        assert!(policy(&["postgres://db.internal:5432"]).allows_raw_tcp());
+        assert!(policy(&["*://*:443"]).allows_raw_tcp());
+        let p = policy(&["https://api.example.com", "postgres://db.internal:5432"]);
+        assert!(p.may_resolve("api.example.com"));
+        assert!(p.may_resolve("DB.internal."));
+        assert!(p.may_resolve("10.1.2.3"));
+        assert!(p.may_resolve("[::1]"));
+        assert!(!p.may_resolve("secret-data.attacker.example"));
+        assert!(!p.may_resolve("example.com"));
+        assert!(!p.may_resolve(""));
+        assert!(!policy(&[]).may_resolve("api.example.com"));
     }
 
     fn net(s: &str) -> NetGrant {
