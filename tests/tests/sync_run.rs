@@ -748,4 +748,47 @@ async fn a_transform_that_reorders_rows_is_refused_before_anything_is_sent() {
             assert_eq!(emails(&rx.rows()), ["a@x.com", "b@x.com", "c@x.com"]);
         }
     }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_run_deadline_stops_with_what_was_acknowledged_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "    run_deadline: 1500ms\n");
+    let rows: Vec<(String, String, String)> = (0..20)
+        .map(|i| (format!("u{i:02}@x.com"), format!("{i}"), "1".to_string()))
+        .collect();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    csv(dir.path(), &borrowed);
+    // Ten batches of two rows, each answered after 400 ms: four seconds.
+    *rx.delay.lock().unwrap() = std::time::Duration::from_millis(400);
+    let started = std::time::Instant::now();
+    let stopped = run(dir.path(), RunOptions::default()).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(stopped.status, RunStatus::Failed);
+    let error = stopped.error.unwrap();
+    assert!(
+        error.contains("stopped at its run deadline of 1.5 s (`run_deadline`)"),
+        "{error}"
+    );
+    assert_eq!(stopped.stage.as_deref(), Some("run"));
+    let acknowledged = stopped.counts.ok;
+    assert!(
+        (1..20).contains(&acknowledged),
+        "{acknowledged} rows acknowledged before the deadline"
+    );
+    // The next run, with time enough, sends only what was not committed.
+    *rx.delay.lock().unwrap() = std::time::Duration::ZERO;
+    project(dir.path(), &rx, "upsert", "");
+    let rest = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(rest.status, RunStatus::Succeeded, "{:?}", rest.error);
+    assert!(rest.counts.ok <= 20 - acknowledged + 2, "{:?}", rest.counts);
+    let mut delivered = emails(&rx.rows());
+    delivered.dedup();
+    assert_eq!(delivered.len(), 20, "every row arrived");
 }

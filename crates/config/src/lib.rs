@@ -45,6 +45,18 @@
 //!                                      # (a count, or a share of what was delivered)
 //!     allow_empty: false               # mirror: refuse an empty model (the default)
 //!     max_wait: 15m                    # longest wait a rate limit may ask for (the default)
+//!     run_deadline: 2h                 # a longer run stops, committed, as failed
+//! limits:                              # project-wide; a plugin's own `limits:` wins
+//!   memory: 256MiB                     # linear memory per instance
+//!   cpu_per_call: 60s                  # guest CPU time of one call
+//!   call_deadline: 5m                  # wall clock of one call, waiting included
+//!   sockets: 16                        # open TCP sockets per instance
+//!   requests_in_flight: 64             # outgoing HTTP requests per instance
+//!   log_bytes_per_run: 1MiB            # plugin log and stdio kept per instance
+//!   message_bytes: 4KiB                # of a rejection or error message
+//!   spec_bytes: 1MiB                   # of a plugin's spec, schema included
+//!   max_wait: 15m                      # default of every sync's max_wait
+//!   run_deadline: 2h                   # default of every sync's run_deadline
 //! ```
 
 pub mod grant;
@@ -62,6 +74,8 @@ pub use value::{interpolate, ConfigValue, InterpolationError, Str, REDACTED};
 
 use sluice_runtime::bindings::types::{RateLimit, ReadRequest, WriteMode};
 use sluice_runtime::sandbox::policy::Grants;
+use sluice_runtime::Limits;
+use std::time::Duration;
 
 /// The project file's name inside a project directory.
 pub const PROJECT_FILE: &str = "sluice.yaml";
@@ -239,7 +253,76 @@ pub struct PluginInstance {
     pub config: BTreeMap<String, ConfigValue>,
     /// What the operator grants it: network patterns and directories.
     pub grants: Vec<Grant>,
+    /// Its `limits:` over the project's: what its instances may use.
+    pub limits: LimitsConfig,
     pub location: Location,
+}
+
+/// The sandbox limits a `limits:` mapping sets (the project's, or one
+/// plugin's); each key left out keeps the runtime's default (see
+/// [`Limits::default`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub memory: Option<usize>,
+    pub cpu_per_call: Option<Duration>,
+    pub call_deadline: Option<Duration>,
+    pub sockets: Option<usize>,
+    pub requests_in_flight: Option<usize>,
+    pub log_bytes_per_run: Option<usize>,
+    pub message_bytes: Option<usize>,
+    pub spec_bytes: Option<usize>,
+}
+
+impl LimitsConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+
+    /// These limits, with `base`'s for the keys left out.
+    pub fn over(&self, base: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            memory: self.memory.or(base.memory),
+            cpu_per_call: self.cpu_per_call.or(base.cpu_per_call),
+            call_deadline: self.call_deadline.or(base.call_deadline),
+            sockets: self.sockets.or(base.sockets),
+            requests_in_flight: self.requests_in_flight.or(base.requests_in_flight),
+            log_bytes_per_run: self.log_bytes_per_run.or(base.log_bytes_per_run),
+            message_bytes: self.message_bytes.or(base.message_bytes),
+            spec_bytes: self.spec_bytes.or(base.spec_bytes),
+        }
+    }
+
+    /// `defaults` with the keys these limits set replaced.
+    pub fn apply(&self, defaults: &Limits) -> Limits {
+        let mut limits = defaults.clone();
+        if let Some(v) = self.memory {
+            limits.memory_bytes = v;
+        }
+        if let Some(v) = self.cpu_per_call {
+            limits.call_deadline = v;
+        }
+        if let Some(v) = self.call_deadline {
+            limits.wall_deadline = v;
+        }
+        if let Some(v) = self.sockets {
+            limits.sockets = v;
+        }
+        if let Some(v) = self.requests_in_flight {
+            limits.requests_in_flight = v;
+        }
+        if let Some(v) = self.log_bytes_per_run {
+            limits.output_bytes = v;
+            // One call cannot keep more than the whole run.
+            limits.log_bytes_per_call = limits.log_bytes_per_call.min(v);
+        }
+        if let Some(v) = self.message_bytes {
+            limits.message_bytes = v;
+        }
+        if let Some(v) = self.spec_bytes {
+            limits.spec_bytes = v;
+        }
+        limits
+    }
 }
 
 impl PluginInstance {
@@ -472,6 +555,10 @@ pub struct SyncConfig {
     /// (`rate-limited`, a quota window, a declared rate); longer, and the
     /// run stops as paused. `None`: the engine's default (15 minutes).
     pub max_wait: Option<std::time::Duration>,
+    /// The longest a run of this sync may take, wall clock; a run that
+    /// reaches it stops with what was acknowledged committed and is
+    /// recorded as failed. `None`: no deadline.
+    pub run_deadline: Option<std::time::Duration>,
     pub location: Location,
 }
 

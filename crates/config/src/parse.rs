@@ -13,14 +13,47 @@ use super::grant::{parse_grant, Grant};
 use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::{
-    close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, Location,
-    Mapping, MappingSource, MaxDeletes, Model, ModelRead, PluginInstance, PluginPin, PluginRef,
-    Project, RateLimitOverride, SyncConfig, SyncMode,
+    close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, LimitsConfig,
+    Location, Mapping, MappingSource, MaxDeletes, Model, ModelRead, PluginInstance, PluginPin,
+    PluginRef, Project, RateLimitOverride, SyncConfig, SyncMode,
 };
 
-const TOP_KEYS: &[&str] = &["sources", "destinations", "transforms", "models", "syncs"];
-const PLUGIN_KEYS: &[&str] = &["plugin", "config", "grants"];
-const DESTINATION_KEYS: &[&str] = &["plugin", "config", "grants", "rate_limit"];
+const TOP_KEYS: &[&str] = &[
+    "sources",
+    "destinations",
+    "transforms",
+    "models",
+    "syncs",
+    "limits",
+];
+const PLUGIN_KEYS: &[&str] = &["plugin", "config", "grants", "limits"];
+const DESTINATION_KEYS: &[&str] = &["plugin", "config", "grants", "rate_limit", "limits"];
+/// `limits:` keys that bound a plugin's instances.
+const PLUGIN_LIMIT_KEYS: &[&str] = &[
+    "memory",
+    "cpu_per_call",
+    "call_deadline",
+    "sockets",
+    "requests_in_flight",
+    "log_bytes_per_run",
+    "message_bytes",
+    "spec_bytes",
+];
+/// The project's `limits:` also sets defaults for every sync.
+const PROJECT_LIMIT_KEYS: &[&str] = &[
+    "memory",
+    "cpu_per_call",
+    "call_deadline",
+    "sockets",
+    "requests_in_flight",
+    "log_bytes_per_run",
+    "message_bytes",
+    "spec_bytes",
+    "max_wait",
+    "run_deadline",
+];
+/// The most a count limit (`sockets`, `requests_in_flight`) may be.
+const MAX_COUNT_LIMIT: u32 = 100_000;
 const RATE_KEYS: &[&str] = &["requests", "per_ms", "concurrency"];
 const MODEL_KEYS: &[&str] = &["source", "query", "object", "primary_key"];
 const SYNC_KEYS: &[&str] = &[
@@ -37,6 +70,7 @@ const SYNC_KEYS: &[&str] = &[
     "max_deletes",
     "allow_empty",
     "max_wait",
+    "run_deadline",
 ];
 const MAPPING_KEYS: &[&str] = &["from", "constant", "to", "type"];
 
@@ -70,6 +104,12 @@ pub(super) struct Reader<'a> {
     file: Arc<Path>,
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
+    /// The project's `limits:`, under every plugin's own.
+    limits: LimitsConfig,
+    /// The project's `limits.max_wait` and `limits.run_deadline`, the
+    /// defaults of every sync.
+    max_wait: Option<std::time::Duration>,
+    run_deadline: Option<std::time::Duration>,
 }
 
 impl<'a> Reader<'a> {
@@ -79,6 +119,9 @@ impl<'a> Reader<'a> {
             file: Arc::from(file),
             env,
             diags: Vec::new(),
+            limits: LimitsConfig::default(),
+            max_wait: None,
+            run_deadline: None,
         }
     }
 
@@ -131,6 +174,19 @@ impl<'a> Reader<'a> {
             models: BTreeMap::new(),
             syncs: BTreeMap::new(),
         };
+        if let Some(node) = f.get("limits").filter(|n| !n.is_null()) {
+            let ctx = "the project's `limits`";
+            if let Some(l) = self.limits(node, ctx, PROJECT_LIMIT_KEYS) {
+                self.limits = l;
+            }
+            // The defaults of every sync (unknown keys were reported above).
+            if let Some(n) = node_field(node, "max_wait") {
+                self.max_wait = self.duration(n, &format!("`max_wait` in {ctx}"));
+            }
+            if let Some(n) = node_field(node, "run_deadline") {
+                self.run_deadline = self.duration(n, &format!("`run_deadline` in {ctx}"));
+            }
+        }
         for (name, node) in self.section(f.get("sources"), "sources") {
             let ctx = format!("source `{name}`");
             if let Some(p) = self.plugin(&name, node, &ctx, PLUGIN_KEYS) {
@@ -210,13 +266,92 @@ impl<'a> Reader<'a> {
             _ => Some(BTreeMap::new()),
         };
         let grants = self.grants(f.get("grants"), ctx);
+        let limits = match f.get("limits").filter(|n| !n.is_null()) {
+            Some(n) => self
+                .limits(n, &format!("the `limits` of {ctx}"), PLUGIN_LIMIT_KEYS)
+                .map(|own| own.over(&self.limits)),
+            None => Some(self.limits.clone()),
+        };
         Some(PluginInstance {
             name: name.to_owned(),
             plugin: plugin?,
             config: config?,
             grants: grants?,
+            limits: limits?,
             location: self.location(node.pos),
         })
+    }
+
+    /// A `limits:` mapping; keys outside `allowed` are reported.
+    fn limits(&mut self, node: &Node, ctx: &str, allowed: &[&str]) -> Option<LimitsConfig> {
+        let f = self.fields(node, ctx, allowed)?;
+        let mut ok = true;
+        let mut size = |this: &mut Self, key: &str| match f.get(key) {
+            Some(n) => {
+                let v = this.size(n, &format!("`{key}` in {ctx}"));
+                ok &= v.is_some();
+                v
+            }
+            None => None,
+        };
+        let memory = size(self, "memory");
+        let log_bytes_per_run = size(self, "log_bytes_per_run");
+        let message_bytes = size(self, "message_bytes");
+        let spec_bytes = size(self, "spec_bytes");
+        let mut time = |this: &mut Self, key: &str| match f.get(key) {
+            Some(n) => {
+                let v = this.duration(n, &format!("`{key}` in {ctx}"));
+                ok &= v.is_some();
+                v
+            }
+            None => None,
+        };
+        let cpu_per_call = time(self, "cpu_per_call");
+        let call_deadline = time(self, "call_deadline");
+        let mut count = |this: &mut Self, key: &str| match f.get(key) {
+            Some(n) => {
+                let v = this.number(n, &format!("`{key}` in {ctx}"), 1, MAX_COUNT_LIMIT);
+                ok &= v.is_some();
+                v.map(|v| v as usize)
+            }
+            None => None,
+        };
+        let sockets = count(self, "sockets");
+        let requests_in_flight = count(self, "requests_in_flight");
+        ok.then_some(LimitsConfig {
+            memory,
+            cpu_per_call,
+            call_deadline,
+            sockets,
+            requests_in_flight,
+            log_bytes_per_run,
+            message_bytes,
+            spec_bytes,
+        })
+    }
+
+    /// A size such as `256MiB`, `64KiB` or a count of bytes; not zero.
+    fn size(&mut self, node: &Node, ctx: &str) -> Option<usize> {
+        let text = self.string(node, ctx)?;
+        match sluice_runtime::limits::parse_size(text.expose()) {
+            Ok(0) => {
+                self.error(
+                    node.pos,
+                    format!("{ctx} is zero"),
+                    Some("a size such as 4KiB"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.error(
+                    node.pos,
+                    format!("{ctx}: {e}"),
+                    Some("a size such as 64KiB or 256MiB"),
+                );
+                None
+            }
+        }
     }
 
     fn destination(&mut self, name: &str, node: &Node) -> Option<DestinationConfig> {
@@ -349,7 +484,13 @@ impl<'a> Reader<'a> {
         };
         let max_wait = match f.get("max_wait") {
             Some(n) => self.duration(n, &format!("`max_wait` of {ctx}")).map(Some),
-            None => Some(None),
+            None => Some(self.max_wait),
+        };
+        let run_deadline = match f.get("run_deadline") {
+            Some(n) => self
+                .duration(n, &format!("`run_deadline` of {ctx}"))
+                .map(Some),
+            None => Some(self.run_deadline),
         };
         if let (Some(Some(id)), Some(maps), Some(ts)) = (&identifier, &mappings, &transforms) {
             self.check_identifier_mapped(id, maps, ts, f.get("identifier"), &ctx);
@@ -369,6 +510,7 @@ impl<'a> Reader<'a> {
             max_deletes: max_deletes?,
             allow_empty: allow_empty?,
             max_wait: max_wait?,
+            run_deadline: run_deadline?,
             location: self.location(node.pos),
         })
     }

@@ -316,3 +316,68 @@ fn the_deletion_guard_reads_counts_and_shares() {
     assert!(d.expected.as_deref().unwrap().contains("10%"));
     find(&diags, "expected true or false for `allow_empty`");
 }
+
+#[test]
+fn limits_are_read_project_wide_and_per_plugin() {
+    let text = format!(
+        "{GOOD}limits:\n  memory: 128MiB\n  sockets: 4\n  max_wait: 2m\n  run_deadline: 1h\n"
+    )
+    .replace(
+        "    grants: [\"postgres://db:5432\"]\n",
+        "    grants: [\"postgres://db:5432\"]\n    limits: { memory: 64MiB, call_deadline: 30s, message_bytes: 1KiB }\n",
+    );
+    let dir = write_project(&text);
+    let p = config::validate_with_env(dir.path(), &env).unwrap_or_else(|d| panic!("{d:#?}"));
+    let source = &p.sources["warehouse"].limits;
+    // The plugin's own key wins; the project's fills the rest.
+    assert_eq!(source.memory, Some(64 << 20));
+    assert_eq!(source.sockets, Some(4));
+    assert_eq!(source.message_bytes, Some(1 << 10));
+    let limits = source.apply(&sluice_runtime::Limits::default());
+    assert_eq!(limits.memory_bytes, 64 << 20);
+    assert_eq!(limits.wall_deadline, std::time::Duration::from_secs(30));
+    assert_eq!(limits.sockets, 4);
+    assert_eq!(limits.requests_in_flight, 64, "a default kept");
+    let hook = &p.destinations["hook"].instance.limits;
+    assert_eq!((hook.memory, hook.sockets), (Some(128 << 20), Some(4)));
+    // Syncs take the project's max_wait and run_deadline unless they set their own.
+    let sync = &p.syncs["users_to_hook"];
+    assert_eq!(sync.max_wait, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(
+        sync.run_deadline,
+        Some(std::time::Duration::from_secs(3600))
+    );
+
+    let dir = write_project(GOOD);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    assert!(p.sources["warehouse"].limits.is_empty());
+    assert_eq!(p.syncs["users_to_hook"].run_deadline, None);
+}
+
+#[test]
+fn bad_limits_are_reported_with_their_line() {
+    let text = format!(
+        "{GOOD}limits:\n  memory: 12 parsecs\n  sockets: 0\n  run_deadline: soon\n  cpu: 1s\n"
+    )
+    .replace(
+        "    grants: [\"postgres://db:5432\"]\n",
+        "    grants: [\"postgres://db:5432\"]\n    limits: { requests_in_flight: lots, message_bytes: 0 }\n",
+    );
+    let diags = errors(&text);
+    let memory = find(&diags, "`memory` in the project's `limits`");
+    assert!(memory.message.contains("parsecs"), "{memory}");
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert_eq!(memory.line, line_of("12 parsecs"), "{memory}");
+    find(&diags, "`sockets` in the project's `limits` is `0`");
+    find(&diags, "`run_deadline` in the project's `limits`");
+    find(&diags, "`cpu`");
+    let flight = find(
+        &diags,
+        "`requests_in_flight` in the `limits` of source `warehouse`",
+    );
+    assert_eq!(flight.line, line_of("requests_in_flight: lots"), "{flight}");
+    find(
+        &diags,
+        "`message_bytes` in the `limits` of source `warehouse` is zero",
+    );
+}

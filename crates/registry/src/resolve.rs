@@ -99,6 +99,10 @@ pub fn sandbox_for(
         tracing::warn!(plugin = %cfg.name, request = %request, "plugin request not granted");
     }
     let mut sandbox = Sandbox::new(intersection.grants);
+    // The project's and the plugin's `limits:` over the runtime's defaults.
+    if !cfg.limits.is_empty() {
+        sandbox.limits = Some(cfg.limits.apply(&runtime.options().limits));
+    }
     // Secrets of this plugin's config are hidden in every line it logs.
     sandbox.secrets = Scrubber::new(cfg.secret_values());
     Ok(sandbox)
@@ -123,6 +127,7 @@ mod tests {
                     kind: GrantKind::parse(g, project).unwrap(),
                 })
                 .collect(),
+            limits: Default::default(),
             location: Location {
                 file: Arc::from(project.join("sluice.yaml")),
                 line: 1,

@@ -113,7 +113,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Parse durations such as `30s`, `500ms`, `2m`.
+/// Parse durations such as `30s`, `500ms`, `2m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -124,10 +124,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(match unit.trim() {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n * 60),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{text}` (use ms, s or m)"
+                "unknown duration unit `{other}` in `{text}` (use ms, s, m or h)"
             ))
         }
     })
@@ -145,6 +146,7 @@ mod tests {
         assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
     }
 
     #[test]

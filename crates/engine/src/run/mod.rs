@@ -149,7 +149,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let mut stage = Stage::Load;
         let mut config_changed = false;
         let mut mirror = MirrorSummary::default();
-        let outcome: Result<u64> = async {
+        let running = async {
             let mut prepared = self.prepare(sync, options, &mut stage).await?;
             stage = Stage::Run;
             config_changed = self.config_changed(name, prepared.fingerprint)?;
@@ -162,8 +162,16 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 stage = Stage::Deletes;
             }
             executed.map(|()| prepared.fingerprint)
-        }
-        .await;
+        };
+        // Commits happen batch by batch as the destination acknowledges, so
+        // stopping here leaves state claiming only acknowledged rows; rows
+        // sent and not yet committed are sent again by the next run.
+        let outcome: Result<u64> = match sync.run_deadline {
+            Some(limit) => tokio::time::timeout(limit, running)
+                .await
+                .unwrap_or_else(|_| Err(run_deadline_reached(limit))),
+            None => running.await,
+        };
         let error = outcome.as_ref().err().map(|e| {
             let text = Scrubber::new(self.project.secret_values())
                 .scrub(&format!("{e:#}"))
@@ -213,6 +221,15 @@ impl<S: StateStore> SyncEngine<'_, S> {
             .fingerprint(sync)?
             .is_some_and(|f| f != fingerprint))
     }
+}
+
+/// The error of a run stopped at its `run_deadline`.
+fn run_deadline_reached(limit: std::time::Duration) -> anyhow::Error {
+    anyhow!(
+        "stopped at its run deadline of {} s (`run_deadline`); what the destination \
+         acknowledged before is committed, the rest is sent by the next run",
+        limit.as_secs_f64()
+    )
 }
 
 /// Where a run failed, recorded with it.
