@@ -1056,3 +1056,27 @@ async fn a_name_no_grant_covers_is_never_resolved() {
     assert!(found.starts_with("localhost resolved to ["), "{found}");
     assert!(found.contains("Ipv4"), "{found}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_a_streamed_1_5_gib_upload_is_refused_at_the_cassette_limit() {
+    use sluice_runtime::sandbox::cassette::{Recorder, Redactor, MAX_RECORDED_BODY};
+    use sluice_runtime::sandbox::http::HttpMode;
+    let test = runtime();
+    let rx = receiver().await;
+    let url = rx.url.trim_end_matches("/hook").to_string();
+    let recorder = std::sync::Arc::new(Recorder::new(Redactor::new(vec![]), Duration::ZERO));
+    let mut recording = sandbox(&[&rx.grant()]);
+    recording.http = HttpMode::Record(recorder.clone());
+    let started = Instant::now();
+    let failure = expect_failure(side_by_side(&test, "big-upload", &url, recording).await);
+    let detail = expect_denial(&failure, "cassette");
+    assert!(
+        detail.contains(&format!(
+            "a request body over {} MiB cannot be recorded",
+            MAX_RECORDED_BODY >> 20
+        )),
+        "{failure}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(recorder.cassette().interactions.is_empty());
+}

@@ -184,6 +184,7 @@ impl Writer for Attack {
                 Ok(results)
             }
             "socket-flood" => socket_flood(),
+            "big-upload" => big_upload(&self.0.url),
             "request-flood" => request_flood(&self.0.url),
             "resolve" => {
                 let name = &self.0.path;
@@ -256,6 +257,61 @@ fn request_flood(url: &str) -> Result<Vec<RowResult>, PluginError> {
     Err(PluginError::Permanent(format!(
         "started {} requests; the last: {outcome}",
         pending.len()
+    )))
+}
+
+/// POST a streamed body of 1.5 GiB to `url` (`http://host:port`), 64 KiB
+/// at a time, then report how the request ended.
+fn big_upload(url: &str) -> Result<Vec<RowResult>, PluginError> {
+    use wasip2::http::outgoing_handler::handle;
+    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_method(&Method::Post);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some("/upload"));
+    let body = request
+        .body()
+        .map_err(|_| PluginError::Permanent("no request body".into()))?;
+    let future = handle(request, None)
+        .map_err(|e| PluginError::Permanent(format!("handle refused: {e:?}")))?;
+    let chunk = vec![b'u'; 64 << 10];
+    let mut sent: u64 = 0;
+    {
+        let stream = body
+            .write()
+            .map_err(|_| PluginError::Permanent("no body stream".into()))?;
+        'upload: while sent < 1536 << 20 {
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let ready = match stream.check_write() {
+                    Ok(0) => {
+                        stream.subscribe().block();
+                        continue;
+                    }
+                    Ok(n) => n as usize,
+                    Err(_) => break 'upload,
+                };
+                let n = ready.min(rest.len());
+                if stream.write(&rest[..n]).is_err() {
+                    break 'upload;
+                }
+                rest = &rest[n..];
+                sent += n as u64;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+    future.subscribe().block();
+    let outcome = match future.get() {
+        Some(Ok(Ok(response))) => format!("answered {}", response.status()),
+        Some(Ok(Err(code))) => format!("{code:?}"),
+        other => format!("{other:?}"),
+    };
+    Err(PluginError::Permanent(format!(
+        "streamed {} MiB; the request: {outcome}",
+        sent >> 20
     )))
 }
 

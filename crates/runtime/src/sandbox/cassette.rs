@@ -13,6 +13,14 @@
 //!   `set-cookie` or like token/secret/key/password/signature; the values of
 //!   URL query parameters named like those; and, anywhere in the URL, headers
 //!   and bodies, every config value that is secret (see [`secret_values`]).
+//!   Response bodies are redacted too, and a value a response hands out
+//!   under a secret-looking name (an OAuth token response's `access_token`,
+//!   `refresh_token`, `id_token`, as JSON or as a form) is learned: it is
+//!   redacted in that response and in every later request and response.
+//! - **Size.** A request body is read into the cassette only up to
+//!   [`MAX_RECORDED_BODY`]; a larger one (a streamed upload) fails its
+//!   request with an error naming the limit instead of filling the host's
+//!   memory. Response bodies are bounded by the instance's response limit.
 //! - **Matching.** Replay serves interactions strictly in recorded order. The
 //!   next request must have the recorded method, URL and body (after
 //!   redaction); anything else is a replay failure that names what was
@@ -32,6 +40,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 const FORMAT: u32 = 1;
+
+/// The largest request body recorded to or replayed from a cassette.
+pub const MAX_RECORDED_BODY: usize = 64 << 20;
 pub use super::scrub::REDACTED;
 
 /// A cassette file.
@@ -140,6 +151,9 @@ impl Cassette {
 pub struct Redactor {
     /// Secret values, longest first, replaced wherever they appear.
     secrets: Vec<String>,
+    /// Secret values learned from responses while recording (tokens an API
+    /// handed out), replaced like `secrets`.
+    learned: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 /// Whether a header, query parameter or config key name looks secret.
@@ -208,17 +222,40 @@ pub fn secret_values(config: &serde_json::Value, schema: &serde_json::Value) -> 
 
 impl Redactor {
     pub fn new(secrets: Vec<String>) -> Self {
-        Redactor { secrets }
+        Redactor {
+            secrets,
+            learned: Default::default(),
+        }
     }
 
     pub fn text(&self, text: &str) -> String {
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
-        for s in &self.secrets {
+        for s in self.secrets.iter().chain(learned.iter()) {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), REDACTED);
             }
         }
         out
+    }
+
+    /// A response body, after learning the secrets it hands out.
+    pub fn response_body(&self, bytes: &[u8]) -> Body {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            self.learn(handed_out_secrets(text));
+        }
+        self.body(bytes)
+    }
+
+    fn learn(&self, found: Vec<String>) {
+        if found.is_empty() {
+            return;
+        }
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned.extend(found);
+        // Longest first, so a secret containing another is hidden whole.
+        learned.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        learned.dedup();
     }
 
     pub fn url(&self, url: &str) -> String {
@@ -387,6 +424,43 @@ impl Replayer {
     }
 }
 
+/// String values under secret-looking names in a JSON or form-encoded body
+/// (`{"access_token": "…"}`, `access_token=…&expires_in=3600`), at least six
+/// characters long like config secrets.
+fn handed_out_secrets(text: &str) -> Vec<String> {
+    fn walk(value: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) if secret && s.len() >= 6 => out.push(s.clone()),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    walk(v, secret || handed_out_name(k), out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, secret, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(json) => walk(&json, false, &mut out),
+        Err(_) if text.contains('=') && !text.contains(char::is_whitespace) => {
+            for (k, v) in url::form_urlencoded::parse(text.as_bytes()) {
+                if handed_out_name(&k) && v.len() >= 6 {
+                    out.push(v.into_owned());
+                }
+            }
+        }
+        Err(_) => {}
+    }
+    out
+}
+
+/// A response field holding a secret: named like [`secret_name`], but not
+/// one that describes a secret (`token_type: Bearer`).
+fn handed_out_name(name: &str) -> bool {
+    secret_name(name) && !name.to_ascii_lowercase().ends_with("type")
+}
+
 fn first_difference(a: &Body, b: &Body) -> usize {
     let (a, b) = (
         a.to_bytes().unwrap_or_default(),
@@ -431,6 +505,38 @@ mod tests {
             r.body(b"{\"t\":\"tok-123456\"}"),
             Body::Text("{\"t\":\"<redacted>\"}".into())
         );
+    }
+
+    #[test]
+    fn a_token_a_response_hands_out_is_redacted_there_and_after() {
+        let r = Redactor::new(vec![]);
+        let body = r.response_body(
+            br#"{"access_token":"ya29.a0AfH6SMC","token_type":"Bearer","expires_in":3599,"refresh_token":"1//0gLqrefresh","scope":"api"}"#,
+        );
+        assert_eq!(
+            body,
+            Body::Text(
+                r#"{"access_token":"<redacted>","token_type":"Bearer","expires_in":3599,"refresh_token":"<redacted>","scope":"api"}"#
+                    .into()
+            )
+        );
+        // Later requests carrying it are redacted too.
+        assert_eq!(
+            r.url("https://api.example/v1?token=ya29.a0AfH6SMC"),
+            "https://api.example/v1?token=%3Credacted%3E"
+        );
+        assert_eq!(
+            r.body(b"access=ya29.a0AfH6SMC"),
+            Body::Text("access=<redacted>".into())
+        );
+        // Form-encoded token responses too.
+        let form = r.response_body(b"access_token=gho_16C7e42F292c&scope=repo");
+        assert_eq!(
+            form,
+            Body::Text("access_token=<redacted>&scope=repo".into())
+        );
+        // A clone (the replayer's, the recorder's) shares what was learned.
+        assert_eq!(r.clone().text("gho_16C7e42F292c"), REDACTED);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::resolver::Resolve;
 use super::{Denials, Stall, Stalls};
 use crate::limits::Limits;
 use crate::sandbox::cassette::{
-    Body, Interaction, RecordedRequest, RecordedResponse, Recorder, Replayer,
+    Interaction, RecordedRequest, RecordedResponse, Recorder, Replayer, MAX_RECORDED_BODY,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -234,7 +234,7 @@ impl WasiHttpHooks for SandboxedHttp {
                     denials.record("network (http)", denial);
                     return Err(code);
                 }
-                return replay(replayer, request, max_response_bytes).await;
+                return replay(replayer, request, max_response_bytes, &denials).await;
             }
             let lookup =
                 tokio::time::timeout(waits.connect.limit, authorize(&policy, &*resolver, &target));
@@ -263,7 +263,7 @@ impl WasiHttpHooks for SandboxedHttp {
                 stalls: &stalls,
             };
             match &mode {
-                HttpMode::Record(recorder) => record(recorder, request, send).await,
+                HttpMode::Record(recorder) => record(recorder, request, send, &denials).await,
                 _ => send.send(request).await,
             }
         };
@@ -335,12 +335,37 @@ fn full_body(bytes: Bytes) -> WasiBody {
         .boxed_unsync()
 }
 
-/// Read a request's whole body, leaving an equivalent request behind.
+/// Read a request's whole body for a cassette, leaving an equivalent
+/// request behind. A body over [`MAX_RECORDED_BODY`] (a streamed upload) is
+/// refused once that much has arrived, not buffered whole.
 async fn buffer_request(
     request: http::Request<WasiBody>,
+    denials: &Denials,
 ) -> Result<(http::Request<WasiBody>, Bytes), HttpError> {
     let (parts, body) = request.into_parts();
-    let bytes = body.collect().await?.to_bytes();
+    let limited = http_body_util::Limited::new(body, MAX_RECORDED_BODY);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            denials.record(
+                "cassette",
+                format!(
+                    "{} {}: a request body over {} MiB cannot be recorded or replayed; \
+                     the request was not sent",
+                    parts.method,
+                    parts.uri,
+                    MAX_RECORDED_BODY >> 20
+                ),
+            );
+            return Err(HttpError::HttpRequestBodySize(None));
+        }
+        Err(e) => {
+            return Err(match e.downcast::<HttpError>() {
+                Ok(http) => *http,
+                Err(other) => HttpError::InternalError(Some(other.to_string())),
+            })
+        }
+    };
     Ok((
         http::Request::from_parts(parts, full_body(bytes.clone())),
         bytes,
@@ -351,8 +376,9 @@ async fn record(
     recorder: &Recorder,
     request: http::Request<WasiBody>,
     send: Outgoing<'_>,
+    denials: &Denials,
 ) -> SendResult {
-    let (request, request_body) = buffer_request(request).await?;
+    let (request, request_body) = buffer_request(request, denials).await?;
     let redactor = &recorder.redactor;
     let recorded_request = RecordedRequest {
         method: request.method().to_string(),
@@ -368,7 +394,7 @@ async fn record(
         response: RecordedResponse {
             status: parts.status.as_u16(),
             headers: redactor.headers(&parts.headers),
-            body: Body::from_bytes(&response_body),
+            body: redactor.response_body(&response_body),
         },
     });
     Ok((
@@ -381,8 +407,9 @@ async fn replay(
     replayer: &Replayer,
     request: http::Request<WasiBody>,
     max_response_bytes: usize,
+    denials: &Denials,
 ) -> SendResult {
-    let (request, body) = buffer_request(request).await?;
+    let (request, body) = buffer_request(request, denials).await?;
     let redactor = &replayer.redactor;
     let recorded = replayer
         .next(
