@@ -748,6 +748,8 @@ async fn a_transform_that_reorders_rows_is_refused_before_anything_is_sent() {
             assert_eq!(emails(&rx.rows()), ["a@x.com", "b@x.com", "c@x.com"]);
         }
     }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_run_deadline_stops_with_what_was_acknowledged_committed() {
     let dir = tempfile::tempdir().unwrap();
