@@ -42,18 +42,24 @@ impl Prepared<'_> {
         let mut coalescer = Coalescer::new(self.write_batch_rows());
         let mut total = RunCounts::default();
         let written: Result<()> = async {
-            while let Some(batch) = rx.recv().await {
-                let mut counts = RunCounts::default();
-                let out = self.classify(&mut differ, batch?, &mut counts).await?;
-                // What classification decided (invalid rows, mapping and
-                // transform rejections, the diff counts) rides with the first
-                // commit of this source batch.
-                let mut pending = Some((out.commit, counts));
-                for chunk in coalescer.push(out.batch, out.meta) {
+            loop {
+                // A source batch gives the full chunks it completes, and
+                // what classification decided (invalid rows, mapping and
+                // transform rejections, the diff counts), which rides with
+                // the first of them; the end of the model gives the rows
+                // still waiting for a full chunk.
+                let (chunks, mut pending) = match rx.recv().await {
+                    Some(batch) => {
+                        let mut counts = RunCounts::default();
+                        let out = self.classify(&mut differ, batch?, &mut counts).await?;
+                        let chunks = coalescer.push(out.batch, out.meta);
+                        (chunks, Some((out.commit, counts)))
+                    }
+                    None => (coalescer.flush().into_iter().collect(), None),
+                };
+                let end = pending.is_none();
+                for chunk in chunks {
                     let (commit, counts) = pending.take().unwrap_or_default();
-                    // A writer that is free, else one whose delivery has
-                    // finished, else a new one while the concurrency allows,
-                    // else wait for the first delivery to finish.
                     let writer = self
                         .free_writer(
                             store,
@@ -71,27 +77,9 @@ impl Prepared<'_> {
                 if let Some((commit, counts)) = pending {
                     self.commit(store, run, commit, counts, &mut total, options)?;
                 }
-            }
-            // The end of the model: the rows still waiting for a full batch.
-            if let Some(chunk) = coalescer.flush() {
-                let writer = self
-                    .free_writer(
-                        store,
-                        run,
-                        &mut idle,
-                        &mut unopened,
-                        &mut in_flight,
-                        &ctx,
-                        &mut total,
-                        options,
-                    )
-                    .await?;
-                in_flight.push(writer.spawn_delivery(
-                    ctx.clone(),
-                    chunk,
-                    CommitBatch::default(),
-                    RunCounts::default(),
-                ));
+                if end {
+                    break;
+                }
             }
             Ok(())
         }
