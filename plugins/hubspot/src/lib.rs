@@ -116,8 +116,9 @@ impl Destination for HubSpot {
             ));
         }
         let props = properties(&client, &object)?;
-        let id_property = properties::check_identifier(&props, target.mode, &target.identifier)
-            .map_err(|m| PluginError::Config(format!("{object}: {m}")))?;
+        let id_property =
+            properties::check_identifier(&props, &object, target.mode, &target.identifier)
+                .map_err(|m| PluginError::Config(format!("{object}: {m}")))?;
         Ok(HubSpotWriter {
             client,
             object,

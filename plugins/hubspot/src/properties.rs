@@ -88,11 +88,18 @@ pub fn object_info(object_type: &str, properties: &[Property]) -> ObjectInfo {
 /// The canonical identifier for a write, or why it cannot identify records.
 pub fn check_identifier(
     properties: &[Property],
+    object: &str,
     mode: WriteMode,
     identifier: &str,
 ) -> Result<String, String> {
     if mode == WriteMode::Insert {
         return Ok(identifier.to_string());
+    }
+    // HubSpot documents `email` as an idProperty of contacts' batch
+    // endpoints, although the properties API reports it with
+    // `hasUniqueValue: false` (contacts' emails are unique by other means).
+    if identifier.eq_ignore_ascii_case("email") && matches!(object, "contacts" | "0-1") {
+        return Ok("email".into());
     }
     if identifier.eq_ignore_ascii_case(OBJECT_ID) || identifier == "id" {
         if mode == WriteMode::Upsert {
@@ -158,18 +165,38 @@ mod tests {
     }
 
     #[test]
+    fn email_identifies_contacts_whatever_the_properties_api_says() {
+        // The live API reports contacts' email with hasUniqueValue false.
+        let p: Vec<Property> = serde_json::from_value(serde_json::json!([
+            {"name":"email","type":"string","fieldType":"text","hasUniqueValue":false}
+        ]))
+        .unwrap();
+        assert_eq!(
+            check_identifier(&p, "contacts", WriteMode::Upsert, "email").unwrap(),
+            "email"
+        );
+        assert!(
+            check_identifier(&p, "companies", WriteMode::Upsert, "email")
+                .unwrap_err()
+                .contains("not unique")
+        );
+    }
+
+    #[test]
     fn checks_identifiers() {
         let p = props();
         assert_eq!(
-            check_identifier(&p, WriteMode::Upsert, "email").unwrap(),
+            check_identifier(&p, "contacts", WriteMode::Upsert, "email").unwrap(),
             "email"
         );
-        assert!(check_identifier(&p, WriteMode::Upsert, "hs_object_id").is_err());
-        assert!(check_identifier(&p, WriteMode::Update, "lifecyclestage")
-            .unwrap_err()
-            .contains("not unique"));
+        assert!(check_identifier(&p, "contacts", WriteMode::Upsert, "hs_object_id").is_err());
+        assert!(
+            check_identifier(&p, "contacts", WriteMode::Update, "lifecyclestage")
+                .unwrap_err()
+                .contains("not unique")
+        );
         assert_eq!(
-            check_identifier(&p, WriteMode::Delete, "id").unwrap(),
+            check_identifier(&p, "contacts", WriteMode::Delete, "id").unwrap(),
             "hs_object_id"
         );
     }
