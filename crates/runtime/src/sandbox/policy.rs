@@ -471,8 +471,12 @@ impl NetPolicy {
     /// by the host (wildcards cannot be resolved, so they never match a raw
     /// socket).
     pub fn socket_names(&self) -> Vec<(String, u16)> {
+        // `https://` grants are resolved per request by the HTTP hook; only
+        // raw-TCP grants need their names resolved ahead (and an offline
+        // API host must not warn on every instance).
         self.grants
             .iter()
+            .filter(|g| reaches_raw_tcp(g.scheme.as_deref()))
             .filter_map(|g| match (&g.host, g.ports) {
                 (HostPattern::Name(n), PortPattern::Range(lo, _)) => Some((n.clone(), lo)),
                 _ => None,
@@ -484,11 +488,9 @@ impl NetPolicy {
     /// scheme (`https://` grants are for `wasi:http`, which the host
     /// performs). Without one, a plugin cannot even create a TCP socket.
     pub fn allows_raw_tcp(&self) -> bool {
-        self.grants.iter().any(|g| {
-            g.scheme
-                .as_deref()
-                .is_none_or(|s| !matches!(s, "http" | "https" | "ws" | "wss"))
-        })
+        self.grants
+            .iter()
+            .any(|g| reaches_raw_tcp(g.scheme.as_deref()))
     }
 
     /// Whether a plugin may look `name` up through `wasi:sockets`: an IP
@@ -682,6 +684,12 @@ impl Grants {
     }
 }
 
+/// A grant with this scheme reaches raw TCP: any but the web schemes, whose
+/// requests the host makes itself (`wasi:http`).
+fn reaches_raw_tcp(scheme: Option<&str>) -> bool {
+    scheme.is_none_or(|s| !matches!(s, "http" | "https" | "ws" | "wss"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -832,6 +840,8 @@ mod tests {
         assert!(!p.may_resolve("example.com"));
         assert!(!p.may_resolve(""));
         assert!(!policy(&[]).may_resolve("api.example.com"));
+        // Only raw-TCP grants are resolved ahead, for the connect check.
+        assert_eq!(p.socket_names(), vec![("db.internal".to_string(), 5432)]);
     }
 
     fn net(s: &str) -> NetGrant {
