@@ -1,9 +1,9 @@
 //! Host RSS and wall time of each resource attack of the hostile plugin,
-//! contained (BENCHMARKS.md, "Sandbox resource attacks"). Ignored by
-//! default; run alone so the process's peak RSS is the attack's:
+//! contained (BENCHMARKS.md, "Sandbox resource attacks"). A bench target
+//! (not a test), one process, so its peak RSS is the attacks':
 //!
 //! ```sh
-//! cargo test -p sluice-tests --test sandbox_bench -- --ignored --nocapture --test-threads 1
+//! cargo bench -p sluice-tests --bench sandbox
 //! ```
 
 use sluice_tests as common;
@@ -81,9 +81,8 @@ async fn measure(label: &str, config: serde_json::Value, sandbox: Sandbox) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: run with --ignored --nocapture --test-threads 1"]
-async fn resource_attacks_host_rss_and_wall_time() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
     tokio::spawn(async move {
