@@ -58,3 +58,20 @@ pub mod destination {
         },
     });
 }
+
+/// The `lookup` world: `lookup-api` alone. A component that exports it
+/// beside `destination` is a `verifiable-destination` (the component
+/// merges the two worlds' types; their export macros have distinct names).
+pub mod lookup {
+    wit_bindgen::generate!({
+        world: "lookup",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_lookup_world",
+        default_bindings_module: "sluice_sdk::bindings::lookup",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}

@@ -4,7 +4,7 @@
 
 use crate::{
     Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
-    RowResult, Transformed, WriteTarget,
+    RowResult, Transformed, Value, WriteTarget,
 };
 
 /// A source: reads rows out of a system, a batch at a time.
@@ -70,6 +70,16 @@ pub trait Destination: 'static {
     fn open(config: &str, target: WriteTarget) -> Result<Self::Writer, PluginError>;
 }
 
+/// A destination that can say which records it holds, so `sluice verify`
+/// can find delivered records that are gone and have them sent again.
+/// Export it with [`export_verifiable_destination!`](crate::export_verifiable_destination).
+pub trait Lookup: Destination {
+    /// For each of `ids`, whether `target.object` holds a record whose
+    /// `target.identifier` field has that value; one answer per id, in order.
+    fn exists(config: &str, target: WriteTarget, ids: Vec<Value>)
+        -> Result<Vec<bool>, PluginError>;
+}
+
 /// An open write.
 pub trait Writer: 'static {
     /// Write a batch; return exactly one result per row, in order.
@@ -79,7 +89,7 @@ pub trait Writer: 'static {
 #[doc(hidden)]
 pub mod adapters {
     use super::*;
-    use crate::bindings::{columnar_transform, destination, source, transform};
+    use crate::bindings::{columnar_transform, destination, lookup, source, transform};
     use std::cell::RefCell;
     use std::marker::PhantomData;
 
@@ -214,6 +224,16 @@ pub mod adapters {
             self.0.borrow_mut().write(input)
         }
     }
+
+    impl<T: Lookup> lookup::exports::sluice::plugin::lookup_api::Guest for DestinationAdapter<T> {
+        fn exists(
+            config: String,
+            target: WriteTarget,
+            ids: Vec<Value>,
+        ) -> Result<Vec<bool>, PluginError> {
+            T::exists(&config, target, ids)
+        }
+    }
 }
 
 /// Export a [`Source`] implementation as this component's `source` world.
@@ -274,6 +294,22 @@ macro_rules! export_destination {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::destination::__export_destination_world!(
             __SluiceDestinationExport with_types_in $crate::bindings::destination
+        );
+    };
+}
+
+/// Export a [`Lookup`] destination as this component's
+/// `verifiable-destination` world: `destination` plus `lookup-api`, so
+/// `sluice verify` can check what the destination holds.
+#[macro_export]
+macro_rules! export_verifiable_destination {
+    ($t:ty) => {
+        $crate::export_destination!($t);
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceLookupExport = $crate::__private::DestinationAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::lookup::__export_lookup_world!(
+            __SluiceLookupExport with_types_in $crate::bindings::lookup
         );
     };
 }

@@ -192,7 +192,10 @@ async fn salesforce_discovers_and_upserts_through_collections_across_a_token_exp
     )
     .await;
     let spec = sf.spec().await.unwrap();
-    assert_eq!((spec.name.as_str(), spec.batch_size), ("salesforce", 200));
+    assert_eq!(
+        (spec.name.as_str(), spec.batch_size),
+        ("salesforce", 10_000)
+    );
     assert_eq!(
         spec.capabilities,
         ["${config.login_url}", "${config.api_hosts}"]

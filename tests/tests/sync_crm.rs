@@ -391,3 +391,114 @@ async fn rejections_isolated_before_a_throttle_are_kept_and_the_batch_completes(
     );
     assert!(report.counts.throttled_waits > 0, "{:?}", report.counts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_records_deleted_in_the_crm_and_the_next_run_restores_them() {
+    let table = format!("sluice_hs_verify_{}", std::process::id());
+    people_table(&table, 250, &[]);
+    let hs = hubspot(EmulatorConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &table,
+        &hubspot_destination(&hs, ""),
+        CONTACT_SYNC,
+    );
+    let first = run(dir.path()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(hs.handle().record_count("contacts"), 250);
+
+    // Someone deletes three contacts in HubSpot itself.
+    let gone = ["p7@example.com", "p120@example.com", "p249@example.com"];
+    for email in gone {
+        let record = hs.handle().find_record("contacts", "email", email).unwrap();
+        assert!(hs
+            .handle()
+            .delete_record("contacts", record["id"].as_str().unwrap()));
+    }
+    // An ordinary run sees no change in the model and sends nothing.
+    assert_eq!(run(dir.path()).await.counts.sent, 0);
+
+    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let dry = engine
+        .verify(
+            "people",
+            sluice_engine::run::VerifyOptions { dry_run: true },
+        )
+        .await
+        .unwrap();
+    assert_eq!((dry.checked, dry.missing, dry.forgotten), (250, 3, 0));
+    // The properties (to check the identifier), then 100 identifiers a
+    // batch/read request.
+    assert_eq!(dry.requests, 4, "{dry:?}");
+    let report = engine.verify("people", Default::default()).await.unwrap();
+    assert_eq!((report.missing, report.forgotten), (3, 3), "{report:?}");
+    let mut keys = report.missing_keys.clone();
+    keys.sort();
+    assert_eq!(keys.len(), 3);
+
+    let restore = engine.run("people", &RunOptions::default()).await.unwrap();
+    assert_eq!(restore.status, RunStatus::Succeeded, "{:?}", restore.error);
+    assert_eq!(
+        (restore.counts.added, restore.counts.sent),
+        (3, 3),
+        "{:?}",
+        restore.counts
+    );
+    for email in gone {
+        assert!(
+            hs.handle()
+                .find_record("contacts", "email", email)
+                .is_some(),
+            "{email}"
+        );
+    }
+    assert_eq!(hs.handle().record_count("contacts"), 250);
+    let clean = engine.verify("people", Default::default()).await.unwrap();
+    assert_eq!(clean.missing, 0);
+    psql(&format!("DROP TABLE {table}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_says_when_a_destination_cannot_look_records_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/p.csv"), "id,email\n1,a@x.com\n").unwrap();
+    let yaml = format!(
+        "sources:\n  files: {{ plugin: files, config: {{ path: /data }}, grants: [\"dir:data:/data\"] }}\n\
+         destinations:\n  hook: {{ plugin: webhook, config: {{ url: \"{}\" }}, grants: [\"{}\"] }}\n\
+         models:\n  people: {{ source: files, object: p.csv, primary_key: id }}\n\
+         syncs:\n  people: {{ model: people, destination: hook, object: contacts, mode: upsert, identifier: email }}\n",
+        rx.url,
+        rx.grant()
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    run(dir.path()).await;
+    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    let err = format!(
+        "{:#}",
+        engine
+            .verify("people", Default::default())
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("cannot look records up") && err.contains("lookup-api"),
+        "{err}"
+    );
+}

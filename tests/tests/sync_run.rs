@@ -800,3 +800,100 @@ async fn a_run_past_its_run_deadline_stops_with_what_was_acknowledged_committed(
     delivered.dedup();
     assert_eq!(delivered.len(), 41, "every row arrived");
 }
+
+/// A proxy in front of `rx` that reads the first request it is sent and
+/// closes the connection without answering: the request reached the
+/// destination's side, its outcome is unknown to the sender. Every later
+/// connection is passed through.
+async fn drop_first_answer(rx: &Receiver) -> String {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = rx
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if std::mem::take(&mut first) {
+                let mut buf = [0u8; 4096];
+                let _ = inbound.read(&mut buf).await;
+                drop(inbound);
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let path = rx.url.splitn(4, '/').nth(3).unwrap_or_default();
+    format!("http://127.0.0.1:{port}/{path}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_got_no_response_is_counted_as_outcome_unknown_and_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    let proxied = Receiver {
+        url: drop_first_answer(&rx).await,
+        requests: rx.requests.clone(),
+        script: rx.script.clone(),
+        delay: rx.delay.clone(),
+    };
+    project(dir.path(), &proxied, "upsert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.outcome_unknown, 1, "{:?}", report.counts);
+    assert_eq!(report.counts.ok, 2);
+    assert_eq!(emails(&rx.rows()), vec!["a@x.com", "b@x.com"]);
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    let recorded = store.run(report.run_id.unwrap()).unwrap().unwrap();
+    assert_eq!(recorded.counts.outcome_unknown, 1, "the count is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rows_are_named_by_their_row_in_the_source() {
+    // batch_size 2 splits the model over several source batches: the row
+    // number counts from the start of the source, not of a batch.
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(
+        dir.path(),
+        &[
+            ("a@x.com", "1", "1"),
+            ("b@x.com", "2", "2"),
+            ("a@x.com", "3", "3"),
+            ("c@x.com", "4", "4"),
+            ("", "5", "5"),
+        ],
+    );
+    let report = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(report.counts.invalid, 2, "{:?}", report.counts);
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    let messages: Vec<String> = store
+        .samples(report.run_id.unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.message)
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("source row 3, key") && m.contains("duplicate primary key")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("source row 5:") && m.contains("`email` is null")),
+        "{messages:?}"
+    );
+}

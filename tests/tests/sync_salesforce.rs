@@ -224,3 +224,72 @@ async fn server_errors_mid_write_cause_no_duplicate_and_no_loss_in_insert_mode()
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert_eq!(by_id.len(), ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_of_the_change_set_picks_collections_or_bulk() {
+    // No `batch_size` in the sync: the plugin's own (10,000) gathers the
+    // whole change set into one write call, so `bulk_threshold` compares
+    // it with the change set, not with a source chunk or a small batch.
+    let sf = sluice_emulators::start_salesforce(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &sf.base_url(), "");
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        yaml.replace("    batch_size: 20\n", "").replace(
+            "objects: [Contact]",
+            "objects: [Contact]\n      bulk_threshold: 250\n      poll_interval_ms: 20",
+        ),
+    )
+    .unwrap();
+    let upserts = |sf: &sluice_emulators::RunningEmulator| {
+        sf.handle().stats().endpoint(
+            "PATCH",
+            "/services/data/{version}/composite/sobjects/{object}/{field}",
+        )
+    };
+
+    // 301 rows to send, at least the threshold: one Bulk job, no Collections.
+    let first = run(dir.path()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(first.counts.write_calls, 1, "{:?}", first.counts);
+    assert_eq!(sf.handle().bulk_jobs().len(), 1);
+    assert_eq!(upserts(&sf), 0);
+    assert_eq!(sf.handle().record_count("Contact"), ROWS);
+
+    // 240 changed rows, under the threshold: Collections, 200 a request,
+    // in one write call; no new job.
+    let mut csv = String::from("id,email,last\n");
+    for i in 0..ROWS {
+        let last = if i < 240 {
+            format!("Changed{i}")
+        } else {
+            format!("Last{i}")
+        };
+        csv.push_str(&format!("{i},c{i}@example.com,{last}\n"));
+    }
+    csv.push_str("9999,not-an-email,Bad\n");
+    std::fs::write(dir.path().join("data/people.csv"), csv).unwrap();
+    let second = run(dir.path()).await;
+    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(second.counts.write_calls, 1, "{:?}", second.counts);
+    assert_eq!(sf.handle().bulk_jobs().len(), 1, "no second Bulk job");
+    // 240 changed rows plus the rejected row retried: 241 in 2 requests.
+    assert_eq!(upserts(&sf), 2);
+    let changed = sf
+        .handle()
+        .records("Contact")
+        .into_iter()
+        .filter(|r| {
+            r["LastName"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("Changed"))
+        })
+        .count();
+    assert_eq!(changed, 240);
+}

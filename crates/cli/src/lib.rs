@@ -93,6 +93,19 @@ pub enum Command {
         #[command(flatten)]
         args: sync::RetryArgs,
     },
+    /// Check that what a sync delivered is still in the destination: the
+    /// records its state says were accepted are looked up by identifier, and
+    /// the ones that are gone are forgotten, so the next run sends them
+    /// again.
+    ///
+    /// Needs a destination that can look records up (HubSpot; see `sluice
+    /// plugin inspect`). `--dry-run` only reports.
+    Verify {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: sync::VerifyArgs,
+    },
     /// Inspect, check and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -112,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs { project, args } => sync::runs(&project, args),
         Command::Rejected { project, args } => sync::rejected(&project, args),
         Command::Retry { project, args } => sync::retry(&project, args).await,
+        Command::Verify { project, args } => sync::verify(&project, args).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Emulator(args) => emulator::run(args).await,
     }

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use sluice_config::{self as config, Diagnostic, Project};
-use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine, VerifyOptions};
 use sluice_registry::{load_plugin, refused_grants};
 use sluice_runtime::log::escape;
 use sluice_runtime::sandbox::intersect as grants;
@@ -92,6 +92,17 @@ pub struct RejectedArgs {
 pub struct RetryArgs {
     /// The sync whose rejected rows to re-send.
     pub sync: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The sync whose delivered records to look up.
+    pub sync: String,
+    /// Report the missing records; forget nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -586,6 +597,12 @@ fn print_counts(c: &RunCounts) {
             c.throttled_waits, c.paced_waits
         );
     }
+    if c.outcome_unknown > 0 {
+        println!(
+            "  outcome unknown: {} request(s) sent got no response; their rows were re-sent with the same idempotency key where the destination has one",
+            c.outcome_unknown
+        );
+    }
 }
 
 fn print_samples(samples: &[sluice_state::Sample]) {
@@ -791,6 +808,58 @@ pub async fn retry(project: &ProjectArg, args: RetryArgs) -> Result<()> {
         ),
         None => Ok(()),
     }
+}
+
+pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
+    let project = load_project(&project.project)?;
+    let store = open_store(&project)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &runtime,
+        store: &store,
+    };
+    let options = VerifyOptions {
+        dry_run: args.dry_run,
+    };
+    let report = engine.verify(&args.sync, options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "sync `{}`: {} delivered record(s) looked up in {} HTTP request(s), {} missing",
+        report.sync, report.checked, report.requests, report.missing
+    );
+    if report.without_identifier > 0 {
+        println!(
+            "  {} delivered row(s) have no identifier on record and were not looked up",
+            report.without_identifier
+        );
+    }
+    for key in &report.missing_keys {
+        println!("    missing: {key}");
+    }
+    if report.missing as usize > report.missing_keys.len() {
+        println!(
+            "    … and {} more",
+            report.missing as usize - report.missing_keys.len()
+        );
+    }
+    if args.dry_run {
+        if report.missing > 0 {
+            println!(
+                "dry run: nothing forgotten; `sluice verify {}` marks them for re-send",
+                report.sync
+            );
+        }
+    } else if report.forgotten > 0 {
+        println!(
+            "{} row(s) will be sent again by the next run (`sluice run {}`)",
+            report.forgotten, report.sync
+        );
+    }
+    Ok(())
 }
 
 fn lock_store(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {

@@ -116,6 +116,10 @@ fn plugin_inspect_describes_a_plugin_as_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["world"], "destination");
     assert_eq!(v["wit"], "sluice:plugin@0.1.0");
+    // A destination that also exports lookup-api says so.
+    let out = sluice(&["plugin", "inspect", "hubspot", "--json"]);
+    let hubspot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hubspot["world"], "verifiable-destination");
     assert_eq!(v["capabilities"], serde_json::json!(["${config.url}"]));
     assert_eq!(v["config_schema"]["required"], serde_json::json!(["url"]));
 }

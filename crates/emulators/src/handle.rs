@@ -254,6 +254,17 @@ impl EmulatorHandle {
             .collect()
     }
 
+    /// Delete a record of `object` by its id, as someone working in the
+    /// CRM would (not through the API: no request is counted). Returns
+    /// whether it existed.
+    pub fn delete_record(&self, object: &str, id: &str) -> bool {
+        self.shared
+            .store
+            .lock()
+            .table_mut(object)
+            .is_some_and(|t| t.remove(id))
+    }
+
     /// Number of live records of `object`.
     pub fn record_count(&self, object: &str) -> usize {
         self.shared

@@ -261,6 +261,7 @@ impl Writer {
             let (requests, paced) = ctx.pacer.take_request_counts();
             counts.requests += requests;
             counts.paced_waits += paced;
+            counts.outcome_unknown += self.instance.take_unknown_outcomes();
             let results = match written {
                 Ok(r) => r,
                 Err(failure) => match failure.plugin_error() {

@@ -6,9 +6,11 @@
 
 use super::bindings::types::{
     Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
-    RowError, RowResult, Transformed, WriteTarget,
+    RowError, RowResult, Transformed, Value, WriteTarget,
 };
-use super::bindings::{ColumnarTransform, Destination, Source, Transform};
+use super::bindings::{
+    lookup_api, ColumnarTransform, Destination, DestinationIndices, Source, Transform,
+};
 use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
@@ -70,7 +72,7 @@ enum Exports {
     Source(Source),
     Transform(Transform),
     ColumnarTransform(ColumnarTransform),
-    Destination(Destination),
+    Destination(Destination, Option<lookup_api::Guest>),
 }
 
 /// An open source read.
@@ -194,6 +196,7 @@ impl Plugin {
                 mode: sandbox.http.clone(),
                 gate: None,
                 in_flight: InFlight::new(limits.requests_in_flight),
+                unknown: Default::default(),
             },
             socket_gate,
             table: Default::default(),
@@ -226,10 +229,19 @@ impl Plugin {
                     .instantiate_async(&mut store)
                     .await
                     .map(Exports::ColumnarTransform),
-                PluginPre::Destination(pre) => pre
+                PluginPre::Destination(pre, None) => pre
                     .instantiate_async(&mut store)
                     .await
-                    .map(Exports::Destination),
+                    .map(|d| Exports::Destination(d, None)),
+                PluginPre::Destination(pre, Some(lookup)) => {
+                    // One instance serves both: its destination exports and
+                    // its lookup.
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let indices = DestinationIndices::new(pre.instance_pre())?;
+                    let destination = indices.load(&mut store, &instance)?;
+                    let lookup = lookup.load(&mut store, &instance)?;
+                    Ok(Exports::Destination(destination, Some(lookup)))
+                }
             }
         };
         let exports = guarded(&cpu, limits.wall_deadline, instantiating).await;
@@ -382,6 +394,12 @@ impl Instance {
         self.store.data_mut().http_hooks.gate = Some(gate);
     }
 
+    /// HTTP requests whose outcome is unknown (sent, no response came
+    /// back) since the last take; see `sandbox::http::UnknownOutcomes`.
+    pub fn take_unknown_outcomes(&mut self) -> u64 {
+        self.store.data().http_hooks.unknown.take()
+    }
+
     /// The quota the plugin last reported (`report-quota`), once.
     pub fn take_quota_hint(&mut self) -> Option<QuotaHint> {
         self.store.data_mut().quota.take()
@@ -408,7 +426,7 @@ impl Instance {
                 let api = t.sluice_plugin_columnar_transform_api();
                 guarded(cpu, wall, api.call_spec(store)).await
             }
-            Exports::Destination(d) => {
+            Exports::Destination(d, _) => {
                 guarded(
                     cpu,
                     wall,
@@ -449,7 +467,7 @@ impl Instance {
                 let api = t.sluice_plugin_columnar_transform_api();
                 guarded(cpu, wall, api.call_check(store, config)).await
             }
-            Exports::Destination(d) => {
+            Exports::Destination(d, _) => {
                 let api = d.sluice_plugin_destination_api();
                 guarded(cpu, wall, api.call_check(store, config)).await
             }
@@ -465,7 +483,7 @@ impl Instance {
                 let api = s.sluice_plugin_source_api();
                 guarded(cpu, wall, api.call_discover(store, config)).await
             }
-            Exports::Destination(d) => {
+            Exports::Destination(d, _) => {
                 let api = d.sluice_plugin_destination_api();
                 guarded(cpu, wall, api.call_discover(store, config)).await
             }
@@ -609,7 +627,7 @@ impl Instance {
         target: &WriteTarget,
     ) -> Result<WriterHandle, PluginFailure> {
         self.begin("open")?;
-        let Exports::Destination(d) = &self.exports else {
+        let Exports::Destination(d, _) = &self.exports else {
             return Err(self.wrong_world("open"));
         };
         let api = d.sluice_plugin_destination_api();
@@ -625,7 +643,7 @@ impl Instance {
         batch: &Batch,
     ) -> Result<Vec<RowResult>, PluginFailure> {
         self.begin("write")?;
-        let Exports::Destination(d) = &self.exports else {
+        let Exports::Destination(d, _) = &self.exports else {
             return Err(self.wrong_world("write"));
         };
         let api = d.sluice_plugin_destination_api().writer();
@@ -648,6 +666,41 @@ impl Instance {
             ));
         }
         Ok(results)
+    }
+
+    /// Which of `ids` exist in the destination's `target.object`
+    /// (`lookup-api`, destinations that export it): one answer per id.
+    pub async fn exists(
+        &mut self,
+        config: &str,
+        target: &WriteTarget,
+        ids: &[Value],
+    ) -> Result<Vec<bool>, PluginFailure> {
+        self.begin("exists")?;
+        let Exports::Destination(_, Some(lookup)) = &self.exports else {
+            return Err(self.failure(
+                "exists",
+                FailureKind::Contract(
+                    "the plugin cannot look records up: it does not export lookup-api \
+                     (the verifiable-destination world)"
+                        .into(),
+                ),
+            ));
+        };
+        let call = lookup.call_exists(&mut self.store, config, target, ids);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
+        let answers = self.finish("exists", outcome)?;
+        if answers.len() != ids.len() {
+            return Err(self.failure(
+                "exists",
+                FailureKind::Contract(format!(
+                    "answered {} times for {} identifiers",
+                    answers.len(),
+                    ids.len()
+                )),
+            ));
+        }
+        Ok(answers)
     }
 
     /// End a read: the plugin's reader is dropped (its destructor runs, e.g.

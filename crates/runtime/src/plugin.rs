@@ -4,7 +4,7 @@
 //! each run instantiates cheaply.
 
 use super::bindings::types::PluginSpec;
-use super::bindings::{ColumnarTransformPre, DestinationPre, SourcePre, TransformPre};
+use super::bindings::{lookup_api, ColumnarTransformPre, DestinationPre, SourcePre, TransformPre};
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
 use super::{PluginFailure, Sandbox};
@@ -43,7 +43,12 @@ pub(crate) enum PluginPre {
     Source(SourcePre<PluginState>),
     Transform(TransformPre<PluginState>),
     ColumnarTransform(ColumnarTransformPre<PluginState>),
-    Destination(DestinationPre<PluginState>),
+    /// A destination, and the indices of its `lookup-api` when it exports
+    /// one (`verifiable-destination`).
+    Destination(
+        DestinationPre<PluginState>,
+        Option<Arc<lookup_api::GuestIndices>>,
+    ),
 }
 
 /// A loaded, linked plugin. Instantiate it once per run.
@@ -110,9 +115,17 @@ impl Plugin {
             World::ColumnarTransform => PluginPre::ColumnarTransform(
                 ColumnarTransformPre::new(instance_pre).map_err(anyhow::Error::from)?,
             ),
-            World::Destination => PluginPre::Destination(
-                DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?,
-            ),
+            World::Destination => {
+                // Optional: a destination without `lookup-api` simply cannot
+                // be verified.
+                let lookup = lookup_api::GuestIndices::new(&instance_pre)
+                    .ok()
+                    .map(Arc::new);
+                PluginPre::Destination(
+                    DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?,
+                    lookup,
+                )
+            }
         };
         Ok(Plugin {
             name: name.into(),
@@ -155,9 +168,13 @@ impl Plugin {
     }
 
     /// The world the component exports (`columnar-transform` is a kind of
-    /// transform).
+    /// transform, `verifiable-destination` of destination).
     pub fn world(&self) -> &'static str {
-        self.world.name()
+        if self.can_lookup() {
+            "verifiable-destination"
+        } else {
+            self.world.name()
+        }
     }
 
     /// The `sluice:plugin` version the component was built against.
@@ -172,6 +189,12 @@ impl Plugin {
 
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
+    }
+
+    /// Whether the plugin is a destination that can look records up
+    /// (exports `lookup-api`), so `sluice verify` can check what it holds.
+    pub fn can_lookup(&self) -> bool {
+        matches!(&self.pre, PluginPre::Destination(_, Some(_)))
     }
 
     /// Everything the component imports (WASI interfaces, `sluice:plugin/host`).

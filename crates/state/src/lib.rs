@@ -105,11 +105,16 @@ pub struct RunCounts {
     /// HTTP requests the destination's plugin made (its own retries, token
     /// refreshes and Bulk polling included), each paced by the host.
     pub requests: u64,
+    /// HTTP requests sent whose response never came back (the connection
+    /// dropped, or no answer within the first-byte timeout): the
+    /// destination may have applied them. Their rows are re-sent with the
+    /// same idempotency key where the destination has one.
+    pub outcome_unknown: u64,
 }
 
 impl RunCounts {
     /// The counters in [`schema::COUNT_COLUMNS`] order.
-    pub fn as_array(&self) -> [u64; 14] {
+    pub fn as_array(&self) -> [u64; 15] {
         [
             self.planned,
             self.added,
@@ -125,11 +130,12 @@ impl RunCounts {
             self.paced_waits,
             self.write_calls,
             self.requests,
+            self.outcome_unknown,
         ]
     }
 
-    pub fn from_array(a: [u64; 14]) -> Self {
-        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits, paced_waits, write_calls, requests] =
+    pub fn from_array(a: [u64; 15]) -> Self {
+        let [planned, added, changed, removed, unchanged, invalid, sent, ok, rejected, retried, throttled_waits, paced_waits, write_calls, requests, outcome_unknown] =
             a;
         RunCounts {
             planned,
@@ -146,6 +152,7 @@ impl RunCounts {
             paced_waits,
             write_calls,
             requests,
+            outcome_unknown,
         }
     }
 }
@@ -363,6 +370,12 @@ pub trait StateStore: Send {
     /// Full resync: forgets what was delivered (so every row is sent again)
     /// and keeps the ledger. Returns the number of rows forgotten.
     fn forget_snapshot(&mut self, sync: &str) -> Result<u64, StateError>;
+
+    /// `sluice verify`: forgets these keys of `sync`'s snapshot (their
+    /// records are gone from the destination), so the next run sends them
+    /// again. Holds the sync's lease while it does, so it is refused while
+    /// a run is under way. Returns the number of keys forgotten.
+    fn forget_keys(&mut self, sync: &str, keys: &[RowKey]) -> Result<u64, StateError>;
 
     fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError>;
 

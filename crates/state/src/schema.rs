@@ -33,22 +33,24 @@
 /// 2: `runs.stage` (where a failed run failed), `sync_fingerprints`.
 /// 3: `runs.paced_waits`, `runs.write_calls` and `runs.requests` (throttling
 /// by the API and pacing by the host counted apart; calls and HTTP requests).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: `runs.outcome_unknown` (requests sent that got no response).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Columns added after version 1, with their type: a store adds the ones an
 /// older database lacks when it opens it.
-pub const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+pub const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
     ("runs", "stage", "TEXT"),
     ("runs", "paced_waits", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "write_calls", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "requests", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "outcome_unknown", "BIGINT NOT NULL DEFAULT 0"),
 ];
 
 /// Rejected/invalid rows kept per run as samples.
 pub const MAX_SAMPLES: i64 = 100;
 
 /// The counter columns of `runs`, in [`super::RunCounts`] field order.
-pub const COUNT_COLUMNS: [&str; 14] = [
+pub const COUNT_COLUMNS: [&str; 15] = [
     "planned",
     "added",
     "changed",
@@ -63,6 +65,7 @@ pub const COUNT_COLUMNS: [&str; 14] = [
     "paced_waits",
     "write_calls",
     "requests",
+    "outcome_unknown",
 ];
 
 const TEMPLATE: &str = "
@@ -93,7 +96,8 @@ CREATE TABLE IF NOT EXISTS runs (
     throttled_waits BIGINT NOT NULL DEFAULT 0,
     paced_waits BIGINT NOT NULL DEFAULT 0,
     write_calls BIGINT NOT NULL DEFAULT 0,
-    requests BIGINT NOT NULL DEFAULT 0
+    requests BIGINT NOT NULL DEFAULT 0,
+    outcome_unknown BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_sync ON runs (sync, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);

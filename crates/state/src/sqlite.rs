@@ -357,6 +357,26 @@ impl StateStore for SqliteStore {
         Ok(n as u64)
     }
 
+    fn forget_keys(&mut self, sync: &str, keys: &[RowKey]) -> Result<u64, StateError> {
+        let store = self.name();
+        let action = format!("forgetting {} key(s) of sync `{sync}`", keys.len());
+        let _lease = self.lease(sync)?;
+        let tx = begin(&mut self.conn, &store, &action)?;
+        let mut forgotten = 0;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM delivered WHERE sync = ?1 AND row_key = ?2")
+                .map_err(|e| db(&store, &action, e))?;
+            for key in keys {
+                forgotten += delete
+                    .execute(rusqlite::params![sync, key.as_bytes()])
+                    .map_err(|e| db(&store, &action, e))? as u64;
+            }
+        }
+        tx.commit().map_err(|e| db(&store, &action, e))?;
+        Ok(forgotten)
+    }
+
     fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError> {
         let sql = format!("{} WHERE id = ?1", select_runs());
         self.conn

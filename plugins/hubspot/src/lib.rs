@@ -128,4 +128,28 @@ impl Destination for HubSpot {
     }
 }
 
-sluice_sdk::export_destination!(HubSpot);
+/// `sluice verify`: which identifiers have a record, by `batch/read` with
+/// the sync's identifier as `idProperty` (100 a request).
+impl Lookup for HubSpot {
+    fn exists(
+        config: &str,
+        target: WriteTarget,
+        ids: Vec<Value>,
+    ) -> Result<Vec<bool>, PluginError> {
+        let writer = Self::open(config, target)?;
+        let keys: Vec<Option<String>> = ids.iter().map(writer::key_text).collect();
+        let mut values: Vec<String> = keys.iter().flatten().cloned().collect();
+        values.sort();
+        values.dedup();
+        let found = writer.record_ids(&values)?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                k.as_ref()
+                    .is_some_and(|k| found.contains_key(&k.to_lowercase()))
+            })
+            .collect())
+    }
+}
+
+sluice_sdk::export_verifiable_destination!(HubSpot);

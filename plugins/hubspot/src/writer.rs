@@ -23,7 +23,7 @@ pub struct HubSpotWriter {
 
 type Results = Vec<Option<RowResult>>;
 
-fn key_text(value: &Value) -> Option<String> {
+pub(crate) fn key_text(value: &Value) -> Option<String> {
     let s = batch::property_value(value);
     (!value.is_null() && !s.is_empty()).then_some(s)
 }
@@ -128,7 +128,10 @@ impl HubSpotWriter {
     /// Archive takes record ids only: find them by the unique property
     /// (`batch/read` with `idProperty`). Rows whose record is not there count
     /// as deleted (archive itself answers 204 for unknown ids too).
-    fn record_ids(&self, values: &[String]) -> Result<HashMap<String, String>, PluginError> {
+    pub(crate) fn record_ids(
+        &self,
+        values: &[String],
+    ) -> Result<HashMap<String, String>, PluginError> {
         let mut found = HashMap::new();
         for chunk in values.chunks(MAX_INPUTS) {
             let body = serde_json::json!({

@@ -256,12 +256,17 @@ pub fn run(client: &mut Client, job: &Job) -> Result<Vec<Option<RowResult>>, Plu
         abort(client, &job_path);
         return Err(with_context(e, &context));
     }
-    let done = wait(
-        client,
-        &job_path,
-        Duration::from_millis(client.config.bulk_max_wait_ms),
-    )
-    .map_err(|e| with_context(e, &context))?;
+    // A job this call gives up on (the wait ran out, polling failed for
+    // good) is aborted, so it cannot apply rows after the run has moved on
+    // and re-sends them.
+    let max_wait = Duration::from_millis(client.config.bulk_max_wait_ms);
+    let done = match wait(client, &job_path, max_wait) {
+        Ok(done) => done,
+        Err(e) => {
+            abort(client, &job_path);
+            return Err(with_context(e, &context));
+        }
+    };
     sluice_sdk::info!(
         "salesforce: {context} finished: {} processed, {} failed",
         done.number_records_processed,
@@ -332,7 +337,6 @@ fn wait(client: &mut Client, job_path: &str, max_wait: Duration) -> Result<JobIn
             Err(e) => return Err(e),
         }
         if started.elapsed() + pause > max_wait {
-            abort(client, job_path);
             return Err(PluginError::Retryable(format!(
                 "job did not finish within {} ms (bulk_max_wait_ms); it was aborted",
                 max_wait.as_millis()

@@ -15,8 +15,12 @@
 //!     as done, several matches reject the row (`DUPLICATE_EXTERNAL_ID`).
 //!     Collections upsert has no update-only switch, so it cannot stand in
 //!     for update.
-//! - A batch of at least `bulk_threshold` rows goes through one Bulk API 2.0
-//!   ingest job instead (CSV upload, UploadComplete, polling with
+//! - The size of the change set picks the API: the host gathers changed rows
+//!   into write calls of up to the sync's `batch_size` (by default 10,000,
+//!   the default `bulk_threshold`), so a run with fewer changes than
+//!   `bulk_threshold` goes through Collections, 200 rows a request, and
+//!   every full call of a larger one goes through Bulk. A batch of at least
+//!   `bulk_threshold` rows goes through one Bulk API 2.0 ingest job instead (CSV upload, UploadComplete, polling with
 //!   `poll_interval_ms` up to `bulk_max_wait_ms`, then the successful and
 //!   failed result CSVs mapped back to rows by key). Nulls are sent as `#N/A`.
 //! - Throttling: 403 `REQUEST_LIMIT_EXCEEDED` becomes `rate-limited` after
@@ -99,7 +103,10 @@ impl Destination for Salesforce {
         )
         .capability("${config.login_url}")
         .capability("${config.api_hosts}")
-        .batch_size(200)
+        // Write calls as large as the default `bulk_threshold`: the batch a
+        // call receives is then the change set (or a Bulk-sized part of it),
+        // and the plugin splits it into 200-record Collections requests.
+        .batch_size(10_000)
         // Salesforce limits calls per rolling 24 h and long-running calls in
         // flight (5 in developer orgs), not calls per second.
         .rate_limit(25, 1000, 5)

@@ -15,6 +15,8 @@ impl Prepared<'_> {
         let diffs = differ
             .classify(&batch)
             .with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
+        let first_row = self.rows_read + 1;
+        self.rows_read += batch.rows.len() as u64;
         let mut commit = CommitBatch::default();
         let id_column = self
             .reconciler
@@ -56,9 +58,12 @@ impl Prepared<'_> {
                 }
                 Change::Invalid(reason) => {
                     counts.invalid += 1;
+                    // Named by its place in the source: a CSV's row 1 is
+                    // the line after its header, a query's the first row.
+                    let row = first_row + index as u64;
                     let message = match &key {
-                        Some(k) => format!("row with key {k}: {reason}"),
-                        None => format!("row {index} of its batch: {reason}"),
+                        Some(k) => format!("source row {row}, key {k}: {reason}"),
+                        None => format!("source row {row}: {reason}"),
                     };
                     commit.invalid.push(InvalidRow { key, message });
                     continue;

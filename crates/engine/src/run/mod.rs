@@ -39,6 +39,9 @@ mod load;
 mod mirror;
 mod plan;
 mod prepare;
+mod verify;
+
+pub use verify::{VerifyOptions, VerifyReport};
 
 /// Called after every batch with the run's counts so far.
 pub type ProgressFn = Arc<dyn Fn(&RunCounts) + Send + Sync>;
@@ -292,6 +295,9 @@ struct Prepared<'p> {
     deleting: bool,
     /// `sluice retry`: only rows with these keys are classified and sent.
     only_keys: Option<std::collections::HashSet<RowKey>>,
+    /// Rows of the model read before the batch being classified, so an
+    /// invalid row is named by its position in the source (1-based).
+    rows_read: u64,
 }
 
 /// The rows of one source batch that should be sent (mapped and

@@ -133,11 +133,12 @@ impl<S: StateStore> SyncEngine<'_, S> {
             mirror: MirrorSummary::default(),
             deleting: false,
             only_keys: None,
+            rows_read: 0,
         })
     }
 }
 
-async fn open_instance(
+pub(super) async fn open_instance(
     runtime: &Runtime,
     project_dir: &Path,
     cfg: &PluginInstance,

@@ -53,6 +53,28 @@ pub struct SandboxedHttp {
     pub gate: Option<RequestGate>,
     /// One permit per request in flight (`limits.requests_in_flight`).
     pub in_flight: InFlight,
+    /// Requests sent whose response never came back, see [`UnknownOutcomes`].
+    pub unknown: UnknownOutcomes,
+}
+
+/// Requests whose outcome is unknown: the connection was made and the
+/// request handed to it, then no response head came back (the connection
+/// dropped, or the first-byte timeout fired). The destination may have
+/// applied such a request, so a re-send relies on its idempotency key; the
+/// engine counts these apart (`outcome_unknown`) rather than as failures
+/// that certainly did nothing.
+#[derive(Clone, Default, Debug)]
+pub struct UnknownOutcomes(Arc<std::sync::atomic::AtomicU64>);
+
+impl UnknownOutcomes {
+    fn record(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The requests counted since the last take.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// What every outgoing request of an instance waits for first (the
@@ -227,6 +249,7 @@ impl WasiHttpHooks for SandboxedHttp {
             }
         };
         let gate = self.gate.clone();
+        let unknown = self.unknown.clone();
         let sending = async move {
             let target = Target::from_uri(request.uri())?;
             if let HttpMode::Replay(replayer) = &mode {
@@ -261,6 +284,7 @@ impl WasiHttpHooks for SandboxedHttp {
                 max_response_bytes,
                 waits,
                 stalls: &stalls,
+                unknown: &unknown,
             };
             match &mode {
                 HttpMode::Record(recorder) => record(recorder, request, send, &denials).await,
@@ -533,6 +557,7 @@ struct Outgoing<'a> {
     max_response_bytes: usize,
     waits: Waits,
     stalls: &'a Stalls,
+    unknown: &'a UnknownOutcomes,
 }
 
 impl Outgoing<'_> {
@@ -576,10 +601,17 @@ impl Outgoing<'_> {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        // From here the request may reach the destination: a failure
+        // before the response head leaves its outcome unknown.
         let response =
             match tokio::time::timeout(first_byte.limit, sender.send_request(request)).await {
-                Ok(response) => response.map_err(HttpError::from)?,
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    self.unknown.record();
+                    return Err(HttpError::from(e));
+                }
                 Err(_) => {
+                    self.unknown.record();
                     self.stalls.record(first_byte.stall(target));
                     return Err(HttpError::ConnectionReadTimeout);
                 }
