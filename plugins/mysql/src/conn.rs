@@ -144,6 +144,37 @@ impl Connection {
         Ok(())
     }
 
+    /// Run a statement that returns no rows; a server error comes back as
+    /// the inner `Err` with its number and SQLSTATE, so a caller can tell
+    /// a row's fault (a duplicate key, a bad value) from the statement's.
+    /// The connection stays usable after a server error.
+    pub fn execute_checked(&mut self, sql: &str) -> Result<Result<(), DbError>, PluginError> {
+        let context = format!("query: {}", abbreviate(sql));
+        let doing = format!("running {context}");
+        self.command(Command::COM_QUERY, sql.as_bytes(), &doing)?;
+        self.packet.clear();
+        let more = self
+            .framed
+            .next_packet(&mut self.packet)
+            .map_err(|e| codec_error(&self.target, &doing, e))?;
+        if !more {
+            return Err(PluginError::Retryable(format!(
+                "connection to {} closed by the server while {doing}",
+                self.target
+            )));
+        }
+        match self.packet.first() {
+            Some(0x00) => Ok(Ok(())),
+            Some(0xFF) => match ParseBuf(&self.packet).parse::<ErrPacket<'_>>(self.caps) {
+                Ok(ErrPacket::Error(error)) => Ok(Err(DbError::from_server(&error))),
+                Ok(ErrPacket::Progress(_)) | Err(_) => {
+                    Err(unexpected(&self.target, &doing, &self.packet))
+                }
+            },
+            _ => Err(unexpected(&self.target, &doing, &self.packet)),
+        }
+    }
+
     /// Send `sql` with COM_QUERY and read its result set header: the
     /// columns, or none for a statement without a result. Rows follow with
     /// [`next_row`].

@@ -14,10 +14,10 @@
 
 pub mod config;
 pub mod conn;
-mod discover;
-mod error;
+pub mod discover;
+pub mod error;
 pub mod reader;
-mod types;
+pub mod types;
 
 use config::Config;
 use conn::Connection;
@@ -73,4 +73,7 @@ impl Source for MySql {
     }
 }
 
+// The `mysql-destination` component links this crate for its connection
+// code without the feature, so it exports only its own world.
+#[cfg(feature = "component")]
 sluice_sdk::export_source!(MySql);

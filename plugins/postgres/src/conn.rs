@@ -10,7 +10,8 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::Message;
-use postgres_protocol::message::frontend;
+use postgres_protocol::message::frontend::{self, BindError};
+use postgres_protocol::IsNull;
 use sluice_sdk::PluginError;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -163,6 +164,77 @@ impl Connection {
                 _ => {}
             }
         }
+    }
+
+    /// Run one statement with text-format parameters through the extended
+    /// protocol (unnamed statement and portal, then Sync) and return its
+    /// text rows. `types` are the parameters' type OIDs (0 lets the server
+    /// infer one); a `None` parameter is NULL. A server error comes back as
+    /// the inner `Err` with all its fields, so a caller can tell a row's
+    /// fault (a constraint, a bad value) from the statement's; the
+    /// connection is ready for the next statement either way.
+    pub fn query_params(
+        &mut self,
+        sql: &str,
+        types: &[Oid],
+        params: &[Option<&str>],
+    ) -> Result<Result<TextRows, DbError>, PluginError> {
+        let doing = format!("running query: {}", abbreviate(sql));
+        self.encode_params(sql, types, params, &doing)?;
+        self.send(&doing)?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            match self.recv(&doing)? {
+                Message::DataRow(row) => rows.push(text_row(&row, &self.target, &doing)?),
+                Message::ErrorResponse(body) if error.is_none() => {
+                    error = Some(DbError::parse(&body));
+                }
+                Message::ReadyForQuery(_) => return Ok(error.map_or(Ok(rows), Err)),
+                Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
+                    return Err(unexpected(&self.target, &doing, "COPY (not supported)"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Parse, Bind, Execute and Sync for [`query_params`] into the buffer.
+    fn encode_params(
+        &mut self,
+        sql: &str,
+        types: &[Oid],
+        params: &[Option<&str>],
+        doing: &str,
+    ) -> Result<(), PluginError> {
+        frontend::parse("", sql, types.iter().copied(), &mut self.write_buf)
+            .map_err(|e| io_error(&self.target, doing, &e))?;
+        frontend::bind(
+            "",
+            "",
+            None::<i16>,
+            params.iter().copied(),
+            |param, buf| match param {
+                Some(text) => {
+                    buf.extend_from_slice(text.as_bytes());
+                    Ok(IsNull::No)
+                }
+                None => Ok(IsNull::Yes),
+            },
+            None::<i16>,
+            &mut self.write_buf,
+        )
+        .map_err(|e| {
+            let why = match e {
+                BindError::Conversion(e) => e.to_string(),
+                BindError::Serialization(e) => e.to_string(),
+            };
+            PluginError::Permanent(format!("cannot encode Bind while {doing}: {why}"))
+        })?;
+        frontend::execute("", 0, &mut self.write_buf)
+            .map_err(|e| io_error(&self.target, doing, &e))?;
+        frontend::sync(&mut self.write_buf);
+        Ok(())
     }
 
     /// Say goodbye; errors do not matter any more.

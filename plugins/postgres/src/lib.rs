@@ -17,9 +17,9 @@ pub mod config;
 pub mod conn;
 mod decode;
 mod discover;
-mod error;
+pub mod error;
 pub mod reader;
-mod types;
+pub mod types;
 
 use config::Config;
 use conn::Connection;
@@ -75,4 +75,7 @@ impl Source for Postgres {
     }
 }
 
+// The `postgres-destination` component links this crate for its
+// connection code without the feature, so it exports only its own world.
+#[cfg(feature = "component")]
 sluice_sdk::export_source!(Postgres);
