@@ -4,7 +4,9 @@
 //! - [`key`]: type-tagged encoding of primary keys and destination ids;
 //! - [`hash`]: where a row's content hash is computed;
 //! - [`snapshot`]: the compact in-memory map of what was delivered;
-//! - [`StateStore`]: the store's contract; [`SqliteStore`] the embedded one.
+//! - [`StateStore`]: the store's contract; [`SqliteStore`] the embedded one,
+//!   [`PostgresStore`] the shared one; [`open_state`] picks one from a
+//!   `--state` setting.
 //!
 //! The invariant: the `delivered` snapshot only ever holds rows the
 //! destination acknowledged. A run reports each batch's outcomes with
@@ -14,21 +16,24 @@
 //! the next run re-sends whatever was not recorded (at-least-once,
 //! idempotent by key).
 //!
-//! The trait is synchronous: SQLite calls block, so the async run loop calls
-//! the store from `tokio::task::spawn_blocking` (or a dedicated thread). It
-//! is `Send` so a store can move into such a task.
+//! The trait is synchronous: store calls block (the engine makes them from
+//! async code, as short as a local commit). It is `Send` so a store can move
+//! into a task or thread.
 
 pub mod hash;
 pub mod key;
 pub mod owner;
+pub mod postgres;
 pub mod schema;
 pub mod snapshot;
 mod sqlite;
 
 use std::fmt;
+use std::path::Path;
 
 use serde::Serialize;
 
+pub use self::postgres::PostgresStore;
 pub use owner::{current_owner, Lease, LeaseError};
 pub use sqlite::SqliteStore;
 
@@ -284,6 +289,20 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
+    /// `detail` is the server's message (severity, text, SQLSTATE, detail
+    /// and hint) or the client's with its causes.
+    #[error("state store {store}: {action}: {detail}")]
+    Postgres {
+        store: String,
+        action: String,
+        detail: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    /// The PostgreSQL store could not be reached; `store` is the URL with
+    /// its password hidden.
+    #[error("state store {store}: connecting: {detail}")]
+    Connect { store: String, detail: String },
     #[error("state store {store}: {0}", store = .1)]
     Io(std::io::Error, String),
     #[error("run {run} does not exist")]
@@ -328,6 +347,10 @@ pub enum StateError {
 
 /// Durable sync state. See the module docs for the commit invariant.
 pub trait StateStore: Send {
+    /// Where the state lives, for messages: a file path, or a URL with its
+    /// password hidden.
+    fn location(&self) -> String;
+
     /// Records a new `running` run of `sync` owned by this process, which
     /// holds the sync's lease ([`Lease`]) until the run finishes. Runs of the
     /// same sync left `running` (their lease is free, so their process is
@@ -403,4 +426,88 @@ pub trait StateStore: Send {
         fingerprint: u64,
         run: RunId,
     ) -> Result<(), StateError>;
+}
+
+/// Opens the state of the project in `project_dir`: `state` is where it
+/// lives (`--state` / `SLUICE_STATE`): a `postgres://` URL opens a
+/// [`PostgresStore`]; a path opens a SQLite file there (relative to the
+/// project); none opens the embedded default, `<project>/.sluice/state.db`.
+pub fn open_state(
+    project_dir: &Path,
+    state: Option<&str>,
+) -> Result<Box<dyn StateStore>, StateError> {
+    match state.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(Box::new(SqliteStore::open_project(project_dir)?)),
+        Some(url) if self::postgres::is_postgres_url(url) => {
+            Ok(Box::new(PostgresStore::connect(url)?))
+        }
+        Some(path) => Ok(Box::new(SqliteStore::open(&project_dir.join(path))?)),
+    }
+}
+
+/// A boxed store is a store, so the engine can run on whichever
+/// [`open_state`] chose.
+impl<S: StateStore + ?Sized> StateStore for Box<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn begin_run(&mut self, sync: &str, full_resync: bool) -> Result<RunId, StateError> {
+        (**self).begin_run(sync, full_resync)
+    }
+    fn commit_batch(&mut self, run: RunId, batch: &CommitBatch) -> Result<(), StateError> {
+        (**self).commit_batch(run, batch)
+    }
+    fn finish_run(
+        &mut self,
+        run: RunId,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        (**self).finish_run(run, status, error)
+    }
+    fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError> {
+        (**self).fail_run(run, stage, error)
+    }
+    fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
+        (**self).mark_interrupted_runs()
+    }
+    fn load_snapshot(&self, sync: &str) -> Result<Snapshot, StateError> {
+        (**self).load_snapshot(sync)
+    }
+    fn for_each_delivered(
+        &self,
+        sync: &str,
+        visit: &mut dyn FnMut(DeliveredRow),
+    ) -> Result<(), StateError> {
+        (**self).for_each_delivered(sync, visit)
+    }
+    fn ledger(&self, sync: &str) -> Result<Vec<LedgerEntry>, StateError> {
+        (**self).ledger(sync)
+    }
+    fn forget_snapshot(&mut self, sync: &str) -> Result<u64, StateError> {
+        (**self).forget_snapshot(sync)
+    }
+    fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError> {
+        (**self).run(run)
+    }
+    fn runs(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        (**self).runs(sync, limit)
+    }
+    fn samples(&self, run: RunId) -> Result<Vec<Sample>, StateError> {
+        (**self).samples(run)
+    }
+    fn unlock(&mut self, sync: &str) -> Result<Vec<RunId>, StateError> {
+        (**self).unlock(sync)
+    }
+    fn fingerprint(&self, sync: &str) -> Result<Option<u64>, StateError> {
+        (**self).fingerprint(sync)
+    }
+    fn record_fingerprint(
+        &mut self,
+        sync: &str,
+        fingerprint: u64,
+        run: RunId,
+    ) -> Result<(), StateError> {
+        (**self).record_fingerprint(sync, fingerprint, run)
+    }
 }

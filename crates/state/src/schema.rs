@@ -1,7 +1,9 @@
-//! The state schema, written once for SQLite and PostgreSQL.
+//! The SQLite state schema. (The PostgreSQL store has its own versioned
+//! migrations, with a tenant in every key: see [`crate::postgres`]; the
+//! tables and columns are the same.)
 //!
-//! The tables, columns and constraints are the same in both; only three
-//! spellings differ, so the DDL is a template:
+//! The DDL is a template over three spellings (its PostgreSQL spelling,
+//! without tenants, only checks that the template stays portable):
 //! - `{ID}`: the auto-assigned run id (`INTEGER PRIMARY KEY` is SQLite's
 //!   rowid alias; PostgreSQL uses an identity column);
 //! - `{BLOB}`: binary columns (`BLOB` / `BYTEA`);

@@ -167,6 +167,10 @@ fn to_sql_count(n: u64) -> i64 {
 }
 
 impl StateStore for SqliteStore {
+    fn location(&self) -> String {
+        self.name()
+    }
+
     fn begin_run(&mut self, sync: &str, full_resync: bool) -> Result<RunId, StateError> {
         let action = format!("starting a run of sync `{sync}`");
         let owner = self.owner.clone();
