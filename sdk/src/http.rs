@@ -55,6 +55,7 @@ pub struct Request {
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
     timeout: Duration,
+    chunked: bool,
 }
 
 impl Request {
@@ -74,6 +75,7 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             timeout: Duration::from_secs(30),
+            chunked: false,
         }
     }
 
@@ -111,6 +113,14 @@ impl Request {
     /// Connect and first-byte timeout (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Send the body with `Transfer-Encoding: chunked` instead of a
+    /// `Content-Length` (the default: every body is in memory, so its length
+    /// is known, and some receivers read only `Content-Length` bodies).
+    pub fn chunked(mut self, chunked: bool) -> Self {
+        self.chunked = chunked;
         self
     }
 
@@ -268,9 +278,28 @@ fn error_code(e: ErrorCode) -> HttpError {
     }
 }
 
+/// The headers as sent: with `content-length` for a body sent whole (the
+/// host then sends no chunked encoding), unless the caller set one or asked
+/// for chunks. A bodiless GET, HEAD or DELETE gets none.
+fn wire_headers(req: &Request) -> Vec<(String, Vec<u8>)> {
+    let mut headers = req.headers.clone();
+    let has_length = headers.iter().any(|(n, _)| n == "content-length");
+    let bodiless =
+        req.body.is_empty() && matches!(req.method, Method::Get | Method::Head | Method::Delete);
+    if req.chunked {
+        headers.retain(|(n, _)| n != "content-length");
+    } else if !has_length && !bodiless {
+        headers.push((
+            "content-length".into(),
+            req.body.len().to_string().into_bytes(),
+        ));
+    }
+    headers
+}
+
 fn send(req: Request) -> Result<Response, HttpError> {
     let url = parse_url(&req.url)?;
-    let headers = Fields::from_list(&req.headers)
+    let headers = Fields::from_list(&wire_headers(&req))
         .map_err(|e| HttpError::InvalidUrl(format!("invalid header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let _ = outgoing.set_method(&req.method);
@@ -368,4 +397,43 @@ fn stream_error(e: StreamError) -> HttpError {
 /// wall-clock deadline keeps counting).
 pub fn sleep(duration: Duration) {
     wasip2::clocks::monotonic_clock::subscribe_duration(duration.as_nanos() as u64).block();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn a_body_is_sent_with_its_length_unless_chunks_are_asked_for() {
+        let post = Request::post("http://x/hook").body_bytes("application/json", b"{}".to_vec());
+        assert_eq!(
+            header(&wire_headers(&post), "content-length"),
+            Some(&b"2"[..])
+        );
+        let empty_post = Request::post("http://x/hook");
+        assert_eq!(
+            header(&wire_headers(&empty_post), "content-length"),
+            Some(&b"0"[..])
+        );
+        assert_eq!(
+            header(&wire_headers(&Request::get("http://x/")), "content-length"),
+            None
+        );
+        let chunked = post.clone().chunked(true);
+        assert_eq!(header(&wire_headers(&chunked), "content-length"), None);
+        // A length the caller set is kept, not doubled.
+        let own = post.header("content-length", "2");
+        let lengths = wire_headers(&own)
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .count();
+        assert_eq!(lengths, 1);
+    }
 }

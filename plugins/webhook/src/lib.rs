@@ -1,8 +1,21 @@
 //! `webhook`: POSTs each batch as one JSON event to a URL.
 //!
 //! Requests are signed with Standard Webhooks v1 when a `whsec_` secret is
-//! configured: `webhook-id` (stable across retries), `webhook-timestamp`
-//! and `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{ts}.{body}">`.
+//! configured: `webhook-id`, `webhook-timestamp` and
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{ts}.{body}">`.
+//!
+//! **What a receiver can rely on** (README, "The webhook destination"):
+//! - bodies carry `Content-Length` (chunked only over `chunked_above_bytes`);
+//! - `webhook-id` names one message: the same on every retry of it (inside
+//!   the call, and when the host sends the same rows again), new for every
+//!   other message, so a new run or a `--full-resync` never reuses one;
+//! - `data.idempotency_keys[i]` belongs to `data.rows[i]`: a hash of the
+//!   row as sent (its identifier included) and of the sync's target and
+//!   this config. The same row content in the same sync always has the same
+//!   key; a receiver that skips a row whose key equals the last key it
+//!   applied *for that row's identifier* drops duplicates (retries,
+//!   resyncs) but never a real change, even one back to an earlier value.
+//!
 //! 429, 502, 503 and 504 (and transport failures) are retried inside the
 //! call while the wait is short (honouring `Retry-After`); longer waits are
 //! handed back to the host as rate-limited or retryable row results. 410
@@ -12,11 +25,12 @@
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use sluice_sdk::http::{self, Request, Response};
 use sluice_sdk::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use twox_hash::{XxHash3_128, XxHash3_64};
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +54,10 @@ struct Config {
     max_retry_wait_ms: u64,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    /// Bodies larger than this go chunked (`Transfer-Encoding: chunked`);
+    /// smaller ones carry `Content-Length`. 0 sends every body chunked.
+    #[serde(default = "default_chunked_above_bytes")]
+    chunked_above_bytes: u64,
 }
 
 fn default_event_type() -> String {
@@ -53,6 +71,11 @@ fn default_max_retry_wait_ms() -> u64 {
 }
 fn default_timeout_ms() -> u64 {
     30_000
+}
+/// 16 MiB: far above a default batch (500 rows), so only unusually wide
+/// batches go chunked unless asked.
+fn default_chunked_above_bytes() -> u64 {
+    16 << 20
 }
 
 impl Config {
@@ -116,7 +139,8 @@ impl Destination for Webhook {
                     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                     "max_retries": {"type": "integer", "minimum": 0, "default": 3},
                     "max_retry_wait_ms": {"type": "integer", "minimum": 0, "default": 5000},
-                    "timeout_ms": {"type": "integer", "minimum": 1, "default": 30000}
+                    "timeout_ms": {"type": "integer", "minimum": 1, "default": 30000},
+                    "chunked_above_bytes": {"type": "integer", "minimum": 0, "default": 16777216, "description": "bodies over this many bytes are sent chunked; smaller ones with Content-Length; 0 = always chunked"}
                 }
             }))
     }
@@ -150,18 +174,30 @@ impl Destination for Webhook {
     fn open(config: &str, target: WriteTarget) -> Result<WebhookWriter, PluginError> {
         let config = Config::parse(config)?;
         let key = config.secret.as_deref().map(signing_key).transpose()?;
-        Ok(WebhookWriter {
-            config,
-            key,
-            target,
-        })
+        let writer_id = getrandom::u64().map_err(|e| {
+            PluginError::Permanent(format!("no random source for message ids: {e}"))
+        })?;
+        Ok(WebhookWriter::new(config, key, target, writer_id))
     }
 }
 
 pub struct WebhookWriter {
     config: Config,
     key: Option<Vec<u8>>,
+    key_seed: u64,
     target: WriteTarget,
+    /// Random per writer (so per run): message ids never repeat across runs.
+    writer_id: u64,
+    /// Messages this writer has started.
+    sequence: u64,
+    /// The last message not yet answered for good: the host sending the
+    /// same rows again is a retry of it, under the same id.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    data: Vec<u8>,
+    id: String,
 }
 
 fn mode_name(mode: WriteMode) -> &'static str {
@@ -196,32 +232,81 @@ enum Attempt {
 }
 
 impl WebhookWriter {
-    /// The event, serialized straight into bytes: the same bytes as
-    /// `serde_json::to_vec` of the `json!` objects (keys in `serde_json::Map`
+    fn new(config: Config, key: Option<Vec<u8>>, target: WriteTarget, writer_id: u64) -> Self {
+        let key_seed = key_seed(&config, &target);
+        WebhookWriter {
+            config,
+            key,
+            key_seed,
+            target,
+            writer_id,
+            sequence: 0,
+            pending: None,
+        }
+    }
+
+    /// The event's `data`, serialized straight into bytes: the same bytes as
+    /// `serde_json::to_vec` of the `json!` object (keys in `serde_json::Map`
     /// order, rows as `Batch::row_json`), without building a
-    /// `serde_json::Value` tree per row or serializing `data` twice.
-    fn payload(&self, batch: &Batch) -> (String, Vec<u8>) {
-        let rows = rows_json(batch);
+    /// `serde_json::Value` tree per row. Each row's idempotency key hashes
+    /// the bytes just written for it.
+    fn data(&self, batch: &Batch) -> Vec<u8> {
+        let (rows, spans) = rows_json(batch);
+        let mut keys = Vec::with_capacity(spans.len() * 35 + 2);
+        keys.push(b'[');
+        for (i, span) in spans.into_iter().enumerate() {
+            if i > 0 {
+                keys.push(b',');
+            }
+            let key = XxHash3_128::oneshot_with_seed(self.key_seed, &rows[span]);
+            keys.extend_from_slice(format!("\"{key:032x}\"").as_bytes());
+        }
+        keys.push(b']');
         let data = serde_json::json!({
             "object": self.target.object,
             "mode": mode_name(self.target.mode),
             "identifier": self.target.identifier,
+            "idempotency_keys": serde_json::Value::Null,
             "rows": serde_json::Value::Null,
         });
-        let mut data_bytes = Vec::with_capacity(rows.len() + 256);
-        write_object(&mut data_bytes, &data, "rows", &rows);
-        // Stable across retries and reruns of the same content: receivers
-        // dedupe on it.
-        let id = format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32]);
+        let mut data_bytes = Vec::with_capacity(rows.len() + keys.len() + 256);
+        write_object(
+            &mut data_bytes,
+            &data,
+            &[("idempotency_keys", &keys), ("rows", &rows)],
+        );
+        data_bytes
+    }
+
+    /// The id of the message carrying `data`: the pending message's when
+    /// these are the same rows again (the host retrying them), else a new
+    /// one. Comparing bytes costs far less than hashing them.
+    fn message_id(&mut self, data: &[u8]) -> String {
+        if let Some(p) = &self.pending {
+            if p.data == data {
+                return p.id.clone();
+            }
+        }
+        self.sequence += 1;
+        let id = format!("msg_{:016x}{:08x}", self.writer_id, self.sequence);
+        self.pending = Some(Pending {
+            data: data.to_vec(),
+            id: id.clone(),
+        });
+        id
+    }
+
+    /// The whole event around `data`.
+    fn envelope(&self, data: &[u8]) -> Vec<u8> {
         let (_, timestamp) = unix_now();
         let envelope = serde_json::json!({
             "type": self.config.event_type,
             "timestamp": timestamp,
             "data": serde_json::Value::Null,
         });
-        let mut body = Vec::with_capacity(data_bytes.len() + 256);
-        write_object(&mut body, &envelope, "data", &data_bytes);
-        (id, body)
+        let mut body = Vec::with_capacity(data.len() + 256);
+        write_object(&mut body, &envelope, &[("data", data)]);
+        body
     }
 
     fn post(&self, id: &str, body: &[u8]) -> Result<Response, http::HttpError> {
@@ -240,7 +325,10 @@ impl WebhookWriter {
         for (name, value) in &self.config.headers {
             req = req.header(name, value);
         }
-        req.body_bytes("application/json", body.to_vec()).send()
+        let chunked = body.len() as u64 > self.config.chunked_above_bytes;
+        req.body_bytes("application/json", body.to_vec())
+            .chunked(chunked)
+            .send()
     }
 
     fn classify(
@@ -296,9 +384,23 @@ impl WebhookWriter {
     }
 }
 
-/// Serialize the object `map` (compact, in its own key order) with the value
-/// of key `raw` replaced by the already serialized JSON `raw_json`.
-fn write_object(out: &mut Vec<u8>, map: &serde_json::Value, raw: &str, raw_json: &[u8]) {
+/// The seed of every idempotency key of one writer: what of the sync this
+/// plugin sees (target and config; the secret and extra headers are not
+/// content and stay out).
+fn key_seed(config: &Config, target: &WriteTarget) -> u64 {
+    let seed = serde_json::json!({
+        "url": config.url,
+        "event_type": config.event_type,
+        "object": target.object,
+        "mode": mode_name(target.mode),
+        "identifier": target.identifier,
+    });
+    XxHash3_64::oneshot(seed.to_string().as_bytes())
+}
+
+/// Serialize the object `map` (compact, in its own key order) with the
+/// values of the keys in `raw` replaced by their already serialized JSON.
+fn write_object(out: &mut Vec<u8>, map: &serde_json::Value, raw: &[(&str, &[u8])]) {
     let map = map.as_object().expect("an object");
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
@@ -307,17 +409,19 @@ fn write_object(out: &mut Vec<u8>, map: &serde_json::Value, raw: &str, raw_json:
         }
         let _ = serde_json::to_writer(&mut *out, key);
         out.push(b':');
-        if key == raw {
-            out.extend_from_slice(raw_json);
-        } else {
-            let _ = serde_json::to_writer(&mut *out, value);
+        match raw.iter().find(|(k, _)| k == key) {
+            Some((_, json)) => out.extend_from_slice(json),
+            None => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
         }
     }
     out.push(b'}');
 }
 
-/// `[row_json(0), row_json(1), ...]` serialized, written value by value.
-fn rows_json(batch: &Batch) -> Vec<u8> {
+/// `[row_json(0), row_json(1), ...]` serialized, written value by value,
+/// and where each row's bytes are.
+fn rows_json(batch: &Batch) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
     // The keys in the order (and with the last-wins duplicates) of the
     // `serde_json::Map` that `row_json` collects: (column index, "key":).
     let order: serde_json::Map<String, serde_json::Value> = batch
@@ -335,28 +439,31 @@ fn rows_json(batch: &Batch) -> Vec<u8> {
         })
         .collect();
     let mut out = Vec::with_capacity(batch.len() * (64 + keys.len() * 24) + 2);
+    let mut spans = Vec::with_capacity(batch.len());
     out.push(b'[');
     for (r, row) in batch.rows.iter().enumerate() {
         if r > 0 {
             out.push(b',');
         }
+        let start = out.len();
         if row.len() < batch.columns.len() {
             // A short row (not sent by well-behaved sources): the general path.
             let _ = serde_json::to_writer(&mut out, &serde_json::Value::Object(batch.row_json(r)));
-            continue;
-        }
-        out.push(b'{');
-        for (k, (column, key)) in keys.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
+        } else {
+            out.push(b'{');
+            for (k, (column, key)) in keys.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(key);
+                write_value(&mut out, &row[*column]);
             }
-            out.extend_from_slice(key);
-            write_value(&mut out, &row[*column]);
+            out.push(b'}');
         }
-        out.push(b'}');
+        spans.push(start..out.len());
     }
     out.push(b']');
-    out
+    (out, spans)
 }
 
 /// One value as `Value::to_json` would serialize, without the detour for
@@ -373,20 +480,22 @@ fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
     };
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Writer for WebhookWriter {
     fn write(&mut self, batch: Batch) -> Result<Vec<RowResult>, PluginError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let (id, body) = self.payload(&batch);
+        let data = self.data(&batch);
+        let id = self.message_id(&data);
+        let body = self.envelope(&data);
         let mut attempt = 0;
         let result = loop {
             match self.classify(self.post(&id, &body))? {
-                Attempt::Done(result) => break result,
+                Attempt::Done(result) => {
+                    // Answered for good: the next rows are a new message.
+                    self.pending = None;
+                    break result;
+                }
                 Attempt::Retry { wait_ms, result } => {
                     if attempt >= self.config.max_retries || wait_ms > self.config.max_retry_wait_ms
                     {
@@ -452,28 +561,36 @@ mod tests {
                 vec![V::Decimal("NaN".into()), V::Text(String::new())],
             ],
         };
-        let writer = WebhookWriter {
-            config: Config::parse(r#"{"url":"https://x"}"#).unwrap(),
-            key: None,
-            target: WriteTarget {
-                object: "o\"bj".into(),
-                mode: WriteMode::Upsert,
-                identifier: "id".into(),
-            },
-        };
-        let (id, body) = writer.payload(&batch);
+        let writer = writer(r#"{"url":"https://x"}"#, "o\"bj", 1);
+        let data_bytes = writer.data(&batch);
+        let body = writer.envelope(&data_bytes);
         let rows: Vec<serde_json::Value> = (0..batch.len())
             .map(|i| serde_json::Value::Object(batch.row_json(i)))
             .collect();
-        let data = serde_json::json!({"object": "o\"bj", "mode": "upsert", "identifier": "id", "rows": rows});
-        let data_bytes = serde_json::to_vec(&data).unwrap();
+        let (rows_bytes, spans) = rows_json(&batch);
         assert_eq!(
-            String::from_utf8(rows_json(&batch)).unwrap(),
-            serde_json::to_string(&data["rows"]).unwrap()
+            String::from_utf8(rows_bytes.clone()).unwrap(),
+            serde_json::to_string(&rows).unwrap()
         );
+        // Each row's key hashes exactly that row's bytes.
+        let keys: Vec<String> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                assert_eq!(
+                    serde_json::from_slice::<serde_json::Value>(&rows_bytes[s.clone()]).unwrap(),
+                    rows[i]
+                );
+                format!(
+                    "{:032x}",
+                    XxHash3_128::oneshot_with_seed(writer.key_seed, &rows_bytes[s.clone()])
+                )
+            })
+            .collect();
+        let data = serde_json::json!({"object": "o\"bj", "mode": "upsert", "identifier": "id", "idempotency_keys": keys, "rows": rows});
         assert_eq!(
-            id,
-            format!("msg_{}", &to_hex(&Sha256::digest(&data_bytes))[..32])
+            String::from_utf8(data_bytes).unwrap(),
+            serde_json::to_string(&data).unwrap()
         );
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let expected = serde_json::to_vec(&serde_json::json!({
@@ -484,6 +601,80 @@ mod tests {
             String::from_utf8(body).unwrap(),
             String::from_utf8(expected).unwrap()
         );
+    }
+
+    fn writer(config: &str, object: &str, writer_id: u64) -> WebhookWriter {
+        WebhookWriter::new(
+            Config::parse(config).unwrap(),
+            None,
+            WriteTarget {
+                object: object.into(),
+                mode: WriteMode::Upsert,
+                identifier: "id".into(),
+            },
+            writer_id,
+        )
+    }
+
+    fn one_row(id: i64, name: &str) -> Batch {
+        Batch {
+            columns: vec!["id".into(), "name".into()],
+            rows: vec![vec![
+                sluice_sdk::Value::Integer(id),
+                sluice_sdk::Value::Text(name.into()),
+            ]],
+        }
+    }
+
+    fn key_of(writer: &WebhookWriter, batch: &Batch) -> String {
+        let data: serde_json::Value = serde_json::from_slice(&writer.data(batch)).unwrap();
+        data["idempotency_keys"][0].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_message_keeps_its_id_until_answered_and_ids_never_repeat_across_writers() {
+        let mut w = writer(r#"{"url":"https://x"}"#, "people", 7);
+        let first = w.data(&one_row(1, "ada"));
+        let id = w.message_id(&first);
+        assert_eq!(id, "msg_000000000000000700000001");
+        // The host sends the same rows again: a retry, the same id.
+        assert_eq!(w.message_id(&first), id);
+        // Other rows: a new message.
+        let second = w.data(&one_row(2, "grace"));
+        let next = w.message_id(&second);
+        assert_ne!(next, id);
+        // Once answered, even the same rows again are a new message.
+        w.pending = None;
+        assert_ne!(w.message_id(&second), next);
+        // Another writer (another run) never reuses an id.
+        let mut other = writer(r#"{"url":"https://x"}"#, "people", 8);
+        assert_ne!(other.message_id(&first), id);
+    }
+
+    #[test]
+    fn idempotency_keys_follow_row_content_and_the_sync_not_the_message() {
+        let w = writer(r#"{"url":"https://x"}"#, "people", 1);
+        let same_run_later = writer(r#"{"url":"https://x"}"#, "people", 2);
+        let ada = one_row(1, "ada");
+        assert_eq!(key_of(&w, &ada), key_of(&same_run_later, &ada));
+        assert_eq!(key_of(&w, &ada).len(), 32);
+        assert_ne!(key_of(&w, &ada), key_of(&w, &one_row(1, "ada lovelace")));
+        assert_ne!(key_of(&w, &ada), key_of(&w, &one_row(2, "ada")));
+        let other_object = writer(r#"{"url":"https://x"}"#, "leads", 1);
+        assert_ne!(key_of(&w, &ada), key_of(&other_object, &ada));
+        let other_event = writer(r#"{"url":"https://x","event_type":"t"}"#, "people", 1);
+        assert_ne!(key_of(&w, &ada), key_of(&other_event, &ada));
+        // The secret is not content: rotating it keeps the keys.
+        let signed = WebhookWriter::new(
+            Config::parse(
+                r#"{"url":"https://x","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
+            )
+            .unwrap(),
+            None,
+            w.target.clone(),
+            1,
+        );
+        assert_eq!(key_of(&w, &ada), key_of(&signed, &ada));
     }
 
     #[test]
