@@ -895,5 +895,41 @@ async fn invalid_rows_are_named_by_their_row_in_the_source() {
             .iter()
             .any(|m| m.starts_with("source row 5:") && m.contains("`email` is null")),
         "{messages:?}"
+/// Issue 16: a destination that refuses every call (here a receiver that
+/// answers 410 Gone to everything, a whole-call permanent error) is failing
+/// itself, not its rows: splitting finds no row it accepts, so the run
+/// fails with that error instead of succeeding with every row rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_failing_every_call_fails_the_run_and_blames_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx, "upsert", "");
+    csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);
+    rx.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((410, None), 3));
+    let failed = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains("receiver is gone (410)")
+            && error.contains("every call failed")
+            && error.matches("receiver is gone").count() == 1,
+        "{error}"
+    );
+    assert_eq!((failed.counts.ok, failed.counts.rejected), (0, 0));
+    // The whole chunk of two, then each row alone: three calls, then stop.
+    assert!(rx.script.lock().unwrap().is_empty());
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    assert!(store.ledger("customers").unwrap().is_empty());
+    drop(store);
+
+    let rerun = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(
+        (rerun.status, rerun.counts.ok),
+        (RunStatus::Succeeded, 2),
+        "{:?}",
+        rerun.error
     );
 }

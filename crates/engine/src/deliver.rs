@@ -122,7 +122,10 @@ impl Writer {
     /// the destination refuses as a whole is split in halves until the bad
     /// rows are isolated. When the destination fails, the rows it answered
     /// before (earlier attempts, other halves) are in `commit` and the error
-    /// is returned: the caller commits them anyway.
+    /// is returned: the caller commits them anyway. A destination that
+    /// refused every call of the chunk, down to each single row, answered
+    /// nothing: that is the plugin failing, not its rows, so the run fails
+    /// with the first error and no row is blamed.
     pub async fn deliver(
         &mut self,
         ctx: &DeliveryContext,
@@ -134,8 +137,13 @@ impl Writer {
             .identifier
             .as_ref()
             .and_then(|i| chunk.0.columns.iter().position(|c| c == i));
-        counts.sent += chunk.0.rows.len() as u64;
+        let chunk_rows = chunk.0.rows.len();
+        counts.sent += chunk_rows as u64;
         let mut pending = VecDeque::from([chunk]);
+        let mut answered_any = false;
+        let mut first_failure: Option<PluginFailure> = None;
+        // Rows isolated by splitting, rejected with their call's error.
+        let mut isolated: Vec<Rejection> = Vec::new();
         while let Some((batch, meta)) = pending.pop_front() {
             let WriteOutcome { rows, failure } = self.write_with_retry(ctx, &batch, counts).await;
             // Every answered row is recorded before anything else happens.
@@ -147,6 +155,7 @@ impl Writer {
             for ((row, meta), result) in batch.rows.into_iter().zip(meta).zip(rows) {
                 match result {
                     Some(Ok(())) => {
+                        answered_any = true;
                         let dest_id = id_column.map(|c| DestId::from_value(&row[c]));
                         commit.acknowledged.push(Ack::Delivered {
                             key: meta.key,
@@ -154,11 +163,14 @@ impl Writer {
                             dest_id,
                         });
                     }
-                    Some(Err(message)) => commit.rejected.push(Rejection {
-                        key: meta.key,
-                        hash: meta.hash,
-                        message,
-                    }),
+                    Some(Err(message)) => {
+                        answered_any = true;
+                        commit.rejected.push(Rejection {
+                            key: meta.key,
+                            hash: meta.hash,
+                            message,
+                        })
+                    }
                     None => {
                         unanswered.rows.push(row);
                         unanswered_meta.push(meta);
@@ -166,6 +178,7 @@ impl Writer {
                 }
             }
             let Some(failure) = failure else {
+                answered_any = true;
                 // A success that left rows without a result: the contract
                 // check makes this unreachable, but never claim them.
                 for m in unanswered_meta {
@@ -181,15 +194,17 @@ impl Writer {
                 continue;
             }
             if !is_row_problem(&failure) {
+                commit.rejected.append(&mut isolated);
                 return Err(failure.into());
             }
+            let message = failure.kind.to_string();
+            first_failure.get_or_insert(failure);
             if unanswered.rows.len() > 1 {
                 counts.retried += unanswered.rows.len() as u64;
                 pending.extend(split_in_half(unanswered, unanswered_meta));
             } else {
-                let message = failure.kind.to_string();
                 for m in unanswered_meta {
-                    commit.rejected.push(Rejection {
+                    isolated.push(Rejection {
                         key: m.key,
                         hash: m.hash,
                         message: message.clone(),
@@ -197,7 +212,17 @@ impl Writer {
                 }
             }
         }
-        Ok(())
+        match first_failure {
+            Some(failure) if !answered_any && chunk_rows > 1 => Err(anyhow::anyhow!(
+                "{failure} (every call failed, for the whole batch and for each of its \
+                 {chunk_rows} rows alone: the destination is failing, not the rows; none is \
+                 recorded as rejected and the next run sends them again)"
+            )),
+            _ => {
+                commit.rejected.append(&mut isolated);
+                Ok(())
+            }
+        }
     }
 
     /// Write a batch; retry retryable and throttled rows within the run.
