@@ -99,18 +99,22 @@ pub mod adapters {
     impl<T: Source> source::exports::sluice::plugin::source_api::Guest for SourceAdapter<T> {
         type Reader = ReaderAdapter<T>;
         fn spec() -> PluginSpec {
+            crate::log::report_panics();
             T::spec()
         }
         fn check(config: String) -> Result<(), PluginError> {
+            crate::log::report_panics();
             T::check(&config)
         }
         fn discover(config: String) -> Result<Vec<ObjectInfo>, PluginError> {
+            crate::log::report_panics();
             T::discover(&config)
         }
         fn read(
             config: String,
             request: ReadRequest,
         ) -> Result<source::exports::sluice::plugin::source_api::Reader, PluginError> {
+            crate::log::report_panics();
             let reader = T::read(&config, request)?;
             Ok(source::exports::sluice::plugin::source_api::Reader::new(
                 ReaderAdapter::<T>(RefCell::new(reader)),
@@ -120,6 +124,7 @@ pub mod adapters {
 
     impl<T: Source> source::exports::sluice::plugin::source_api::GuestReader for ReaderAdapter<T> {
         fn next(&self, max_rows: u32) -> Result<Option<Batch>, PluginError> {
+            crate::log::report_panics();
             self.0.borrow_mut().next(max_rows)
         }
     }
@@ -132,15 +137,18 @@ pub mod adapters {
     {
         type Transformer = TransformerAdapter<T>;
         fn spec() -> PluginSpec {
+            crate::log::report_panics();
             T::spec()
         }
         fn check(config: String) -> Result<(), PluginError> {
+            crate::log::report_panics();
             T::check(&config)
         }
         fn open(
             config: String,
         ) -> Result<transform::exports::sluice::plugin::transform_api::Transformer, PluginError>
         {
+            crate::log::report_panics();
             let t = T::open(&config)?;
             Ok(
                 transform::exports::sluice::plugin::transform_api::Transformer::new(
@@ -154,6 +162,7 @@ pub mod adapters {
         for TransformerAdapter<T>
     {
         fn transform(&self, input: Batch) -> Result<Transformed, PluginError> {
+            crate::log::report_panics();
             self.0.borrow_mut().transform(input)
         }
     }
@@ -166,12 +175,15 @@ pub mod adapters {
     impl<T: ColumnarTransform> columnar_api::Guest for ColumnarTransformAdapter<T> {
         type ColumnarTransformer = ColumnarTransformerAdapter<T>;
         fn spec() -> PluginSpec {
+            crate::log::report_panics();
             T::spec()
         }
         fn check(config: String) -> Result<(), PluginError> {
+            crate::log::report_panics();
             T::check(&config)
         }
         fn open(config: String) -> Result<columnar_api::ColumnarTransformer, PluginError> {
+            crate::log::report_panics();
             let t = T::open(&config)?;
             Ok(columnar_api::ColumnarTransformer::new(
                 ColumnarTransformerAdapter(RefCell::new(t)),
@@ -183,6 +195,7 @@ pub mod adapters {
         for ColumnarTransformerAdapter<T>
     {
         fn transform(&self, input: ColumnBatch) -> Result<ColumnsTransformed, PluginError> {
+            crate::log::report_panics();
             self.0.borrow_mut().transform(input)
         }
     }
@@ -195,12 +208,15 @@ pub mod adapters {
     {
         type Writer = WriterAdapter<T>;
         fn spec() -> PluginSpec {
+            crate::log::report_panics();
             T::spec()
         }
         fn check(config: String) -> Result<(), PluginError> {
+            crate::log::report_panics();
             T::check(&config)
         }
         fn discover(config: String) -> Result<Vec<ObjectInfo>, PluginError> {
+            crate::log::report_panics();
             T::discover(&config)
         }
         fn open(
@@ -208,6 +224,7 @@ pub mod adapters {
             target: WriteTarget,
         ) -> Result<destination::exports::sluice::plugin::destination_api::Writer, PluginError>
         {
+            crate::log::report_panics();
             let w = T::open(&config, target)?;
             Ok(
                 destination::exports::sluice::plugin::destination_api::Writer::new(
@@ -221,6 +238,7 @@ pub mod adapters {
         for WriterAdapter<T>
     {
         fn write(&self, input: Batch) -> Result<Vec<RowResult>, PluginError> {
+            crate::log::report_panics();
             self.0.borrow_mut().write(input)
         }
     }

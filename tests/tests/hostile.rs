@@ -738,12 +738,20 @@ async fn a_panic_traps_and_poisons_only_that_instance() {
     let test = runtime();
     let failure = expect_failure(side_by_side(&test, "panic", "", sandbox(&[])).await);
     assert!(matches!(failure.kind, FailureKind::Trap(_)), "{failure}");
+    // The call's error says where the author's code panicked, and why.
+    let error = failure.to_string();
+    assert!(
+        error.contains("panicked at src/lib.rs:200:")
+            && error.contains(": hostile plugin panicked on purpose (")
+            && error.contains("unreachable"),
+        "{error}"
+    );
     let lines = test.lines.lock().unwrap();
     assert!(
         lines
             .iter()
             .any(|l| &*l.plugin == "hostile" && l.message.contains("panicked on purpose")),
-        "the panic message reaches the log through stderr"
+        "the panic message reaches the log too"
     );
 }
 

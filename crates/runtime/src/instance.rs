@@ -287,12 +287,20 @@ fn classify_trap(
     if let Some(denial) = state.denials.take().into_iter().next() {
         return FailureKind::Denied(denial);
     }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => FailureKind::Deadline {
-            limit_ms: limits.call_deadline.as_millis(),
-        },
-        Some(trap) => FailureKind::Trap(format!("{trap}")),
-        None => FailureKind::Trap(format!("{:#}", anyhow::Error::from(error))),
+    let trap = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return FailureKind::Deadline {
+                limit_ms: limits.call_deadline.as_millis(),
+            }
+        }
+        Some(trap) => format!("{trap}"),
+        None => format!("{:#}", anyhow::Error::from(error)),
+    };
+    // A Rust panic traps as `unreachable`: what the author needs is the
+    // panic's message and location, which the plugin logged just before.
+    match state.log.take_panic() {
+        Some(panic) => FailureKind::Trap(format!("{panic} ({trap})")),
+        None => FailureKind::Trap(trap),
     }
 }
 

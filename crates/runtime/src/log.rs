@@ -147,6 +147,59 @@ struct Gate {
     instance_over: bool,
     dropped_bytes: usize,
     dropped_lines: usize,
+    /// What the plugin said about a panic in the call under way.
+    panic: PanicNote,
+}
+
+/// A Rust panic, as the plugin reported it before trapping: the SDK's
+/// panic hook logs `panicked at FILE:LINE:COL: MESSAGE` at error level;
+/// std's default hook writes `thread '…' panicked at FILE:LINE:COL:` and
+/// then the message to stderr. Kept (escaped and scrubbed) so the trap's
+/// error can say where the author's code failed.
+#[derive(Default)]
+enum PanicNote {
+    #[default]
+    None,
+    /// std's first stderr line, waiting for its message line.
+    Located(String),
+    Complete(String),
+}
+
+/// The panic line prefix the SDK's hook writes.
+pub const PANIC_PREFIX: &str = "panicked at ";
+
+impl PanicNote {
+    fn observe(&mut self, source: LogSource, line: &str) {
+        use super::bindings::host::Level;
+        match source {
+            LogSource::Log(Level::Error) if line.starts_with(PANIC_PREFIX) => {
+                *self = PanicNote::Complete(line.to_string());
+            }
+            LogSource::Stderr => {
+                if let PanicNote::Located(at) = self {
+                    *self = PanicNote::Complete(format!("{at} {line}"));
+                } else if let Some(at) = std_panic_location(line) {
+                    *self = PanicNote::Located(format!("{PANIC_PREFIX}{at}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn take(&mut self) -> Option<String> {
+        match std::mem::take(self) {
+            PanicNote::None => None,
+            PanicNote::Located(at) => Some(at),
+            PanicNote::Complete(note) => Some(note),
+        }
+    }
+}
+
+/// `src/lib.rs:3:5:` from std's `thread 'main' panicked at src/lib.rs:3:5:`.
+fn std_panic_location(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("thread '")?;
+    let (_, at) = rest.split_once("' panicked at ")?;
+    Some(at)
 }
 
 impl LogGate {
@@ -164,6 +217,7 @@ impl LogGate {
             instance_over: false,
             dropped_bytes: 0,
             dropped_lines: 0,
+            panic: PanicNote::None,
         })))
     }
 
@@ -177,6 +231,13 @@ impl LogGate {
         g.call = call.to_string();
         g.call_bytes = 0;
         g.call_over = false;
+        g.panic = PanicNote::None;
+    }
+
+    /// The panic the plugin reported during the call under way, if any
+    /// (`panicked at FILE:LINE:COL: MESSAGE`), once.
+    pub fn take_panic(&self) -> Option<String> {
+        self.gate().panic.take()
     }
 
     /// Bytes (after escaping) of the lines dropped over a budget.
@@ -195,6 +256,9 @@ impl LogGate {
         let (sink, plugin, out) = {
             let mut g = self.gate();
             let message = cap_line(escape(&g.secrets.scrub(raw))).into_owned();
+            // Before the budgets: a panic's note is kept even when its
+            // line is dropped.
+            g.panic.observe(source, &message);
             let out = g.admit(source, message);
             (g.sink.clone(), g.plugin.clone(), out)
         };
@@ -265,6 +329,41 @@ mod tests {
         assert_eq!(escape("\u{9b}2J tab\t"), "\\u{9b}2J tab\\t");
         assert_eq!(escape("a\u{202e}b\u{2028}c"), "a\\u{202e}b\\u{2028}c");
         assert_eq!(escape("naïve ✓"), "naïve ✓");
+    }
+
+    #[test]
+    fn a_panic_reported_by_the_sdk_or_by_std_is_kept_for_the_call() {
+        use crate::bindings::host::Level;
+        let (gate, _) = collecting(&Limits::default());
+        gate.begin_call("write");
+        gate.emit(
+            LogSource::Log(Level::Info),
+            "panicked at nothing: a plain line",
+        );
+        assert_eq!(gate.take_panic(), None);
+        gate.emit(
+            LogSource::Log(Level::Error),
+            "panicked at src/lib.rs:3:5: index out of bounds",
+        );
+        assert_eq!(
+            gate.take_panic().as_deref(),
+            Some("panicked at src/lib.rs:3:5: index out of bounds")
+        );
+        // std's hook: the location line, then the message (escaped).
+        gate.emit(
+            LogSource::Stderr,
+            "thread '<unnamed>' panicked at src/lib.rs:9:1:",
+        );
+        gate.emit(LogSource::Stderr, "boom\u{1b}[2J");
+        gate.emit(LogSource::Stderr, "note: run with `RUST_BACKTRACE=1`");
+        assert_eq!(
+            gate.take_panic().as_deref(),
+            Some("panicked at src/lib.rs:9:1: boom\\u{1b}[2J")
+        );
+        // A new call forgets the last one's.
+        gate.emit(LogSource::Log(Level::Error), "panicked at a.rs:1:1: x");
+        gate.begin_call("write");
+        assert_eq!(gate.take_panic(), None);
     }
 
     #[test]
