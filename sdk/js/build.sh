@@ -11,14 +11,22 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-want="$(node -p "require('$here/package-lock.json').packages['node_modules/@bytecodealliance/componentize-js'].version")"
-have="$(node -p "try { require('$here/node_modules/@bytecodealliance/componentize-js/package.json').version } catch { '' }")"
-if [ "$have" != "$want" ]; then
-    echo "sdk/js: installing componentize-js $want into $here/node_modules" >&2
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+ensure_toolchain() {
+    local want have
+    want="$(node -p "require('$here/package-lock.json').packages['node_modules/@bytecodealliance/componentize-js'].version")"
+    have="$(node -p "try { require('$here/node_modules/@bytecodealliance/componentize-js/package.json').version } catch { '' }")"
+    if [ "$have" != "$want" ]; then
+        echo "sdk/js: installing componentize-js $want into $here/node_modules" >&2
+        (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
 
 build_one() {
+    # A syntax error is reported as FILE:LINE:COLUMN and the parser's
+    # message (componentize-js says only that parsing failed), before
+    # anything is installed.
+    node "$here/check.mjs" "$1" || { echo "sdk/js: $1 does not parse; nothing was built" >&2; exit 1; }
+    ensure_toolchain
     node "$here/build.mjs" "$1" "$2" "$3" "$root/wit"
 }
 

@@ -29,6 +29,29 @@ ensure_toolchain() {
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 }
 
+# check_syntax APP_DIR: every .py of the plugin parses, else each error as
+# FILE:LINE:COLUMN: SyntaxError: MESSAGE with the line (componentize-py
+# reports it as an AssertionError about /0/app.py). Runs before anything
+# is installed.
+check_syntax() {
+    "$python" - "$1" <<'PY'
+import ast, pathlib, sys
+
+bad = 0
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
+    if {"__pycache__", ".venv"} & set(path.parts):
+        continue
+    try:
+        ast.parse(path.read_bytes(), str(path))
+    except SyntaxError as e:
+        bad += 1
+        print(f"{e.filename}:{e.lineno}:{e.offset}: SyntaxError: {e.msg}", file=sys.stderr)
+        if e.text:
+            print("    " + e.text.strip(), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
 # build_one APP_DIR KIND OUT
 build_one() {
     local app_dir kind out imports
@@ -47,6 +70,8 @@ build_one() {
         echo "$app_dir/app.py not found: a Python plugin's entry module is app.py" >&2
         exit 2
     fi
+    check_syntax "$app_dir" || { echo "sdk/python: $app_dir does not parse; nothing was built" >&2; exit 1; }
+    ensure_toolchain
     mkdir -p "$(dirname "$out")"
     echo "sdk/python: building $app_dir ($kind) -> $out" >&2
     # Run from an empty directory: componentize-py adds the current
@@ -65,8 +90,6 @@ build_one() {
     ) || { rm -rf "$scratch"; echo "sdk/python: building $app_dir failed" >&2; exit 1; }
     rm -rf "$scratch"
 }
-
-ensure_toolchain
 
 if [ $# -eq 3 ]; then
     case "$3" in /*) out="$3" ;; *) out="$PWD/$3" ;; esac

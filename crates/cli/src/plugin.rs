@@ -19,8 +19,8 @@ pub enum PluginCommand {
     /// Show what a plugin is: its world and contract version, its spec, the
     /// capabilities it requests and its config schema.
     ///
-    /// PLUGIN is a .wasm file or the name of a built-in plugin (see
-    /// `sluice plugin list`).
+    /// PLUGIN is a .wasm file, a plugin project directory (its built
+    /// component) or the name of a built-in plugin (see `sluice plugin list`).
     ///
     /// Example: sluice plugin inspect webhook --json
     Inspect {
@@ -73,9 +73,12 @@ pub enum PluginCommand {
     ///
     /// PATH is a plugin project (its built component and fixtures/), a .wasm
     /// file or a built-in name. --record saves every HTTP exchange (secrets
-    /// redacted) to a cassette; --replay serves them from it, offline.
+    /// redacted) to a cassette (a project's cassettes/cassette.json unless
+    /// a path is given); --replay serves them from it, offline, with no
+    /// --allow needed.
     ///
-    /// Example: sluice plugin test . --allow http://127.0.0.1:8080 --record fixtures/cassette.json
+    /// Example: sluice plugin test . --allow http://127.0.0.1:8080 --record
+    ///          sluice plugin test . --replay
     Test(TestArgs),
 }
 
@@ -107,12 +110,15 @@ pub struct TestArgs {
     /// Grant a network destination or directory, as for `plugin check`.
     #[arg(long = "allow", value_name = "GRANT")]
     pub allow: Vec<String>,
-    /// Record every HTTP exchange to this cassette (JSON).
-    #[arg(long, value_name = "CASSETTE", conflicts_with = "replay")]
-    pub record: Option<PathBuf>,
-    /// Serve HTTP responses from this cassette, offline.
-    #[arg(long, value_name = "CASSETTE")]
-    pub replay: Option<PathBuf>,
+    /// Record every HTTP exchange to a cassette (JSON, secrets redacted);
+    /// for a project, by default cassettes/cassette.json, apart from the
+    /// fixtures.
+    #[arg(long, value_name = "CASSETTE", num_args = 0..=1, conflicts_with = "replay")]
+    pub record: Option<Option<PathBuf>>,
+    /// Serve HTTP responses from a cassette (default as for --record),
+    /// offline: the origins it recorded need no --allow.
+    #[arg(long, value_name = "CASSETTE", num_args = 0..=1)]
+    pub replay: Option<Option<PathBuf>>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -120,7 +126,7 @@ pub struct TestArgs {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// A .wasm component or the name of a built-in plugin.
+    /// A .wasm component, a plugin project directory or a built-in plugin name.
     pub plugin: String,
     /// The name the project uses for it (default: the name in its spec).
     #[arg(long)]
@@ -137,7 +143,7 @@ pub struct InstallArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A .wasm file or a built-in plugin name.
+    /// A .wasm file, a plugin project directory or a built-in plugin name.
     pub plugin: String,
     /// The plugin's config: a JSON file (or - for stdin).
     #[arg(long, short)]
@@ -177,8 +183,29 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
     }
 }
 
-/// Load a plugin from a path or a built-in name.
+/// A plugin project directory (one with `sluice-plugin.json`) stands for
+/// its built component, as for `plugin test DIR`; anything else is itself.
+fn component_reference(reference: &str) -> Result<String> {
+    let path = PathBuf::from(reference);
+    if !path.is_dir() {
+        return Ok(reference.to_string());
+    }
+    let manifest = scaffold::Manifest::load(&path)?;
+    let component = path.join(&manifest.component);
+    if !component.is_file() {
+        bail!(
+            "{} is not built yet: run `sluice plugin build {}`",
+            component.display(),
+            path.display()
+        );
+    }
+    Ok(component.display().to_string())
+}
+
+/// Load a plugin from a path (a .wasm file or a plugin project directory)
+/// or a built-in name.
 pub fn load_plugin(runtime: &Runtime, reference: &str) -> Result<Plugin> {
+    let reference = &component_reference(reference)?;
     let path = PathBuf::from(reference);
     if path.exists() {
         return Plugin::load(runtime, &path);
@@ -360,7 +387,7 @@ async fn install(args: InstallArgs) -> Result<()> {
     let done = plugin_store::install(
         &runtime,
         dir,
-        &args.plugin,
+        &component_reference(&args.plugin)?,
         args.name.as_deref(),
         args.force,
     )
@@ -421,35 +448,22 @@ fn new(args: NewArgs) -> Result<()> {
 
 async fn test(args: TestArgs) -> Result<()> {
     let path = PathBuf::from(&args.plugin);
-    // A project directory: its component and its fixtures.
-    let (reference, default_fixtures) = if path.is_dir() {
-        let manifest = scaffold::Manifest::load(&path)?;
-        let component = path.join(&manifest.component);
-        if !component.is_file() {
-            bail!(
-                "{} is not built yet: run `sluice plugin build {}`",
-                component.display(),
-                path.display()
-            );
-        }
-        (component.display().to_string(), Some(path.join("fixtures")))
-    } else {
-        (args.plugin.clone(), None)
-    };
+    // A project directory: its component, its fixtures and its cassettes.
+    let reference = component_reference(&args.plugin)?;
+    let project = path.is_dir().then_some(path);
     let fixtures = args
         .fixtures
-        .or(default_fixtures)
+        .or_else(|| project.as_ref().map(|p| p.join("fixtures")))
         .context("--fixtures DIR is needed for a plugin that is not a project directory")?;
-    let files = harness::fixture_files(&fixtures)?;
+    let found = harness::fixture_files(&fixtures)?;
+    for note in &found.skipped {
+        eprintln!("{note}");
+    }
+    let tape = tape(args.record, args.replay, project.as_deref())?;
     let grants = Grants::parse(&args.allow, &std::env::current_dir()?)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let plugin = load_plugin(&runtime, &reference)?;
     let spec = plugin.spec().await?;
-    let tape = match (args.record, args.replay) {
-        (Some(p), _) => Some(harness::Tape::Record(p)),
-        (_, Some(p)) => Some(harness::Tape::Replay(p)),
-        _ => None,
-    };
     let sandbox = Sandbox {
         grants,
         limits: None,
@@ -457,7 +471,7 @@ async fn test(args: TestArgs) -> Result<()> {
         http: Default::default(),
         secrets: Default::default(),
     };
-    let outcomes = harness::run(&plugin, &spec, &files, sandbox, tape.as_ref()).await?;
+    let outcomes = harness::run(&plugin, &spec, &found.files, sandbox, tape.as_ref()).await?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
@@ -481,4 +495,27 @@ async fn test(args: TestArgs) -> Result<()> {
         bail!("{failed} fixture(s) failed");
     }
     Ok(())
+}
+
+/// `--record [CASSETTE]` / `--replay [CASSETTE]`: a path given, or the
+/// project's `cassettes/cassette.json`, apart from its fixtures.
+fn tape(
+    record: Option<Option<PathBuf>>,
+    replay: Option<Option<PathBuf>>,
+    project: Option<&std::path::Path>,
+) -> Result<Option<harness::Tape>> {
+    let (flag, given, make): (_, _, fn(PathBuf) -> harness::Tape) = match (record, replay) {
+        (Some(p), _) => ("--record", p, harness::Tape::Record),
+        (_, Some(p)) => ("--replay", p, harness::Tape::Replay),
+        _ => return Ok(None),
+    };
+    let path = match (given, project) {
+        (Some(p), _) => p,
+        (None, Some(dir)) => harness::default_cassette(dir),
+        (None, None) => bail!(
+            "{flag} needs a CASSETTE path for a plugin that is not a project directory \
+             (a project's default is cassettes/cassette.json)"
+        ),
+    };
+    Ok(Some(make(path)))
 }

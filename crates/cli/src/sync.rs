@@ -4,7 +4,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use sluice_config::{self as config, Diagnostic, Project};
-use sluice_engine::run::{ProgressFn, RunOptions, RunReport, SyncEngine, VerifyOptions};
+use sluice_engine::run::{
+    check_destination, discover_destination, DestinationCheck, ProgressFn, RunOptions, RunReport,
+    SyncEngine, VerifyOptions,
+};
 use sluice_registry::{load_plugin, refused_grants};
 use sluice_runtime::log::escape;
 use sluice_runtime::sandbox::intersect as grants;
@@ -290,6 +293,46 @@ pub async fn check_plugins(project: &Project, runtime: &Runtime) -> Vec<Diagnost
             ));
         }
     }
+    if problems.is_empty() {
+        problems.extend(check_destinations(project, runtime).await);
+    }
+    problems
+}
+
+/// Every sync against what its destination says it supports (`discover`,
+/// asked once per destination): the object, the write mode (and delete for
+/// mirror), the identifier and the mapped fields, as a run checks them
+/// before reading anything. A destination that cannot be asked now (no
+/// network, no credentials) is noted on stderr and checked by the run.
+async fn check_destinations(project: &Project, runtime: &Runtime) -> Vec<Diagnostic> {
+    let mut discovered = std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    for sync in project.syncs.values() {
+        let cfg = &project.destination_of(sync).instance;
+        if !discovered.contains_key(&sync.destination) {
+            let objects = discover_destination(runtime, project, cfg).await;
+            if let Err(e) = &objects {
+                eprintln!(
+                    "note: destination `{}` could not be asked what it supports ({}); \
+                     `run` checks the object, mode and fields of its syncs",
+                    sync.destination,
+                    escape(&format!("{e:#}"))
+                );
+            }
+            discovered.insert(sync.destination.clone(), objects.ok());
+        }
+        let Some(Some(objects)) = discovered.get(&sync.destination) else {
+            continue;
+        };
+        if let DestinationCheck::Refused(why) = check_destination(objects, cfg, sync) {
+            problems.push(diagnostic_at(
+                project,
+                Some(&sync.location),
+                format!("sync `{}`: {why}", sync.name),
+                None,
+            ));
+        }
+    }
     problems
 }
 
@@ -390,8 +433,7 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     }
     let c = &report.counts;
     println!("plan for sync `{}` (nothing is written):", report.sync);
-    println!("  would send {} row(s): {} added, {} changed; {} to delete; {} unchanged; {} invalid; {} fail mapping or transforms",
-        c.planned, c.added, c.changed, c.removed, c.unchanged, c.invalid, c.rejected);
+    println!("  {}", plan_summary(c));
     if let Ok(sync) = project.sync(&report.sync) {
         if report.config_changed {
             let resent = if sync.mode.sends_changed() {
@@ -421,6 +463,26 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The plan's counts in one line. `planned` counts every row selected to
+/// send (deletes included) before mapping and transforms; the rows they
+/// reject are not sent, so they are subtracted, never counted as sent.
+fn plan_summary(c: &RunCounts) -> String {
+    let writes = c.planned.saturating_sub(c.removed);
+    let sends = writes.saturating_sub(c.rejected);
+    let failing = if c.rejected > 0 {
+        format!(
+            " ({writes} selected, {} failing mapping or transforms)",
+            c.rejected
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "would send {sends} row(s){failing}: {} added, {} changed; {} to delete; {} unchanged; {} invalid",
+        c.added, c.changed, c.removed, c.unchanged, c.invalid
+    )
 }
 
 pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
@@ -864,4 +926,38 @@ pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
 
 fn lock_store(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {
     store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_counts_as_sent_only_rows_that_would_be_sent() {
+        // 5 rows selected, 2 rejected by a mapping: 3 go out.
+        let c = RunCounts {
+            planned: 5,
+            added: 4,
+            changed: 1,
+            rejected: 2,
+            unchanged: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_summary(&c),
+            "would send 3 row(s) (5 selected, 2 failing mapping or transforms): \
+             4 added, 1 changed; 0 to delete; 7 unchanged; 0 invalid"
+        );
+        // Deletes are counted apart from the rows sent.
+        let c = RunCounts {
+            planned: 3,
+            added: 1,
+            removed: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_summary(&c),
+            "would send 1 row(s): 1 added, 0 changed; 2 to delete; 0 unchanged; 0 invalid"
+        );
+    }
 }

@@ -114,6 +114,35 @@ fn install_records_the_lock_and_a_changed_component_is_refused() {
         before
     );
 
+    // Another component under the same name and version is refused, showing
+    // both digests. (A custom section appended keeps it a valid component.)
+    let mut changed = sluice_registry::builtin::WEBHOOK.to_vec();
+    changed.extend_from_slice(&[0x00, 0x03, 0x01, b'x', b'y']);
+    let changed_path = dir.path().join("changed-webhook.wasm");
+    std::fs::write(&changed_path, &changed).unwrap();
+    let inspect = sluice(&["plugin", "inspect", p(&changed_path), "--json"]);
+    let inspected: serde_json::Value = serde_json::from_slice(&inspect.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&inspect)));
+    let new_digest = inspected["sha256"].as_str().unwrap();
+    assert_ne!(new_digest, entry.sha256);
+    let err = failed(sluice(&[
+        "plugin",
+        "install",
+        p(&changed_path),
+        "-C",
+        p(project),
+    ]));
+    assert!(
+        err.contains(&format!("installed sha256 {}", entry.sha256))
+            && err.contains(&format!("this component sha256 {new_digest}"))
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("sluice.lock")).unwrap(),
+        before
+    );
+
     // A pinned reference validates (the webhook asks for its URL, granted).
     write_hook_project(
         project,
@@ -252,6 +281,13 @@ fn a_scaffolded_rust_transform_builds_passes_its_fixture_and_installs_side_by_si
     let out = ok(sluice(&["plugin", "test", p(&plugin_dir)]));
     assert!(
         out.contains("pass example") && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+    // The project directory stands for its component, as for `test`.
+    let out = ok(sluice(&["plugin", "inspect", p(&plugin_dir)]));
+    assert!(
+        out.contains("lowercase 0.1.0: A transform of one column")
+            && out.contains("world         transform"),
         "{out}"
     );
 
@@ -443,10 +479,254 @@ fn a_recorded_webhook_replays_offline_with_identical_results() {
         err.contains("FAIL two_rows") && err.contains("has a different body"),
         "{err}"
     );
-    // Grants stay in force during replay.
-    let mut denied: Vec<&str> = replay_text.clone();
-    let pos = denied.iter().position(|a| *a == "--allow").unwrap();
-    denied.drain(pos..pos + 2);
-    let err = failed(sluice(&denied));
+    // Replay needs no grant for what the cassette recorded...
+    let mut ungranted: Vec<&str> = replay_text.clone();
+    let pos = ungranted.iter().position(|a| *a == "--allow").unwrap();
+    ungranted.drain(pos..pos + 2);
+    std::fs::write(
+        fixtures.join("two_rows.json"),
+        fixture(
+            r#"[{"id": 1, "email": "ada@example.com"}, {"id": 2, "email": "grace@example.com"}]"#,
+        ),
+    )
+    .unwrap();
+    let out = ok(sluice(&ungranted));
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    // ... but grants stay in force for anything else.
+    std::fs::write(
+        fixtures.join("two_rows.json"),
+        fixture(r#"[{"id": 1, "email": "ada@example.com"}]"#)
+            .replace(&url, "http://127.0.0.1:9/elsewhere"),
+    )
+    .unwrap();
+    let err = failed(sluice(&ungranted));
     assert!(err.contains("denied"), "{err}");
+}
+
+/// Issue 16: in a plugin project, `--record` and `--replay` use
+/// `cassettes/cassette.json`, apart from the fixtures; a cassette left among
+/// the fixtures is skipped, saying so, rather than failing every fixture.
+#[test]
+fn a_project_records_into_cassettes_and_replays_without_a_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("hook");
+    std::fs::create_dir_all(project.join("dist")).unwrap();
+    std::fs::create_dir_all(project.join("fixtures")).unwrap();
+    std::fs::write(
+        project.join("dist/webhook.wasm"),
+        sluice_registry::builtin::WEBHOOK,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("sluice-plugin.json"),
+        r#"{"name": "webhook", "lang": "rust", "kind": "destination", "component": "dist/webhook.wasm"}"#,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(common::receiver());
+    std::fs::write(
+        project.join("fixtures/one_row.json"),
+        format!(
+            r#"{{"config": {{"url": "{}"}}, "input": [{{"id": 1}}], "expect": {{"results": ["accepted"]}}}}"#,
+            receiver.url
+        ),
+    )
+    .unwrap();
+
+    let grant = receiver.grant();
+    let out = ok(sluice(&[
+        "plugin",
+        "test",
+        p(&project),
+        "--allow",
+        &grant,
+        "--record",
+    ]));
+    let cassette = project.join("cassettes/cassette.json");
+    assert!(
+        out.contains("1 passed, 0 failed")
+            && out.contains(&format!("recorded {}", cassette.display())),
+        "{out}"
+    );
+    assert_eq!(receiver.rows().len(), 1);
+
+    // A cassette copied among the fixtures is skipped and named.
+    let stray = project.join("fixtures/cassette.json");
+    std::fs::copy(&cassette, &stray).unwrap();
+    let out = ok(sluice(&["plugin", "test", p(&project), "--replay"]));
+    assert!(
+        out.contains("1 passed, 0 failed")
+            && out.contains(&format!(
+                "skipped {}: a cassette, not a fixture",
+                stray.display()
+            )),
+        "{out}"
+    );
+    assert_eq!(receiver.rows().len(), 1, "replay sent nothing");
+
+    // Outside a project a cassette path is needed.
+    let err = failed(sluice(&[
+        "plugin",
+        "test",
+        "webhook",
+        "--fixtures",
+        p(&project.join("fixtures")),
+        "--replay",
+    ]));
+    assert!(err.contains("--replay needs a CASSETTE path"), "{err}");
+}
+
+/// Issue 16: `validate` asks each sync's destination what it supports, as
+/// `run` does, so it never says ok to a mode `run` refuses.
+#[test]
+fn validate_refuses_a_write_mode_the_destination_does_not_support() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::write(project.join("data/people.csv"), "id,email\n1,a@x.com\n").unwrap();
+    // The hostile plugin's `echo-secret` destination writes `events` in
+    // upsert mode only (it asks for `dir:${config.dir}`, granted here).
+    let write = |mode: &str| {
+        std::fs::write(
+            project.join("sluice.yaml"),
+            format!(
+                r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  api: {{ plugin: "{}", config: {{ attack: echo-secret, dir: /x }}, grants: ["dir:data:/x"] }}
+models:
+  people: {{ source: files, object: people.csv, primary_key: id }}
+syncs:
+  people_to_api: {{ model: people, destination: api, object: events, mode: {mode}, identifier: id }}
+"#,
+                common::HOSTILE_PATH
+            ),
+        )
+        .unwrap();
+    };
+    write("append");
+    let err = failed(sluice(&["validate", "-C", p(project)]));
+    assert!(
+        err.contains("sluice.yaml:7:")
+            && err.contains("sync `people_to_api`")
+            && err.contains("needs `events` to support append writes; it supports: upsert"),
+        "{err}"
+    );
+    // `run` refuses it for the same reason.
+    let err = failed(sluice(&["run", "people_to_api", "-C", p(project)]));
+    assert!(
+        err.contains("needs `events` to support append writes"),
+        "{err}"
+    );
+    write("upsert");
+    ok(sluice(&["validate", "-C", p(project)]));
+}
+
+/// Issue 16: a build that fails leaves no component behind for `plugin test`
+/// to pass against; scaffolds describe what they are, write fixtures as a
+/// person would, and ignore Python's caches.
+#[test]
+fn a_failed_build_removes_the_stale_component_and_scaffolds_read_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("upper");
+    ok(sluice(&[
+        "plugin",
+        "new",
+        "upper",
+        "--lang",
+        "rust",
+        "--kind",
+        "transform",
+        "--dir",
+        p(&plugin_dir),
+    ]));
+    let fixture = std::fs::read_to_string(plugin_dir.join("fixtures/example.json")).unwrap();
+    assert!(
+        fixture.starts_with("{\n  \"") && fixture.ends_with("}\n") && fixture.lines().count() > 10,
+        "{fixture}"
+    );
+    let lib = std::fs::read_to_string(plugin_dir.join("src/lib.rs")).unwrap();
+    assert!(
+        !lib.contains("\"Lower-cases one column\"")
+            && lib.contains("A transform of one column (scaffolded: it lower-cases it)"),
+        "{lib}"
+    );
+
+    // A component from an earlier build, then a build that fails.
+    let component = plugin_dir.join("dist/upper.wasm");
+    std::fs::create_dir_all(component.parent().unwrap()).unwrap();
+    std::fs::write(&component, sluice_registry::builtin::WEBHOOK).unwrap();
+    std::fs::write(plugin_dir.join("Cargo.toml"), "[package\nnot toml").unwrap();
+    let err = failed(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["plugin", "build", p(&plugin_dir)])
+            .env("CARGO_TARGET_DIR", scaffold_target_dir())
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("failed"), "{err}");
+    assert!(!component.exists(), "the stale component is gone");
+    for command in ["test", "inspect"] {
+        let err = failed(sluice(&["plugin", command, p(&plugin_dir)]));
+        assert!(
+            err.contains("is not built yet: run `sluice plugin build"),
+            "{command}: {err}"
+        );
+    }
+
+    // Python: caches ignored, the same pretty fixture.
+    let py = dir.path().join("py-upper");
+    ok(sluice(&[
+        "plugin",
+        "new",
+        "upper",
+        "--lang",
+        "python",
+        "--kind",
+        "transform",
+        "--dir",
+        p(&py),
+    ]));
+    let ignore = std::fs::read_to_string(py.join(".gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "__pycache__/"), "{ignore}");
+    let fixture = std::fs::read_to_string(py.join("fixtures/example.json")).unwrap();
+    assert!(fixture.starts_with("{\n  \""), "{fixture}");
+    let app = std::fs::read_to_string(py.join("app.py")).unwrap();
+    assert!(!app.contains("\"Lower-cases one column\""), "{app}");
+
+    // Syntax errors name the file, line and column with the parser's
+    // message, before any toolchain is installed or anything is built.
+    std::fs::write(py.join("app.py"), app.replacen("def ", "def (", 1)).unwrap();
+    let err = failed(sluice(&["plugin", "build", p(&py)]));
+    let at = format!("{}:", py.join("app.py").display());
+    assert!(
+        err.contains(&at) && err.contains("SyntaxError: ") && err.contains("nothing was built"),
+        "{err}"
+    );
+    let js = dir.path().join("js-upper");
+    ok(sluice(&[
+        "plugin",
+        "new",
+        "upper",
+        "--lang",
+        "js",
+        "--kind",
+        "transform",
+        "--dir",
+        p(&js),
+    ]));
+    let source = std::fs::read_to_string(js.join("plugin.js")).unwrap();
+    let line = source.lines().position(|l| l == "  spec() {").unwrap() + 1;
+    std::fs::write(
+        js.join("plugin.js"),
+        source.replacen("  spec() {", "  spec( {", 1),
+    )
+    .unwrap();
+    let err = failed(sluice(&["plugin", "build", p(&js)]));
+    assert!(
+        err.contains(&format!("{}:{line}:", js.join("plugin.js").display()))
+            && err.contains("SyntaxError: ")
+            && err.contains("nothing was built"),
+        "{err}"
+    );
 }

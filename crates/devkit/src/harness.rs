@@ -2,7 +2,14 @@
 //! its HTTP exchanges to a cassette or replaying them offline
 //! ([`sluice_runtime::sandbox::cassette`]).
 //!
-//! A fixture is a JSON file (`fixtures/*.json`, run in name order):
+//! A project keeps fixtures in `fixtures/` and cassettes in `cassettes/`
+//! (`--record` and `--replay` default to `cassettes/cassette.json`); a
+//! cassette found among the fixtures is skipped, saying so. Replay needs no
+//! network grant: the origins the cassette recorded are granted for it,
+//! since nothing reaches the network.
+//!
+//! A fixture is a JSON file (`fixtures/*.json`, run in name order); the
+//! format is documented for authors in README.md, "Fixtures and cassettes":
 //!
 //! ```json
 //! {
@@ -14,7 +21,7 @@
 //!   "expect": {
 //!     "rows": [{"id": 1, "name": "ADA"}],
 //!     "errors": [{"index": 1, "message": "name"}],
-//!     "results": ["accepted", {"rejected": "HTTP 400"}]
+//!     "results": ["accepted", {"rejected": "HTTP 400"}, "rejected"]
 //!   }
 //! }
 //! ```
@@ -23,9 +30,10 @@
 //!   input index and a substring of the message);
 //! - destination: `input` rows written to `target` (default: object
 //!   `events`, mode `upsert`, identifier `id`); `expect.results`, one per
-//!   row: `"accepted"`, `"created"`, `"updated"`, `"deleted"`, or
+//!   row: `"accepted"`, `"created"`, `"updated"`, `"deleted"`;
 //!   `{"rejected": substring}`, `{"retryable": substring}`,
-//!   `{"rate_limited": ms}`;
+//!   `{"rate_limited": ms}`; or `"rejected"`, `"retryable"`,
+//!   `"rate_limited"` for any message or wait;
 //! - source: `read` (`{"object": …}` or `{"query": …}`); `expect.rows`.
 //!
 //! Rows are JSON objects; the batch's columns are the union of their keys in
@@ -38,6 +46,7 @@ use serde::Deserialize;
 use sluice_runtime::bindings::types::{ReadRequest, WriteMode, WriteTarget};
 use sluice_runtime::sandbox::cassette::{secret_values, Cassette, Recorder, Redactor, Replayer};
 use sluice_runtime::sandbox::http::HttpMode;
+use sluice_runtime::sandbox::policy::{Grants, NetGrant, NetPolicy};
 use sluice_runtime::values::value_json;
 use sluice_runtime::{Batch, PluginSpec, RowResult, Value};
 use sluice_runtime::{Plugin, PluginKind, Sandbox};
@@ -131,18 +140,79 @@ pub enum Tape {
     Replay(PathBuf),
 }
 
-/// The fixture files of a directory, sorted by name.
-pub fn fixture_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+/// Where a project keeps its cassettes, apart from its fixtures.
+pub const CASSETTES_DIR: &str = "cassettes";
+
+/// The cassette `--record` and `--replay` use for a project by default.
+pub fn default_cassette(project: &Path) -> PathBuf {
+    project.join(CASSETTES_DIR).join("cassette.json")
+}
+
+/// The fixtures of a directory, and what was skipped there.
+#[derive(Debug, Clone, Default)]
+pub struct FixtureFiles {
+    /// Sorted by name.
+    pub files: Vec<PathBuf>,
+    /// One line per skipped file, saying why.
+    pub skipped: Vec<String>,
+}
+
+/// The fixture files of a directory, sorted by name. A cassette there
+/// (recorded into the fixtures folder by hand) is skipped, saying so: it
+/// is no fixture.
+pub fn fixture_files(dir: &Path) -> Result<FixtureFiles> {
+    let mut found = FixtureFiles::default();
+    let mut json: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading fixtures directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("no fixtures (*.json) in {}", dir.display());
+    json.sort();
+    for file in json {
+        if is_cassette(&file) {
+            found.skipped.push(format!(
+                "skipped {}: a cassette, not a fixture (replay it with --replay {}; \
+                 recordings go to {CASSETTES_DIR}/ by default)",
+                file.display(),
+                file.display()
+            ));
+        } else {
+            found.files.push(file);
+        }
     }
-    Ok(files)
+    if found.files.is_empty() {
+        let mut message = format!("no fixtures (*.json) in {}", dir.display());
+        for s in &found.skipped {
+            message.push_str(&format!("\n  {s}"));
+        }
+        bail!(message);
+    }
+    Ok(found)
+}
+
+/// Whether `file` holds a cassette (a JSON object with `cassette_version`).
+fn is_cassette(file: &Path) -> bool {
+    std::fs::read(file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("cassette_version").is_some())
+}
+
+/// `grants` and a grant for every origin the cassette recorded: replay
+/// never reaches the network, so it needs none of its own.
+fn with_recorded_origins(grants: &NetPolicy, cassette: &Cassette) -> NetPolicy {
+    let mut all = grants.grants().to_vec();
+    for interaction in &cassette.interactions {
+        let Some(pattern) = Grants::pattern_for_url(&interaction.request.url) else {
+            continue;
+        };
+        if let Ok(grant) = NetGrant::parse(&pattern) {
+            if !all.contains(&grant) {
+                all.push(grant);
+            }
+        }
+    }
+    NetPolicy::new(all)
 }
 
 /// Run every fixture against `plugin` inside `sandbox` (its grants; its
@@ -184,6 +254,7 @@ pub async fn run(
         }
         Some(Tape::Replay(path)) => {
             let cassette = Cassette::load(path)?;
+            sandbox.grants.net = with_recorded_origins(&sandbox.grants.net, &cassette);
             (None, Some(Arc::new(Replayer::new(cassette, redactor))))
         }
     };
@@ -287,10 +358,14 @@ fn result_json(r: &RowResult) -> serde_json::Value {
     }
 }
 
-/// Whether a result matches its expectation: equal strings/numbers, or a
-/// message that contains the expected substring.
+/// Whether a result matches its expectation: equal strings/numbers, a
+/// message that contains the expected substring, or a bare kind
+/// (`"rejected"`) for a result of that kind whatever its message.
 fn result_matches(expected: &serde_json::Value, got: &serde_json::Value) -> bool {
     match (expected, got) {
+        (serde_json::Value::String(kind), serde_json::Value::Object(g)) => {
+            g.len() == 1 && g.contains_key(kind.as_str())
+        }
         (serde_json::Value::Object(e), serde_json::Value::Object(g)) => {
             e.len() == 1
                 && e.iter().all(|(k, ev)| match (ev, g.get(k)) {

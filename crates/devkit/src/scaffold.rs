@@ -233,7 +233,7 @@ strip = "debuginfo"
     files.push(("src/lib.rs".into(), rust_template(name, kind)));
     files.push((
         "fixtures/example.json".into(),
-        fixture(kind, Lang::Rust).to_string(),
+        pretty(&fixture(kind, Lang::Rust)),
     ));
     files.push((".gitignore".into(), "/target\n/dist\n".into()));
     let manifest = Manifest {
@@ -274,14 +274,18 @@ fn polyglot_files(name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result<Vec<
     };
     Ok(vec![
         (file.to_string(), text),
-        (
-            "fixtures/example.json".into(),
-            fixture(kind, lang).to_string(),
-        ),
-        (".gitignore".into(), "/dist\n".into()),
+        ("fixtures/example.json".into(), pretty(&fixture(kind, lang))),
+        (".gitignore".into(), "/dist\n__pycache__/\n".into()),
         (MANIFEST.into(), manifest_json(&manifest)),
         ("README.md".into(), readme(name, lang, kind)),
     ])
+}
+
+/// JSON as a person writes it: indented, one value per line, a final newline.
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a JSON value serializes");
+    text.push('\n');
+    text
 }
 
 fn fixture(kind: Kind, lang: Lang) -> serde_json::Value {
@@ -309,7 +313,7 @@ fn fixture(kind: Kind, lang: Lang) -> serde_json::Value {
         }),
         (Kind::Destination, _) => json!({
             "description": "POSTs the rows to config.url: record a cassette against your API \
-                            (sluice plugin test . --allow URL --record fixtures/cassette.json), \
+                            (sluice plugin test . --allow URL --record, into cassettes/), \
                             then replay it offline with --replay",
             "config": {"url": "http://127.0.0.1:8080/hook"},
             "target": {"object": "events", "mode": "upsert", "identifier": "id"},
@@ -340,8 +344,9 @@ fn readme(name: &str, lang: Lang, kind: Kind) -> String {
          ```\n\n\
          A fixture gives a config and rows in, and the rows (transform), per-row\n\
          results (destination) or rows read (source) expected out. A plugin that calls\n\
-         an API can record its HTTP exchanges once (`--record fixtures/cassette.json`,\n\
-         secrets redacted) and replay them offline (`--replay fixtures/cassette.json`).\n",
+         an API can record its HTTP exchanges once (`--record`, secrets redacted, into\n\
+         `cassettes/cassette.json`, apart from the fixtures) and replay them offline\n\
+         with no network grant (`--replay`).\n",
         kind = kind.as_str()
     )
 }
@@ -376,7 +381,7 @@ pub struct Plugin {
 
 impl Transform for Plugin {
     fn spec() -> PluginSpec {
-        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Lower-cases one column").config_schema(
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "A transform of one column (scaffolded: it lower-cases it)").config_schema(
             serde_json::json!({
                 "type": "object",
                 "required": ["column"],
@@ -429,7 +434,7 @@ impl Destination for Plugin {
     type Writer = PluginWriter;
 
     fn spec() -> PluginSpec {
-        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Accepts rows that have an identifier")
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "A destination (scaffolded: it accepts rows that have an identifier)")
             .batch_size(100)
     }
 
@@ -508,7 +513,7 @@ impl Source for Plugin {
     type Reader = RowsReader;
 
     fn spec() -> PluginSpec {
-        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "Reads the rows in its config")
+        PluginSpec::new("__NAME__", env!("CARGO_PKG_VERSION"), "A source (scaffolded: it reads the rows in its config)")
     }
 
     fn check(config: &str) -> Result<(), PluginError> {
@@ -571,6 +576,15 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // The last build's component goes first: a build that fails must not
+    // leave `plugin test` or `install` running yesterday's code.
+    match std::fs::remove_file(&out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing the old component {}", out.display()))
+        }
     }
     match manifest.lang {
         Lang::Rust => {

@@ -332,8 +332,9 @@ pub async fn install(
     if let Some(old) = &clash {
         if !force {
             bail!(
-                "{} is already installed with another component ({}); a version names one \
-                 component: bump the plugin's version, or pass --force to replace it",
+                "{} is already installed with another component: installed sha256 {}, this \
+                 component sha256 {digest}; a version names one component: bump the plugin's \
+                 version, or pass --force to replace it",
                 old.label(),
                 old.sha256
             );

@@ -43,6 +43,8 @@ mod verify;
 
 pub use verify::{VerifyOptions, VerifyReport};
 
+pub use prepare::{check_destination, discover_destination, DestinationCheck};
+
 /// Called after every batch with the run's counts so far.
 pub type ProgressFn = Arc<dyn Fn(&RunCounts) + Send + Sync>;
 

@@ -26,20 +26,13 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let (mut destination, spec, dest_identity) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
         *stage = Stage::Discover;
-        let object = discover_object(&mut destination, dest_cfg, sync, &retry).await?;
+        let config = dest_cfg.config_json();
+        let objects = retry
+            .run(async || destination.discover(&config).await)
+            .await?;
+        let object = find_object(&objects, dest_cfg, sync)?;
         *stage = Stage::Mappings;
-        mapping::check_against_destination(sync, None, &object).map_err(|problems| {
-            anyhow!(
-                "the mapping does not fit `{}` on destination `{}`:\n  {}",
-                sync.object,
-                dest_cfg.name,
-                problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            )
-        })?;
+        check_mappings(sync, dest_cfg, &object)?;
         let mapper = Mapper::new(sync).map_err(|problems| {
             anyhow!(
                 "invalid mappings: {}",
@@ -158,22 +151,18 @@ pub(super) async fn open_instance(
     Ok((plugin.instantiate(&sandbox).await?, spec, identity))
 }
 
-async fn discover_object(
-    destination: &mut Instance,
+/// The object a sync writes, among those the destination discovered.
+fn find_object(
+    objects: &[ObjectInfo],
     cfg: &PluginInstance,
     sync: &SyncConfig,
-    retry: &RetryPolicy,
 ) -> Result<ObjectInfo> {
-    let config = cfg.config_json();
-    let objects = retry
-        .run(async || destination.discover(&config).await)
-        .await?;
     let wanted = sync.object.expose();
     if let Some(o) = objects.iter().find(|o| o.name == wanted) {
         return Ok(o.clone());
     }
     // A destination with one catch-all object (webhooks) accepts any name.
-    if let [only] = objects.as_slice() {
+    if let [only] = objects {
         if only.fields.iter().any(|f| f.name == "*") {
             return Ok(ObjectInfo {
                 name: wanted.to_string(),
@@ -190,4 +179,56 @@ async fn discover_object(
         cfg.name,
         names.join(", ")
     )
+}
+
+/// The sync's mode, identifier and mappings against the object.
+fn check_mappings(sync: &SyncConfig, cfg: &PluginInstance, object: &ObjectInfo) -> Result<()> {
+    mapping::check_against_destination(sync, None, object).map_err(|problems| {
+        anyhow!(
+            "the mapping does not fit `{}` on destination `{}`:\n  {}",
+            sync.object,
+            cfg.name,
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    })
+}
+
+/// What `sluice validate` learns from a sync's destination.
+#[derive(Debug)]
+pub enum DestinationCheck {
+    /// The object exists and supports the sync's mode, identifier and fields.
+    Fits,
+    /// What `run` would refuse, and why.
+    Refused(String),
+}
+
+/// Ask a destination what it can write (`discover`, once, without retries),
+/// for [`check_destination`]. An error means it could not be asked now (it
+/// did not load; no network, no credentials): `run` asks again.
+pub async fn discover_destination(
+    runtime: &Runtime,
+    project: &Project,
+    cfg: &PluginInstance,
+) -> Result<Vec<ObjectInfo>> {
+    let (mut destination, _, _) = open_instance(runtime, &project.dir, cfg, "destination").await?;
+    Ok(destination.discover(&cfg.config_json()).await?)
+}
+
+/// Check a sync against what its destination discovered, exactly as a run
+/// does before reading anything, so `validate` refuses what `run` would.
+pub fn check_destination(
+    objects: &[ObjectInfo],
+    cfg: &PluginInstance,
+    sync: &SyncConfig,
+) -> DestinationCheck {
+    let checked =
+        find_object(objects, cfg, sync).and_then(|object| check_mappings(sync, cfg, &object));
+    match checked {
+        Ok(()) => DestinationCheck::Fits,
+        Err(e) => DestinationCheck::Refused(format!("{e:#}")),
+    }
 }

@@ -34,8 +34,11 @@ export const destinationApi = sdk.exportDestination({
     parse(config);
   },
   discover() {
+    // One object that takes any field, under whatever name a sync gives it.
+    // List only the modes your API supports: `sluice validate` and `run`
+    // refuse a sync whose mode is not here.
     const anything = { name: '*', type: 'any', nullable: true, required: false, identifier: true };
-    return [{ name: 'rows', fields: [anything], modes: ['append'] }];
+    return [{ name: 'events', fields: [anything], modes: ['upsert', 'insert', 'update', 'append'] }];
   },
   open(config) {
     const { url } = parse(config);

@@ -14,7 +14,7 @@ import * as sdk from './sluice-sdk.js';
 // componentize-js looks for this name: the `transform-api` interface.
 export const transformApi = sdk.exportTransform({
   spec() {
-    return sdk.spec('my-transform', '0.1.0', 'Lower-cases one column', {
+    return sdk.spec('my-transform', '0.1.0', 'A transform of one column (scaffolded: it lower-cases it)', {
       configSchema: {
         type: 'object',
         required: ['column'],

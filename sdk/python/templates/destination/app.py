@@ -37,8 +37,12 @@ class MyDestination(sdk.Destination):
 
     @classmethod
     def discover(cls, config):
+        # One object that takes any field, under whatever name a sync gives
+        # it. List only the modes your API supports: `sluice validate` and
+        # `run` refuse a sync whose mode is not here.
         anything = sdk.Field("*", sdk.FieldType.ANY, True, False, True)
-        return [sdk.ObjectInfo("rows", [anything], [sdk.WriteMode.APPEND])]
+        modes = [sdk.WriteMode.UPSERT, sdk.WriteMode.INSERT, sdk.WriteMode.UPDATE, sdk.WriteMode.APPEND]
+        return [sdk.ObjectInfo("events", [anything], modes)]
 
     @classmethod
     def open(cls, config, target):

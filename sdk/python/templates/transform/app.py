@@ -18,7 +18,7 @@ class MyTransform(sdk.Transform):
         return sdk.spec(
             "my-transform",
             "0.1.0",
-            "Lower-cases one column",
+            "A transform of one column (scaffolded: it lower-cases it)",
             config_schema={
                 "type": "object",
                 "required": ["column"],
