@@ -487,6 +487,9 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
     fn forget_snapshot(&mut self, sync: &str) -> Result<u64, StateError> {
         (**self).forget_snapshot(sync)
     }
+    fn forget_keys(&mut self, sync: &str, keys: &[RowKey]) -> Result<u64, StateError> {
+        (**self).forget_keys(sync, keys)
+    }
     fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError> {
         (**self).run(run)
     }

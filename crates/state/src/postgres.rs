@@ -56,12 +56,19 @@ pub struct Migration {
 
 /// Every migration this Sluice knows; the last one's version is the newest
 /// schema it can use. Never edit a released migration: add the next one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description:
-        "runs, run samples, delivered snapshot, rejected ledger, config fingerprints (per tenant)",
-    sql: MIGRATION_1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description:
+            "runs, run samples, delivered snapshot, rejected ledger, config fingerprints (per tenant)",
+        sql: MIGRATION_1,
+    },
+    Migration {
+        version: 2,
+        description: "runs.outcome_unknown: requests sent that got no response",
+        sql: "ALTER TABLE sluice.runs ADD COLUMN outcome_unknown BIGINT NOT NULL DEFAULT 0;",
+    },
+];
 
 const MIGRATION_1: &str = "
 CREATE TABLE sluice.runs (
@@ -907,6 +914,24 @@ impl StateStore for PostgresStore {
         })
     }
 
+    fn forget_keys(&mut self, sync: &str, keys: &[RowKey]) -> Result<u64, StateError> {
+        let lease = self.lease(sync)?;
+        let tenant = self.tenant.clone();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let forgotten = self.with_conn(
+            &format!("forgetting {} key(s) of sync `{sync}`", keys.len()),
+            |c| {
+                Ok(c.execute(
+                    "DELETE FROM sluice.delivered
+                     WHERE tenant = $1 AND sync = $2 AND row_key = ANY($3)",
+                    &[&tenant, &sync, &keys],
+                )?)
+            },
+        );
+        drop(lease);
+        forgotten
+    }
+
     fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError> {
         let tenant = self.tenant.as_str();
         let sql = format!("{} WHERE tenant = $1 AND id = $2", select_runs());
@@ -1382,14 +1407,16 @@ mod tests {
     }
 
     #[test]
-    fn the_first_migration_has_every_counter_and_a_tenant_in_every_key() {
-        let sql = MIGRATIONS[0].sql;
+    fn the_migrations_have_every_counter_and_a_tenant_in_every_key() {
+        let all: String = MIGRATIONS.iter().map(|m| m.sql).collect();
         for c in COUNT_COLUMNS {
             assert!(
-                sql.contains(&format!("    {c} BIGINT NOT NULL DEFAULT 0")),
+                all.contains(&format!("    {c} BIGINT NOT NULL DEFAULT 0"))
+                    || all.contains(&format!("ADD COLUMN {c} BIGINT NOT NULL DEFAULT 0")),
                 "{c}"
             );
         }
+        let sql = MIGRATIONS[0].sql;
         let tables = sql.matches("CREATE TABLE").count();
         assert_eq!(sql.matches("PRIMARY KEY (tenant,").count(), tables);
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();

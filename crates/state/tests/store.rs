@@ -195,6 +195,7 @@ both!(
     commits_to_a_run_that_is_not_running_are_refused,
     ledger_keeps_a_rejected_row_until_it_succeeds_or_changes,
     full_resync_forgets_the_snapshot_and_keeps_the_ledger,
+    verify_forgets_only_the_keys_it_is_given_and_not_during_a_run,
     interrupted_runs_of_dead_processes_are_marked_killed,
     a_sync_cannot_run_twice_at_once,
     samples_are_capped_per_run,
@@ -476,6 +477,31 @@ fn full_resync_forgets_the_snapshot_and_keeps_the_ledger<B: Backend>() {
     assert_eq!(store.ledger("users").unwrap().len(), 1);
     let resync = store.begin_run("users", true).unwrap();
     assert!(store.run(resync).unwrap().unwrap().full_resync);
+}
+
+fn verify_forgets_only_the_keys_it_is_given_and_not_during_a_run<B: Backend>() {
+    let b = B::fresh();
+    let mut store = b.open();
+    let run = store.begin_run("users", false).unwrap();
+    store
+        .commit_batch(
+            run,
+            &CommitBatch {
+                acknowledged: vec![delivered(1, 1), delivered(2, 2), delivered(3, 3)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // While a run holds the sync, nothing is forgotten.
+    let mut other = b.open();
+    assert!(other.forget_keys("users", &[key(2)]).is_err());
+    store.finish_run(run, RunStatus::Succeeded, None).unwrap();
+    assert_eq!(store.forget_keys("users", &[key(2), key(9)]).unwrap(), 1);
+    assert_eq!(
+        snapshot_keys(&store, "users"),
+        vec![(key(1), RowHash(1)), (key(3), RowHash(3))]
+    );
+    assert_eq!(store.forget_keys("users", &[]).unwrap(), 0);
 }
 
 fn interrupted_runs_of_dead_processes_are_marked_killed<B: Backend>() {
