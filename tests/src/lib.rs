@@ -166,14 +166,20 @@ impl Receiver {
 
 /// Run SQL against the test PostgreSQL (127.0.0.1:5432, database `test`).
 pub fn psql(sql: &str) {
-    let status = std::process::Command::new("psql")
+    assert!(psql_on("test", sql), "psql failed: {sql}");
+}
+
+/// Runs one statement on database `db` of the test PostgreSQL; whether it
+/// succeeded.
+fn psql_on(db: &str, sql: &str) -> bool {
+    std::process::Command::new("psql")
         .args([
             "-h",
             "127.0.0.1",
             "-U",
             "postgres",
             "-d",
-            "test",
+            db,
             "-v",
             "ON_ERROR_STOP=1",
             "-q",
@@ -181,6 +187,43 @@ pub fn psql(sql: &str) {
             sql,
         ])
         .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql failed: {sql}");
+        .expect("psql runs")
+        .success()
+}
+
+/// A database of its own for one test on the test PostgreSQL, dropped
+/// (with any session still on it) when this is dropped.
+pub struct PgDatabase {
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub fn create(prefix: &str) -> PgDatabase {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("{prefix}_{}_{n}", std::process::id());
+        psql_on(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        );
+        assert!(
+            psql_on("postgres", &format!("CREATE DATABASE \"{name}\"")),
+            "creating database {name}"
+        );
+        PgDatabase { name }
+    }
+
+    /// `postgres://postgres@127.0.0.1:5432/NAME`
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql_on(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        );
+    }
 }

@@ -12,7 +12,7 @@ use sluice_emulators::{
 };
 use sluice_runtime::sandbox::policy::Grants;
 use sluice_runtime::{Runtime, RuntimeOptions};
-use sluice_state::SqliteStore;
+use sluice_state::{SqliteStore, StateStore};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -192,7 +192,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let project = load_project(dir)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
-    let store = Mutex::new(SqliteStore::open_project(dir)?);
+    let store: Mutex<Box<dyn StateStore>> = Mutex::new(Box::new(SqliteStore::open_project(dir)?));
 
     println!("3. First run: every customer is new.");
     let first = run_one(&project, &runtime, &store, SYNC, Default::default(), false).await?;

@@ -12,7 +12,7 @@ use sluice_registry::{load_plugin, refused_grants};
 use sluice_runtime::log::escape;
 use sluice_runtime::sandbox::intersect as grants;
 use sluice_runtime::{Runtime, RuntimeOptions};
-use sluice_state::{RunCounts, RunRecord, SqliteStore, StateStore};
+use sluice_state::{RunCounts, RunRecord, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,21 @@ pub struct ProjectArg {
         default_value = "."
     )]
     pub project: PathBuf,
+    /// Where the state lives: a `postgres://user:password@host:port/db` URL
+    /// (shared by every process and host that runs the project), or a
+    /// SQLite file; by default `.sluice/state.db` in the project.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_STATE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub state: Option<String>,
 }
+
+/// The state store a command uses: SQLite or PostgreSQL (`--state`).
+type Store = Box<dyn StateStore>;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -336,13 +350,13 @@ async fn check_destinations(project: &Project, runtime: &Runtime) -> Vec<Diagnos
     problems
 }
 
-fn open_store(project: &Project) -> Result<Mutex<SqliteStore>> {
-    Ok(Mutex::new(SqliteStore::open_project(&project.dir)?))
+fn open_store(dir: &Path, state: Option<&str>) -> Result<Mutex<Store>> {
+    Ok(Mutex::new(sluice_state::open_state(dir, state)?))
 }
 
 /// Rows a sync's last successful run scanned: the expected total for the
 /// progress bar's percentage and ETA.
-fn expected_rows(store: &Mutex<SqliteStore>, sync: &str) -> Option<u64> {
+fn expected_rows(store: &Mutex<Store>, sync: &str) -> Option<u64> {
     let runs = lock_store(store).runs(Some(sync), 20).ok()?;
     runs.iter()
         .find(|r| r.status == sluice_state::RunStatus::Succeeded && !r.full_resync)
@@ -407,9 +421,10 @@ fn progress(
 }
 
 pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
+    let state = project.state.as_deref();
     let project = load_project(&project.project)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
-    let store = open_store(&project)?;
+    let store = open_store(&project.dir, state)?;
     let engine = SyncEngine {
         project: &project,
         runtime: &runtime,
@@ -486,9 +501,10 @@ fn plan_summary(c: &RunCounts) -> String {
 }
 
 pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
+    let state = project.state.as_deref();
     let project = load_project(&project.project)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
-    let store = open_store(&project)?;
+    let store = open_store(&project.dir, state)?;
     let names: Vec<String> = match &args.sync {
         Some(s) => vec![s.clone()],
         None => project.syncs.keys().cloned().collect(),
@@ -586,7 +602,7 @@ fn print_mirror(sync: &config::SyncConfig, m: &sluice_engine::run::MirrorSummary
 pub async fn run_one(
     project: &Project,
     runtime: &Runtime,
-    store: &Mutex<SqliteStore>,
+    store: &Mutex<Store>,
     name: &str,
     options: RunOptions,
     quiet: bool,
@@ -609,7 +625,7 @@ pub async fn run_one(
     report
 }
 
-pub fn print_report(report: &RunReport, store: &Mutex<SqliteStore>) -> Result<()> {
+pub fn print_report(report: &RunReport, store: &Mutex<Store>) -> Result<()> {
     let id = report
         .run_id
         .map(|i| format!("run {i}"))
@@ -695,7 +711,7 @@ fn history_dir(dir: &Path) -> Result<PathBuf> {
 
 pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
     let dir = history_dir(&project.project)?;
-    let mut store = SqliteStore::open_project(&dir)?;
+    let mut store = sluice_state::open_state(&dir, project.state.as_deref())?;
     if let Some(RunsCommand::Unlock { sync }) = &args.show {
         let cleared = store
             .unlock(sync)
@@ -716,7 +732,7 @@ pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
     if let Some(RunsCommand::Show { run, json }) = args.show {
         let record = store
             .run(run)?
-            .ok_or_else(|| anyhow!("no run {run} in {}", store.path().display()))?;
+            .ok_or_else(|| anyhow!("no run {run} in {}", store.location()))?;
         let samples = store.samples(run)?;
         if json {
             println!(
@@ -785,7 +801,7 @@ fn print_record(r: &RunRecord) {
 /// `sluice rejected SYNC`: the ledger, read without the project's secrets.
 pub fn rejected(project: &ProjectArg, args: RejectedArgs) -> Result<()> {
     let dir = history_dir(&project.project)?;
-    let store = SqliteStore::open_project(&dir)?;
+    let store = sluice_state::open_state(&dir, project.state.as_deref())?;
     let ledger = store
         .ledger(&args.sync)
         .with_context(|| format!("reading the rejected rows of sync `{}`", args.sync))?;
@@ -841,8 +857,9 @@ pub fn rejected(project: &ProjectArg, args: RejectedArgs) -> Result<()> {
 
 /// `sluice retry SYNC`: a run that sends only the rows in the ledger.
 pub async fn retry(project: &ProjectArg, args: RetryArgs) -> Result<()> {
+    let state = project.state.as_deref();
     let project = load_project(&project.project)?;
-    let store = open_store(&project)?;
+    let store = open_store(&project.dir, state)?;
     let waiting = lock_store(&store).ledger(&args.sync)?.len();
     if waiting == 0 {
         if args.json {
@@ -873,8 +890,9 @@ pub async fn retry(project: &ProjectArg, args: RetryArgs) -> Result<()> {
 }
 
 pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
+    let state = project.state.as_deref();
     let project = load_project(&project.project)?;
-    let store = open_store(&project)?;
+    let store = open_store(&project.dir, state)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let engine = SyncEngine {
         project: &project,
@@ -924,7 +942,7 @@ pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn lock_store(store: &Mutex<SqliteStore>) -> std::sync::MutexGuard<'_, SqliteStore> {
+fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|e| e.into_inner())
 }
 

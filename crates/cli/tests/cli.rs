@@ -389,3 +389,60 @@ async fn rejected_lists_the_ledger_and_retry_resends_only_those_rows() {
     assert_eq!(report[0]["counts"]["sent"], 1, "{report}");
     assert_eq!(rx.rows().len(), 3);
 }
+
+/// Issue 13 item 4: `--state postgres://...` (or `SLUICE_STATE`) keeps the
+/// state in PostgreSQL; `runs` reads it there, and a server that cannot be
+/// reached is named without its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_flag_keeps_runs_in_postgres() {
+    let db = common::PgDatabase::create("sluice_cli_state");
+    let dir = tempfile::tempdir().unwrap();
+    let rx = common::receiver().await;
+    two_syncs(dir.path(), &rx);
+
+    let mut run = args(&["run", "b_good", "--state"], dir.path());
+    run.insert(3, db.url());
+    let out = sluice_async(run).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(rx.rows().len(), 2);
+    assert!(!dir.path().join(".sluice/state.db").exists());
+
+    let dir_arg = dir.path().to_str().unwrap().to_owned();
+    let url = db.url();
+    let runs = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["runs", "--json", "--project", &dir_arg])
+            .env("SLUICE_STATE", &url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["sync"], "b_good");
+    assert_eq!(runs[0]["counts"]["sent"], 2);
+    // Without the setting, the (empty) SQLite default is read.
+    let local = sluice_async(args(&["runs", "--json"], dir.path())).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&local.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    let unreachable = sluice_async(args(
+        &[
+            "runs",
+            "--state",
+            "postgres://sluice:hunter22secret@127.0.0.1:1/state",
+        ],
+        dir.path(),
+    ))
+    .await;
+    assert!(!unreachable.status.success());
+    let err = stderr(&unreachable);
+    assert!(
+        err.contains("postgres://sluice:***@127.0.0.1:1/state"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter22secret"), "{err}");
+}
