@@ -895,6 +895,9 @@ async fn invalid_rows_are_named_by_their_row_in_the_source() {
             .iter()
             .any(|m| m.starts_with("source row 5:") && m.contains("`email` is null")),
         "{messages:?}"
+    );
+}
+
 /// Issue 16: a destination that refuses every call (here a receiver that
 /// answers 410 Gone to everything, a whole-call permanent error) is failing
 /// itself, not its rows: splitting finds no row it accepts, so the run

@@ -446,3 +446,35 @@ async fn state_flag_keeps_runs_in_postgres() {
     );
     assert!(!err.contains("hunter22secret"), "{err}");
 }
+
+/// Issue 16: `plan` counts as sent only the rows it would send; rows that
+/// fail mapping or transforms are counted apart, deletes too.
+#[test]
+fn the_plan_counts_as_sent_only_rows_that_would_be_sent() {
+    use sluice::sync::plan_summary;
+    use sluice_state::RunCounts;
+    // 5 rows selected, 2 rejected by a mapping: 3 go out.
+    let c = RunCounts {
+        planned: 5,
+        added: 4,
+        changed: 1,
+        rejected: 2,
+        unchanged: 7,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan_summary(&c),
+        "would send 3 row(s) (5 selected, 2 failing mapping or transforms): \
+         4 added, 1 changed; 0 to delete; 7 unchanged; 0 invalid"
+    );
+    let c = RunCounts {
+        planned: 3,
+        added: 1,
+        removed: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan_summary(&c),
+        "would send 1 row(s): 1 added, 0 changed; 2 to delete; 0 unchanged; 0 invalid"
+    );
+}
