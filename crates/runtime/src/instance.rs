@@ -8,9 +8,7 @@ use super::bindings::types::{
     Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
     RowError, RowResult, Transformed, Value, WriteTarget,
 };
-use super::bindings::{
-    lookup_api, ColumnarTransform, Destination, DestinationIndices, Source, Transform,
-};
+use super::bindings::{lookup_api, ColumnarTransform, Destination, Source, Transform};
 use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
@@ -233,13 +231,12 @@ impl Plugin {
                     .instantiate_async(&mut store)
                     .await
                     .map(|d| Exports::Destination(d, None)),
-                PluginPre::Destination(pre, Some(lookup)) => {
+                PluginPre::Destination(pre, Some(indices)) => {
                     // One instance serves both: its destination exports and
                     // its lookup.
                     let instance = pre.instance_pre().instantiate_async(&mut store).await?;
-                    let indices = DestinationIndices::new(pre.instance_pre())?;
-                    let destination = indices.load(&mut store, &instance)?;
-                    let lookup = lookup.load(&mut store, &instance)?;
+                    let destination = indices.destination.load(&mut store, &instance)?;
+                    let lookup = indices.lookup.load(&mut store, &instance)?;
                     Ok(Exports::Destination(destination, Some(lookup)))
                 }
             }

@@ -4,7 +4,9 @@
 //! each run instantiates cheaply.
 
 use super::bindings::types::PluginSpec;
-use super::bindings::{lookup_api, ColumnarTransformPre, DestinationPre, SourcePre, TransformPre};
+use super::bindings::{
+    lookup_api, ColumnarTransformPre, DestinationIndices, DestinationPre, SourcePre, TransformPre,
+};
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
 use super::{PluginFailure, Sandbox};
@@ -43,12 +45,26 @@ pub(crate) enum PluginPre {
     Source(SourcePre<PluginState>),
     Transform(TransformPre<PluginState>),
     ColumnarTransform(ColumnarTransformPre<PluginState>),
-    /// A destination, and the indices of its `lookup-api` when it exports
-    /// one (`verifiable-destination`).
-    Destination(
-        DestinationPre<PluginState>,
-        Option<Arc<lookup_api::GuestIndices>>,
-    ),
+    /// A destination, and the indices of its exports when it also exports
+    /// `lookup-api` (`verifiable-destination`).
+    Destination(DestinationPre<PluginState>, Option<Arc<LookupIndices>>),
+}
+
+/// Where a verifiable destination's exports are, found once at load: one
+/// instance is loaded through both (see `instance.rs`).
+pub(crate) struct LookupIndices {
+    pub(crate) destination: DestinationIndices,
+    pub(crate) lookup: lookup_api::GuestIndices,
+}
+
+impl LookupIndices {
+    /// `None` when the component does not export `lookup-api`.
+    fn new(pre: &wasmtime::component::InstancePre<PluginState>) -> Option<Self> {
+        Some(LookupIndices {
+            lookup: lookup_api::GuestIndices::new(pre).ok()?,
+            destination: DestinationIndices::new(pre).ok()?,
+        })
+    }
 }
 
 /// A loaded, linked plugin. Instantiate it once per run.
@@ -118,9 +134,7 @@ impl Plugin {
             World::Destination => {
                 // Optional: a destination without `lookup-api` simply cannot
                 // be verified.
-                let lookup = lookup_api::GuestIndices::new(&instance_pre)
-                    .ok()
-                    .map(Arc::new);
+                let lookup = LookupIndices::new(&instance_pre).map(Arc::new);
                 PluginPre::Destination(
                     DestinationPre::new(instance_pre).map_err(anyhow::Error::from)?,
                     lookup,

@@ -201,11 +201,13 @@ impl Config {
                     "`auth.token_url` must be http(s)://..., got `{token_url}`"
                 ));
             }
-            let origin = origin(token_url);
-            if origin != self.origin() && !self.hosts.iter().any(|h| origin_of(h) == origin) {
+            let token_origin = origin(token_url);
+            if token_origin != self.origin()
+                && !self.hosts.iter().any(|h| origin(h) == token_origin)
+            {
                 return bad(format!(
-                    "`auth.token_url` is on {origin}, which is neither `base_url` nor listed in \
-                     `hosts`: add `{origin}` to `hosts` (and grant it)"
+                    "`auth.token_url` is on {token_origin}, which is neither `base_url` nor listed in \
+                     `hosts`: add `{token_origin}` to `hosts` (and grant it)"
                 ));
             }
         }
@@ -272,10 +274,6 @@ fn origin(url: &str) -> String {
         scheme.to_ascii_lowercase(),
         authority.to_ascii_lowercase()
     )
-}
-
-fn origin_of(url: &str) -> String {
-    origin(url)
 }
 
 pub fn schema() -> serde_json::Value {

@@ -303,16 +303,20 @@ impl Writer for RestWriter {
             Per::Row => 1,
             Per::Batch => self.templates.max_rows.unwrap_or(all.len()).max(1),
         };
+        // Once the API defers one request, the rest of the call would be
+        // deferred too: hand them back at once rather than keep asking.
+        let mut deferred: Option<RowResult> = None;
         for rows in all.chunks(group) {
-            // Once the API defers one request, the rest of the call would be
-            // deferred too: hand them back at once rather than keep asking.
-            if let Some(deferred) = out.iter().flatten().find(|r| is_deferred(r)).cloned() {
+            if let Some(result) = &deferred {
                 for &i in rows {
-                    out[i] = Some(deferred.clone());
+                    out[i] = Some(result.clone());
                 }
                 continue;
             }
             self.send_rows(&batch, rows, &mut out)?;
+            deferred = rows
+                .iter()
+                .find_map(|&i| out[i].as_ref().filter(|r| is_deferred(r)).cloned());
         }
         Ok(out
             .into_iter()

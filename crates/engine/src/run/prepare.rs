@@ -70,13 +70,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         };
         // The sync's batch size wins; otherwise the destination's preference.
         let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
-        // The sync's override wins over the destination's, and either over
-        // the limit the plugin declares.
-        let rate = sync
-            .rate_limit
-            .or(project.destination_of(sync).rate_limit)
-            .map(RateLimit::from)
-            .or(spec.rate_limit);
+        let rate = sync_rate(project, sync, &spec);
         let writers = if options.dry_run {
             1
         } else {
@@ -129,6 +123,19 @@ impl<S: StateStore> SyncEngine<'_, S> {
             rows_read: 0,
         })
     }
+}
+
+/// The rate a sync's destination calls go at: the sync's override wins over
+/// the destination's, and either over the limit the plugin declares.
+pub(super) fn sync_rate(
+    project: &Project,
+    sync: &SyncConfig,
+    spec: &PluginSpec,
+) -> Option<RateLimit> {
+    sync.rate_limit
+        .or(project.destination_of(sync).rate_limit)
+        .map(RateLimit::from)
+        .or(spec.rate_limit)
 }
 
 pub(super) async fn open_instance(

@@ -7,7 +7,7 @@
 //! Only destinations that export `lookup-api` can answer; the lookup runs
 //! under the sync's rate limit, like its writes.
 
-use super::prepare::open_instance;
+use super::prepare::{open_instance, sync_rate};
 use super::*;
 
 /// How to verify.
@@ -46,17 +46,12 @@ pub const MISSING_SAMPLES: usize = 100;
 impl<S: StateStore> SyncEngine<'_, S> {
     pub async fn verify(&self, name: &str, options: VerifyOptions) -> Result<VerifyReport> {
         let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
-        let dest = self.project.destination_of(sync);
-        let dest_cfg = &dest.instance;
+        let dest_cfg = &self.project.destination_of(sync).instance;
         let (mut instance, spec, _) =
             open_instance(self.runtime, &self.project.dir, dest_cfg, "destination")
                 .await
                 .with_context(|| format!("verifying sync `{name}`"))?;
-        let rate = sync
-            .rate_limit
-            .or(dest.rate_limit)
-            .map(RateLimit::from)
-            .or(spec.rate_limit);
+        let rate = sync_rate(self.project, sync, &spec);
         let retry = RetryPolicy::default();
         let pacer = Arc::new(
             Pacer::new(rate.as_ref(), 1, retry.max_wait)
