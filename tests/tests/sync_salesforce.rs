@@ -293,3 +293,39 @@ async fn the_size_of_the_change_set_picks_collections_or_bulk() {
         .count();
     assert_eq!(changed, 240);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_go_through_bulk_only_when_the_operator_allows_it() {
+    // A Bulk job outlives a killed run, and an insert has no key by which
+    // the next run could find the rows it applied: by default inserts stay
+    // on Collections (at most one request's rows of unknown outcome).
+    for (setting, jobs) in [("", 0), ("\n      bulk_insert: true", 1)] {
+        let sf = sluice_emulators::start_salesforce(
+            "127.0.0.1:0".parse().unwrap(),
+            EmulatorConfig::default(),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path(), &sf.base_url(), "");
+        let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("sluice.yaml"),
+            yaml.replace("    batch_size: 20\n", "")
+                .replace("mode: upsert", "mode: insert")
+                .replace(
+                    "objects: [Contact]",
+                    &format!("objects: [Contact]\n      bulk_threshold: 100\n      poll_interval_ms: 20{setting}"),
+                ),
+        )
+        .unwrap();
+        let report = run(dir.path()).await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+        assert_eq!(sf.handle().bulk_jobs().len(), jobs, "with `{setting}`");
+        assert_eq!(
+            sf.handle().record_count("Contact"),
+            ROWS,
+            "with `{setting}`"
+        );
+    }
+}

@@ -68,11 +68,17 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The sync to run.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "after_dbt"], conflicts_with_all = ["all", "after_dbt"])]
     pub sync: Option<String>,
     /// Run every sync of the project, one after another.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "after_dbt")]
     pub all: bool,
+    /// Run the syncs whose dbt models (`dbt:` in a model) this dbt
+    /// invocation rebuilt, read from its run_results.json: PATH is the dbt
+    /// project folder or the file. A model whose build failed, or whose tests
+    /// failed in the same `dbt build`, is not synced.
+    #[arg(long, value_name = "PATH")]
+    pub after_dbt: Option<PathBuf>,
     /// Re-send every row; the rejected-row ledger is kept.
     #[arg(long)]
     pub full_resync: bool,
@@ -505,11 +511,21 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
     let project = load_project(&project.project)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let store = open_store(&project.dir, state)?;
-    let names: Vec<String> = match &args.sync {
-        Some(s) => vec![s.clone()],
-        None => project.syncs.keys().cloned().collect(),
-    };
     let mut reports = Vec::new();
+    let names: Vec<String> = match (&args.sync, &args.after_dbt) {
+        (Some(s), _) => vec![s.clone()],
+        (None, Some(path)) => {
+            let (run, skipped) = syncs_after_dbt(&project, path)?;
+            for (sync, why) in skipped {
+                if !args.json {
+                    println!("sync `{sync}`: skipped ({why})");
+                }
+                reports.push(serde_json::json!({"sync": sync, "status": "skipped", "reason": why}));
+            }
+            run
+        }
+        (None, None) => project.syncs.keys().cloned().collect(),
+    };
     let mut failed = Vec::new();
     // Every sync runs whatever happened to the ones before it; each is
     // reported, and the command fails if any did.
@@ -567,6 +583,36 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Syncs not run, each with the reason.
+type Skipped = Vec<(String, String)>;
+
+/// The syncs to run after a dbt invocation, and each other sync with the
+/// reason it is not run.
+fn syncs_after_dbt(project: &Project, path: &Path) -> Result<(Vec<String>, Skipped)> {
+    let results = config::dbt::run_results(path).map_err(|e| anyhow!(e))?;
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, sync) in &project.syncs {
+        let model = project.model_of(sync);
+        let why = match &model.dbt {
+            None => Some(format!("model `{}` is not a dbt model", model.name)),
+            Some(m) if results.failed_tests.contains(&m.unique_id) => {
+                Some(format!("dbt tests of `{}` failed", m.name))
+            }
+            Some(m) if results.built.contains(&m.unique_id) => None,
+            Some(m) if results.not_built.contains(&m.unique_id) => {
+                Some(format!("dbt did not build `{}`", m.name))
+            }
+            Some(m) => Some(format!("dbt did not rebuild `{}` in this run", m.name)),
+        };
+        match why {
+            None => run.push(name.clone()),
+            Some(why) => skipped.push((name.clone(), why)),
+        }
+    }
+    Ok((run, skipped))
 }
 
 /// Mirror mode in a plan: the deletion guard, the keys kept under a new

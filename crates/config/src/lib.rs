@@ -59,6 +59,7 @@
 //!   run_deadline: 2h                   # default of every sync's run_deadline
 //! ```
 
+pub mod dbt;
 pub mod grant;
 mod parse;
 mod value;
@@ -389,6 +390,9 @@ pub struct Model {
     pub read: ModelRead,
     /// One or more distinct columns; never empty.
     pub primary_key: Vec<String>,
+    /// The dbt model this model reads (`dbt:` and `project:`), resolved
+    /// from the dbt project's manifest; `read` is then its relation.
+    pub dbt: Option<dbt::DbtModel>,
     pub location: Location,
 }
 

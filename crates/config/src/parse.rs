@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::dbt;
 use super::grant::{parse_grant, Grant};
 use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
@@ -55,7 +56,7 @@ const PROJECT_LIMIT_KEYS: &[&str] = &[
 /// The most a count limit (`sockets`, `requests_in_flight`) may be.
 const MAX_COUNT_LIMIT: u32 = 100_000;
 const RATE_KEYS: &[&str] = &["requests", "per_ms", "concurrency"];
-const MODEL_KEYS: &[&str] = &["source", "query", "object", "primary_key"];
+const MODEL_KEYS: &[&str] = &["source", "query", "object", "dbt", "project", "primary_key"];
 const SYNC_KEYS: &[&str] = &[
     "model",
     "destination",
@@ -387,6 +388,13 @@ impl<'a> Reader<'a> {
         let ctx = format!("model `{name}`");
         let f = self.fields(node, &ctx, MODEL_KEYS)?;
         let source = self.reference(&f, "source", &ctx, "source", &names.sources);
+        if f.get("dbt").is_some() {
+            return self.dbt_model(name, node, &f, &ctx, source);
+        }
+        if let Some(p) = f.get("project") {
+            let msg = format!("{ctx} has `project` but no `dbt`");
+            self.error(p.pos, msg, Some("`project:` only beside `dbt: MODEL`"));
+        }
         let read = self.model_read(&f, &ctx);
         let primary_key = self
             .required(&f, "primary_key", &ctx)
@@ -396,6 +404,71 @@ impl<'a> Reader<'a> {
             source: source?,
             read: read?,
             primary_key: primary_key?,
+            dbt: None,
+            location: self.location(node.pos),
+        })
+    }
+
+    /// `dbt: NAME` with `project: PATH` (default: the project folder): the
+    /// relation and, unless `primary_key` is given, the key come from the
+    /// dbt project's manifest.
+    fn dbt_model(
+        &mut self,
+        name: &str,
+        node: &Node,
+        f: &Fields<'_>,
+        ctx: &str,
+        source: Option<String>,
+    ) -> Option<Model> {
+        let dbt_node = f.get("dbt")?;
+        for key in ["query", "object"] {
+            if let Some(n) = f.get(key) {
+                let msg = format!("{ctx} has both `dbt` and `{key}`");
+                self.error(
+                    n.pos,
+                    msg,
+                    Some("`dbt: MODEL`, which reads the model's relation"),
+                );
+            }
+        }
+        let dbt_name = self.name_string(dbt_node, &format!("`dbt` of {ctx}"))?;
+        let folder = match f.get("project") {
+            Some(n) => {
+                let folder = self.non_empty(n, ctx, "project")?;
+                self.dir.join(folder.expose())
+            }
+            None => self.dir.clone(),
+        };
+        let declared = match f.get("primary_key") {
+            Some(n) => Some(self.primary_key(n, ctx)?),
+            None => None,
+        };
+        let resolved = match dbt::load_manifest(&folder).and_then(|m| m.resolve(&dbt_name)) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(dbt_node.pos, format!("{ctx}: {e}"), None);
+                return None;
+            }
+        };
+        let primary_key = match (declared, resolved.primary_key) {
+            (Some(key), _) => key,
+            (None, Some((key, _from))) => key,
+            (None, None) => {
+                let msg = format!(
+                    "{ctx}: dbt model `{dbt_name}` declares no key, so `primary_key` is needed"
+                );
+                let expected = "`primary_key: COLUMN` here, or in dbt a `unique_key` config, a primary_key constraint or a `unique` test";
+                self.error(f.pos, msg, Some(expected));
+                return None;
+            }
+        };
+        let query = format!("select * from {}", resolved.model.relation);
+        Some(Model {
+            name: name.to_owned(),
+            source: source?,
+            read: ModelRead::Query(Str::plain(query)),
+            primary_key,
+            dbt: Some(resolved.model),
             location: self.location(node.pos),
         })
     }

@@ -381,3 +381,68 @@ fn bad_limits_are_reported_with_their_line() {
         "`message_bytes` in the `limits` of source `warehouse` is zero",
     );
 }
+
+/// A project whose dbt project (`analytics/`) has a manifest with one model.
+fn with_dbt_manifest(text: &str) -> tempfile::TempDir {
+    let dir = write_project(text);
+    std::fs::create_dir_all(dir.path().join("analytics/target")).unwrap();
+    let manifest = serde_json::json!({"nodes": {"model.analytics.fct_events": {
+        "resource_type": "model", "name": "fct_events",
+        "relation_name": "\"wh\".\"marts\".\"fct_events\"",
+        "config": {"materialized": "table", "unique_key": "event_id"}}}});
+    std::fs::write(
+        dir.path().join("analytics/target/manifest.json"),
+        manifest.to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn dbt_models_resolve_from_the_manifest_and_mistakes_name_their_line() {
+    let text = GOOD.replace(
+        "  events:\n    source: warehouse\n    object: events\n    primary_key: event_id\n",
+        "  events:\n    source: warehouse\n    dbt: fct_events\n    project: analytics\n",
+    );
+    let dir = with_dbt_manifest(&text);
+    let project = config::validate_with_env(dir.path(), &env).unwrap_or_else(|d| panic!("{d:?}"));
+    let events = &project.models["events"];
+    assert_eq!(events.primary_key, vec!["event_id"]);
+    assert_eq!(
+        events.read,
+        ModelRead::Query(config::Str::plain(
+            "select * from \"wh\".\"marts\".\"fct_events\""
+        ))
+    );
+    assert_eq!(
+        events.dbt.as_ref().unwrap().unique_id,
+        "model.analytics.fct_events"
+    );
+
+    let invalid = |text: &str| {
+        let dir = with_dbt_manifest(text);
+        config::validate_with_env(dir.path(), &env).expect_err("project should be invalid")
+    };
+    let typo = text.replace("dbt: fct_events", "dbt: fct_event");
+    let diags = invalid(&typo);
+    let d = find(&diags, "no model `fct_event`");
+    assert!(d.message.contains("did you mean `fct_events`"), "{d:?}");
+    let line = typo
+        .lines()
+        .position(|l| l.contains("dbt: fct_event"))
+        .unwrap()
+        + 1;
+    assert_eq!(d.line, line);
+    let diags = invalid(&text.replace(
+        "    project: analytics\n",
+        "    project: analytics\n    query: select 1\n",
+    ));
+    find(&diags, "has both `dbt` and `query`");
+    let diags = invalid(&GOOD.replace(
+        "    object: events\n",
+        "    object: events\n    project: x\n",
+    ));
+    find(&diags, "has `project` but no `dbt`");
+    let diags = invalid(&text.replace("project: analytics", "project: elsewhere"));
+    find(&diags, "run `dbt parse`");
+}

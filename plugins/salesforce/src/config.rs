@@ -36,6 +36,14 @@ pub struct Config {
     /// A write batch with at least this many rows goes through Bulk API 2.0.
     #[serde(default = "default_bulk_threshold")]
     pub bulk_threshold: usize,
+    /// Whether inserts may go through Bulk API 2.0 too. Off by default: a
+    /// Bulk job keeps running in Salesforce when the process that made it
+    /// is killed, and an insert carries no key by which the next run could
+    /// tell which of its rows were applied, so every row of the job would
+    /// be inserted again. Upserts, updates and deletes are idempotent by
+    /// key and use Bulk whatever this says.
+    #[serde(default)]
+    pub bulk_insert: bool,
     /// Pause between Bulk job status polls.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
@@ -143,6 +151,7 @@ pub fn schema() -> serde_json::Value {
             ]},
             "api_version": {"type": "string", "default": "60.0"},
             "bulk_threshold": {"type": "integer", "minimum": 1, "default": 10000},
+            "bulk_insert": {"type": "boolean", "default": false, "description": "let inserts use Bulk API 2.0 (a job interrupted by a killed run is inserted again in full by the next run); upserts, updates and deletes use Bulk above bulk_threshold regardless"},
             "poll_interval_ms": {"type": "integer", "minimum": 0, "default": 1000},
             "bulk_max_wait_ms": {"type": "integer", "minimum": 0, "default": 40000},
             "timeout_ms": {"type": "integer", "minimum": 1, "default": 30000},

@@ -146,4 +146,34 @@ impl Destination for Salesforce {
     }
 }
 
-sluice_sdk::export_destination!(Salesforce);
+/// `sluice verify`: which identifiers have a record, by SOQL on the sync's
+/// identifier (`SELECT Id, F FROM O WHERE F IN (...)`, as many values a
+/// query as keep its URL short).
+impl Lookup for Salesforce {
+    fn exists(
+        config: &str,
+        target: WriteTarget,
+        ids: Vec<Value>,
+    ) -> Result<Vec<bool>, PluginError> {
+        let mut writer = Self::open(config, target)?;
+        let keys: Vec<Option<String>> = ids.iter().map(writer::text_of).collect();
+        let mut values: Vec<String> = keys.iter().flatten().cloned().collect();
+        values.sort();
+        values.dedup();
+        let found = lookup::ids_by_value(
+            &mut writer.client,
+            &writer.object,
+            &writer.identifier,
+            &values,
+        )?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                k.as_ref()
+                    .is_some_and(|k| found.contains_key(&k.to_lowercase()))
+            })
+            .collect())
+    }
+}
+
+sluice_sdk::export_verifiable_destination!(Salesforce);

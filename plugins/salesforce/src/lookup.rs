@@ -31,7 +31,9 @@ pub fn soql_literal(value: &str) -> String {
     out
 }
 
-/// `SELECT Id, F FROM O WHERE F IN (...)` queries covering `values`.
+/// `SELECT Id, F FROM O WHERE F IN (...)` queries covering `values`
+/// (`SELECT Id FROM O WHERE Id IN (...)` when the field is `Id`: SOQL
+/// refuses a field selected twice).
 pub fn queries(object: &str, field: &str, values: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut current: Vec<String> = Vec::new();
@@ -50,8 +52,13 @@ pub fn queries(object: &str, field: &str, values: &[String]) -> Vec<String> {
     }
     out.into_iter()
         .map(|list| {
+            let selected = if field.eq_ignore_ascii_case("Id") {
+                "Id".to_string()
+            } else {
+                format!("Id, {field}")
+            };
             format!(
-                "SELECT Id, {field} FROM {object} WHERE {field} IN ({})",
+                "SELECT {selected} FROM {object} WHERE {field} IN ({})",
                 list.join(",")
             )
         })
@@ -120,5 +127,9 @@ mod tests {
         assert!(chunks.iter().all(|c| c.len() < MAX_VALUES_CHARS + 100));
         let total: usize = chunks.iter().map(|c| c.matches("'value-").count()).sum();
         assert_eq!(total, 2000);
+        assert_eq!(
+            queries("Account", "Id", &["001x".into()]),
+            vec!["SELECT Id FROM Account WHERE Id IN ('001x')"]
+        );
     }
 }

@@ -30,7 +30,7 @@ pub struct Plan {
 
 type Results = Vec<Option<RowResult>>;
 
-fn text_of(value: &Value) -> Option<String> {
+pub fn text_of(value: &Value) -> Option<String> {
     let mut s = String::new();
     value.write_text(&mut s);
     (!value.is_null() && !s.is_empty()).then_some(s)
@@ -272,6 +272,16 @@ impl SalesforceWriter {
     }
 }
 
+impl SalesforceWriter {
+    /// Bulk API 2.0 for a large enough change set, except for inserts
+    /// unless the operator allowed them (`bulk_insert`): see the field's
+    /// doc for why an interrupted Bulk insert cannot be made exact.
+    fn uses_bulk_for(&self, rows: usize) -> bool {
+        let config = &self.client.config;
+        rows >= config.bulk_threshold && (self.mode != WriteMode::Insert || config.bulk_insert)
+    }
+}
+
 impl Writer for SalesforceWriter {
     fn write(&mut self, batch: Batch) -> Result<Vec<RowResult>, PluginError> {
         let mut out: Results = vec![None; batch.len()];
@@ -279,7 +289,7 @@ impl Writer for SalesforceWriter {
             return Ok(Vec::new());
         }
         let plan = self.plan(&batch, &mut out)?;
-        if plan.rows.len() >= self.client.config.bulk_threshold {
+        if self.uses_bulk_for(plan.rows.len()) {
             self.write_bulk(&plan, &mut out)?;
         } else if !plan.rows.is_empty() {
             self.write_collections(&plan, &mut out)?;
@@ -331,6 +341,20 @@ mod tests {
         assert!(
             matches!(&out[1], Some(RowResult::Rejected(m)) if m.contains("row 1") && m.contains("`Id` is empty"))
         );
+    }
+
+    #[test]
+    fn inserts_use_bulk_only_when_allowed_and_keyed_writes_above_the_threshold() {
+        let at = writer(WriteMode::Insert, "").client.config.bulk_threshold;
+        assert!(!writer(WriteMode::Insert, "").uses_bulk_for(at));
+        let mut allowed = writer(WriteMode::Insert, "");
+        allowed.client.config.bulk_insert = true;
+        assert!(allowed.uses_bulk_for(at));
+        assert!(!allowed.uses_bulk_for(at - 1));
+        for mode in [WriteMode::Upsert, WriteMode::Update, WriteMode::Delete] {
+            assert!(writer(mode, "Id").uses_bulk_for(at));
+            assert!(!writer(mode, "Id").uses_bulk_for(at - 1));
+        }
     }
 
     #[test]
