@@ -6,10 +6,20 @@
 
 use std::time::Duration;
 
+use crate::schema::ObjectSpec;
+
 /// Client id accepted by the Salesforce token endpoint when no clients are configured.
 pub const DEFAULT_CLIENT_ID: &str = "sluice-emulator-client";
 /// Client secret paired with [`DEFAULT_CLIENT_ID`].
 pub const DEFAULT_CLIENT_SECRET: &str = "sluice-emulator-secret";
+/// Username accepted by the Salesforce password grant and SOAP login by default.
+pub const DEFAULT_USERNAME: &str = "user@sluice.emulator";
+/// Password of [`DEFAULT_USERNAME`].
+pub const DEFAULT_PASSWORD: &str = "sluice-emulator-password";
+/// Security token of [`DEFAULT_USERNAME`] (appended to the password, as
+/// Salesforce logins from untrusted networks require; the emulator also
+/// accepts the password alone).
+pub const DEFAULT_SECURITY_TOKEN: &str = "sluiceToken";
 /// Private-app token accepted by the HubSpot emulator when no tokens are configured.
 pub const DEFAULT_HUBSPOT_TOKEN: &str = "pat-na1-sluice-emulator-token";
 
@@ -69,6 +79,17 @@ pub struct ClientCredentials {
     pub client_secret: String,
 }
 
+/// One Salesforce user, for the OAuth password grant and SOAP login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalesforceUser {
+    /// Login name (compared case-insensitively, as Salesforce does).
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Security token; a login may send `password + token` or the password alone.
+    pub security_token: String,
+}
+
 /// Salesforce-only knobs.
 #[derive(Debug, Clone)]
 pub struct SalesforceSettings {
@@ -80,6 +101,17 @@ pub struct SalesforceSettings {
     pub bulk_processing_delay: Duration,
     /// Connected apps accepted by the token endpoint.
     pub clients: Vec<ClientCredentials>,
+    /// Users accepted by the password grant and SOAP login.
+    pub users: Vec<SalesforceUser>,
+    /// When set, each access token answers 401 `INVALID_SESSION_ID` after this
+    /// many API calls (on top of [`EmulatorConfig::token_lifetime`]).
+    pub expire_tokens_after: Option<u64>,
+    /// When set, every Bulk 2.0 job ends `Failed` with this `errorMessage`.
+    pub bulk_failure: Option<String>,
+    /// Custom objects to declare at start, and fields to add to standard
+    /// objects (an entry named like one, e.g. `Contact`); see
+    /// [`crate::salesforce::schema_file`].
+    pub schema: Vec<ObjectSpec>,
 }
 
 impl Default for SalesforceSettings {
@@ -91,6 +123,14 @@ impl Default for SalesforceSettings {
                 client_id: DEFAULT_CLIENT_ID.to_owned(),
                 client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
             }],
+            users: vec![SalesforceUser {
+                username: DEFAULT_USERNAME.to_owned(),
+                password: DEFAULT_PASSWORD.to_owned(),
+                security_token: DEFAULT_SECURITY_TOKEN.to_owned(),
+            }],
+            expire_tokens_after: None,
+            bulk_failure: None,
+            schema: Vec::new(),
         }
     }
 }
@@ -190,6 +230,9 @@ pub struct EmulatorConfig {
     pub token_lifetime: Duration,
     /// Fault injection probabilities.
     pub faults: FaultConfig,
+    /// Added before every response (faulted ones too), to develop against a
+    /// slow API.
+    pub latency: Duration,
     /// Seed for every random choice (faults, tokens, correlation ids).
     pub seed: u64,
     /// Salesforce specifics.
@@ -206,6 +249,7 @@ impl Default for EmulatorConfig {
             rate_limit: None,
             token_lifetime: Duration::from_secs(2 * 60 * 60),
             faults: FaultConfig::none(),
+            latency: Duration::ZERO,
             seed: 0x51_1CE,
             salesforce: SalesforceSettings::default(),
             hubspot: HubSpotSettings::default(),

@@ -90,6 +90,9 @@ pub(crate) async fn middleware(
 ) -> Response {
     shared.stats.lock().requests += 1;
     let _serving = InFlight::enter(&shared);
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
     let fault = shared.faults.lock().decide();
     match fault {
         Fault::None => next.run(request).await,

@@ -45,9 +45,10 @@ mod values;
 
 pub use config::{
     ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
-    SnowflakeSettings, SnowflakeUser, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-    DEFAULT_HUBSPOT_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT, DEFAULT_SNOWFLAKE_POSTGRES_URL,
-    DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
+    SalesforceUser, SnowflakeSettings, SnowflakeUser, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT,
+    DEFAULT_SNOWFLAKE_POSTGRES_URL, DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
+    DEFAULT_USERNAME,
 };
 pub use handle::{EmulatorHandle, IssuedToken, StatsSnapshot};
 pub use schema::{FieldSpec, FieldType, ObjectSpec};

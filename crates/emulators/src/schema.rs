@@ -113,6 +113,13 @@ pub struct FieldSpec {
     pub max_length: Option<usize>,
     /// Allowed values for a picklist/enumeration; empty means unrestricted.
     pub options: Vec<String>,
+    /// Salesforce lookups: the objects a reference field may point to.
+    pub reference_to: Vec<String>,
+    /// Salesforce numbers: total digits and digits after the point; `None`
+    /// means the type's default (describe shows 18 and 2 for currency).
+    pub precision: Option<u32>,
+    /// See [`FieldSpec::precision`].
+    pub scale: Option<u32>,
 }
 
 impl FieldSpec {
@@ -134,7 +141,27 @@ impl FieldSpec {
             read_only: false,
             max_length,
             options: Vec::new(),
+            reference_to: Vec::new(),
+            precision: None,
+            scale: None,
         }
+    }
+
+    /// A lookup to `objects` (Salesforce `referenceTo`).
+    pub fn reference_to<I, S>(mut self, objects: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.reference_to = objects.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Total digits and digits after the point of a number field.
+    pub fn digits(mut self, precision: u32, scale: u32) -> Self {
+        self.precision = Some(precision);
+        self.scale = Some(scale);
+        self
     }
 
     /// Sets the label.

@@ -4,7 +4,7 @@
 //! every unique or external-id field has a case-insensitive index so that an upsert
 //! on a large table does not scan it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -28,7 +28,9 @@ pub(crate) struct Table {
     records: BTreeMap<u64, Record>,
     by_id: HashMap<String, u64>,
     indexes: HashMap<String, HashMap<String, BTreeSet<u64>>>,
-    deleted: HashSet<String>,
+    /// Deleted records by id, as they were (Salesforce's recycle bin, which
+    /// `queryAll` reads).
+    deleted: HashMap<String, Record>,
 }
 
 /// The index key of a value: case-insensitive text, `None` for null/empty.
@@ -49,7 +51,7 @@ impl Table {
             records: BTreeMap::new(),
             by_id: HashMap::new(),
             indexes: HashMap::new(),
-            deleted: HashSet::new(),
+            deleted: HashMap::new(),
         };
         table.rebuild_indexes();
         table
@@ -104,7 +106,12 @@ impl Table {
     }
 
     pub fn was_deleted(&self, id: &str) -> bool {
-        self.deleted.contains(id)
+        self.deleted.contains_key(id)
+    }
+
+    /// Deleted records (in no particular order).
+    pub fn deleted_records(&self) -> impl Iterator<Item = &Record> {
+        self.deleted.values()
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {
@@ -189,8 +196,8 @@ impl Table {
         };
         if let Some(record) = self.records.remove(&seq) {
             self.unindex_fields(seq, &record.fields);
+            self.deleted.insert(id.to_owned(), record);
         }
-        self.deleted.insert(id.to_owned());
         true
     }
 }

@@ -93,7 +93,7 @@ async fn client_credentials_token_and_invalid_clients() {
     let (status, _, body) = split(
         client
             .post(&url)
-            .form(&[("grant_type", "password")])
+            .form(&[("grant_type", "refresh_token")])
             .send()
             .await
             .unwrap(),

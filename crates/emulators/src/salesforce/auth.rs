@@ -1,4 +1,8 @@
-//! `POST /services/oauth2/token`: client-credentials and JWT-bearer grants.
+//! Logins: `POST /services/oauth2/token` (client-credentials, with the client
+//! in the form or in HTTP Basic authentication; username-password; JWT bearer)
+//! and the SOAP partner `login` call at `POST /services/Soap/u/{version}`
+//! (see [`soap_login`]), which is how simple-salesforce logs in with a
+//! username, password and security token.
 //!
 //! The JWT-bearer grant checks the assertion's structure, that its payload `iss` is
 //! a known client id and that `exp` (if present) is in the future. The signature is
@@ -28,6 +32,8 @@ pub(crate) struct TokenRequest {
     client_id: Option<String>,
     client_secret: Option<String>,
     assertion: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 /// An OAuth error: `{"error": …, "error_description": …}` with status 400.
@@ -46,7 +52,8 @@ pub(crate) async fn token(
 ) -> Response {
     let grant = request.grant_type.as_deref().unwrap_or_default();
     let client = match grant {
-        "client_credentials" => check_client_credentials(&shared, &request),
+        "client_credentials" => check_client_credentials(&shared, &headers, &request),
+        "password" => check_password_grant(&shared, &headers, &request),
         JWT_BEARER_GRANT => check_jwt_assertion(&shared, request.assertion.as_deref()),
         _ => Err(oauth_error(
             "unsupported_grant_type",
@@ -59,9 +66,47 @@ pub(crate) async fn token(
     }
 }
 
-fn check_client_credentials(shared: &Shared, request: &TokenRequest) -> Result<String, Response> {
-    let id = request.client_id.as_deref().unwrap_or_default();
-    let secret = request.client_secret.as_deref().unwrap_or_default();
+/// `client_id:client_secret` from `Authorization: Basic …` (RFC 6749 §2.3.1
+/// client authentication), if the request carries it.
+fn basic_client(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// The client's id and secret: from the form, else from HTTP Basic.
+fn client_of(headers: &HeaderMap, request: &TokenRequest) -> (String, String) {
+    match (&request.client_id, basic_client(headers)) {
+        (Some(id), _) => (
+            id.clone(),
+            request.client_secret.clone().unwrap_or_default(),
+        ),
+        (None, Some(basic)) => basic,
+        (None, None) => Default::default(),
+    }
+}
+
+fn check_client_credentials(
+    shared: &Shared,
+    headers: &HeaderMap,
+    request: &TokenRequest,
+) -> Result<String, Response> {
+    let (id, secret) = client_of(headers, request);
+    check_client(shared, &id, &secret)
+}
+
+fn check_client(shared: &Shared, id: &str, secret: &str) -> Result<String, Response> {
     let Some(client) = shared.salesforce.clients.iter().find(|c| c.client_id == id) else {
         return Err(oauth_error(
             "invalid_client_id",
@@ -72,6 +117,36 @@ fn check_client_credentials(shared: &Shared, request: &TokenRequest) -> Result<S
         return Err(oauth_error("invalid_client", "invalid client credentials"));
     }
     Ok(client.client_id.clone())
+}
+
+/// The username-password grant: a known connected app and a user whose
+/// password (optionally followed by its security token) matches.
+fn check_password_grant(
+    shared: &Shared,
+    headers: &HeaderMap,
+    request: &TokenRequest,
+) -> Result<String, Response> {
+    let (id, secret) = client_of(headers, request);
+    let client = check_client(shared, &id, &secret)?;
+    let username = request.username.as_deref().unwrap_or_default();
+    let password = request.password.as_deref().unwrap_or_default();
+    if find_user(shared, username, password).is_none() {
+        return Err(oauth_error("invalid_grant", "authentication failure"));
+    }
+    Ok(client)
+}
+
+/// The configured user `username` if `password` is its password, alone or
+/// followed by its security token.
+pub(crate) fn find_user<'s>(
+    shared: &'s Shared,
+    username: &str,
+    password: &str,
+) -> Option<&'s crate::config::SalesforceUser> {
+    shared.salesforce.users.iter().find(|u| {
+        u.username.eq_ignore_ascii_case(username)
+            && (u.password == password || format!("{}{}", u.password, u.security_token) == password)
+    })
 }
 
 /// Decodes the assertion's payload and checks `iss` and `exp`; see the module docs.
@@ -102,8 +177,8 @@ fn check_jwt_assertion(shared: &Shared, assertion: Option<&str>) -> Result<Strin
     Ok(iss.to_owned())
 }
 
-/// Issues a token that lives for the configured lifetime.
-fn issue(shared: &Shared, headers: &HeaderMap, client_id: String, grant: &str) -> Response {
+/// Records a new access token that lives for the configured lifetime.
+pub(crate) fn new_token(shared: &Shared, client_id: String, grant: &str) -> String {
     let org = &shared.salesforce.org_id;
     let token = format!("{}!{}", &org[..15], shared.random_alnum(96));
     let lifetime = *shared.token_lifetime.lock();
@@ -122,6 +197,14 @@ fn issue(shared: &Shared, headers: &HeaderMap, client_id: String, grant: &str) -
             expires_at: Some(Instant::now() + lifetime),
         },
     );
+    token
+}
+
+/// Issues a token and answers with it as the token endpoint does.
+fn issue(shared: &Shared, headers: &HeaderMap, client_id: String, grant: &str) -> Response {
+    let org = &shared.salesforce.org_id;
+    let now = chrono::Utc::now();
+    let token = new_token(shared, client_id, grant);
     let instance_url = instance_url(shared, headers);
     let body = json!({
         "access_token": token,

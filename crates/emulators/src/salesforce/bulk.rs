@@ -90,7 +90,7 @@ impl Operation {
 }
 
 /// Column delimiters Bulk 2.0 accepts.
-fn delimiter_byte(name: &str) -> Option<u8> {
+pub(crate) fn delimiter_byte(name: &str) -> Option<u8> {
     Some(match name {
         "COMMA" => b',',
         "BACKQUOTE" => b'`',
@@ -409,28 +409,14 @@ pub(crate) async fn delete_job(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Adds the three result routes, with and without the trailing slash the docs show.
+/// Adds the three result routes, with and without the trailing slash the docs
+/// show. The result name matches case-insensitively, as Salesforce's does
+/// (the docs spell `unprocessedrecords`, simple-salesforce `unprocessedRecords`).
 pub(crate) fn result_routes(router: Router<Arc<Shared>>, data: &str) -> Router<Arc<Shared>> {
     let base = format!("{data}/jobs/ingest/{{job}}");
     router
-        .route(
-            &format!("{base}/successfulResults"),
-            get(successful_results),
-        )
-        .route(
-            &format!("{base}/successfulResults/"),
-            get(successful_results),
-        )
-        .route(&format!("{base}/failedResults"), get(failed_results))
-        .route(&format!("{base}/failedResults/"), get(failed_results))
-        .route(
-            &format!("{base}/unprocessedrecords"),
-            get(unprocessed_records),
-        )
-        .route(
-            &format!("{base}/unprocessedrecords/"),
-            get(unprocessed_records),
-        )
+        .route(&format!("{base}/{{result}}"), get(named_results))
+        .route(&format!("{base}/{{result}}/"), get(named_results))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -440,16 +426,25 @@ enum ResultKind {
     Unprocessed,
 }
 
-async fn successful_results(state: State<Arc<Shared>>, path: Path<(String, String)>) -> Response {
-    results(state, path, ResultKind::Successful)
+impl ResultKind {
+    fn from_path(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "successfulresults" => Some(ResultKind::Successful),
+            "failedresults" => Some(ResultKind::Failed),
+            "unprocessedrecords" => Some(ResultKind::Unprocessed),
+            _ => None,
+        }
+    }
 }
 
-async fn failed_results(state: State<Arc<Shared>>, path: Path<(String, String)>) -> Response {
-    results(state, path, ResultKind::Failed)
-}
-
-async fn unprocessed_records(state: State<Arc<Shared>>, path: Path<(String, String)>) -> Response {
-    results(state, path, ResultKind::Unprocessed)
+async fn named_results(
+    state: State<Arc<Shared>>,
+    Path((version, job_id, result)): Path<(String, String, String)>,
+) -> Response {
+    match ResultKind::from_path(&result) {
+        Some(kind) => results(state, Path((version, job_id)), kind),
+        None => not_found(),
+    }
 }
 
 fn results(

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::api_version_number;
 use super::errors::{api_error, json_parser_error, not_found, RecordError};
 use super::ops::{self, Match, Saved};
-use super::{api_version_number, render_record};
 use crate::handle::Shared;
 use crate::store::{index_key, Store};
 
@@ -348,33 +348,10 @@ pub(crate) async fn upsert_one(
     }
 }
 
-fn multiple_choices(version: &str, object: &str, ids: &[String]) -> Response {
+pub(crate) fn multiple_choices(version: &str, object: &str, ids: &[String]) -> Response {
     let urls: Vec<String> = ids
         .iter()
         .map(|id| format!("/services/data/{version}/sobjects/{object}/{id}"))
         .collect();
     (StatusCode::MULTIPLE_CHOICES, Json(urls)).into_response()
-}
-
-/// `GET /sobjects/{object}/{id}`.
-pub(crate) async fn retrieve(
-    State(shared): State<Arc<Shared>>,
-    Path((version, object, id)): Path<(String, String, String)>,
-    _headers: HeaderMap,
-) -> Response {
-    let store = shared.store.lock();
-    let Some(table) = store.table(&object) else {
-        return not_found();
-    };
-    let Some(record) = super::ids::normalize(&id).and_then(|id| table.get(&id)) else {
-        return not_found();
-    };
-    let mut body = render_record(&table.spec, record);
-    if let Value::Object(map) = &mut body {
-        map.insert(
-            "attributes".to_owned(),
-            json!({ "type": table.spec.name, "url": format!("/services/data/{version}/sobjects/{}/{}", table.spec.name, record.id) }),
-        );
-    }
-    (StatusCode::OK, Json(body)).into_response()
 }

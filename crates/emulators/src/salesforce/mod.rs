@@ -1,11 +1,17 @@
 //! Salesforce REST API emulator (saas-apis.md §1).
 //!
 //! Endpoints, under `/services/data/vNN.N` unless noted:
-//! - `POST /services/oauth2/token` (client_credentials, JWT bearer; see [`auth`])
+//! - `POST /services/oauth2/token` (client_credentials, password, JWT bearer;
+//!   see [`auth`]) and `POST /services/Soap/u/{version}` (SOAP `login`)
+//! - `GET /limits`
 //! - `GET /services/data` (versions), `GET /sobjects`, `GET /sobjects/{o}/describe`
-//! - `GET /sobjects/{o}/{id}`, `PATCH /sobjects/{o}/{extField}/{value}`
+//! - `GET /query?q=SOQL`, `GET /queryAll?q=SOQL` and their `nextRecordsUrl`
+//!   pages (the SOQL subset of [`soql`])
+//! - `GET|POST /sobjects/{o}`, `GET|PATCH|DELETE /sobjects/{o}/{id}` and
+//!   `GET|PATCH|DELETE /sobjects/{o}/{extField}/{value}` (see [`record`])
 //! - `POST|PATCH|DELETE /composite/sobjects`, `PATCH /composite/sobjects/{o}/{extField}`
-//! - Bulk API 2.0 ingest under `/jobs/ingest` (see [`bulk`])
+//! - Bulk API 2.0 ingest under `/jobs/ingest` (see [`bulk`]) and query jobs
+//!   under `/jobs/query` (see [`bulk_query`])
 //!
 //! Every call under `/services/data/vNN.N` needs a bearer token (else 401
 //! `INVALID_SESSION_ID`), counts against the daily allowance and the rolling-window
@@ -24,7 +30,7 @@
 //!   `BULK_API_ERROR`; job state conflicts answer 409 `INVALIDJOBSTATE`;
 //! - unique and external id values compare case-insensitively.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +44,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
-use crate::config::{ClientCredentials, SalesforceSettings};
+use crate::config::{ClientCredentials, SalesforceSettings, SalesforceUser};
 use crate::handle::{Shared, TokenStatus};
 use crate::limits::Admission;
 use crate::schema::{FieldSpec, FieldType, ObjectSpec};
@@ -46,11 +52,17 @@ use crate::store::{Record, Store};
 
 pub mod auth;
 pub(crate) mod bulk;
+mod bulk_query;
 mod collections;
 mod describe;
 pub(crate) mod errors;
 mod ids;
 mod ops;
+mod query;
+mod record;
+pub mod schema_file;
+mod soap;
+pub(crate) mod soql;
 
 pub use collections::MAX_RECORDS;
 pub use errors::{
@@ -69,35 +81,48 @@ pub const LIMIT_INFO_HEADER: &str = "Sforce-Limit-Info";
 #[derive(Debug)]
 pub(crate) struct SalesforceState {
     pub clients: Vec<ClientCredentials>,
+    pub users: Vec<SalesforceUser>,
+    pub expire_tokens_after: Option<u64>,
+    /// API calls made with each token, for `expire_tokens_after`.
+    pub token_calls: Mutex<HashMap<String, u64>>,
     pub org_id: String,
     pub user_id: String,
     pub bulk_delay: Mutex<Duration>,
     pub bulk_failure: Mutex<Option<String>>,
     pub jobs: Mutex<BTreeMap<String, bulk::BulkJob>>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub cursors: Mutex<query::Cursors>,
+    pub query_jobs: Mutex<BTreeMap<String, bulk_query::QueryJob>>,
 }
 
 impl SalesforceState {
     pub fn new(settings: &SalesforceSettings) -> Self {
         Self {
             clients: settings.clients.clone(),
+            users: settings.users.clone(),
+            expire_tokens_after: settings.expire_tokens_after,
+            token_calls: Mutex::new(HashMap::new()),
             org_id: ids::make_id("00D", 1),
             user_id: ids::make_id("005", 1),
             bulk_delay: Mutex::new(settings.bulk_processing_delay),
-            bulk_failure: Mutex::new(None),
+            bulk_failure: Mutex::new(settings.bulk_failure.clone()),
             jobs: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
+            cursors: Mutex::new(query::Cursors::default()),
+            query_jobs: Mutex::new(BTreeMap::new()),
         }
     }
 }
 
-/// Declares the standard objects and returns the router.
+/// Declares the standard objects, then the configured schema, and returns the
+/// router.
 pub(crate) fn setup(shared: &Arc<Shared>) -> anyhow::Result<Router> {
     {
         let mut store = shared.store.lock();
         for spec in standard_objects() {
             store.add(spec);
         }
+        schema_file::apply_all(&mut store, &shared.config.salesforce.schema)?;
     }
     Ok(router(shared.clone()))
 }
@@ -106,17 +131,37 @@ fn router(shared: Arc<Shared>) -> Router {
     let data = "/services/data/{version}";
     let api = Router::new()
         .route(&format!("{data}/sobjects"), get(describe::global))
+        .route(&format!("{data}/limits"), get(describe::limits))
+        .route(&format!("{data}/limits/"), get(describe::limits))
+        .route(&format!("{data}/query"), get(query::query))
+        .route(&format!("{data}/query/"), get(query::query))
+        .route(&format!("{data}/query/{{locator}}"), get(query::more))
+        .route(&format!("{data}/queryAll"), get(query::query_all))
+        .route(&format!("{data}/queryAll/"), get(query::query_all))
+        .route(&format!("{data}/queryAll/{{locator}}"), get(query::more))
         .route(
             &format!("{data}/sobjects/{{object}}/describe"),
             get(describe::describe),
         )
         .route(
+            &format!("{data}/sobjects/{{object}}"),
+            get(record::basic_info).post(record::create),
+        )
+        .route(
+            &format!("{data}/sobjects/{{object}}/"),
+            get(record::basic_info).post(record::create),
+        )
+        .route(
             &format!("{data}/sobjects/{{object}}/{{id}}"),
-            get(collections::retrieve),
+            get(record::retrieve)
+                .patch(record::update)
+                .delete(record::delete),
         )
         .route(
             &format!("{data}/sobjects/{{object}}/{{field}}/{{value}}"),
-            patch(collections::upsert_one),
+            get(record::retrieve_by_external_id)
+                .patch(collections::upsert_one)
+                .delete(record::delete_by_external_id),
         )
         .route(
             &format!("{data}/composite/sobjects"),
@@ -127,6 +172,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             &format!("{data}/composite/sobjects/{{object}}/{{field}}"),
             patch(collections::upsert),
+        )
+        .route(
+            &format!("{data}/jobs/query"),
+            post(bulk_query::create_job).get(bulk_query::list_jobs),
+        )
+        .route(
+            &format!("{data}/jobs/query/{{job}}"),
+            get(bulk_query::get_job)
+                .patch(bulk_query::abort_job)
+                .delete(bulk_query::delete_job),
+        )
+        .route(
+            &format!("{data}/jobs/query/{{job}}/results"),
+            get(bulk_query::results),
         )
         .route(
             &format!("{data}/jobs/ingest"),
@@ -150,6 +209,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     Router::new()
         .route("/services/oauth2/token", post(auth::token))
+        .route("/services/Soap/u/{version}", post(soap::soap_login))
         .route("/services/data", get(describe::versions))
         .route("/services/data/", get(describe::versions))
         .merge(api)
@@ -204,6 +264,10 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     let status = bearer_token(&request)
         .map(|t| shared.tokens.lock().check(&t, now))
         .unwrap_or(TokenStatus::Unknown);
+    let status = match (status, bearer_token(&request)) {
+        (TokenStatus::Valid, Some(token)) if used_up(&shared, &token) => TokenStatus::Unknown,
+        (status, _) => status,
+    };
     if status != TokenStatus::Valid {
         shared.record_unauthorized();
         let response = errors::api_error(
@@ -228,6 +292,18 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     }
     let response = next.run(request).await;
     with_limit_info(&shared, response)
+}
+
+/// Counts a call made with `token`; true once it has made more calls than
+/// `expire_tokens_after` allows.
+fn used_up(shared: &Shared, token: &str) -> bool {
+    let Some(allowed) = shared.salesforce.expire_tokens_after else {
+        return false;
+    };
+    let mut calls = shared.salesforce.token_calls.lock();
+    let made = calls.entry(token.to_owned()).or_default();
+    *made += 1;
+    *made > allowed
 }
 
 /// Adds system fields and a key prefix to a user-declared object.
@@ -294,7 +370,9 @@ fn standard_objects() -> Vec<ObjectSpec> {
             FieldSpec::new("Industry", T::Picklist),
             FieldSpec::new("Phone", T::Phone).max_length(40),
             FieldSpec::new("Website", T::Url),
-            FieldSpec::new("AnnualRevenue", T::Currency).label("Annual Revenue"),
+            FieldSpec::new("AnnualRevenue", T::Currency)
+                .label("Annual Revenue")
+                .digits(18, 0),
             FieldSpec::new("NumberOfEmployees", T::Int).label("Employees"),
             FieldSpec::new("Description", T::TextArea).label("Account Description"),
             FieldSpec::new("External_Id__c", T::String)
@@ -318,7 +396,9 @@ fn standard_objects() -> Vec<ObjectSpec> {
                 .label("Business Phone")
                 .max_length(40),
             FieldSpec::new("Title", T::String).max_length(128),
-            FieldSpec::new("AccountId", T::Reference).label("Account ID"),
+            FieldSpec::new("AccountId", T::Reference)
+                .label("Account ID")
+                .reference_to(["Account"]),
             FieldSpec::new("Birthdate", T::Date),
             FieldSpec::new("HasOptedOutOfEmail", T::Boolean).label("Email Opt Out"),
             FieldSpec::new("External_Id__c", T::String)
@@ -377,11 +457,24 @@ pub(crate) fn connection_info(shared: &Shared) -> String {
             )
         })
         .collect();
+    let users: Vec<String> = shared
+        .salesforce
+        .users
+        .iter()
+        .map(|u| {
+            format!(
+                "username={} password={} security_token={}",
+                u.username, u.password, u.security_token
+            )
+        })
+        .collect();
     format!(
-        "Salesforce emulator at {base}\n  token endpoint: {base}/services/oauth2/token (grant_type=client_credentials or {jwt})\n  credentials: {}\n  objects: {}",
+        "Salesforce emulator at {base}\n  token endpoint: {base}/services/oauth2/token (grant_type=client_credentials, password or {jwt})\n  SOAP login: {base}/services/Soap/u/{version}\n  credentials: {}\n  users: {}\n  objects: {}",
         clients.join("; "),
+        users.join("; "),
         shared.store.lock().specs().iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", "),
         base = shared.base_url,
         jwt = auth::JWT_BEARER_GRANT,
+        version = SUPPORTED_VERSIONS.last().copied().unwrap_or("66.0"),
     )
 }
