@@ -5,7 +5,8 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use sluice_emulators::{
-    EmulatorConfig, EmulatorKind, FaultConfig, RateLimit, SnowflakeSettings, SnowflakeUser,
+    EmulatorConfig, EmulatorKind, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
+    SnowflakeSettings, SnowflakeUser,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,6 +53,63 @@ pub struct EmulatorArgs {
     /// Snowflake: rows per result partition.
     #[arg(long, default_value_t = 10_000)]
     pub partition_rows: usize,
+    /// Salesforce: how long an access token lives, e.g. 30s or 2h. After it,
+    /// calls with the token answer 401 INVALID_SESSION_ID and a client must
+    /// log in again: set it short to exercise a connector's re-login.
+    #[arg(long, default_value = "2h", value_parser = sluice_runtime::limits::parse_duration)]
+    pub token_lifetime: Duration,
+    /// Salesforce: each access token answers 401 INVALID_SESSION_ID after
+    /// this many API calls, whatever its age (deterministic re-login tests).
+    #[arg(long, value_name = "N")]
+    pub expire_tokens_after: Option<u64>,
+    /// The daily call allowance (Salesforce `Sforce-Limit-Info: api-usage=N/M`
+    /// and /limits DailyApiRequests, then 403 REQUEST_LIMIT_EXCEEDED; HubSpot
+    /// X-HubSpot-RateLimit-Daily, then 429 DAILY). Set it low to see what a
+    /// sync does when the day's quota runs out.
+    #[arg(long, value_name = "N")]
+    pub daily_limit: Option<u64>,
+    /// Delay every response by this long, e.g. 300ms, to develop against a
+    /// slow API (timeouts, concurrency).
+    #[arg(long, default_value = "0s", value_parser = sluice_runtime::limits::parse_duration)]
+    pub latency: Duration,
+    /// Salesforce: every Bulk API 2.0 job ends in state Failed (every row in
+    /// unprocessedrecords), to exercise a connector's job-failure handling.
+    #[arg(long)]
+    pub fail_bulk_jobs: bool,
+    /// Salesforce: custom objects and fields to declare at start, from a YAML
+    /// or JSON file, e.g.
+    /// `objects: {Customer__c: {fields: {External_Id__c: {type: string,
+    /// external_id: true}, LTV__c: {type: currency}}}}`. A standard object's
+    /// name (Contact) adds the fields to it. See crates/emulators/README.md.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<std::path::PathBuf>,
+}
+
+/// The `errorMessage` of a job failed by `--fail-bulk-jobs`.
+const FORCED_BULK_FAILURE: &str = "InvalidBatch : the emulator was started with --fail-bulk-jobs";
+
+fn salesforce_settings(args: &EmulatorArgs) -> Result<SalesforceSettings> {
+    let defaults = SalesforceSettings::default();
+    let schema = match &args.schema {
+        Some(path) => sluice_emulators::salesforce::schema_file::load(path)
+            .with_context(|| format!("--schema {}", path.display()))?,
+        None => Vec::new(),
+    };
+    Ok(SalesforceSettings {
+        daily_api_limit: args.daily_limit.unwrap_or(defaults.daily_api_limit),
+        expire_tokens_after: args.expire_tokens_after,
+        bulk_failure: args.fail_bulk_jobs.then(|| FORCED_BULK_FAILURE.to_owned()),
+        schema,
+        ..defaults
+    })
+}
+
+fn hubspot_settings(args: &EmulatorArgs) -> HubSpotSettings {
+    let defaults = HubSpotSettings::default();
+    HubSpotSettings {
+        daily_limit: args.daily_limit.unwrap_or(defaults.daily_limit),
+        ..defaults
+    }
 }
 
 pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
@@ -82,6 +140,10 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
     }
     Ok(EmulatorConfig {
         snowflake,
+        salesforce: salesforce_settings(args)?,
+        hubspot: hubspot_settings(args),
+        token_lifetime: args.token_lifetime,
+        latency: args.latency,
         rate_limit: args.rate_limit.map(|r| RateLimit::new(r, args.interval)),
         faults: FaultConfig {
             server_error_probability: args.fail_rate,
