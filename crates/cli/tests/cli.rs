@@ -478,3 +478,65 @@ fn the_plan_counts_as_sent_only_rows_that_would_be_sent() {
         "would send 1 row(s): 1 added, 0 changed; 2 to delete; 0 unchanged; 0 invalid"
     );
 }
+
+#[test]
+fn emulator_schema_files_declare_objects_and_mistakes_name_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "objects:\n  Customer__c:\n    fields:\n      LTV__c: { type: money }\n",
+    )
+    .unwrap();
+    let out = sluice(&[
+        "emulator",
+        "salesforce",
+        "--port",
+        "0",
+        "--schema",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("objects.Customer__c.fields.LTV__c"), "{err}");
+    assert!(err.contains("unknown variant `money`"), "{err}");
+
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"objects": {"Customer__c": {"fields": {"External_Id__c": {"type": "string", "external_id": true}}}}}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "emulator",
+            "salesforce",
+            "--port",
+            "0",
+            "--latency",
+            "10ms",
+            "--daily-limit",
+            "5",
+        ])
+        .args(["--schema", good.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        banner.contains("objects: Account, Contact, Customer, Customer__c"),
+        "{banner}"
+    );
+    assert!(banner.contains("username=user@sluice.emulator"), "{banner}");
+}
