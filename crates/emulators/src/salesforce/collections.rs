@@ -308,12 +308,17 @@ pub(crate) async fn delete(
 }
 
 /// `PATCH /sobjects/{object}/{field}/{value}`: 201 created, 200 updated (204 before
-/// API 46.0), 300 with the matching record URLs when the value matches several.
+/// API 46.0), 300 with the matching record URLs when the value matches several;
+/// with `?updateOnly=true` a value matching nothing is a 404 instead of a create.
 pub(crate) async fn upsert_one(
     State(shared): State<Arc<Shared>>,
     Path((version, object, field, value)): Path<(String, String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let update_only = params
+        .get("updateOnly")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut input: Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return json_parser_error("the body must be a JSON object"),
@@ -332,6 +337,7 @@ pub(crate) async fn upsert_one(
     let matched = ops::match_external_id(table, &ext_field, &Value::String(value));
     let result = match matched {
         Match::Many(ids) => return multiple_choices(&version, &table.spec.name, &ids),
+        Match::None if update_only => return not_found(),
         Match::None => ops::create(&shared, table, &input),
         Match::One(id) => ops::update(table, &id, &input),
     };
