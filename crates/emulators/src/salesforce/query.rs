@@ -334,3 +334,89 @@ fn project(object: &str, version: &str, row: &Map<String, Value>, fields: &[Stri
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EmulatorConfig;
+    use crate::EmulatorKind;
+
+    fn emulator_with_contacts(names: &[&str]) -> (Arc<Shared>, Vec<String>) {
+        let shared = Arc::new(Shared::new(
+            EmulatorKind::Salesforce,
+            EmulatorConfig::default(),
+            "http://127.0.0.1:1".into(),
+        ));
+        // Declares the standard objects; the router is not needed here.
+        let _router = super::super::setup(&shared).unwrap();
+        let ids = {
+            let mut store = shared.store.lock();
+            let table = store.table_mut("Contact").unwrap();
+            names
+                .iter()
+                .map(|name| {
+                    let input = json!({ "LastName": name }).as_object().cloned().unwrap();
+                    super::super::ops::create(&shared, table, &input)
+                        .unwrap()
+                        .id
+                })
+                .collect()
+        };
+        (shared, ids)
+    }
+
+    fn last_names(outcome: Outcome) -> Vec<String> {
+        match outcome {
+            Outcome::Rows { rows, .. } => rows
+                .iter()
+                .map(|r| r["LastName"].as_str().unwrap_or_default().to_owned())
+                .collect(),
+            Outcome::Count(n) => panic!("expected rows, got a count of {n}"),
+        }
+    }
+
+    #[test]
+    fn store_filters_sort_and_window_like_soql() {
+        let (shared, ids) = emulator_with_contacts(&["b", "a", "d", "c"]);
+        let run = |soql: &str| execute(&shared, soql, false).unwrap();
+        assert_eq!(
+            last_names(run(
+                "SELECT LastName FROM Contact ORDER BY LastName LIMIT 2 OFFSET 1"
+            )),
+            ["b", "c"]
+        );
+        // A 15-character id finds its record, as in Salesforce.
+        let short = &ids[2][..15];
+        assert_eq!(
+            last_names(run(&format!(
+                "SELECT LastName FROM Contact WHERE Id = '{short}'"
+            ))),
+            ["d"]
+        );
+        assert!(matches!(
+            run("SELECT COUNT() FROM contact WHERE lastname IN ('A', 'C')"),
+            Outcome::Count(2)
+        ));
+        let err = execute(&shared, "SELECT Foo FROM Contact", false)
+            .err()
+            .unwrap();
+        assert_eq!((err.kind, err.offset), (ErrorKind::InvalidField, 7));
+    }
+
+    #[test]
+    fn query_all_includes_deleted_records() {
+        let (shared, ids) = emulator_with_contacts(&["kept", "gone"]);
+        shared
+            .store
+            .lock()
+            .table_mut("Contact")
+            .unwrap()
+            .remove(&ids[1]);
+        let soql = "SELECT LastName FROM Contact ORDER BY LastName";
+        assert_eq!(last_names(execute(&shared, soql, false).unwrap()), ["kept"]);
+        assert_eq!(
+            last_names(execute(&shared, soql, true).unwrap()),
+            ["gone", "kept"]
+        );
+    }
+}
