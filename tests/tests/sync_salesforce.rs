@@ -69,6 +69,21 @@ async fn run(dir: &Path) -> RunReport {
     engine.run("people", &RunOptions::default()).await.unwrap()
 }
 
+async fn verify(dir: &Path, dry_run: bool) -> sluice_engine::run::VerifyReport {
+    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
+    let test = runtime();
+    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
+    let engine = SyncEngine {
+        project: &project,
+        runtime: &test.runtime,
+        store: &store,
+    };
+    engine
+        .verify("people", sluice_engine::run::VerifyOptions { dry_run })
+        .await
+        .unwrap()
+}
+
 fn limited(requests: u32) -> EmulatorConfig {
     EmulatorConfig {
         rate_limit: Some(RateLimit::new(requests, Duration::from_secs(1))),
@@ -328,4 +343,75 @@ async fn inserts_go_through_bulk_only_when_the_operator_allows_it() {
             "with `{setting}`"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_contacts_deleted_in_salesforce_and_the_next_run_restores_them() {
+    let sf = sluice_emulators::start_salesforce(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &sf.base_url(), "");
+    let first = run(dir.path()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(sf.handle().record_count("Contact"), ROWS);
+
+    // Someone deletes three contacts in Salesforce itself.
+    let gone = ["7", "120", "299"];
+    for id in gone {
+        let record = sf
+            .handle()
+            .find_record("Contact", "External_Id__c", id)
+            .unwrap();
+        assert!(sf
+            .handle()
+            .delete_record("Contact", record["Id"].as_str().unwrap()));
+    }
+    assert_eq!(
+        run(dir.path()).await.counts.sent,
+        1,
+        "only the rejected row"
+    );
+
+    let queries = |sf: &sluice_emulators::RunningEmulator| {
+        sf.handle()
+            .stats()
+            .endpoint("GET", "/services/data/{version}/query")
+    };
+    let dry = verify(dir.path(), true).await;
+    assert_eq!(
+        (dry.checked, dry.missing, dry.forgotten),
+        (ROWS as u64, 3, 0)
+    );
+    // SOQL `IN (...)` lists of 300 short ids fit in one query.
+    assert_eq!(queries(&sf), 1, "{dry:?}");
+    let report = verify(dir.path(), false).await;
+    assert_eq!((report.missing, report.forgotten), (3, 3), "{report:?}");
+
+    let restore = run(dir.path()).await;
+    assert_eq!(restore.status, RunStatus::Succeeded, "{:?}", restore.error);
+    // The three forgotten contacts, and the bad row retried as every run.
+    assert_eq!(
+        (
+            restore.counts.added,
+            restore.counts.ok,
+            restore.counts.rejected
+        ),
+        (4, 3, 1),
+        "{:?}",
+        restore.counts
+    );
+    for id in gone {
+        assert!(
+            sf.handle()
+                .find_record("Contact", "External_Id__c", id)
+                .is_some(),
+            "{id}"
+        );
+    }
+    assert_eq!(sf.handle().record_count("Contact"), ROWS);
+    assert_eq!(verify(dir.path(), false).await.missing, 0);
 }

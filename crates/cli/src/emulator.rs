@@ -151,7 +151,6 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
             ..FaultConfig::none()
         },
         seed: args.seed,
-        ..EmulatorConfig::default()
     })
 }
 
