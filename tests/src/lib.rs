@@ -227,3 +227,41 @@ impl Drop for PgDatabase {
         );
     }
 }
+
+/// A project as the CLI sets it up before running a sync: validated, with
+/// its SQLite state (`.sluice/state.db`) and a runtime.
+pub struct Loaded {
+    pub project: sluice_config::Project,
+    pub test: TestRuntime,
+    pub store: Mutex<sluice_state::SqliteStore>,
+}
+
+impl Loaded {
+    /// Validates the project in `dir` (panicking with the diagnostics)
+    /// and opens its state.
+    pub fn open(dir: &std::path::Path) -> Loaded {
+        let project = sluice_config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
+        Loaded {
+            project,
+            test: runtime(),
+            store: Mutex::new(sluice_state::SqliteStore::open_project(dir).unwrap()),
+        }
+    }
+
+    pub fn engine(&self) -> sluice_engine::run::SyncEngine<'_, sluice_state::SqliteStore> {
+        sluice_engine::run::SyncEngine {
+            project: &self.project,
+            runtime: &self.test.runtime,
+            store: &self.store,
+        }
+    }
+}
+
+/// Runs `sync` of the project in `dir` once with `options`.
+pub async fn run_sync(
+    dir: &std::path::Path,
+    sync: &str,
+    options: &sluice_engine::run::RunOptions,
+) -> sluice_engine::run::RunReport {
+    Loaded::open(dir).engine().run(sync, options).await.unwrap()
+}

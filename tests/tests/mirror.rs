@@ -7,13 +7,11 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::Value;
 use sluice_state::{RunStatus, SqliteStore, StateStore};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 const ROWS: usize = 20;
 
@@ -58,14 +56,8 @@ fn people(dir: &Path, ids: impl IntoIterator<Item = usize>) {
 }
 
 async fn run_with(dir: &Path, dry_run: bool) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir);
+    let engine = loaded.engine();
     let options = RunOptions {
         dry_run,
         ..Default::default()

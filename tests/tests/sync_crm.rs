@@ -8,15 +8,13 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
 use sluice_emulators::{
     EmulatorConfig, FaultConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
 };
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::sandbox::policy::Grants;
 use sluice_state::{RunStatus, SqliteStore, StateStore};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// A table of `n` people; ids in `bad` get a malformed email.
@@ -59,15 +57,7 @@ syncs:
 }
 
 async fn run(dir: &Path) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine.run("people", &RunOptions::default()).await.unwrap()
+    run_sync(dir, "people", &RunOptions::default()).await
 }
 
 /// A HubSpot emulator on a free loopback port.
@@ -419,14 +409,8 @@ async fn verify_finds_records_deleted_in_the_crm_and_the_next_run_restores_them(
     // An ordinary run sees no change in the model and sends nothing.
     assert_eq!(run(dir.path()).await.counts.sent, 0);
 
-    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir.path());
+    let engine = loaded.engine();
     let dry = engine
         .verify(
             "people",
@@ -482,14 +466,8 @@ async fn verify_says_when_a_destination_cannot_look_records_up() {
     );
     std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
     run(dir.path()).await;
-    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir.path());
+    let engine = loaded.engine();
     let err = format!(
         "{:#}",
         engine

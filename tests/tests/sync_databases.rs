@@ -9,12 +9,10 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_state::{RunStatus, SqliteStore, StateStore};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -151,18 +149,7 @@ fn csv(dir: &Path, rows: &[(&str, &str, &str)]) {
 }
 
 async fn run(dir: &Path) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine
-        .run("customers", &RunOptions::default())
-        .await
-        .unwrap()
+    run_sync(dir, "customers", &RunOptions::default()).await
 }
 
 const FIRST: [(&str, &str, &str); 3] = [

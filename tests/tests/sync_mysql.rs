@@ -6,15 +6,13 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_registry::builtin as plugins;
 use sluice_runtime::bindings::types::ReadRequest;
 use sluice_runtime::plugin::Plugin;
 use sluice_runtime::Value;
-use sluice_state::{RunStatus, SqliteStore};
+use sluice_state::RunStatus;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Run SQL as root with the `mariadb` client.
@@ -99,15 +97,7 @@ syncs:
 }
 
 async fn run(dir: &Path) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine.run("rows", &RunOptions::default()).await.unwrap()
+    run_sync(dir, "rows", &RunOptions::default()).await
 }
 
 fn source_config(database: &str) -> String {

@@ -4,11 +4,9 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_state::{RunStatus, SqliteStore, StateStore};
 use std::path::Path;
-use std::sync::Mutex;
 
 fn project(dir: &Path, receiver: &Receiver, mode: &str, extra: &str) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -57,15 +55,7 @@ fn csv(dir: &Path, rows: &[(&str, &str, &str)]) {
 }
 
 async fn run(dir: &Path, options: RunOptions) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine.run("customers", &options).await.unwrap()
+    run_sync(dir, "customers", &options).await
 }
 
 fn emails(rows: &[serde_json::Value]) -> Vec<String> {
@@ -405,14 +395,8 @@ syncs:
         rx.grant()
     );
     std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
-    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir.path());
+    let engine = loaded.engine();
     let first = engine.run("users", &RunOptions::default()).await.unwrap();
     assert_eq!(
         (first.status, first.counts.ok),
@@ -664,14 +648,8 @@ syncs:
         rx.grant()
     );
     std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
-    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir.path());
+    let engine = loaded.engine();
     let request_sizes = |rx: &Receiver| -> Vec<usize> {
         let mut sizes: Vec<usize> = rx
             .requests

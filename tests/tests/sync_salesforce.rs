@@ -5,13 +5,11 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
 use sluice_emulators::{EmulatorConfig, RateLimit, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::sandbox::policy::Grants;
 use sluice_state::{RunStatus, SqliteStore};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const ROWS: usize = 300;
@@ -58,27 +56,12 @@ syncs:
 }
 
 async fn run(dir: &Path) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine.run("people", &RunOptions::default()).await.unwrap()
+    run_sync(dir, "people", &RunOptions::default()).await
 }
 
 async fn verify(dir: &Path, dry_run: bool) -> sluice_engine::run::VerifyReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine
+    Loaded::open(dir)
+        .engine()
         .verify("people", sluice_engine::run::VerifyOptions { dry_run })
         .await
         .unwrap()
@@ -190,14 +173,8 @@ async fn server_errors_mid_write_cause_no_duplicate_and_no_loss_in_insert_mode()
             .replace("batch_size: 20", "batch_size: 301"),
     )
     .unwrap();
-    let project = config::validate(dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir.path()).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir.path());
+    let engine = loaded.engine();
     let options = RunOptions {
         retry: sluice_engine::retry::RetryPolicy {
             max_attempts: 2,
@@ -225,7 +202,8 @@ async fn server_errors_mid_write_cause_no_duplicate_and_no_loss_in_insert_mode()
     assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
     // Salesforce refuses a second insert of an external id: a re-sent row
     // would show up as a rejection. Only the bad email may be rejected.
-    let ledger = sluice_state::StateStore::ledger(&*store.lock().unwrap(), "people").unwrap();
+    let ledger =
+        sluice_state::StateStore::ledger(&*loaded.store.lock().unwrap(), "people").unwrap();
     let refused: Vec<String> = ledger
         .iter()
         .filter(|l| !l.message.contains("INVALID_EMAIL_ADDRESS"))

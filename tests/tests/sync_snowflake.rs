@@ -9,16 +9,14 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
 use sluice_emulators::{
     EmulatorConfig, RateLimit, RunningEmulator, SnowflakeSettings, DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET, DEFAULT_SNOWFLAKE_TOKEN,
 };
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
+use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::sandbox::policy::Grants;
 use sluice_state::{RunStatus, SqliteStore, StateStore};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const ROWS: usize = 450;
@@ -147,18 +145,7 @@ fn key_pair_config(env: &str, key: &str) -> String {
 }
 
 async fn run(dir: &Path) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
-    engine
-        .run("customer_ltv_to_salesforce", &RunOptions::default())
-        .await
-        .unwrap()
+    run_sync(dir, "customer_ltv_to_salesforce", &RunOptions::default()).await
 }
 
 async fn salesforce() -> RunningEmulator {

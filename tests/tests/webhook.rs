@@ -6,9 +6,8 @@
 use sluice_tests as common;
 
 use common::*;
-use sluice_config as config;
-use sluice_engine::run::{RunOptions, RunReport, SyncEngine};
-use sluice_state::{RunStatus, SqliteStore};
+use sluice_engine::run::{RunOptions, RunReport};
+use sluice_state::RunStatus;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -190,14 +189,8 @@ fn csv(dir: &Path, rows: &[(&str, &str)]) {
 }
 
 async fn run(dir: &Path, full_resync: bool) -> RunReport {
-    let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
-    let test = runtime();
-    let store = Mutex::new(SqliteStore::open_project(dir).unwrap());
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &test.runtime,
-        store: &store,
-    };
+    let loaded = Loaded::open(dir);
+    let engine = loaded.engine();
     let options = RunOptions {
         full_resync,
         retry: sluice_engine::retry::RetryPolicy {
