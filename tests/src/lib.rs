@@ -60,6 +60,8 @@ pub struct Receiver {
     pub script: Script,
     /// Delay before answering each request.
     pub delay: Arc<Mutex<std::time::Duration>>,
+    /// Headers added to every response (e.g. a quota the API reports).
+    pub response_headers: Arc<Mutex<Vec<(&'static str, &'static str)>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,10 +80,11 @@ pub async fn receiver() -> Receiver {
         Arc<Mutex<Vec<Received>>>,
         Script,
         Arc<Mutex<std::time::Duration>>,
+        Arc<Mutex<Vec<(&'static str, &'static str)>>>,
     );
 
     async fn hook(
-        State((requests, script, delay)): State<Shared>,
+        State((requests, script, delay, extra)): State<Shared>,
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> axum::response::Response {
@@ -109,15 +112,24 @@ pub async fn receiver() -> Receiver {
                 .headers_mut()
                 .insert("retry-after", r.parse().unwrap());
         }
+        for (name, value) in extra.lock().unwrap().iter() {
+            response.headers_mut().insert(*name, value.parse().unwrap());
+        }
         response
     }
 
     let requests = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
     let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
+    let response_headers = Arc::new(Mutex::new(Vec::new()));
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
-        .with_state((requests.clone(), script.clone(), delay.clone()));
+        .with_state((
+            requests.clone(),
+            script.clone(),
+            delay.clone(),
+            response_headers.clone(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -126,6 +138,7 @@ pub async fn receiver() -> Receiver {
         requests,
         script,
         delay,
+        response_headers,
     }
 }
 

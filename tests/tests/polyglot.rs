@@ -640,13 +640,30 @@ async fn http_post_delivers_rows(component: &'static Component, spec_name: &str)
         );
     }
 
-    // The receiver's statuses become per-row results.
-    hook.script
-        .lock()
-        .unwrap()
-        .extend([(429, Some("3")), (503, None), (400, None), (401, None)]);
+    // The receiver's statuses become per-row results (the SDKs'
+    // `row_result()` / `rowResult()`), as in the Rust SDK's `to_error`.
+    hook.script.lock().unwrap().extend([
+        (429, Some("3")),
+        (429, None),
+        (503, Some("2")),
+        (503, None),
+        (400, None),
+        (401, None),
+    ]);
     let results = instance.write(&writer, &one_row()).await.unwrap();
     assert_eq!(results, vec![RowResult::RateLimited(3000)]);
+    let results = instance.write(&writer, &one_row()).await.unwrap();
+    assert_eq!(
+        results,
+        vec![RowResult::RateLimited(1000)],
+        "no Retry-After: 1 s"
+    );
+    let results = instance.write(&writer, &one_row()).await.unwrap();
+    assert_eq!(
+        results,
+        vec![RowResult::RateLimited(2000)],
+        "503 with Retry-After"
+    );
     let results = instance.write(&writer, &one_row()).await.unwrap();
     assert_eq!(
         results,
@@ -662,14 +679,53 @@ async fn http_post_delivers_rows(component: &'static Component, spec_name: &str)
         matches!(failure.plugin_error(), Some(PluginError::Auth(m)) if m == "HTTP 401: status 401"),
         "{failure}"
     );
-    // Scripted refusals are not recorded; the next write goes through.
+    // Scripted refusals are not recorded; the next write goes through, and
+    // the quota the receiver reports reaches the host.
+    assert!(instance.take_quota_hint().is_none());
+    hook.response_headers.lock().unwrap().extend([
+        ("x-ratelimit-remaining", "7"),
+        ("x-ratelimit-limit", "100"),
+        ("x-ratelimit-window-ms", "10000"),
+    ]);
     let results = instance.write(&writer, &one_row()).await.unwrap();
     assert_eq!(results, vec![RowResult::Accepted]);
-    let requests = hook.requests.lock().unwrap();
-    assert_eq!(requests.len(), 2);
+    let quota = instance
+        .take_quota_hint()
+        .expect("the plugin reported a quota");
     assert_eq!(
-        requests[1].body["rows"],
-        json!([{"id": 9, "email": "z@example.com"}])
+        (quota.remaining, quota.limit, quota.window_ms),
+        (7, 100, 10_000)
+    );
+    {
+        let requests = hook.requests.lock().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[1].body["rows"],
+            json!([{"id": 9, "email": "z@example.com"}])
+        );
+    }
+
+    // A receiver slower than the plugin's timeout: retryable, not a hang.
+    *hook.delay.lock().unwrap() = std::time::Duration::from_millis(1500);
+    let config = json!({"url": hook.url, "timeout_ms": 200}).to_string();
+    let slow = instance.open_writer(&config, &target()).await.unwrap();
+    let started = std::time::Instant::now();
+    match instance.write(&slow, &one_row()).await {
+        // Python makes the rows retryable...
+        Ok(results) => assert!(
+            matches!(&results[..], [RowResult::Retryable(m)] if m.contains("timed out") || m.contains("Timeout")),
+            "{results:?}"
+        ),
+        // ... JavaScript fails the call as retryable.
+        Err(failure) => assert!(
+            matches!(failure.plugin_error(), Some(PluginError::Retryable(m)) if m.contains("timed out")),
+            "{failure}"
+        ),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1400),
+        "the timeout ended the request: {:?}",
+        started.elapsed()
     );
 }
 

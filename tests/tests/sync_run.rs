@@ -823,6 +823,7 @@ async fn a_request_that_got_no_response_is_counted_as_outcome_unknown_and_resent
         requests: rx.requests.clone(),
         script: rx.script.clone(),
         delay: rx.delay.clone(),
+        response_headers: rx.response_headers.clone(),
     };
     project(dir.path(), &proxied, "upsert", "");
     csv(dir.path(), &[("a@x.com", "1", "1"), ("b@x.com", "2", "2")]);

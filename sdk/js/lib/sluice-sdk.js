@@ -13,12 +13,17 @@
 // - row results: accepted(), rejected(msg), retryable(msg), rateLimited(ms), ...;
 // - the plugin: exportTransform({...}) / exportDestination({...}) return the
 //   object to export as `transformApi` / `destinationApi`;
-// - logging through the host: log.info('...').
+// - logging through the host: log.info('...');
+// - an API's remaining quota passed up to the host: reportQuota(...);
+// - HTTP with JSON, timeouts and the contract's status mapping:
+//   await request('GET', url), await postJson(url, doc), then
+//   response.errorForStatus() or response.rowResult().
 //
-// Outbound HTTP uses the standard `fetch` (componentize-js implements it over
-// wasi:http; the host checks every request against the plugin's grant).
+// Outbound HTTP goes through the standard `fetch` (componentize-js
+// implements it over wasi:http; the host checks every request against the
+// plugin's grant).
 
-import { log as hostLog } from 'sluice:plugin/host@0.1.0';
+import { log as hostLog, reportQuota as hostReportQuota } from 'sluice:plugin/host@0.1.0';
 
 // ---------------------------------------------------------------- values
 
@@ -310,6 +315,139 @@ export const log = {
   warn: (m) => hostLog('warn', String(m)),
   error: (m) => hostLog('error', String(m)),
 };
+
+// ----------------------------------------------------------------- quota
+
+const U32_MAX = 2 ** 32 - 1;
+
+/** `remaining` of `limit` calls are left in a rolling window of `windowMs`,
+ * as the API said in its response headers (HubSpot's
+ * `X-HubSpot-RateLimit-Remaining`, `-Max` and `-Interval-Milliseconds`).
+ * The host adopts the API's pace when it is slower than the declared one and
+ * holds calls while the window is used up, rather than running into a 429.
+ * Report after each response that carries the headers. Daily allowances are
+ * not windows to pace by: leave them out. */
+export function reportQuota(remaining, limit, windowMs) {
+  const u32 = (name, n) => {
+    const v = Math.floor(Number(n));
+    if (!Number.isFinite(v) || v < 0) {
+      throw new PermanentError(`reportQuota: \`${name}\` must be a number of at least 0, got ${n}`);
+    }
+    return Math.min(v, U32_MAX);
+  };
+  hostReportQuota(u32('remaining', remaining), u32('limit', limit), u32('windowMs', windowMs));
+}
+
+// ------------------------------------------------------------------ http
+
+/** A whole HTTP response: `status`, `headers` (a fetch Headers), `body` (text). */
+export class HttpResponse {
+  constructor(status, headers, body) {
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+
+  get ok() {
+    return this.status >= 200 && this.status < 300;
+  }
+
+  /** The first value of a header (case-insensitive), or undefined. */
+  header(name) {
+    return this.headers.get(name) ?? undefined;
+  }
+
+  text() {
+    return this.body;
+  }
+
+  /** The body as JSON; a body that is not JSON is a PermanentError. */
+  json() {
+    try {
+      return JSON.parse(this.body);
+    } catch (e) {
+      throw new PermanentError(`HTTP ${this.status}: the response is not JSON (${e.message}): ${this.body.slice(0, 200)}`);
+    }
+  }
+
+  /** `Retry-After` in milliseconds (delay-seconds form), or undefined when
+   * absent or an HTTP date. */
+  retryAfterMs() {
+    const v = (this.headers.get('retry-after') ?? '').trim();
+    const secs = Number(v);
+    return v !== '' && Number.isFinite(secs) ? Math.round(Math.max(0, secs) * 1000) : undefined;
+  }
+
+  /** The contract error this (non-2xx) response stands for: 429 (and 503
+   * with Retry-After) rate-limited after Retry-After (1 s when absent),
+   * other 5xx and 408 retryable, 401/403 auth, the rest permanent. */
+  toError() {
+    const message = `HTTP ${this.status}: ${this.body.slice(0, 500)}`;
+    const wait = this.retryAfterMs();
+    if (this.status === 429 || (this.status === 503 && wait !== undefined)) {
+      return new RateLimitedError(wait ?? 1000, message);
+    }
+    if (this.status === 401 || this.status === 403) return new AuthError(message);
+    if (this.status === 408 || (this.status >= 500 && this.status <= 599)) return new RetryableError(message);
+    return new PermanentError(message);
+  }
+
+  /** This response if it is 2xx, else throw `toError()`. */
+  errorForStatus() {
+    if (this.ok) return this;
+    throw this.toError();
+  }
+
+  /** The row result this response stands for (a destination sending rows
+   * one request each, or a batch all-or-nothing): 2xx accepted,
+   * rate-limited and retryable statuses as such, other statuses rejected
+   * with the API's message. 401/403 throw an AuthError: no row can succeed
+   * with refused credentials. */
+  rowResult() {
+    if (this.ok) return accepted();
+    const error = this.toError();
+    if (error instanceof RateLimitedError) return rateLimited(error.payload.val.retryAfterMs);
+    if (error instanceof RetryableError) return retryable(error.message);
+    if (error instanceof AuthError) throw error;
+    return rejected(error.message);
+  }
+}
+
+/** Send a request and read the whole response. Options: `headers` (an
+ * object), `body` (a string or bytes) or `json` (a document, sent with
+ * `content-type: application/json`), `timeoutMs` (default 30 s, for the
+ * whole exchange). A URL that is not http(s) is a PermanentError; a timeout
+ * or a failed connection a RetryableError (after a request the sandbox
+ * refused, the host reports the missing grant for the failed call). */
+export async function request(method, url, { headers = {}, body, json: doc, timeoutMs = 30000 } = {}) {
+  if (typeof url !== 'string' || !/^https?:\/\/[^/?#]+/.test(url)) {
+    throw new PermanentError(`invalid URL \`${url}\`: expected http(s)://host/...`);
+  }
+  const sent = { ...headers };
+  if (doc !== undefined) {
+    if (body !== undefined) throw new PermanentError('request: pass `body` or `json`, not both');
+    body = JSON.stringify(doc);
+    if (!Object.keys(sent).some((k) => k.toLowerCase() === 'content-type')) sent['content-type'] = 'application/json';
+  }
+  let response;
+  let text;
+  try {
+    response = await fetch(url, { method, headers: sent, body, signal: AbortSignal.timeout(timeoutMs) });
+    text = await response.text();
+  } catch (e) {
+    if (e && (e.name === 'TimeoutError' || e.name === 'AbortError')) {
+      throw new RetryableError(`request to ${url} timed out after ${timeoutMs} ms`);
+    }
+    throw new RetryableError(`request to ${url} failed: ${e && e.message ? e.message : e}`);
+  }
+  return new HttpResponse(response.status, response.headers, text);
+}
+
+/** GET a URL (options as for `request`). */
+export const get = (url, options) => request('GET', url, options);
+
+/** POST a JSON document (options as for `request`). */
+export const postJson = (url, doc, options = {}) => request('POST', url, { ...options, json: doc });
 
 // ---------------------------------------------------------- plugin kinds
 

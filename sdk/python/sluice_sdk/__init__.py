@@ -14,7 +14,8 @@ component; this module wraps them so a plugin reads like the Rust SDK:
   `rate_limited(ms)`, ...;
 - the plugin itself: subclass `Transform` or `Destination` and export it
   with `export_transform(MyTransform)` / `export_destination(MyDest)`;
-- logging through the host: `log.info("...")`.
+- logging through the host: `log.info("...")`;
+- an API's remaining quota passed up to the host: `report_quota(...)`.
 
 Outbound HTTP (destinations) lives in `sluice_sdk.http`.
 """
@@ -38,7 +39,7 @@ __all__ = [
     "PluginError", "ConfigError", "AuthError", "RateLimitedError", "RetryableError", "PermanentError",
     "created", "updated", "deleted", "accepted", "rejected", "retryable", "rate_limited", "is_ok",
     "spec", "parse_config", "log", "Transform", "Destination", "Writer", "export_transform",
-    "export_destination", "mode_name",
+    "export_destination", "mode_name", "report_quota",
 ]
 
 # The contract's records and enums, re-exported under their WIT names.
@@ -420,6 +421,29 @@ class _Log:
 
 
 log = _Log()
+
+
+# ----------------------------------------------------------------- quota
+
+_U32_MAX = 2**32 - 1
+
+
+def report_quota(remaining: int, limit: int, window_ms: int) -> None:
+    """`remaining` of `limit` calls are left in a rolling window of
+    `window_ms`, as the API said in its response headers (HubSpot's
+    `X-HubSpot-RateLimit-Remaining`, `-Max` and `-Interval-Milliseconds`).
+    The host adopts the API's pace when it is slower than the declared one
+    and holds calls while the window is used up, rather than running into a
+    429. Report after each response that carries the headers. Daily
+    allowances are not windows to pace by: leave them out."""
+
+    def u32(name: str, n: int) -> int:
+        n = int(n)
+        if n < 0:
+            raise PermanentError(f"report_quota: `{name}` must not be negative, got {n}")
+        return min(n, _U32_MAX)
+
+    _host.report_quota(u32("remaining", remaining), u32("limit", limit), u32("window_ms", window_ms))
 
 
 # ---------------------------------------------------------- plugin kinds

@@ -9,8 +9,16 @@ Use it from a plugin built for the `destination` world of
 `sdk/python/wit` (it imports `wasi:http/outgoing-handler`).
 
     from sluice_sdk import http
-    response = http.request("POST", url, headers={"content-type": "application/json"}, body=b"{}")
-    response.status, response.header("retry-after"), response.text()
+    response = http.post_json(url, {"rows": rows}, timeout_ms=10_000)
+    response.status, response.header("retry-after"), response.json()
+    response.raise_for_status()     # non-2xx: the contract's error, raised
+    result = response.row_result()  # or: the row result that status stands for
+
+Statuses map to the contract as in the Rust and JavaScript SDKs: 429 (and
+503 with `Retry-After`) are rate-limited after `Retry-After` (1 s when
+absent), other 5xx and 408 retryable, 401/403 auth, other statuses
+permanent. A timeout or a connection failure raises `HttpTransportError`, a
+`RetryableError`.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from wit_world.imports import http_types as ht
 from wit_world.imports import monotonic_clock, outgoing_handler
 from wit_world.imports import streams
 
-from . import PermanentError, RetryableError
+from . import (AuthError, PermanentError, RateLimitedError, RetryableError, accepted, rate_limited, rejected,
+               retryable)
 
-__all__ = ["Response", "HttpError", "HttpDenied", "HttpTransportError", "request", "post_json", "sleep_ms",
+__all__ = ["Response", "HttpError", "HttpDenied", "HttpTransportError", "request", "get", "post_json", "sleep_ms",
            "retry_after_ms"]
 
 _CHUNK = 4096
@@ -69,7 +78,57 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return _json.loads(self.body)
+        """The body as JSON; a body that is not JSON is a `PermanentError`."""
+        try:
+            return _json.loads(self.body)
+        except ValueError as e:
+            raise PermanentError(f"HTTP {self.status}: the response is not JSON ({e}): {self.text()[:200]}") from None
+
+    def retry_after_ms(self) -> Optional[int]:
+        """`Retry-After` in milliseconds (delay-seconds form), or None when
+        absent or an HTTP date."""
+        value = self.header("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0, int(float(value.strip()) * 1000))
+        except ValueError:
+            return None
+
+    def to_error(self) -> Exception:
+        """The contract error this (non-2xx) response stands for."""
+        message = f"HTTP {self.status}: {self.text()[:500]}"
+        wait = self.retry_after_ms()
+        if self.status == 429 or (self.status == 503 and wait is not None):
+            return RateLimitedError(1000 if wait is None else wait, message)
+        if self.status in (401, 403):
+            return AuthError(message)
+        if self.status == 408 or 500 <= self.status <= 599:
+            return RetryableError(message)
+        return PermanentError(message)
+
+    def raise_for_status(self) -> "Response":
+        """This response if it is 2xx, else raise `to_error()`."""
+        if self.ok:
+            return self
+        raise self.to_error()
+
+    def row_result(self) -> Any:
+        """The row result this response stands for, for a destination that
+        sends rows one request each (or a batch all-or-nothing): 2xx
+        accepted, rate-limited and retryable statuses as such, other
+        statuses rejected with the API's message. 401/403 raise `AuthError`:
+        no row can succeed with refused credentials."""
+        if self.ok:
+            return accepted()
+        error = self.to_error()
+        if isinstance(error, RateLimitedError):
+            return rate_limited(error.retry_after_ms)
+        if isinstance(error, RetryableError):
+            return retryable(str(error))
+        if isinstance(error, AuthError):
+            raise error
+        return rejected(str(error))
 
     def __repr__(self) -> str:
         return f"Response(status={self.status}, body={self.body[:80]!r})"
@@ -97,8 +156,16 @@ def _raise_for(code: Any, url: str) -> None:
 
 
 def request(method: str, url: str, *, headers: Optional[Mapping[str, str]] = None, body: Optional[bytes] = None,
-            timeout_ms: int = 30_000) -> Response:
-    """Send a request and read the whole response."""
+            json: Any = None, timeout_ms: int = 30_000) -> Response:
+    """Send a request and read the whole response. `json` (instead of
+    `body`) sends a JSON document with `content-type: application/json`.
+    `timeout_ms` bounds connecting, the first byte and each gap between
+    bytes; running out raises `HttpTransportError`."""
+    if json is not None:
+        if body is not None:
+            raise PermanentError("request: pass `body` or `json`, not both")
+        headers = {"content-type": "application/json", **(headers or {})}
+        body = _json.dumps(json, separators=(",", ":")).encode()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PermanentError(f"invalid URL `{url}`: expected http(s)://host/...")
@@ -174,12 +241,14 @@ def request(method: str, url: str, *, headers: Optional[Mapping[str, str]] = Non
     return Response(status, header_list, b"".join(chunks))
 
 
+def get(url: str, *, headers: Optional[Mapping[str, str]] = None, timeout_ms: int = 30_000) -> Response:
+    """GET a URL."""
+    return request("GET", url, headers=headers, timeout_ms=timeout_ms)
+
+
 def post_json(url: str, doc: Any, *, headers: Optional[Mapping[str, str]] = None, timeout_ms: int = 30_000) -> Response:
     """POST a JSON document."""
-    all_headers: Dict[str, str] = {"content-type": "application/json"}
-    all_headers.update(headers or {})
-    body = _json.dumps(doc, separators=(",", ":")).encode()
-    return request("POST", url, headers=all_headers, body=body, timeout_ms=timeout_ms)
+    return request("POST", url, headers=headers, json=doc, timeout_ms=timeout_ms)
 
 
 def sleep_ms(ms: int) -> None:
@@ -190,10 +259,5 @@ def sleep_ms(ms: int) -> None:
 
 def retry_after_ms(response: Response, default_ms: int = 1000) -> int:
     """`Retry-After` in milliseconds (delay-seconds form), or `default_ms`."""
-    value = response.header("retry-after")
-    if value is None:
-        return default_ms
-    try:
-        return max(0, int(float(value.strip()) * 1000))
-    except ValueError:
-        return default_ms
+    wait = response.retry_after_ms()
+    return default_ms if wait is None else wait

@@ -5,14 +5,18 @@
 // The receiver's answer decides the other rows' results:
 //
 // - 2xx: accepted;
-// - 429: rate-limited, after `Retry-After` seconds (1 s when absent);
-// - 5xx: retryable, with the receiver's message;
+// - 429 (and 503 with Retry-After): rate-limited, after `Retry-After`
+//   seconds (1 s when absent);
+// - other 5xx and 408: retryable, with the receiver's message;
 // - 401/403: the whole call fails with an auth error;
-// - other 3xx/4xx: rejected with the receiver's message.
+// - other 3xx/4xx: rejected with the receiver's message
+// (the SDK's `response.rowResult()`). Headers `x-ratelimit-remaining`,
+// `-limit` and `-window-ms` in a response are reported to the host as the
+// receiver's quota.
 //
-// A connection failure makes the rows retryable. A request the sandbox
-// refuses (the URL's host is not granted) fails the call, and the host names
-// the grant that is missing.
+// A timeout or a connection failure fails the call as retryable. A request
+// the sandbox refuses (the URL's host is not granted) fails the call, and
+// the host names the grant that is missing.
 //
 // Config: {"url": "https://...", "headers": {"x-api-key": "..."}, "timeout_ms": 30000}
 
@@ -39,7 +43,7 @@ function parse(config) {
 class PostWriter {
   constructor({ url, headers, timeoutMs }, target) {
     this.url = url;
-    this.headers = { 'user-agent': `sluice-js-http-post/${VERSION}`, ...headers, 'content-type': 'application/json' };
+    this.headers = { 'user-agent': `sluice-js-http-post/${VERSION}`, ...headers };
     this.timeoutMs = timeoutMs;
     this.target = target;
   }
@@ -63,33 +67,29 @@ class PostWriter {
   }
 
   async post(rows) {
-    const body = JSON.stringify({
+    const body = {
       object: this.target.object,
       mode: sdk.modeName(this.target.mode),
       identifier: this.target.identifier,
       rows,
-    });
-    let response;
-    try {
-      response = await fetch(this.url, {
-        method: 'POST',
-        headers: this.headers,
-        body,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (e) {
-      // The sandbox's refusal and a connection failure both land here; the
-      // host knows which: after a denial it reports the missing grant, so a
-      // failed call is the honest answer for both.
-      throw new sdk.RetryableError(`request to ${this.url} failed: ${e.message}`);
+    };
+    // A timeout or a failed connection throws a RetryableError: the call
+    // fails and the host retries it. The sandbox's refusal lands there too;
+    // the host knows it was one and reports the missing grant.
+    const response = await sdk.postJson(this.url, body, { headers: this.headers, timeoutMs: this.timeoutMs });
+    this.reportQuota(response);
+    return response.rowResult();
+  }
+
+  // A receiver that says how many calls are left in its window lets the
+  // host pace the sync before it answers 429.
+  reportQuota(response) {
+    const remaining = response.header('x-ratelimit-remaining');
+    const limit = response.header('x-ratelimit-limit');
+    const windowMs = response.header('x-ratelimit-window-ms');
+    if (remaining !== undefined && limit !== undefined && windowMs !== undefined) {
+      sdk.reportQuota(Number(remaining), Number(limit), Number(windowMs));
     }
-    const status = response.status;
-    const message = `HTTP ${status}: ${(await response.text()).slice(0, 300)}`;
-    if (status >= 200 && status < 300) return sdk.accepted();
-    if (status === 429) return sdk.rateLimited(sdk.retryAfterMs(response));
-    if (status === 401 || status === 403) throw new sdk.AuthError(message);
-    if (status >= 500) return sdk.retryable(message);
-    return sdk.rejected(message);
   }
 }
 

@@ -1,11 +1,12 @@
 // A Sluice destination in JavaScript: start here.
 //
-// Copy this folder, rename the plugin in spec(), then edit open() (config)
-// and write() (the rows). Build it with
+// `sluice plugin new NAME --lang js --kind destination` writes this file
+// into a new project, with the SDK beside it as ./sluice-sdk.js. Edit open()
+// (config) and write() (the rows), then
 //
-//     sdk/js/build.sh path/to/your-plugin/plugin.js destination your-plugin.wasm
+//     sluice plugin build      # -> dist/NAME.wasm
+//     sluice plugin test .     # runs fixtures/*.json against it
 //
-// The build puts the SDK beside this file as ./sluice-sdk.js.
 // As written it POSTs each batch as a JSON array of row objects to the `url`
 // of its config, {"url": "https://example.com/hook"}. The operator must grant
 // that host (the spec asks for `${config.url}`).
@@ -43,27 +44,19 @@ export const destinationApi = sdk.exportDestination({
   open(config) {
     const { url } = parse(config);
     return {
-      // Exactly one result per row, in order. `fetch` is asynchronous; an
+      // Exactly one result per row, in order. Requests are asynchronous; an
       // async write is fine (the call returns when the promise settles).
       async write(batch) {
         const rows = batch.rows.map((_, i) => sdk.rowObject(batch, i));
-        const all = (result) => batch.rows.map(() => result);
-        let response;
-        try {
-          response = await fetch(url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(rows),
-          });
-        } catch (e) {
-          // Also reached when the sandbox refuses the request; the host then
-          // reports the missing grant.
-          throw new sdk.RetryableError(`request to ${url} failed: ${e.message}`);
-        }
-        if (response.ok) return all(sdk.accepted());
-        if (response.status === 429) return all(sdk.rateLimited(sdk.retryAfterMs(response)));
-        const message = `HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`;
-        return all(response.status >= 500 ? sdk.retryable(message) : sdk.rejected(message));
+        // A timeout or a failed connection throws a RetryableError: the host
+        // retries the call. (Also reached when the sandbox refuses the
+        // request; the host then reports the missing grant.)
+        const response = await sdk.postJson(url, rows, { timeoutMs: 30000 });
+        // 2xx accepted; 429 (and 503 with Retry-After) rate-limited for the
+        // time the API asked; other 5xx retryable; 401/403 fail the call as
+        // an auth error; anything else rejected with the API's message.
+        const result = response.rowResult();
+        return batch.rows.map(() => result);
       },
     };
   },

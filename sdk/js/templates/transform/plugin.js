@@ -1,11 +1,11 @@
 // A Sluice transform in JavaScript: start here.
 //
-// Copy this folder, rename the plugin in spec(), then edit open() (config)
-// and transform() (the rows). Build it with
+// `sluice plugin new NAME --lang js --kind transform` writes this file into
+// a new project, with the SDK beside it as ./sluice-sdk.js. Edit open()
+// (config) and transform() (the rows), then
 //
-//     sdk/js/build.sh path/to/your-plugin/plugin.js transform your-plugin.wasm
-//
-// The build puts the SDK beside this file as ./sluice-sdk.js.
+//     sluice plugin build      # -> dist/NAME.wasm
+//     sluice plugin test .     # runs fixtures/*.json against it
 // As written it lower-cases one text column named in the config,
 // {"column": "email"}, and reports a row error for a value that is not text.
 

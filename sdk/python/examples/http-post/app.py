@@ -5,12 +5,17 @@ A row whose identifier column is null is rejected on the spot and not sent.
 The receiver's answer decides the other rows' results:
 
 - 2xx: accepted;
-- 429: rate-limited, after `Retry-After` seconds (1 s when absent);
-- 5xx: retryable, with the receiver's message;
+- 429 (and 503 with `Retry-After`): rate-limited, after `Retry-After`
+  seconds (1 s when absent);
+- other 5xx and 408: retryable, with the receiver's message;
 - 401/403: the whole call fails with an auth error;
-- other 3xx/4xx: rejected with the receiver's message.
+- other 3xx/4xx: rejected with the receiver's message
 
-A connection failure makes the rows retryable. A request the sandbox refuses
+(the SDK's `response.row_result()`). Headers `x-ratelimit-remaining`,
+`-limit` and `-window-ms` in a response are reported to the host as the
+receiver's quota.
+
+A timeout or a connection failure makes the rows retryable. A request the sandbox refuses
 (the URL's host is not granted) fails the call, and the host names the grant
 that is missing.
 
@@ -108,20 +113,22 @@ class PostWriter(sdk.Writer):
         try:
             response = http.post_json(self.url, doc, headers=self.headers, timeout_ms=self.timeout_ms)
         except http.HttpTransportError as e:
+            # A timeout or a failed connection: the rows may go through later.
             sdk.log.warn(str(e))
             return sdk.retryable(str(e))
         # http.HttpDenied escapes: the call fails and the host names the grant.
-        status = response.status
-        message = f"HTTP {status}: {response.text()[:300]}"
-        if 200 <= status < 300:
-            return sdk.accepted()
-        if status == 429:
-            return sdk.rate_limited(http.retry_after_ms(response))
-        if status in (401, 403):
-            raise sdk.AuthError(message)
-        if status >= 500:
-            return sdk.retryable(message)
-        return sdk.rejected(message)
+        self.report_quota(response)
+        return response.row_result()
+
+    @staticmethod
+    def report_quota(response):
+        """A receiver that says how many calls are left in its window lets
+        the host pace the sync before it answers 429."""
+        remaining = response.header("x-ratelimit-remaining")
+        limit = response.header("x-ratelimit-limit")
+        window_ms = response.header("x-ratelimit-window-ms")
+        if remaining is not None and limit is not None and window_ms is not None:
+            sdk.report_quota(int(remaining), int(limit), int(window_ms))
 
 
 DestinationApi = sdk.export_destination(HttpPost)

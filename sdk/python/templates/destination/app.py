@@ -1,9 +1,10 @@
 """A Sluice destination in Python: start here.
 
-Copy this folder, rename the plugin in spec(), then edit open (config) and
-write (the rows). Build it with
+`sluice plugin new NAME --lang python --kind destination` writes this file
+into a new project. Edit open (config) and write (the rows), then
 
-    sdk/python/build.sh path/to/your-plugin destination your-plugin.wasm
+    sluice plugin build      # -> dist/NAME.wasm
+    sluice plugin test .     # runs fixtures/*.json against it
 
 As written it POSTs each batch as a JSON array of row objects to the `url`
 of its config, `{"url": "https://example.com/hook"}`. The operator must grant
@@ -57,17 +58,14 @@ class MyWriter(sdk.Writer):
     def write(self, batch):
         # Exactly one result per row, in order.
         try:
-            response = http.post_json(self.url, sdk.batch_json(batch))
+            response = http.post_json(self.url, sdk.batch_json(batch), timeout_ms=30_000)
         except http.HttpTransportError as e:
+            # A timeout or a failed connection: the rows may go through later.
             return [sdk.retryable(str(e))] * len(batch.rows)
-        if response.ok:
-            return [sdk.accepted()] * len(batch.rows)
-        if response.status == 429:
-            return [sdk.rate_limited(http.retry_after_ms(response))] * len(batch.rows)
-        message = f"HTTP {response.status}: {response.text()[:300]}"
-        if response.status >= 500:
-            return [sdk.retryable(message)] * len(batch.rows)
-        return [sdk.rejected(message)] * len(batch.rows)
+        # 2xx accepted; 429 (and 503 with Retry-After) rate-limited for the
+        # time the API asked; other 5xx retryable; 401/403 fail the call as
+        # an auth error; anything else rejected with the API's message.
+        return [response.row_result()] * len(batch.rows)
 
 
 # componentize-py looks for this name.

@@ -1,9 +1,10 @@
 """A Sluice transform in Python: start here.
 
-Copy this folder, rename the plugin in spec(), then edit __init__ (config)
-and transform (the rows). Build it with
+`sluice plugin new NAME --lang python --kind transform` writes this file
+into a new project. Edit __init__ (config) and transform (the rows), then
 
-    sdk/python/build.sh path/to/your-plugin transform your-plugin.wasm
+    sluice plugin build      # -> dist/NAME.wasm
+    sluice plugin test .     # runs fixtures/*.json against it
 
 As written it lower-cases one text column named in the config,
 `{"column": "email"}`, and reports a row error for a value that is not text.
