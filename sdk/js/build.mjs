@@ -5,11 +5,14 @@
 //
 // KIND is transform or destination: the world of wit/plugin.wit the plugin
 // exports. The plugin's folder is copied to a scratch folder together
-// with lib/sluice-sdk.js, so a plugin anywhere imports the SDK as
-// './sluice-sdk.js'. Transforms are built without the engine's HTTP support
+// with lib/sluice-sdk.js (unless the folder has its own sluice-sdk.js, as a
+// project made by `sluice plugin new` does), so a plugin anywhere imports
+// the SDK as './sluice-sdk.js'. `sluice plugin build` runs a copy of this
+// file from the toolchain folder it installs (beside its node_modules). Transforms are built without the engine's HTTP support
 // (they make no requests); destinations keep it, so `fetch` works
 // over wasi:http, filtered by the host through the plugin's grant.
 import { componentize } from '@bytecodealliance/componentize-js';
+import { existsSync } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -30,7 +33,9 @@ try {
     recursive: true,
     filter: (path) => !path.includes('node_modules') && !path.endsWith('.wasm'),
   });
-  await copyFile(join(here, 'lib', 'sluice-sdk.js'), join(scratch, 'sluice-sdk.js'));
+  if (!existsSync(join(scratch, 'sluice-sdk.js'))) {
+    await copyFile(join(here, 'lib', 'sluice-sdk.js'), join(scratch, 'sluice-sdk.js'));
+  }
   // componentize-js maps the current directory into the build: the
   // scratch folder, so relative imports resolve inside it.
   process.chdir(scratch);

@@ -29,27 +29,10 @@ ensure_toolchain() {
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 }
 
-# check_syntax APP_DIR: every .py of the plugin parses, else each error as
-# FILE:LINE:COLUMN: SyntaxError: MESSAGE with the line (componentize-py
-# reports it as an AssertionError about /0/app.py). Runs before anything
-# is installed.
+# check_syntax APP_DIR: every .py of the plugin parses (check_syntax.py),
+# before anything is installed.
 check_syntax() {
-    "$python" - "$1" <<'PY'
-import ast, pathlib, sys
-
-bad = 0
-for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
-    if {"__pycache__", ".venv"} & set(path.parts):
-        continue
-    try:
-        ast.parse(path.read_bytes(), str(path))
-    except SyntaxError as e:
-        bad += 1
-        print(f"{e.filename}:{e.lineno}:{e.offset}: SyntaxError: {e.msg}", file=sys.stderr)
-        if e.text:
-            print("    " + e.text.strip(), file=sys.stderr)
-sys.exit(1 if bad else 0)
-PY
+    "$python" "$here/check_syntax.py" "$1"
 }
 
 # build_one APP_DIR KIND OUT

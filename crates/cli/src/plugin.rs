@@ -54,16 +54,22 @@ pub enum PluginCommand {
     /// Write a new plugin project: the plugin, its build command
     /// (`sluice plugin build`) and a fixture test (`sluice plugin test`).
     ///
-    /// Rust projects vendor the SDK (sluice-sdk/, wit/) unless --sdk points at
-    /// a sluice checkout's sdk/ directory; Python and JavaScript projects use
-    /// that checkout's build scripts and templates.
+    /// Everything the project builds from is written from this binary: the
+    /// SDK (Rust: sluice-sdk/; Python: sluice_sdk/; JavaScript:
+    /// sluice-sdk.js), the contract (wit/) and, for Python and JavaScript,
+    /// the pinned toolchain (requirements.txt; package.json and
+    /// package-lock.json). --sdk points at a sluice checkout's sdk/ instead,
+    /// for SDK development.
     ///
     /// Example: sluice plugin new lowercase --lang rust --kind transform
     New(NewArgs),
     /// Build the plugin project in DIR (default: .) into its component.
     ///
     /// Rust: cargo build --target wasm32-wasip2 --release; Python and
-    /// JavaScript: the SDK's build scripts. The component goes where
+    /// JavaScript: componentize-py / componentize-js, at the versions the
+    /// project pins, installed on first use into the user cache
+    /// ($SLUICE_TOOLCHAIN_DIR, else $XDG_CACHE_HOME/sluice/toolchains or
+    /// ~/.cache/sluice/toolchains). The component goes where
     /// sluice-plugin.json says (dist/NAME.wasm).
     Build {
         #[arg(default_value = ".")]
@@ -93,8 +99,9 @@ pub struct NewArgs {
     /// Where to write it (default: ./NAME).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// A sluice checkout's sdk/ directory to use instead of the vendored SDK
-    /// (Rust) or the checkout this binary was built from (Python, JS).
+    /// A sluice checkout's sdk/ directory to build with instead of the SDK
+    /// embedded in this binary (for SDK development; the project then
+    /// depends on that checkout).
     #[arg(long)]
     pub sdk: Option<PathBuf>,
 }

@@ -13,6 +13,7 @@ fn sluice(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .env("SLUICE_TOOLCHAIN_DIR", toolchain_dir())
         .output()
         .unwrap()
 }
@@ -732,4 +733,141 @@ fn a_failed_build_removes_the_stale_component_and_scaffolds_read_well() {
             && err.contains("nothing was built"),
         "{err}"
     );
+}
+
+/// Where `sluice plugin build` installs componentize-py and componentize-js
+/// in tests: one folder for the whole run, so each is installed once.
+fn toolchain_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-toolchains")
+}
+
+/// `sluice ARGS` run from `cwd`, with the tests' toolchain folder.
+fn sluice_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .env("SLUICE_TOOLCHAIN_DIR", toolchain_dir())
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` (not the built component) that mentions `needle`.
+fn files_mentioning(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_mentioning(&path, needle));
+        } else if path.extension().is_none_or(|e| e != "wasm")
+            && String::from_utf8_lossy(&std::fs::read(&path).unwrap()).contains(needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Issue 16: a Python or JavaScript destination made with only the binary.
+/// `plugin new` writes the SDK and the pinned toolchain's manifest from the
+/// binary (nothing in the project names this checkout); `plugin build`
+/// installs the toolchain into the user cache, not the project; the
+/// scaffold passes its fixture, installs, and a sync through it reaches a
+/// receiver that first answers 429 with `Retry-After` (the SDK's
+/// `row_result()` / `rowResult()` makes the rows rate-limited, and the run
+/// sends them again).
+fn a_scaffolded_destination_builds_and_syncs_from_the_binary_alone(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("hook-{lang}");
+    let plugin_dir = dir.path().join(&name);
+    ok(sluice_in(
+        dir.path(),
+        &[
+            "plugin",
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--kind",
+            "destination",
+        ],
+    ));
+    let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let mentions = files_mentioning(&plugin_dir, &checkout.display().to_string());
+    assert!(mentions.is_empty(), "the checkout is named in {mentions:?}");
+    let manifest = std::fs::read_to_string(plugin_dir.join("sluice-plugin.json")).unwrap();
+    assert!(!manifest.contains("\"sdk\""), "{manifest}");
+
+    let out = ok(sluice_in(dir.path(), &["plugin", "build", &name]));
+    let component = plugin_dir.join(format!("dist/{name}.wasm"));
+    assert!(component.is_file(), "{out}");
+    // The toolchain went to the cache, nothing into the project.
+    for local in [".venv", "node_modules"] {
+        assert!(!plugin_dir.join(local).exists(), "{local} in the project");
+    }
+    let installed = match lang {
+        "python" => vec![toolchain_dir().join("python/componentize-py-0.25.1/.complete")],
+        _ => std::fs::read_dir(toolchain_dir().join("js"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join(".complete"))
+            .filter(|p| p.is_file())
+            .collect(),
+    };
+    assert!(
+        installed.iter().any(|p| p.is_file()),
+        "no finished toolchain in {}",
+        toolchain_dir().display()
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(common::receiver());
+    let grant = receiver.grant();
+    let fixture_path = plugin_dir.join("fixtures/example.json");
+    let fixture = std::fs::read_to_string(&fixture_path).unwrap();
+    std::fs::write(
+        &fixture_path,
+        fixture.replace("http://127.0.0.1:8080/hook", &receiver.url),
+    )
+    .unwrap();
+    let out = ok(sluice_in(
+        dir.path(),
+        &["plugin", "test", &name, "--allow", &grant],
+    ));
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    assert_eq!(receiver.requests.lock().unwrap().len(), 1);
+
+    let project = dir.path().join("project");
+    write_hook_project(&project, &name, &receiver.url, &grant, None);
+    ok(sluice_in(
+        dir.path(),
+        &["plugin", "install", &name, "-C", p(&project)],
+    ));
+    receiver.script.lock().unwrap().push_back((429, Some("1")));
+    let out = ok(sluice_in(
+        dir.path(),
+        &["run", "people_to_hook", "-C", p(&project)],
+    ));
+    assert!(out.contains("sync `people_to_hook`: succeeded"), "{out}");
+    assert!(
+        receiver.script.lock().unwrap().is_empty(),
+        "the 429 was answered"
+    );
+    let requests = receiver.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2, "the fixture's and the sync's, once");
+    let sent = requests[1].body.as_array().expect("a JSON array of rows");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["email"], "Ada@Example.com");
+}
+
+#[test]
+fn a_python_destination_scaffold_builds_and_syncs_from_the_binary_alone() {
+    a_scaffolded_destination_builds_and_syncs_from_the_binary_alone("python");
+}
+
+#[test]
+fn a_javascript_destination_scaffold_builds_and_syncs_from_the_binary_alone() {
+    a_scaffolded_destination_builds_and_syncs_from_the_binary_alone("js");
 }

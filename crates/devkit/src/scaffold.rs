@@ -15,15 +15,24 @@
 //! With `--sdk PATH` (a sluice checkout's `sdk/` directory) the project
 //! depends on that path instead, for SDK development.
 //!
-//! Python and JavaScript projects use the SDK build scripts
-//! (`sdk/python/build.sh`, `sdk/js/build.sh`) of a sluice checkout: `--sdk`,
-//! or by default the checkout this binary was built from, recorded in the
-//! manifest. Their templates are the SDK's `templates/`.
+//! **Python and JavaScript projects** are written from files embedded in
+//! this binary too, so a user with only the binary can build them: Python
+//! gets the `sluice_sdk` package, the contract and the Python worlds under
+//! `wit/`, and a `requirements.txt` pinning componentize-py; JavaScript
+//! gets `sluice-sdk.js`, the contract, and a `package.json` +
+//! `package-lock.json` pinning componentize-js exactly as `sdk/js` does.
+//! `sluice plugin build` installs those pinned toolchains once into the
+//! user's cache ([`crate::toolchain`]), never into the project or a
+//! checkout. With `--sdk PATH` (a checkout's `sdk/`, for SDK development)
+//! the project instead records that path and builds with the checkout's
+//! `build.sh` and SDK sources.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::toolchain;
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "sluice-plugin.json";
@@ -62,7 +71,8 @@ pub struct Manifest {
     pub kind: Kind,
     /// The built component, relative to the project.
     pub component: String,
-    /// Python/JS: the sluice checkout's `sdk/` directory (build scripts).
+    /// Python/JS made with `--sdk`: the sluice checkout's `sdk/` directory
+    /// whose build scripts and SDK sources build the project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk: Option<PathBuf>,
 }
@@ -85,13 +95,20 @@ impl Manifest {
 include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 const SDK_LOCK: &str = include_str!("../../../sdk/Cargo.lock");
 
-/// The sluice checkout this binary was built from, if it is still there.
-fn default_sdk_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
-    dir.join("python/build.sh")
-        .is_file()
-        .then(|| dir.canonicalize().unwrap_or(dir))
-}
+// The Python and JavaScript SDKs, their templates and the pinned toolchains
+// (`PYTHON_FILES` is listed by build.rs).
+const PYTHON_REQUIREMENTS: &str = include_str!("../../../sdk/python/requirements.txt");
+const PYTHON_CHECK_SYNTAX: &str = include_str!("../../../sdk/python/check_syntax.py");
+const PYTHON_TRANSFORM: &str = include_str!("../../../sdk/python/templates/transform/app.py");
+const PYTHON_DESTINATION: &str = include_str!("../../../sdk/python/templates/destination/app.py");
+const JS_SDK: &str = include_str!("../../../sdk/js/lib/sluice-sdk.js");
+const JS_PACKAGE: &str = include_str!("../../../sdk/js/package.json");
+const JS_LOCK: &str = include_str!("../../../sdk/js/package-lock.json");
+const JS_BUILD: &str = include_str!("../../../sdk/js/build.mjs");
+const JS_CHECK: &str = include_str!("../../../sdk/js/check.mjs");
+const JS_TRANSFORM: &str = include_str!("../../../sdk/js/templates/transform/plugin.js");
+const JS_DESTINATION: &str = include_str!("../../../sdk/js/templates/destination/plugin.js");
+const CONTRACT_WIT: &str = include_str!("../../../wit/plugin.wit");
 
 /// A vendored SDK file as the new project needs it: the SDK's manifest
 /// points at the values crate beside it rather than in the sluice tree.
@@ -154,13 +171,10 @@ pub fn new_project(
                     },
                 );
             }
-            let sdk = sdk.or_else(default_sdk_dir).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "Python and JavaScript plugins are built with the SDK's build scripts: pass \
-                     --sdk PATH/TO/sluice/sdk"
-                )
-            })?;
-            polyglot_files(name, lang, kind, &sdk)?
+            match sdk {
+                Some(sdk) => checkout_polyglot_files(name, lang, kind, &sdk)?,
+                None => embedded_polyglot_files(name, lang, kind)?,
+            }
         }
     };
     for (path, text) in &files {
@@ -248,7 +262,115 @@ strip = "debuginfo"
     Ok(files)
 }
 
-fn polyglot_files(name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result<Vec<(String, String)>> {
+/// A Python or JavaScript project with everything it needs to build from
+/// this binary's embedded SDK and pins.
+fn embedded_polyglot_files(name: &str, lang: Lang, kind: Kind) -> Result<Vec<(String, String)>> {
+    let template = match (lang, kind) {
+        (Lang::Python, Kind::Transform) => PYTHON_TRANSFORM,
+        (Lang::Python, _) => PYTHON_DESTINATION,
+        (_, Kind::Transform) => JS_TRANSFORM,
+        _ => JS_DESTINATION,
+    };
+    let entry = template_entry(lang);
+    let mut files = vec![(
+        entry.to_string(),
+        template.replace(&format!("my-{}", kind.as_str()), name),
+    )];
+    let ignore = match lang {
+        Lang::Python => {
+            for (path, text) in PYTHON_FILES {
+                files.push((path.to_string(), text.to_string()));
+            }
+            files.push((
+                "requirements.txt".into(),
+                python_requirements(PYTHON_REQUIREMENTS)?,
+            ));
+            "/dist\n__pycache__/\n"
+        }
+        _ => {
+            files.push(("sluice-sdk.js".into(), JS_SDK.to_string()));
+            files.push(("wit/plugin.wit".into(), CONTRACT_WIT.to_string()));
+            let (package, lock) = js_package(name, JS_PACKAGE, JS_LOCK)?;
+            files.push(("package.json".into(), package));
+            files.push(("package-lock.json".into(), lock));
+            "/dist\nnode_modules/\n"
+        }
+    };
+    let manifest = Manifest {
+        name: name.to_string(),
+        lang,
+        kind,
+        component: format!("dist/{name}.wasm"),
+        sdk: None,
+    };
+    files.extend([
+        ("fixtures/example.json".into(), pretty(&fixture(kind, lang))),
+        (".gitignore".into(), ignore.to_string()),
+        (MANIFEST.into(), manifest_json(&manifest)),
+        ("README.md".into(), readme(name, lang, kind)),
+    ]);
+    Ok(files)
+}
+
+fn template_entry(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Python => "app.py",
+        _ => "plugin.js",
+    }
+}
+
+/// The project's `requirements.txt`: the SDK's componentize-py pin, with a
+/// comment saying who installs it where.
+fn python_requirements(sdk_requirements: &str) -> Result<String> {
+    let version = toolchain::componentize_py_pin(sdk_requirements)?;
+    Ok(format!(
+        "# The toolchain that turns this plugin into a WebAssembly component.\n\
+         # `sluice plugin build` installs exactly this, once, into the user cache\n\
+         # ($XDG_CACHE_HOME/sluice or ~/.cache/sluice).\n\
+         componentize-py=={version}\n"
+    ))
+}
+
+/// The project's `package.json` and `package-lock.json`: the SDK's pinned
+/// toolchain under the plugin's name, nothing else changed, so `npm ci`
+/// installs exactly what the SDK builds with.
+fn js_package(name: &str, package: &str, lock: &str) -> Result<(String, String)> {
+    use serde_json::{json, Value};
+    let sdk_package: Value =
+        serde_json::from_str(package).context("the embedded package.json is not JSON")?;
+    let mut lock: Value =
+        serde_json::from_str(lock).context("the embedded package-lock.json is not JSON")?;
+    let mut package = json!({
+        "name": name,
+        "private": true,
+        "version": "0.1.0",
+        "type": "module",
+        "description": "A Sluice plugin in JavaScript: `sluice plugin build` turns plugin.js into a component",
+        "scripts": {"build": "sluice plugin build", "test": "sluice plugin test ."},
+        "devDependencies": sdk_package["devDependencies"].clone(),
+    });
+    if let Some(note) = sdk_package.get("//") {
+        package["//"] = note.clone();
+    }
+    lock["name"] = json!(name);
+    lock["version"] = json!("0.1.0");
+    let root = lock
+        .get_mut("packages")
+        .and_then(|p| p.get_mut(""))
+        .context("the embedded package-lock.json has no root package")?;
+    root["name"] = json!(name);
+    root["version"] = json!("0.1.0");
+    Ok((pretty(&package), pretty(&lock)))
+}
+
+/// A Python or JavaScript project built by a sluice checkout's SDK
+/// (`--sdk`): its template, the checkout recorded in the manifest.
+fn checkout_polyglot_files(
+    name: &str,
+    lang: Lang,
+    kind: Kind,
+    sdk: &Path,
+) -> Result<Vec<(String, String)>> {
     let (sub, file) = match lang {
         Lang::Python => ("python", "app.py"),
         _ => ("js", "plugin.js"),
@@ -604,30 +726,135 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             std::fs::copy(&built, &out)
                 .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
         }
-        Lang::Python | Lang::Js => {
-            let sdk = manifest.sdk.clone().or_else(default_sdk_dir).context(
-                "sluice-plugin.json names no `sdk` (a sluice checkout's sdk/ directory)",
-            )?;
-            let (script, input) = match manifest.lang {
-                Lang::Python => (sdk.join("python/build.sh"), dir.to_path_buf()),
-                _ => (sdk.join("js/build.sh"), dir.join("plugin.js")),
-            };
-            let mut cmd = Command::new("bash");
-            cmd.arg(&script)
-                .arg(&input)
-                .arg(manifest.kind.as_str())
-                .arg(&out)
-                .current_dir(dir);
-            run(&mut cmd, &script.display().to_string())?;
-        }
+        Lang::Python | Lang::Js => match &manifest.sdk {
+            Some(sdk) => build_with_checkout(dir, &manifest, sdk, &out)?,
+            None if manifest.lang == Lang::Python => build_python(dir, manifest.kind, &out)?,
+            None => build_js(dir, manifest.kind, &out)?,
+        },
     }
     Ok(out)
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
+/// A project made with `--sdk`: the checkout's `build.sh`.
+fn build_with_checkout(dir: &Path, manifest: &Manifest, sdk: &Path, out: &Path) -> Result<()> {
+    let (script, input) = match manifest.lang {
+        Lang::Python => (sdk.join("python/build.sh"), dir.to_path_buf()),
+        _ => (sdk.join("js/build.sh"), dir.join("plugin.js")),
+    };
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg(&input)
+        .arg(manifest.kind.as_str())
+        .arg(out)
+        .current_dir(dir);
+    run(&mut cmd, &script.display().to_string())
+}
+
+fn read_project_file(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (`sluice plugin new` writes it; restore it from a new project)",
+            path.display()
+        )
+    })
+}
+
+/// Python: check the syntax, install the pinned componentize-py (once),
+/// build `app.py` and the packages beside it against the project's `wit/`.
+fn build_python(dir: &Path, kind: Kind, out: &Path) -> Result<()> {
+    if !dir.join("app.py").is_file() {
+        bail!(
+            "{} not found: a Python plugin's entry module is app.py",
+            dir.join("app.py").display()
+        );
     }
-    Ok(())
+    let python = toolchain::python();
+    let parses = Command::new(&python)
+        .args(["-c", PYTHON_CHECK_SYNTAX])
+        .arg(dir)
+        .status()
+        .with_context(|| {
+            format!("running {python} to check the syntax (is Python 3 installed?)")
+        })?;
+    if !parses.success() {
+        bail!("{} does not parse; nothing was built", dir.display());
+    }
+    let componentize = toolchain::python_toolchain(&read_project_file(dir, "requirements.txt")?)?;
+    // componentize-py adds the current directory to the module path: run it
+    // from an empty one. VIRTUAL_ENV is unset so nothing from a venv the
+    // user has active is bundled.
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let mut cmd = Command::new(&componentize);
+    cmd.current_dir(scratch.path())
+        .env_remove("VIRTUAL_ENV")
+        .arg("--quiet")
+        .arg("-d")
+        .arg(dir.join("wit"))
+        .arg("-d")
+        .arg(dir.join("wit/python"))
+        .args(["-w", &format!("sluice:python-sdk/{}@0.1.0", kind.as_str())])
+        .args(["--import-interface-name", "sluice:plugin/types@0.1.0=types"]);
+    if kind == Kind::Destination {
+        cmd.args([
+            "--import-interface-name",
+            "wasi:http/types@0.2.12=http_types",
+        ]);
+    }
+    cmd.args(["componentize", "app", "-p"])
+        .arg(dir)
+        .arg("-o")
+        .arg(out);
+    eprintln!(
+        "sluice: building {} ({}) -> {}",
+        dir.display(),
+        kind.as_str(),
+        out.display()
+    );
+    run(&mut cmd, "componentize-py")
+}
+
+/// JavaScript: check the syntax, install the pinned componentize-js
+/// (once), build `plugin.js` and the modules beside it.
+fn build_js(dir: &Path, kind: Kind, out: &Path) -> Result<()> {
+    let source = dir.join("plugin.js");
+    if !source.is_file() {
+        bail!(
+            "{} not found: a JavaScript plugin's entry module is plugin.js",
+            source.display()
+        );
+    }
+    // The syntax check needs only node, so it runs before any install.
+    let js_cache = toolchain::cache_root()?.join("js");
+    std::fs::create_dir_all(&js_cache)
+        .with_context(|| format!("creating {}", js_cache.display()))?;
+    let check = js_cache.join("check.mjs");
+    toolchain::write_if_changed(&check, JS_CHECK)?;
+    let parses = Command::new("node")
+        .arg(&check)
+        .arg(&source)
+        .status()
+        .context("running node to check the syntax (is Node.js installed?)")?;
+    if !parses.success() {
+        bail!("{} does not parse; nothing was built", source.display());
+    }
+    let tools = toolchain::js_toolchain(
+        &read_project_file(dir, "package.json")?,
+        &read_project_file(dir, "package-lock.json")?,
+    )?;
+    // build.mjs imports componentize-js: it runs beside node_modules.
+    let build = tools.join("build.mjs");
+    toolchain::write_if_changed(&build, JS_BUILD)?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&build)
+        .arg(&source)
+        .arg(kind.as_str())
+        .arg(out)
+        .arg(dir.join("wit"))
+        .current_dir(dir);
+    run(&mut cmd, "componentize-js (build.mjs)")
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    toolchain::run(cmd, what)
 }
