@@ -429,18 +429,29 @@ export async function request(method, url, { headers = {}, body, json: doc, time
     body = JSON.stringify(doc);
     if (!Object.keys(sent).some((k) => k.toLowerCase() === 'content-type')) sent['content-type'] = 'application/json';
   }
-  let response;
-  let text;
+  const exchange = (async () => {
+    const response = await fetch(url, { method, headers: sent, body, signal: AbortSignal.timeout(timeoutMs) });
+    return new HttpResponse(response.status, response.headers, await response.text());
+  })();
+  // The engine's fetch does not end on its abort signal while it waits for
+  // a response, so a timer settles the call instead; the exchange is left
+  // to finish (or fail) unobserved.
+  exchange.catch(() => {});
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new RetryableError(`request to ${url} timed out after ${timeoutMs} ms`)), timeoutMs);
+  });
   try {
-    response = await fetch(url, { method, headers: sent, body, signal: AbortSignal.timeout(timeoutMs) });
-    text = await response.text();
+    return await Promise.race([exchange, timeout]);
   } catch (e) {
+    if (e instanceof PluginError) throw e;
     if (e && (e.name === 'TimeoutError' || e.name === 'AbortError')) {
       throw new RetryableError(`request to ${url} timed out after ${timeoutMs} ms`);
     }
     throw new RetryableError(`request to ${url} failed: ${e && e.message ? e.message : e}`);
+  } finally {
+    clearTimeout(timer);
   }
-  return new HttpResponse(response.status, response.headers, text);
 }
 
 /** GET a URL (options as for `request`). */
