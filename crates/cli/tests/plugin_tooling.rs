@@ -871,3 +871,89 @@ fn a_python_destination_scaffold_builds_and_syncs_from_the_binary_alone() {
 fn a_javascript_destination_scaffold_builds_and_syncs_from_the_binary_alone() {
     a_scaffolded_destination_builds_and_syncs_from_the_binary_alone("js");
 }
+
+/// The shell blocks of a guide marked `<!-- guide-test -->` (the line
+/// before a ```sh fence), in order, as one script.
+fn guide_script(guide: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(guide);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut script = String::from("set -euxo pipefail\n");
+    let mut lines = text.lines();
+    let mut blocks = 0;
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- guide-test -->" {
+            continue;
+        }
+        let fence = lines.next().unwrap_or_default();
+        assert_eq!(
+            fence, "```sh",
+            "{guide}: a guide-test marker stands before a ```sh block"
+        );
+        for line in lines.by_ref().take_while(|l| *l != "```") {
+            script.push_str(line);
+            script.push('\n');
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 5, "{guide} has {blocks} guide-test blocks");
+    script
+}
+
+/// Issue 16: each language's guide, followed literally from an empty
+/// folder with only the `sluice` binary on PATH, brings its rows, tidied by
+/// the plugin it builds, to a local receiver.
+fn a_guide_runs_as_written(guide: &str) {
+    let script = guide_script(guide);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(common::receiver());
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOOK_URL", &receiver.url)
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .env("SLUICE_TOOLCHAIN_DIR", toolchain_dir())
+        // Rust guides share one target dir, so the SDK's dependencies are
+        // compiled once per CI run.
+        .env("CARGO_TARGET_DIR", scaffold_target_dir())
+        .env_remove("SLUICE_PROJECT")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{guide} failed:\n{log}");
+    assert!(
+        log.contains("sync `people_to_hook`: succeeded"),
+        "{guide}:\n{log}"
+    );
+    let mut emails: Vec<String> = receiver
+        .rows()
+        .iter()
+        .map(|r| r["email"].as_str().unwrap_or_default().to_string())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, ["ada@example.com", "grace@example.com"], "{log}");
+}
+
+#[test]
+fn the_rust_guide_runs_as_written() {
+    a_guide_runs_as_written("sdk/README.md");
+}
+
+#[test]
+fn the_python_guide_runs_as_written() {
+    a_guide_runs_as_written("sdk/python/README.md");
+}
+
+#[test]
+fn the_javascript_guide_runs_as_written() {
+    a_guide_runs_as_written("sdk/js/README.md");
+}
