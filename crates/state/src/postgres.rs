@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "runs.outcome_unknown: requests sent that got no response",
         sql: "ALTER TABLE sluice.runs ADD COLUMN outcome_unknown BIGINT NOT NULL DEFAULT 0;",
     },
+    Migration {
+        version: 3,
+        description: "server mode: tenants, API tokens (hashed), projects; row-level security on every tenant table",
+        sql: MIGRATION_3,
+    },
 ];
 
 const MIGRATION_1: &str = "
@@ -138,6 +143,46 @@ CREATE TABLE sluice.sync_fingerprints (
     run_id BIGINT NOT NULL,
     PRIMARY KEY (tenant, sync)
 );
+";
+
+/// Server mode (`sluice serve`, crates/server): its tables live beside the
+/// state's so one version sequence covers the schema, and row-level
+/// security covers every table that carries a tenant. The policies compare
+/// with the session setting `sluice.tenant` (unset: no row matches). A table's
+/// owner (the role that ran the migrations: the CLI, the server's own
+/// administrative connections) is not subject to them; the server's tenant
+/// work runs as a role that is (`sluice_app`, created by the server).
+const MIGRATION_3: &str = "
+CREATE TABLE sluice.tenants (
+    tenant TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE sluice.api_tokens (
+    tenant TEXT NOT NULL REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    sha256 BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, id)
+);
+CREATE UNIQUE INDEX api_tokens_by_id ON sluice.api_tokens (id);
+CREATE TABLE sluice.projects (
+    tenant TEXT PRIMARY KEY REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
+    revision BIGINT NOT NULL,
+    files JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+DO $$
+DECLARE t TEXT;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['runs', 'run_samples', 'delivered', 'rejected', 'sync_fingerprints',
+                             'tenants', 'api_tokens', 'projects'] LOOP
+        EXECUTE format('ALTER TABLE sluice.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format(
+            'CREATE POLICY tenant_isolation ON sluice.%I
+                 USING (tenant = current_setting(''sluice.tenant'', true))
+                 WITH CHECK (tenant = current_setting(''sluice.tenant'', true))', t);
+    END LOOP;
+END $$;
 ";
 
 /// The newest schema version this Sluice knows.
@@ -286,6 +331,9 @@ pub struct PostgresStore {
     /// The URL with its password hidden: how messages name the store.
     location: String,
     tenant: String,
+    /// The role the store's sessions act as after migrating (server mode:
+    /// one subject to row-level security), if not the login role.
+    role: Option<String>,
     owner: String,
     /// The leases of the runs this store began and has not finished.
     leases: HashMap<RunId, PgLease>,
@@ -300,6 +348,18 @@ impl PostgresStore {
 
     /// Like [`PostgresStore::connect`], for the state of `tenant`.
     pub fn connect_tenant(url: &str, tenant: &str) -> Result<Self, StateError> {
+        Self::connect_tenant_as(url, tenant, None)
+    }
+
+    /// Like [`PostgresStore::connect_tenant`], with every session acting as
+    /// `role` once the schema is migrated, so PostgreSQL's row-level
+    /// security, not only this store's `WHERE tenant = ...`, keeps it to
+    /// `tenant`'s rows (the login role must be a member of `role`).
+    pub fn connect_tenant_as(
+        url: &str,
+        tenant: &str,
+        role: Option<&str>,
+    ) -> Result<Self, StateError> {
         let location = scrub_url(url);
         let mut config: postgres::Config = url.trim().parse().map_err(|e| StateError::Connect {
             store: location.clone(),
@@ -314,16 +374,23 @@ impl PostgresStore {
             .tcp_user_timeout(Duration::from_secs(60));
         let owner = owner::current_owner();
         config.application_name(&application_name(&owner));
-        let conn = open_conn(&config, &location)?;
+        let conn = open_conn(&config, &location, tenant, None)?;
         let mut store = PostgresStore {
             conn: Mutex::new(conn),
             config,
             location,
             tenant: tenant.to_owned(),
+            role: role.map(str::to_owned),
             owner,
             leases: HashMap::new(),
         };
         store.migrate()?;
+        if let Some(role) = role {
+            store.with_conn(&format!("acting as role `{role}`"), |c| {
+                c.batch_execute(&format!("SET ROLE {}", quote_ident(role)))?;
+                Ok(())
+            })?;
+        }
         Ok(store)
     }
 
@@ -416,7 +483,12 @@ impl PostgresStore {
     /// The lease on `sync`, or who holds it.
     fn lease(&self, sync: &str) -> Result<PgLease, StateError> {
         let key = lock_key(&self.tenant, sync);
-        let mut conn = open_conn(&self.config, &self.location)?;
+        let mut conn = open_conn(
+            &self.config,
+            &self.location,
+            &self.tenant,
+            self.role.as_deref(),
+        )?;
         let client: &mut Client = &mut conn;
         let taken = off_runtime(move || -> Result<bool, postgres::Error> {
             // A lease connection idles for the whole run; a server-wide idle
@@ -553,10 +625,19 @@ impl PostgresStore {
     }
 }
 
-fn open_conn(config: &postgres::Config, location: &str) -> Result<Conn, StateError> {
+/// A connection whose session belongs to `tenant` (the setting the
+/// row-level security policies compare with), and, with `role`, acts as that
+/// role from then on.
+fn open_conn(
+    config: &postgres::Config,
+    location: &str,
+    tenant: &str,
+    role: Option<&str>,
+) -> Result<Conn, StateError> {
     let client = off_runtime(|| -> Result<Client, postgres::Error> {
         let mut client = config.connect(NoTls)?;
         client.batch_execute(SESSION_SETTINGS)?;
+        enter_tenant(&mut client, tenant, role)?;
         Ok(client)
     })
     .map_err(|e| StateError::Connect {
@@ -564,6 +645,21 @@ fn open_conn(config: &postgres::Config, location: &str) -> Result<Conn, StateErr
         detail: describe(&e),
     })?;
     Ok(Conn(Some(client)))
+}
+
+/// Makes the session `tenant`'s (see [`MIGRATIONS`] version 3) and, with
+/// `role`, that role's.
+fn enter_tenant(c: &mut Client, tenant: &str, role: Option<&str>) -> Result<(), postgres::Error> {
+    c.execute("SELECT set_config('sluice.tenant', $1, false)", &[&tenant])?;
+    if let Some(role) = role {
+        c.batch_execute(&format!("SET ROLE {}", quote_ident(role)))?;
+    }
+    Ok(())
+}
+
+/// `name` as a double-quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `application_name` holds at most 63 bytes.
