@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod emulator;
 pub mod plugin;
+pub mod serve;
 pub mod sync;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -113,6 +114,20 @@ pub enum Command {
     ///
     /// Example: sluice emulator salesforce --port 8080 --rate-limit 100 --interval 10s
     Emulator(emulator::EmulatorArgs),
+    /// Serve the multi-tenant API (tenants, tokens, projects, runs) over a
+    /// PostgreSQL state; see the README, "Run as a service".
+    ///
+    /// Example: SLUICE_OPERATOR_TOKEN=... sluice serve --state postgres://... --listen 0.0.0.0:8080
+    Serve(serve::ServeArgs),
+    /// Upload the project in this folder (sluice.yaml and its text files)
+    /// to a `sluice serve` as the tenant whose token is given; problems come
+    /// back with their file, line and column.
+    Apply {
+        #[command(flatten)]
+        project: sync::ProjectArg,
+        #[command(flatten)]
+        args: serve::ApplyArgs,
+    },
 }
 
 /// Run a parsed command line.
@@ -128,5 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { project, args } => sync::verify(&project, args).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Emulator(args) => emulator::run(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Apply { project, args } => serve::apply(&project.project, args).await,
     }
 }

@@ -1,0 +1,189 @@
+//! `sluice serve` (the multi-tenant API, crates/server) and `sluice apply`
+//! (upload the project in a folder to such a server).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sluice_runtime::{Runtime, RuntimeOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The PostgreSQL state every tenant's runs, projects and tokens live
+    /// in: `postgres://user:password@host:port/db`.
+    #[arg(long, env = "SLUICE_STATE", hide_env_values = true, value_name = "URL")]
+    pub state: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// A file holding the operator token (the one that administers
+    /// tenants); otherwise SLUICE_OPERATOR_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Where tenants' projects are written out to run.
+    #[arg(long, default_value = "sluice-server", value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// The PostgreSQL role tenant work acts as (row-level security applies
+    /// to it): created if missing; the login role must be able to SET ROLE
+    /// to it.
+    #[arg(long, default_value = "sluice_app", value_name = "ROLE")]
+    pub app_role: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// A file holding one of the tenant's tokens (`slk_...`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The operator token: the file's first line, else the environment.
+fn operator_token(args: &ServeArgs) -> Result<String> {
+    if let Some(file) = &args.operator_token_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading --operator-token-file {}", file.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().trim().to_owned());
+    }
+    match std::env::var("SLUICE_OPERATOR_TOKEN") {
+        Ok(t) => Ok(t.trim().to_owned()),
+        Err(_) => {
+            bail!("no operator token: set SLUICE_OPERATOR_TOKEN or pass --operator-token-file")
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let operator_token = operator_token(&args)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let config = sluice_server::ServerConfig {
+        state_url: args.state,
+        operator_token,
+        work_dir: args.work_dir,
+        app_role: args.app_role,
+        runtime: Runtime::new(RuntimeOptions::default())?,
+    };
+    let server = sluice_server::start(config, listener).await?;
+    eprintln!("sluice serve: listening on http://{}", server.addr);
+    tokio::select! {
+        result = server.wait() => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Directories `apply` never uploads: Sluice's state, version control,
+/// build output.
+const SKIPPED_DIRS: [&str; 4] = [".sluice", ".git", "target", "node_modules"];
+/// The most bytes `apply` uploads.
+const MAX_UPLOAD: u64 = 16 * 1024 * 1024;
+
+/// Every text file of the project folder by relative path (`/`-separated).
+/// Files that are not UTF-8 cannot travel in the JSON upload: named on
+/// stderr and left out.
+fn project_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut files = BTreeMap::new();
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))?
+        {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            let name = entry.file_name();
+            if kind.is_dir() {
+                if !SKIPPED_DIRS.iter().any(|s| name == *s) {
+                    pending.push(path);
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            total += entry.metadata()?.len();
+            if total > MAX_UPLOAD {
+                bail!("the project folder holds more than {MAX_UPLOAD} bytes of files");
+            }
+            let relative = path
+                .strip_prefix(dir)
+                .expect("walked from dir")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    files.insert(relative, text);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    eprintln!("note: {relative} is not UTF-8 text; not uploaded");
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+    }
+    Ok(files)
+}
+
+pub async fn apply(dir: &Path, args: ApplyArgs) -> Result<()> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading --token-file {}", args.token_file.display()))?;
+    let token = token.lines().next().unwrap_or_default().trim().to_owned();
+    let files = project_files(dir)?;
+    if !files.contains_key(sluice_config::PROJECT_FILE) {
+        bail!("{} has no {}", dir.display(), sluice_config::PROJECT_FILE);
+    }
+    let url = format!("{}/api/v1/project", args.server.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "files": files }))
+        .send()
+        .await
+        .with_context(|| format!("sending the project to {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("reading the answer of {url} ({status})"))?;
+    if args.json {
+        println!("{body}");
+    }
+    if status.is_success() {
+        if !args.json {
+            let syncs: Vec<&str> = body["syncs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "applied revision {} ({} sync(s): {})",
+                body["revision"],
+                syncs.len(),
+                syncs.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    if !args.json {
+        for p in body["error"]["problems"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{}:{}:{}: {}",
+                p["file"].as_str().unwrap_or_default(),
+                p["line"],
+                p["column"],
+                p["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    bail!(
+        "the server refused the project ({status}): {}",
+        body["error"]["message"].as_str().unwrap_or("no message")
+    )
+}

@@ -1,0 +1,131 @@
+//! `sluice serve`: the multi-tenant REST API over the PostgreSQL state.
+//!
+//! An operator token administers tenants; each tenant's tokens see only
+//! that tenant. A tenant applies a project (`PUT /api/v1/project`), lists
+//! its syncs, triggers runs (executed in this process by the engine, on the
+//! PostgreSQL state under that tenant) and reads runs and rejected rows.
+//!
+//! **Tenancy.** Every tenant table has row-level security (state migration
+//! 3, crates/state/src/postgres.rs); every request of a tenant runs in a
+//! transaction acting as the application role with `sluice.tenant` set
+//! ([`db::tenant_tx`]), and a run's store acts as that role too
+//! ([`sluice_state::PostgresStore::connect_tenant_as`]). The queries also
+//! filter on the tenant, and whatever is not the caller's answers 404, like
+//! what does not exist. Proved by tests/tests/server.rs.
+//!
+//! Not in this slice: scheduling, workers and a job queue (runs execute in
+//! the API process), per-tenant grant and resource ceilings, connections
+//! and secrets as resources, uploaded components.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod project;
+pub mod started;
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `sluice serve` is started with.
+pub struct ServerConfig {
+    /// The PostgreSQL state, `postgres://...`.
+    pub state_url: String,
+    /// The token that administers tenants.
+    pub operator_token: String,
+    /// Where tenants' projects are written out to run.
+    pub work_dir: PathBuf,
+    /// The role tenant work acts as: subject to row-level security (not a
+    /// superuser, no BYPASSRLS); created if missing.
+    pub app_role: String,
+    /// Runs the plugins of every tenant's syncs.
+    pub runtime: sluice_runtime::Runtime,
+}
+
+/// The shortest operator token accepted.
+pub const MIN_OPERATOR_TOKEN: usize = 16;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub pool: deadpool_postgres::Pool,
+    pub state_url: String,
+    pub app_role: String,
+    pub operator_digest: [u8; 32],
+    pub work_dir: PathBuf,
+    pub runtime: sluice_runtime::Runtime,
+    pub metrics: metrics::Metrics,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// A server listening, until [`RunningServer::shutdown`] or the process
+/// ends.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests under way finish, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Serves until the listener fails.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let RunningServer { stop, task, .. } = self;
+        let result = task.await?;
+        drop(stop);
+        Ok(result?)
+    }
+}
+
+/// Migrates the state database, prepares the application role and serves
+/// the API on `listener`.
+pub async fn start(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningServer> {
+    if config.operator_token.trim().len() < MIN_OPERATOR_TOKEN {
+        anyhow::bail!(
+            "the operator token has fewer than {MIN_OPERATOR_TOKEN} characters; \
+             use a long random one (e.g. `openssl rand -base64 32`)"
+        );
+    }
+    let url = config.state_url.clone();
+    // The state crate's migrations (its client blocks).
+    tokio::task::spawn_blocking(move || sluice_state::PostgresStore::connect(&url))
+        .await?
+        .context("opening the state database")?;
+    let pool = db::pool(&config.state_url)?;
+    db::prepare_app_role(&pool, &config.app_role).await?;
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+    let state = Arc::new(AppState {
+        pool,
+        state_url: config.state_url,
+        app_role: config.app_role,
+        operator_digest: auth::digest(config.operator_token.trim()),
+        work_dir: config.work_dir,
+        runtime: config.runtime,
+        metrics: metrics::Metrics::new(),
+    });
+    let app = api::router(state);
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "sluice serve listening");
+    Ok(RunningServer { addr, stop, task })
+}

@@ -1,0 +1,225 @@
+//! Projects as code: a tenant's `sluice.yaml` and the files it names,
+//! uploaded as a JSON map of relative path to text, validated by the config
+//! crate exactly as `sluice validate` does, stored per tenant (table
+//! `sluice.projects`), and written out to a directory of their own to run.
+
+use crate::error::ApiError;
+use sluice_config::{Diagnostic, GrantKind, PluginRef, Project};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// The most files one project may have.
+pub const MAX_FILES: usize = 1000;
+
+/// Where the files of `revision` of `tenant`'s project are written.
+pub fn revision_dir(work_dir: &Path, tenant: &str, revision: i64) -> PathBuf {
+    work_dir
+        .join("tenants")
+        .join(tenant)
+        .join(format!("rev-{revision}"))
+}
+
+/// Refuses paths that are not plain relative paths inside the project, and
+/// the state directory (the server keeps no state there, and a tenant must
+/// not plant plugins in it).
+pub fn check_files(files: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if !files.contains_key(sluice_config::PROJECT_FILE) {
+        return Err(ApiError::invalid(
+            "files",
+            format!("the project has no `{}`", sluice_config::PROJECT_FILE),
+        ));
+    }
+    if files.len() > MAX_FILES {
+        return Err(ApiError::invalid(
+            "files",
+            format!(
+                "{} files; a project may have at most {MAX_FILES}",
+                files.len()
+            ),
+        ));
+    }
+    for path in files.keys() {
+        if let Err(why) = check_path(path) {
+            return Err(ApiError::invalid(&format!("files.{path}"), why));
+        }
+    }
+    Ok(())
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if path.is_empty() || path.contains('\0') || path.contains('\\') {
+        return Err(format!("`{path}` is not a usable file path"));
+    }
+    if !p
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{path}` must be a relative path inside the project (no `/` at the start, no `..`)"
+        ));
+    }
+    if p.components().next() == Some(Component::Normal(".sluice".as_ref())) {
+        return Err(format!(
+            "`{path}` is in `.sluice`, the state directory, which a project may not upload"
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the files into `dir`, which appears whole or not at all (they
+/// are written beside it, then renamed). A `dir` that already exists is
+/// left as it is: a revision's files never change, and a run may be
+/// reading them. Called on a blocking thread.
+pub fn write_files(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let parent = dir.parent().expect("a revision directory has a parent");
+    std::fs::create_dir_all(parent)?;
+    let staging = tempfile_dir(parent)?;
+    let written = files.iter().try_for_each(|(path, text)| {
+        let target = staging.join(path);
+        if let Some(p) = target.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(target, text)
+    });
+    let placed = written.and_then(|()| std::fs::rename(&staging, dir));
+    match placed {
+        Ok(()) => Ok(()),
+        // Another request wrote the same revision first.
+        Err(_) if dir.join(sluice_config::PROJECT_FILE).is_file() => {
+            std::fs::remove_dir_all(&staging)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// A new empty directory under `parent` no other request writes to.
+fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    use rand::Rng;
+    let name = format!(".upload-{:016x}", rand::rng().next_u64());
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Validates the project in `dir` with no environment (a tenant's
+/// `${VAR}` must not read the server's), then refuses what would reach
+/// outside it. Problems carry paths relative to the project.
+pub fn validate(dir: &Path) -> Result<Project, serde_json::Value> {
+    let project =
+        sluice_config::validate_with_env(dir, &|_| None).map_err(|d| problems_json(dir, &d))?;
+    let outside = reaches_outside(&project);
+    if outside.is_empty() {
+        Ok(project)
+    } else {
+        Err(problems_json(dir, &outside))
+    }
+}
+
+/// Directory grants and plugin files must stay inside the project: another
+/// tenant's project, the server's files and the host are not a tenant's to
+/// read.
+fn reaches_outside(project: &Project) -> Vec<Diagnostic> {
+    let instances = project
+        .sources
+        .values()
+        .chain(project.transforms.values())
+        .chain(project.destinations.values().map(|d| &d.instance));
+    let mut problems = Vec::new();
+    for cfg in instances {
+        let at = |message: String| Diagnostic {
+            file: cfg.location.file.to_path_buf(),
+            line: cfg.location.line,
+            column: cfg.location.column,
+            message,
+            expected: Some("a path inside the project".into()),
+        };
+        for grant in &cfg.grants {
+            if let GrantKind::Dir(d) = &grant.kind {
+                if !inside(&project.dir, &d.host) {
+                    problems.push(at(format!(
+                        "`{}` is granted `{}`, outside the project; on a server a directory \
+                         grant must name a folder of the uploaded project",
+                        cfg.name, grant.text
+                    )));
+                }
+            }
+        }
+        if let PluginRef::Path(p) = &cfg.plugin {
+            if !inside(&project.dir, p) {
+                problems.push(at(format!(
+                    "`{}` names plugin file `{}`, outside the project",
+                    cfg.name,
+                    p.display()
+                )));
+            }
+        }
+    }
+    problems
+}
+
+/// Whether `path` (absolute, or relative to `dir`) is `dir` or under it,
+/// judged on its components (`..` climbs), as the uploaded files hold no
+/// links.
+fn inside(dir: &Path, path: &Path) -> bool {
+    let mut normal = PathBuf::new();
+    for c in dir.join(path).components() {
+        match c {
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(dir)
+}
+
+/// Diagnostics as JSON, each with its file relative to the project.
+fn problems_json(dir: &Path, diagnostics: &[Diagnostic]) -> serde_json::Value {
+    diagnostics
+        .iter()
+        .map(|d| {
+            let file = d.file.strip_prefix(dir).unwrap_or(&d.file);
+            serde_json::json!({
+                "file": file.display().to_string(),
+                "line": d.line,
+                "column": d.column,
+                "message": d.message,
+                "expected": d.expected,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_outside_the_state_directory() {
+        assert!(check_path("sluice.yaml").is_ok());
+        assert!(check_path("data/customers.csv").is_ok());
+        assert!(check_path("../x").is_err());
+        assert!(check_path("data/../../x").is_err());
+        assert!(check_path("/etc/passwd").is_err());
+        assert!(check_path(".sluice/state.db").is_err());
+        assert!(check_path("").is_err());
+        assert!(check_path("a\\b").is_err());
+    }
+
+    #[test]
+    fn inside_follows_parent_components() {
+        let dir = Path::new("/srv/t/a/rev-1");
+        assert!(inside(dir, Path::new("data")));
+        assert!(inside(dir, Path::new("./data/../data")));
+        assert!(!inside(dir, Path::new("../rev-0")));
+        assert!(!inside(dir, Path::new("/etc")));
+        assert!(!inside(dir, Path::new("data/../../../b/rev-1")));
+    }
+}

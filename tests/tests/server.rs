@@ -1,0 +1,698 @@
+//! `sluice serve` end to end: the server started in-process on an
+//! ephemeral port over a PostgreSQL database of its own, driven with
+//! reqwest as a SaaS would, tenants' syncs delivering to local webhook
+//! receivers.
+
+use sluice_tests as common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "operator-token-for-tests-0123456789";
+
+struct Server {
+    db: PgDatabase,
+    base: String,
+    http: reqwest::Client,
+    running: Option<sluice_server::RunningServer>,
+    _work: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(prefix: &str) -> Server {
+        let db = PgDatabase::create(prefix);
+        let work = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.path().to_path_buf(),
+            app_role: "sluice_app".into(),
+            runtime: runtime().runtime,
+        };
+        let running = sluice_server::start(config, listener).await.unwrap();
+        Server {
+            base: format!("http://{}", running.addr),
+            db,
+            http: reqwest::Client::new(),
+            running: Some(running),
+            _work: work,
+        }
+    }
+
+    /// Status and JSON body (Null when the body is not JSON).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    /// A tenant and its first token, made by the operator.
+    async fn tenant(&self, name: &str) -> String {
+        let (s, b) = self
+            .call(
+                Method::POST,
+                "/api/v1/tenants",
+                Some(OPERATOR),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let (s, b) = self
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(OPERATOR),
+                Some(json!({"tenant": name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls a run until it ends; its JSON.
+    async fn finished_run(&self, token: &str, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (s, run) = self.get(&format!("/api/v1/runs/{id}"), token).await;
+            assert_eq!(s, StatusCode::OK, "{run}");
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} still running: {run}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A connection to the server's database as the superuser `postgres`
+    /// (which bypasses row-level security).
+    async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+/// A files source and a webhook destination to `receiver`, as a JSON
+/// upload: `sync` delivers `rows` (email, plan).
+fn project(receiver: &Receiver, sync: &str, rows: &[(&str, &str)]) -> Value {
+    let yaml = format!(
+        r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  hook:
+    plugin: webhook
+    config: {{ url: "{url}", max_retries: 0 }}
+    grants: ["{grant}"]
+models:
+  customers: {{ source: files, object: customers.csv, primary_key: email }}
+syncs:
+  {sync}:
+    model: customers
+    destination: hook
+    object: contacts
+    mode: upsert
+    identifier: Email
+    batch_size: 2
+    mappings:
+      - {{ from: email, to: Email }}
+      - {{ from: plan, to: Plan }}
+"#,
+        url = receiver.url,
+        grant = receiver.grant()
+    );
+    let mut csv = String::from("email,plan\n");
+    for (e, p) in rows {
+        csv.push_str(&format!("{e},{p}\n"));
+    }
+    json!({"files": {"sluice.yaml": yaml, "data/customers.csv": csv}})
+}
+
+/// Applies the project and runs `sync` through the API; the ended run.
+async fn apply_and_run(server: &Server, token: &str, project: Value, sync: &str) -> Value {
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(token), Some(project))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["syncs"], json!([sync]));
+    let (s, b) = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/syncs/{sync}/runs"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["run_id"].as_i64().unwrap();
+    server.finished_run(token, id).await
+}
+
+fn emails(receiver: &Receiver) -> Vec<String> {
+    let mut e: Vec<String> = receiver
+        .rows()
+        .iter()
+        .map(|r| r["Email"].as_str().unwrap().to_owned())
+        .collect();
+    e.sort();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another() {
+    let server = Server::start("serve_tenancy").await;
+    let (ta, tb) = (server.tenant("acme").await, server.tenant("beta").await);
+    let (rx_a, rx_b) = (receiver().await, receiver().await);
+    // beta's receiver refuses its first request: those rows are rejected.
+    rx_b.script.lock().unwrap().push_back((400, None));
+
+    let run_a = apply_and_run(
+        &server,
+        &ta,
+        project(
+            &rx_a,
+            "acme_contacts",
+            &[
+                ("a1@x.com", "pro"),
+                ("a2@x.com", "free"),
+                ("a3@x.com", "pro"),
+            ],
+        ),
+        "acme_contacts",
+    )
+    .await;
+    assert_eq!(run_a["status"], "succeeded", "{run_a}");
+    assert_eq!(run_a["counts"]["ok"], 3, "{run_a}");
+    assert_eq!(run_a["counts"]["added"], 3, "{run_a}");
+    assert_eq!(emails(&rx_a), ["a1@x.com", "a2@x.com", "a3@x.com"]);
+
+    let run_b = apply_and_run(
+        &server,
+        &tb,
+        project(
+            &rx_b,
+            "beta_contacts",
+            &[
+                ("b1@x.com", "pro"),
+                ("b2@x.com", "pro"),
+                ("", "free"),
+                ("b3@x.com", "x"),
+            ],
+        ),
+        "beta_contacts",
+    )
+    .await;
+    assert_eq!(run_b["counts"]["invalid"], 1, "{run_b}");
+    assert_eq!(run_b["counts"]["rejected"], 2, "{run_b}");
+    assert_eq!(run_b["counts"]["ok"], 1, "{run_b}");
+    assert_eq!(emails(&rx_b), ["b3@x.com"]);
+    let (id_a, id_b) = (run_a["id"].as_i64().unwrap(), run_b["id"].as_i64().unwrap());
+
+    // beta reads its rejected rows, with the destination's message.
+    let (s, page) = server
+        .get(&format!("/api/v1/runs/{id_b}/rejected?limit=2"), &tb)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let rows = page["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{page}");
+    assert_eq!(page["next_offset"], 2, "{page}");
+    let (_, rest) = server
+        .get(&format!("/api/v1/runs/{id_b}/rejected?offset=2"), &tb)
+        .await;
+    let all: Vec<&Value> = rows
+        .iter()
+        .chain(rest["rows"].as_array().unwrap())
+        .collect();
+    assert_eq!(all.len(), 3, "{rest}");
+    let kinds: Vec<&str> = all.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "rejected").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "invalid").count(), 1);
+    assert!(all
+        .iter()
+        .all(|r| !r["message"].as_str().unwrap().is_empty()));
+
+    // Every endpoint and method, with beta's token and acme's names and ids.
+    let sent_to_a = rx_a.rows().len();
+    let tokens_a = server.get("/api/v1/tokens", &ta).await.1;
+    let token_a_id = tokens_a["tokens"][0]["id"].as_str().unwrap().to_owned();
+    let not_found = [
+        (Method::GET, format!("/api/v1/runs/{id_a}"), None),
+        (Method::GET, format!("/api/v1/runs/{id_a}/rejected"), None),
+        (Method::GET, "/api/v1/syncs/acme_contacts".into(), None),
+        (
+            Method::POST,
+            "/api/v1/syncs/acme_contacts/runs".into(),
+            None,
+        ),
+        (Method::DELETE, format!("/api/v1/tokens/{token_a_id}"), None),
+        (
+            Method::POST,
+            "/api/v1/tokens".into(),
+            Some(json!({"tenant": "acme"})),
+        ),
+        (Method::GET, "/api/v1/tenants".into(), None),
+        (Method::GET, "/api/v1/tenants/acme".into(), None),
+        (Method::DELETE, "/api/v1/tenants/acme".into(), None),
+        (
+            Method::POST,
+            "/api/v1/tenants".into(),
+            Some(json!({"name": "evil"})),
+        ),
+    ];
+    for (method, path, body) in not_found {
+        let (s, b) = server.call(method.clone(), &path, Some(&tb), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {b}");
+        assert_eq!(b["error"]["code"], "not_found", "{method} {path}: {b}");
+        let text = b.to_string();
+        assert!(
+            !text.contains("a1@x.com") && !text.contains(&rx_a.url),
+            "{text}"
+        );
+    }
+    // Lists hold only the caller's own.
+    let (_, runs) = server.get("/api/v1/runs", &tb).await;
+    let ids: Vec<i64> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [id_b]);
+    let (_, runs) = server.get("/api/v1/runs?sync=acme_contacts", &tb).await;
+    assert_eq!(runs["runs"], json!([]));
+    let (_, syncs) = server.get("/api/v1/syncs", &tb).await;
+    assert_eq!(syncs["syncs"].as_array().unwrap().len(), 1);
+    assert_eq!(syncs["syncs"][0]["name"], "beta_contacts");
+    let (_, proj) = server.get("/api/v1/project", &tb).await;
+    assert!(!proj.to_string().contains(&rx_a.url), "{proj}");
+    let (_, tokens_b) = server.get("/api/v1/tokens", &tb).await;
+    assert!(!tokens_b.to_string().contains(&token_a_id));
+    // A run id that exists nowhere answers exactly like acme's.
+    let (s, b) = server.get("/api/v1/runs/999999", &tb).await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+
+    // Nothing of acme's changed: its run, tokens, tenant, deliveries.
+    assert_eq!(server.get("/api/v1/tokens", &ta).await.1, tokens_a);
+    assert_eq!(
+        server.get(&format!("/api/v1/runs/{id_a}"), &ta).await.1,
+        run_a
+    );
+    let (_, all_runs) = server.get("/api/v1/runs", &ta).await;
+    assert_eq!(all_runs["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(rx_a.rows().len(), sent_to_a);
+    let (s, _) = server.get("/api/v1/tenants/acme", OPERATOR).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, tenants) = server.get("/api/v1/tenants", OPERATOR).await;
+    assert_eq!(tenants["tenants"].as_array().unwrap().len(), 2, "{tenants}");
+
+    // Without a token, or with a malformed one: 401; the operator owns no
+    // project: 403 with a code saying so.
+    let (s, b) = server.call(Method::GET, "/api/v1/runs", None, None).await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+    let (s, _) = server.get("/api/v1/runs", "slk_nope").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = server.get("/api/v1/runs", OPERATOR).await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("tenant_token_required"))
+    );
+
+    // The counters saw both runs and the rows.
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sluice_runs_total{status=\"succeeded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_sync_rows_total{outcome=\"ok\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_sync_rows_total{outcome=\"rejected\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_http_requests_total{route=\"/api/v1/runs/{id}\",status=\"404\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_shown_once_and_stored_only_as_its_hash() {
+    let server = Server::start("serve_tokens").await;
+    let first = server.tenant("acme").await;
+    let (s, made) = server
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&first),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let token = made["token"].as_str().unwrap();
+    assert!(token.starts_with("slk_") && token.len() == 47, "{token}");
+    assert_eq!(made["tenant"], "acme");
+    // The new token works, and listing shows ids, never a token.
+    let (s, list) = server.get("/api/v1/tokens", token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&token[4..]) && !list.to_string().contains(&first[4..]));
+
+    let sql = server.sql().await;
+    let rows = sql
+        .query(
+            "SELECT id, sha256, tenant FROM sluice.api_tokens ORDER BY created_at",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let stored: Vec<Vec<u8>> = rows.iter().map(|r| r.get(1)).collect();
+    for t in [&first, &token.to_owned()] {
+        let digest = Sha256::digest(t.as_bytes()).to_vec();
+        assert!(stored.contains(&digest), "the SHA-256 of {t} is stored");
+    }
+    // No column of the table holds any token's secret.
+    let dump: String = sql
+        .query_one(
+            "SELECT string_agg(t::text, ' ') FROM sluice.api_tokens t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !dump.contains(&token[4..]) && !dump.contains(&first[4..]),
+        "{dump}"
+    );
+    // Revoked, it no longer opens anything.
+    let id = made["id"].as_str().unwrap();
+    let (s, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&first),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.get("/api/v1/tokens", token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_not_only_where_clauses_keeps_tenants_apart() {
+    let server = Server::start("serve_rls").await;
+    server.tenant("acme").await;
+    server.tenant("beta").await;
+    let sql = server.sql().await;
+    // Runs of both tenants, written as the owner.
+    sql.batch_execute(
+        "INSERT INTO sluice.runs (tenant, sync, status, owner, started_at, heartbeat_at)
+         VALUES ('acme', 's', 'succeeded', 'o', 1, 1), ('acme', 's', 'failed', 'o', 2, 2),
+                ('beta', 's', 'succeeded', 'o', 3, 3)",
+    )
+    .await
+    .unwrap();
+    // As the role the server's tenant work uses, with no WHERE at all.
+    let as_tenant = |tenant: &'static str| {
+        format!("SET LOCAL ROLE sluice_app; SELECT set_config('sluice.tenant', '{tenant}', true);")
+    };
+    for (tenant, runs, tokens) in [("acme", 2i64, 1i64), ("beta", 1, 1)] {
+        let mut c = server.sql().await;
+        let tx = c.transaction().await.unwrap();
+        tx.batch_execute(&as_tenant(tenant)).await.unwrap();
+        let seen: Vec<String> = tx
+            .query("SELECT tenant FROM sluice.runs", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(seen.len() as i64, runs, "{tenant}: {seen:?}");
+        assert!(seen.iter().all(|t| t == tenant), "{tenant}: {seen:?}");
+        let n: i64 = tx
+            .query_one("SELECT count(*) FROM sluice.api_tokens", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, tokens);
+        let n: i64 = tx
+            .query_one("SELECT count(*) FROM sluice.tenants", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{tenant} sees only itself");
+        // Writing another tenant's row is refused by the policy.
+        let other = if tenant == "acme" { "beta" } else { "acme" };
+        let refused = tx
+            .execute(
+                "INSERT INTO sluice.runs (tenant, sync, status, owner, started_at, heartbeat_at)
+                 VALUES ($1, 's', 'running', 'o', 9, 9)",
+                &[&other],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.as_db_error().unwrap().code(),
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "{refused:?}"
+        );
+    }
+    // With no tenant set, the role sees nothing.
+    let mut c = server.sql().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL ROLE sluice_app").await.unwrap();
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM sluice.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    drop(tx);
+    // The role the server uses is subject to row-level security.
+    let bypass: bool = sql
+        .query_one(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = 'sluice_app'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!bypass);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_problems_come_back_with_file_line_and_column() {
+    let server = Server::start("serve_validate").await;
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    let mut bad = project(&rx, "contacts", &[("a@x.com", "pro")]);
+    let yaml = bad["files"]["sluice.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("mode: upsert", "mode: sideways");
+    let line = yaml.lines().position(|l| l.contains("sideways")).unwrap() + 1;
+    let column = yaml
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("sideways")
+        .unwrap()
+        + 1;
+    bad["files"]["sluice.yaml"] = json!(yaml);
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_project");
+    let p = &b["error"]["problems"][0];
+    assert_eq!(p["file"], "sluice.yaml", "{b}");
+    assert_eq!(p["line"], line, "{b}");
+    assert_eq!(p["column"], column, "{b}");
+    assert!(p["message"].as_str().unwrap().contains("sideways"), "{b}");
+
+    // A directory grant outside the project is refused on a server.
+    let mut escape = project(&rx, "contacts", &[("a@x.com", "pro")]);
+    let yaml = escape["files"]["sluice.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("dir:data:/data", "dir:../../..:/data");
+    escape["files"]["sluice.yaml"] = json!(yaml);
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(escape))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the project"),
+        "{b}"
+    );
+    assert_eq!(b["error"]["problems"][0]["line"], 2, "{b}");
+
+    // Malformed requests: the field at fault, a stable code.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(json!({"files": {"../x": "", "sluice.yaml": ""}})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+    );
+    assert_eq!(b["error"]["field"], "files.../x");
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(json!({"files": 3})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["code"], &b["error"]["field"]),
+        (
+            StatusCode::BAD_REQUEST,
+            &json!("invalid_request"),
+            &json!("body")
+        )
+    );
+    let (s, b) = server
+        .call(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(OPERATOR),
+            Some(json!({"name": "Not A Name"})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("name"))
+    );
+    let (s, b) = server.get("/api/v1/runs/abc", &token).await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("id"))
+    );
+    let (s, b) = server.get("/api/v1/runs?limit=0", &token).await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("limit"))
+    );
+    // Nothing was stored.
+    let (s, _) = server.get("/api/v1/project", &token).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_openapi_and_sluice_apply() {
+    let server = Server::start("serve_misc").await;
+    let plain = |path: &str| server.http.get(format!("{}{path}", server.base)).send();
+    assert_eq!(plain("/healthz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(plain("/readyz").await.unwrap().status(), StatusCode::OK);
+    let doc: Value = plain("/openapi.json").await.unwrap().json().await.unwrap();
+    for path in [
+        "/api/v1/tenants",
+        "/api/v1/tokens",
+        "/api/v1/project",
+        "/api/v1/syncs/{name}/runs",
+        "/api/v1/runs/{id}/rejected",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} in {doc}");
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+
+    // `sluice apply` uploads the project folder as the tenant.
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let upload = project(&rx, "contacts", &[("a@x.com", "pro")]);
+    for (path, text) in upload["files"].as_object().unwrap() {
+        let target = dir.path().join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, text.as_str().unwrap()).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join(".sluice")).unwrap();
+    std::fs::write(dir.path().join(".sluice/state.db"), "not uploaded").unwrap();
+    let token_file = dir.path().join(".sluice/token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let args = sluice::serve::ApplyArgs {
+        server: server.base.clone(),
+        token_file,
+        json: false,
+    };
+    sluice::serve::apply(dir.path(), args).await.unwrap();
+    let (s, stored) = server.get("/api/v1/project", &token).await;
+    assert_eq!(s, StatusCode::OK, "{stored}");
+    assert_eq!(stored["revision"], 1);
+    assert_eq!(stored["files"], upload["files"]);
+
+    // The database gone, the server is not ready (but is up).
+    let name = server.db.name.clone();
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    psql(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ));
+    assert_eq!(
+        plain("/readyz").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(plain("/healthz").await.unwrap().status(), StatusCode::OK);
+    psql(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"));
+    server.stop().await;
+}
