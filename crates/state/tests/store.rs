@@ -904,7 +904,24 @@ fn postgres_migrations_create_reopen_and_refuse_a_newer_schema() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(tables, 6, "five state tables and the migrations table");
+    assert_eq!(
+        tables, 9,
+        "five state tables, the migrations table, and the server's tenants, api_tokens and projects"
+    );
+    // Row-level security is on for every table that carries a tenant.
+    let unprotected: Vec<String> = client
+        .query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN information_schema.columns col
+               ON col.table_schema = 'sluice' AND col.table_name = c.relname AND col.column_name = 'tenant'
+             WHERE n.nspname = 'sluice' AND c.relkind = 'r' AND NOT c.relrowsecurity",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(unprotected.is_empty(), "{unprotected:?}");
     drop(store);
 
     // A database a newer Sluice migrated is refused, naming both versions.
