@@ -152,6 +152,7 @@ pub(crate) struct Shared {
     pub next_id: Mutex<u64>,
     pub config: EmulatorConfig,
     pub salesforce: salesforce::SalesforceState,
+    pub hubspot: hubspot::HubSpotState,
     pub snowflake: snowflake::SnowflakeState,
 }
 
@@ -166,7 +167,7 @@ impl Shared {
             kind,
             base_url,
             store: Mutex::new(Store::default()),
-            limiter: Mutex::new(Limiter::new(config.rate_limit, daily)),
+            limiter: Mutex::new(Limiter::new(default_rate(kind, config.rate_limit), daily)),
             faults: Mutex::new(FaultState::new(config.faults, config.seed)),
             tokens: Mutex::new(Tokens::default()),
             stats: Mutex::new(Stats::default()),
@@ -174,6 +175,7 @@ impl Shared {
             token_lifetime: Mutex::new(config.token_lifetime),
             next_id: Mutex::new(1),
             salesforce: salesforce::SalesforceState::new(&config.salesforce),
+            hubspot: hubspot::HubSpotState::default(),
             snowflake: snowflake::SnowflakeState::new(&config.snowflake),
             config,
         }
@@ -219,6 +221,15 @@ impl Shared {
             .by_endpoint
             .entry(format!("{method} {route}"))
             .or_default() += 1;
+    }
+}
+
+/// HubSpot always has a rolling-window budget (its private-app default when none
+/// is given); the other APIs are unthrottled unless told otherwise.
+fn default_rate(kind: EmulatorKind, rate: Option<RateLimit>) -> Option<RateLimit> {
+    match kind {
+        EmulatorKind::HubSpot => rate.or(Some(hubspot::DEFAULT_RATE_LIMIT)),
+        EmulatorKind::Salesforce | EmulatorKind::Snowflake => rate,
     }
 }
 
@@ -326,7 +337,10 @@ impl EmulatorHandle {
     }
 
     /// Sets or removes the rolling-window rate limit; the window restarts empty.
+    /// HubSpot has no unthrottled mode: `None` restores its default
+    /// private-app budget (190 per 10 s).
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        let limit = default_rate(self.shared.kind, limit);
         self.shared.limiter.lock().set_rate(limit);
     }
 

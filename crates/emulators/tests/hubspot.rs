@@ -514,7 +514,12 @@ async fn rate_limits_answer_429_with_policy_and_headers() {
     assert_eq!(body["policyName"], "DAILY");
     assert_eq!(body["message"], "You have reached your daily limit.");
     assert_eq!(header(&headers, "X-HubSpot-RateLimit-Daily-Remaining"), "0");
-    assert!(headers.get("X-HubSpot-RateLimit-Max").is_none());
+    // No limit set means HubSpot's own private-app budget, not none.
+    assert_eq!(header(&headers, "X-HubSpot-RateLimit-Max"), "190");
+    assert_eq!(
+        header(&headers, "X-HubSpot-RateLimit-Interval-Milliseconds"),
+        "10000"
+    );
     assert_eq!(hs.handle().stats().throttled, 2);
     hs.shutdown().await.unwrap();
 }
@@ -621,5 +626,284 @@ async fn properties_and_custom_objects() {
         stats.endpoint("POST", "/crm/v3/objects/{object}/batch/upsert"),
         3
     );
+    hs.shutdown().await.unwrap();
+}
+
+async fn hs_send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<&Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = client.request(method, url).bearer_auth(hs_token());
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    split(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn single_records_page_by_id_and_archive() {
+    let hs = hubspot(EmulatorConfig::default()).await;
+    let client = client();
+    let base = hs.base_url();
+    let objects = |path: &str| hs_url(&base, &format!("/crm/v3/objects/contacts{path}"));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = json!({"properties": {"email": format!("c{i}@example.com"), "firstname": format!("C{i}")}});
+        let (status, headers, created) =
+            hs_send(&client, reqwest::Method::POST, objects(""), Some(&body)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(header(&headers, "X-HubSpot-RateLimit-Max"), "190");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _, duplicate) = hs_send(
+        &client,
+        reqwest::Method::POST,
+        objects(""),
+        Some(&json!({"properties": {"email": "C0@example.com"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, duplicate["category"].as_str()),
+        (409, Some("CONFLICT"))
+    );
+    assert!(duplicate["message"].as_str().unwrap().ends_with(&ids[0]));
+
+    let (status, _, updated) = hs_send(
+        &client,
+        reqwest::Method::PATCH,
+        objects("/c1@example.com?idProperty=email"),
+        Some(&json!({"properties": {"lastname": "One"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, updated["id"].as_str()),
+        (200, Some(ids[1].as_str()))
+    );
+    assert_eq!(updated["properties"]["lastname"], "One");
+    let (status, _, bad) = hs_send(
+        &client,
+        reqwest::Method::PATCH,
+        objects(&format!("/{}", ids[1])),
+        Some(&json!({"properties": {"email": "nope"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["errors"][0]["code"].as_str()),
+        (400, Some("INVALID_EMAIL"))
+    );
+
+    // Page 1, then archive a record of page 1: page 2 is unaffected.
+    let (_, _, first) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        objects("?limit=2&properties=email&properties=firstname"),
+        None,
+    )
+    .await;
+    let after = first["paging"]["next"]["after"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(after, ids[1]);
+    assert_eq!(first["results"][1]["properties"]["firstname"], "C1");
+    let link = first["paging"]["next"]["link"].as_str().unwrap();
+    assert!(link.contains(&format!("after={after}")), "{link}");
+    let (status, _, _) = hs_send(
+        &client,
+        reqwest::Method::DELETE,
+        objects(&format!("/{}", ids[0])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, _, second) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        objects(&format!("?limit=2&after={after}")),
+        None,
+    )
+    .await;
+    let second_ids: Vec<&str> = second["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(second_ids, [ids[2].as_str(), ids[3].as_str()]);
+
+    let (status, _, missing) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        objects(&format!("/{}", ids[0])),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, missing["category"].as_str()),
+        (404, Some("OBJECT_NOT_FOUND"))
+    );
+    let (status, _, archived) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        objects(&format!("/{}?archived=true", ids[0])),
+        None,
+    )
+    .await;
+    assert_eq!((status, archived["archived"].as_bool()), (200, Some(true)));
+    // The archived record's unique email is free again.
+    let (status, _, _) = hs_send(
+        &client,
+        reqwest::Method::POST,
+        objects(""),
+        Some(&json!({"properties": {"email": "c0@example.com"}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _, bad) =
+        hs_send(&client, reqwest::Method::GET, objects("?after=abc"), None).await;
+    assert_eq!(
+        (status, bad["category"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    hs.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn search_properties_and_associations_over_http() {
+    let hs = hubspot(EmulatorConfig::default()).await;
+    let client = client();
+    let base = hs.base_url();
+    let (_, _, created) = hs_post(
+        &client,
+        &base,
+        "/crm/v3/objects/contacts/batch/create",
+        &json!({"inputs": (0..30).map(|i| json!({"properties": {"email": format!("s{i}@example.com"), "firstname": format!("S{i:02}")}})).collect::<Vec<_>>()}),
+    )
+    .await;
+    let contact = created["results"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, found) = hs_post(
+        &client,
+        &base,
+        "/crm/v3/objects/contacts/search",
+        &json!({"filterGroups": [{"filters": [{"propertyName": "firstname", "operator": "GTE", "value": "S20"}]}],
+                "sorts": [{"propertyName": "firstname", "direction": "DESCENDING"}], "properties": ["firstname"], "limit": 4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 10);
+    assert_eq!(found["results"][0]["properties"]["firstname"], "S29");
+    assert_eq!(found["paging"]["next"]["after"], "4");
+    let (status, _, bad) = hs_post(
+        &client,
+        &base,
+        "/crm/v3/objects/contacts/search",
+        &json!({"limit": 500}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["category"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+
+    // Properties: create, update, archive; HubSpot's own cannot be archived.
+    let props = |path: &str| hs_url(&base, &format!("/crm/v3/properties/contacts{path}"));
+    let (status, _, _) = hs_post(&client, &base, "/crm/v3/properties/contacts", &json!({"name": "tier", "label": "Tier", "type": "string", "fieldType": "text", "groupName": "contactinformation"})).await;
+    assert_eq!(status, 201);
+    let (status, _, patched) = hs_send(
+        &client,
+        reqwest::Method::PATCH,
+        props("/tier"),
+        Some(&json!({"label": "Customer tier", "description": "from dbt"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            patched["label"].as_str(),
+            patched["description"].as_str()
+        ),
+        (200, Some("Customer tier"), Some("from dbt"))
+    );
+    let (status, _, _) = hs_send(&client, reqwest::Method::DELETE, props("/tier"), None).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = hs_send(&client, reqwest::Method::GET, props("/tier"), None).await;
+    assert_eq!(status, 404);
+    let (_, _, archived) =
+        hs_send(&client, reqwest::Method::GET, props("?archived=true"), None).await;
+    assert_eq!(archived["results"][0]["name"], "tier");
+    let (status, _, refused) =
+        hs_send(&client, reqwest::Method::DELETE, props("/email"), None).await;
+    assert_eq!(
+        (status, refused["category"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+
+    // Associations: stored, read from both ends, and on v3 reads.
+    let (_, _, company) = hs_post(
+        &client,
+        &base,
+        "/crm/v3/objects/companies",
+        &json!({"properties": {"name": "Acme"}}),
+    )
+    .await;
+    let company = company["id"].as_str().unwrap().to_owned();
+    let (status, _, linked) = hs_send(
+        &client,
+        reqwest::Method::PUT,
+        hs_url(
+            &base,
+            &format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{linked}");
+    assert_eq!(
+        linked["results"][0]["associationSpec"]["associationTypeId"],
+        279
+    );
+    let (_, _, back) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        hs_url(
+            &base,
+            &format!("/crm/v4/objects/companies/{company}/associations/contacts"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(back["results"][0]["toObjectId"].to_string(), contact);
+    assert_eq!(back["results"][0]["associationTypes"][0]["typeId"], 280);
+    let (_, _, read) = hs_send(
+        &client,
+        reqwest::Method::GET,
+        hs_url(
+            &base,
+            &format!("/crm/v3/objects/contacts/{contact}?associations=companies"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        read["associations"]["companies"]["results"][0]["id"],
+        company.as_str()
+    );
+    assert_eq!(
+        read["associations"]["companies"]["results"][0]["type"],
+        "contact_to_company_unlabeled"
+    );
+    let (status, _, _) = hs_send(
+        &client,
+        reqwest::Method::PUT,
+        hs_url(
+            &base,
+            &format!("/crm/v4/objects/contacts/999999/associations/default/companies/{company}"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
     hs.shutdown().await.unwrap();
 }

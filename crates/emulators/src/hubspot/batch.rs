@@ -1,4 +1,4 @@
-//! `POST /crm/v3/objects/{type}/batch/*` plus single-object reads.
+//! `POST /crm/v3/objects/{type}/batch/*`.
 //!
 //! Writes are validated in full before anything is stored, so a whole-request 400
 //! or 409 never leaves a partial write behind; only batch/create in multi-status mode
@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,7 +28,7 @@ pub const MAX_BATCH_INPUTS: usize = 100;
 
 /// One invalid property of one input.
 #[derive(Debug, Clone)]
-struct PropertyError {
+pub(super) struct PropertyError {
     name: String,
     code: &'static str,
     message: String,
@@ -95,7 +95,7 @@ fn property_problem(
 }
 
 /// Validates `props`; returns the values to store (strings; null clears) and errors.
-fn check_properties(
+pub(super) fn check_properties(
     spec: &ObjectSpec,
     props: &Map<String, Value>,
     creating: bool,
@@ -163,7 +163,7 @@ fn details_message(problems: &[PropertyError]) -> String {
 }
 
 /// The whole-request 400 for invalid property values.
-fn invalid_properties(shared: &Shared, problems: &[PropertyError]) -> Response {
+pub(super) fn invalid_properties(shared: &Shared, problems: &[PropertyError]) -> Response {
     let mut extra = Map::new();
     extra.insert(
         "errors".to_owned(),
@@ -179,7 +179,7 @@ fn invalid_properties(shared: &Shared, problems: &[PropertyError]) -> Response {
 }
 
 /// The whole-request 409 when a unique value is taken.
-fn conflict(shared: &Shared, spec: &ObjectSpec, existing_id: &str) -> Response {
+pub(super) fn conflict(shared: &Shared, spec: &ObjectSpec, existing_id: &str) -> Response {
     error(
         shared,
         StatusCode::CONFLICT,
@@ -230,7 +230,7 @@ fn parse_batch(shared: &Shared, body: &[u8]) -> Result<BatchBody, Response> {
     Ok(BatchBody { root, inputs })
 }
 
-fn properties_of(input: &Map<String, Value>) -> Map<String, Value> {
+pub(super) fn properties_of(input: &Map<String, Value>) -> Map<String, Value> {
     input
         .get("properties")
         .and_then(Value::as_object)
@@ -243,7 +243,7 @@ fn id_of(input: &Map<String, Value>) -> Option<String> {
 }
 
 /// Canonical object name for a path segment, or the 400.
-fn resolve_object(shared: &Shared, object: &str) -> Result<String, Response> {
+pub(super) fn resolve_object(shared: &Shared, object: &str) -> Result<String, Response> {
     shared
         .store
         .lock()
@@ -258,7 +258,11 @@ fn resolve_object(shared: &Shared, object: &str) -> Result<String, Response> {
 }
 
 /// `{status: COMPLETE, results, numErrors?, errors?, requestedAt, startedAt, completedAt, links}`.
-fn batch_response(status: StatusCode, results: Vec<Value>, errors: Vec<Value>) -> Response {
+pub(super) fn batch_response(
+    status: StatusCode,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+) -> Response {
     let now = timestamp(Utc::now());
     let mut body = json!({
         "status": "COMPLETE",
@@ -277,12 +281,12 @@ fn batch_response(status: StatusCode, results: Vec<Value>, errors: Vec<Value>) -
     (status, Json(body)).into_response()
 }
 
-fn new_id(shared: &Shared) -> String {
+pub(super) fn new_id(shared: &Shared) -> String {
     (100_000 + shared.next_seq()).to_string()
 }
 
 /// The id of another record holding one of `values`' unique values, if any.
-fn unique_conflict(
+pub(super) fn unique_conflict(
     table: &Table,
     values: &Map<String, Value>,
     own_id: Option<&str>,
@@ -455,7 +459,7 @@ fn create_multi_status(
 }
 
 /// Finds the record an input addresses, by `hs_object_id` or a unique `idProperty`.
-fn find_by(table: &Table, id_property: Option<&str>, id: &str) -> Option<String> {
+pub(super) fn find_by(table: &Table, id_property: Option<&str>, id: &str) -> Option<String> {
     match id_property {
         None | Some("hs_object_id") => table.get(id).map(|r| r.id.clone()),
         Some(prop) => table
@@ -466,7 +470,7 @@ fn find_by(table: &Table, id_property: Option<&str>, id: &str) -> Option<String>
 }
 
 /// Checks that `id_property` can address records: it exists and is unique.
-fn check_id_property(
+pub(super) fn check_id_property(
     shared: &Shared,
     spec: &ObjectSpec,
     id_property: &str,
@@ -730,14 +734,14 @@ pub(crate) async fn archive(
     let mut store = shared.store.lock();
     if let Some(table) = store.table_mut(&object) {
         for id in &ids {
-            table.remove(id);
+            super::objects::archive_record(&shared, table, id);
         }
     }
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// Properties returned when a read names none.
-fn default_properties(spec: &ObjectSpec) -> Vec<String> {
+pub(super) fn default_properties(spec: &ObjectSpec) -> Vec<String> {
     let names: &[&str] = match spec.name.as_str() {
         "contacts" => &[
             "createdate",
@@ -753,6 +757,16 @@ fn default_properties(spec: &ObjectSpec) -> Vec<String> {
             "hs_lastmodifieddate",
             "hs_object_id",
             "name",
+        ],
+        "deals" => &[
+            "amount",
+            "closedate",
+            "createdate",
+            "dealname",
+            "dealstage",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "pipeline",
         ],
         _ => &["createdate", "hs_lastmodifieddate", "hs_object_id"],
     };
@@ -821,96 +835,4 @@ pub(crate) async fn read(
         }
     }
     partial_response(&table.spec, results, &missing)
-}
-
-fn query_properties(spec: &ObjectSpec, query: &HashMap<String, String>) -> Vec<String> {
-    match query.get("properties").filter(|p| !p.is_empty()) {
-        Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
-        None => default_properties(spec),
-    }
-}
-
-/// `GET /crm/v3/objects/{type}/{id}` (optionally `?idProperty=`).
-pub(crate) async fn get_one(
-    State(shared): State<Arc<Shared>>,
-    Path((object, id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let object = match resolve_object(&shared, &object) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let store = shared.store.lock();
-    let Some(table) = store.table(&object) else {
-        return validation(
-            &shared,
-            format!("Unable to infer object type from: {object}"),
-        );
-    };
-    let id_property = query.get("idProperty").map(String::as_str);
-    match find_by(table, id_property, &id).and_then(|found| table.get(&found)) {
-        Some(record) => {
-            let properties = query_properties(&table.spec, &query);
-            (
-                StatusCode::OK,
-                Json(render_record(record, Some(&properties))),
-            )
-                .into_response()
-        }
-        None => {
-            let mut extra = Map::new();
-            extra.insert("context".to_owned(), json!({ "id": [id] }));
-            error(
-                &shared,
-                StatusCode::NOT_FOUND,
-                "OBJECT_NOT_FOUND",
-                "Object not found.  objectId are usually numeric.",
-                extra,
-            )
-        }
-    }
-}
-
-/// `GET /crm/v3/objects/{type}?limit=&after=&properties=`: pages in creation order.
-pub(crate) async fn list(
-    State(shared): State<Arc<Shared>>,
-    Path(object): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let object = match resolve_object(&shared, &object) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(10)
-        .clamp(1, 100);
-    let after = query
-        .get("after")
-        .and_then(|a| a.parse::<usize>().ok())
-        .unwrap_or(0);
-    let store = shared.store.lock();
-    let Some(table) = store.table(&object) else {
-        return validation(
-            &shared,
-            format!("Unable to infer object type from: {object}"),
-        );
-    };
-    let properties = query_properties(&table.spec, &query);
-    let results: Vec<Value> = table
-        .records()
-        .skip(after)
-        .take(limit)
-        .map(|r| render_record(r, Some(&properties)))
-        .collect();
-    let mut body = json!({ "results": results });
-    let next = after + limit;
-    if next < table.len() {
-        body["paging"] = json!({ "next": {
-            "after": next.to_string(),
-            "link": format!("{}/crm/v3/objects/{}?after={next}", shared.base_url, table.spec.name),
-        }});
-    }
-    (StatusCode::OK, Json(body)).into_response()
 }

@@ -2,13 +2,19 @@
 //!
 //! Endpoints:
 //! - `POST /crm/v3/objects/{type}/batch/{create|update|upsert|read|archive}`
-//! - `GET /crm/v3/objects/{type}` (list, `limit`/`after`), `GET /crm/v3/objects/{type}/{id}`
-//! - `GET|POST /crm/v3/properties/{type}`, `GET /crm/v3/properties/{type}/{name}`
+//! - `POST /crm/v3/objects/{type}` (create), `GET|PATCH|DELETE /crm/v3/objects/{type}/{id}`
+//!   (`idProperty`, `properties`, `associations`, `archived`; see [`objects`])
+//! - `GET /crm/v3/objects/{type}` (list, paged by a record-id cursor)
+//! - `POST /crm/v3/objects/{type}/search` (see [`search`])
+//! - `GET|POST /crm/v3/properties/{type}`, `GET|PATCH|DELETE /crm/v3/properties/{type}/{name}`
+//! - v4 associations (see [`associations`])
 //!
-//! `{type}` is `contacts` (`0-1`), `companies` (`0-2`) or a declared custom object
-//! (by name or its `2-N` id). Every call needs `Authorization: Bearer <private-app
-//! token>` and carries `X-HubSpot-RateLimit-*` headers; beyond the limits it gets 429
-//! with `policyName` and `Retry-After`.
+//! `{type}` is `contacts` (`0-1`), `companies` (`0-2`), `deals` (`0-3`) or a declared
+//! custom object (by name or its `2-N` id). Every call needs `Authorization: Bearer
+//! <private-app token>`; every answer, 401 aside, carries the five
+//! `X-HubSpot-RateLimit-*` headers. The rolling window is HubSpot's private-app
+//! default (190 per 10 s) unless a rate limit is configured; beyond it, or beyond
+//! the daily limit, the answer is 429 with `policyName` and `Retry-After`.
 //!
 //! Choices where the reference leaves the behaviour open:
 //! - batch/create with an `objectWriteTraceId` on every input answers 207 when some
@@ -26,28 +32,43 @@
 //! - unknown object type: 400 `Unable to infer object type from: <type>`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::config::RateLimit;
 use crate::handle::{Shared, TokenEntry, TokenStatus};
 use crate::limits::Admission;
 use crate::schema::{FieldSpec, FieldType, ObjectSpec};
 use crate::store::{Record, Store};
 
+mod associations;
 mod batch;
 pub(crate) mod errors;
+mod objects;
 mod properties;
+mod search;
+mod state;
 
 pub use batch::MAX_BATCH_INPUTS;
 pub use errors::AUTH_NOT_FOUND_MESSAGE;
+pub use objects::MAX_PAGE_LIMIT;
+pub use search::{MAX_SEARCH_LIMIT, MAX_SEARCH_RESULTS};
+pub(crate) use state::HubSpotState;
+
+/// HubSpot's rolling-window budget for a private app (Professional and
+/// Enterprise: 190 requests per 10 s), used when no rate limit is configured.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    requests: 190,
+    interval: Duration::from_secs(10),
+};
 
 /// Declares contacts and companies, registers the configured tokens, builds the router.
 pub(crate) fn setup(shared: &Arc<Shared>) -> anyhow::Result<Router> {
@@ -69,15 +90,54 @@ pub(crate) fn setup(shared: &Arc<Shared>) -> anyhow::Result<Router> {
             "/crm/v3/objects/{object}/batch/archive",
             post(batch::archive),
         )
-        .route("/crm/v3/objects/{object}", get(batch::list))
-        .route("/crm/v3/objects/{object}/{id}", get(batch::get_one))
+        .route("/crm/v3/objects/{object}/search", post(search::search))
+        .route(
+            "/crm/v3/objects/{object}",
+            get(objects::list).post(objects::create),
+        )
+        .route(
+            "/crm/v3/objects/{object}/{id}",
+            get(objects::get_one)
+                .patch(objects::update)
+                .delete(objects::archive),
+        )
         .route(
             "/crm/v3/properties/{object}",
             get(properties::list).post(properties::create),
         )
         .route(
             "/crm/v3/properties/{object}/{name}",
-            get(properties::get_one),
+            get(properties::get_one)
+                .patch(properties::update)
+                .delete(properties::archive),
+        )
+        .route(
+            "/crm/v4/objects/{object}/{id}/associations/default/{to}/{to_id}",
+            put(associations::put_default),
+        )
+        .route(
+            "/crm/v4/objects/{object}/{id}/associations/{to}/{to_id}",
+            put(associations::put_labelled).delete(associations::delete_pair),
+        )
+        .route(
+            "/crm/v4/objects/{object}/{id}/associations/{to}",
+            get(associations::list),
+        )
+        .route(
+            "/crm/v4/associations/{object}/{to}/batch/associate/default",
+            post(associations::batch_default),
+        )
+        .route(
+            "/crm/v4/associations/{object}/{to}/batch/create",
+            post(associations::batch_create),
+        )
+        .route(
+            "/crm/v4/associations/{object}/{to}/batch/read",
+            post(associations::batch_read),
+        )
+        .route(
+            "/crm/v4/associations/{object}/{to}/batch/archive",
+            post(associations::batch_archive),
         )
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     Ok(api
@@ -166,7 +226,8 @@ fn seconds_to_midnight() -> u64 {
     (86_400 - secs) as u64
 }
 
-/// `X-HubSpot-RateLimit-*`: daily always; interval ones when a rate limit is set.
+/// `X-HubSpot-RateLimit-*`: daily and rolling-window ones (the HubSpot limiter
+/// always has a window, [`DEFAULT_RATE_LIMIT`] unless configured).
 fn with_rate_headers(shared: &Shared, mut response: Response) -> Response {
     let mut limiter = shared.limiter.lock();
     let mut headers = vec![
@@ -200,7 +261,7 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// System property values derived from the record itself.
-fn system_property(record: &Record, name: &str) -> Option<Value> {
+pub(crate) fn system_property(record: &Record, name: &str) -> Option<Value> {
     match name {
         "hs_object_id" => Some(Value::String(record.id.clone())),
         "createdate" => Some(Value::String(timestamp(record.created_at))),
@@ -300,7 +361,7 @@ const LIFECYCLE_STAGES: [&str; 8] = [
     "other",
 ];
 
-/// contacts (email unique) and companies with common default properties.
+/// contacts (email unique), companies and deals with common default properties.
 fn standard_objects() -> Vec<ObjectSpec> {
     use FieldType as T;
     let contacts = standard(
@@ -338,8 +399,39 @@ fn standard_objects() -> Vec<ObjectSpec> {
                 .options(LIFECYCLE_STAGES),
         ],
     );
-    vec![contacts, companies]
+    let deals = standard(
+        "deals",
+        "Deal",
+        "0-3",
+        vec![
+            FieldSpec::new("dealname", T::String).label("Deal Name"),
+            FieldSpec::new("amount", T::Double).label("Amount"),
+            FieldSpec::new("closedate", T::DateTime).label("Close Date"),
+            FieldSpec::new("pipeline", T::Picklist)
+                .label("Pipeline")
+                .options(["default"]),
+            FieldSpec::new("dealstage", T::Picklist)
+                .label("Deal Stage")
+                .options(DEAL_STAGES),
+            FieldSpec::new("dealtype", T::Picklist)
+                .label("Deal Type")
+                .options(["newbusiness", "existingbusiness"]),
+            FieldSpec::new("description", T::TextArea).label("Deal Description"),
+        ],
+    );
+    vec![contacts, companies, deals]
 }
+
+/// The stages of HubSpot's default sales pipeline.
+const DEAL_STAGES: [&str; 7] = [
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
 
 /// What the CLI prints so a user can point a connector at the emulator.
 pub(crate) fn connection_info(shared: &Shared) -> String {
