@@ -458,6 +458,25 @@ def _():
     expect({a.id for a in got.associations["companies"].results} == {state["acme"]}, got.associations)
 
 
+@check("contacts.batch_api.create(associations)")
+def _():
+    inputs = [
+        {
+            "properties": {"email": email("linked")},
+            "associations": [
+                {
+                    "to": {"id": state["acme"]},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}],
+                }
+            ],
+        }
+    ]
+    response = contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    linked = response.results[0].id
+    page = assoc.basic_api.get_page("companies", state["acme"], "contacts")
+    expect(linked in {str(r.to_object_id) for r in page.results}, page.results)
+
+
 @check("rate-limit headers on every response")
 def _():
     _, status, headers = contacts.basic_api.get_page_with_http_info(limit=1)

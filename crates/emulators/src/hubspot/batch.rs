@@ -1,4 +1,5 @@
-//! `POST /crm/v3/objects/{type}/batch/*`.
+//! `POST /crm/v3/objects/{type}/batch/*`. batch/create stores each input's
+//! `associations` (checked before anything is written) with its record.
 //!
 //! Writes are validated in full before anything is stored, so a whole-request 400
 //! or 409 never leaves a partial write behind; only batch/create in multi-status mode
@@ -16,11 +17,12 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
+use super::associations::{self, PendingAssociation};
 use super::errors::{error, invalid_json, validation};
 use super::{render_record, timestamp};
 use crate::handle::Shared;
 use crate::schema::{FieldType, ObjectSpec};
-use crate::store::{index_key, Table};
+use crate::store::{index_key, Store, Table};
 use crate::values::{check_value, text_of, ValueProblem};
 
 /// Most inputs one batch request may carry.
@@ -356,8 +358,27 @@ pub(crate) async fn create(
     }
 }
 
+/// The `associations` of every input, checked before anything is written.
+fn pending_associations(
+    shared: &Shared,
+    store: &Store,
+    object: &str,
+    inputs: &[Map<String, Value>],
+) -> Result<Vec<Vec<PendingAssociation>>, Response> {
+    inputs
+        .iter()
+        .map(|input| {
+            associations::pending_from_input(shared, store, object, input.get("associations"))
+        })
+        .collect()
+}
+
 fn create_all_or_nothing(shared: &Shared, object: &str, inputs: &[Map<String, Value>]) -> Response {
     let mut store = shared.store.lock();
+    let pending = match pending_associations(shared, &store, object, inputs) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let Some(table) = store.table_mut(object) else {
         return validation(
             shared,
@@ -385,9 +406,11 @@ fn create_all_or_nothing(shared: &Shared, object: &str, inputs: &[Map<String, Va
     let now = Utc::now();
     let results = checked
         .into_iter()
-        .map(|values| {
+        .zip(&pending)
+        .map(|(values, pending)| {
             let id = new_id(shared);
             table.insert(id.clone(), values, now);
+            associations::apply_pending(shared, &(table.spec.name.clone(), id.clone()), pending);
             table
                 .get(&id)
                 .map(|r| render_record(r, None))
@@ -404,6 +427,10 @@ fn create_multi_status(
     traces: &[String],
 ) -> Response {
     let mut store = shared.store.lock();
+    let pending = match pending_associations(shared, &store, object, inputs) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let Some(table) = store.table_mut(object) else {
         return validation(
             shared,
@@ -412,7 +439,7 @@ fn create_multi_status(
     };
     let mut results = Vec::new();
     let mut failures = Vec::new();
-    for (input, trace) in inputs.iter().zip(traces) {
+    for ((input, trace), pending) in inputs.iter().zip(traces).zip(&pending) {
         let (values, problems) = check_properties(&table.spec, &properties_of(input), true);
         let context = json!({ "objectWriteTraceId": [trace] });
         if !problems.is_empty() {
@@ -439,6 +466,7 @@ fn create_multi_status(
         }
         let id = new_id(shared);
         table.insert(id.clone(), values, Utc::now());
+        associations::apply_pending(shared, &(table.spec.name.clone(), id.clone()), pending);
         if let Some(record) = table.get(&id) {
             let mut rendered = render_record(record, None);
             if let Value::Object(map) = &mut rendered {
