@@ -907,3 +907,25 @@ async fn search_properties_and_associations_over_http() {
     assert_eq!(status, 404);
     hs.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_default_budget_is_hubspots_190_per_10_seconds() {
+    let hs = hubspot(EmulatorConfig::default()).await;
+    let client = client();
+    let url = hs_url(&hs.base_url(), "/crm/v3/objects/contacts?limit=1");
+    for served in 1..=190 {
+        let (status, headers, _) = hs_send(&client, reqwest::Method::GET, url.clone(), None).await;
+        assert_eq!(status, 200, "request {served}");
+        assert_eq!(
+            header(&headers, "X-HubSpot-RateLimit-Remaining"),
+            (190 - served).to_string()
+        );
+    }
+    let (status, headers, body) = hs_send(&client, reqwest::Method::GET, url, None).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+    assert_eq!(header(&headers, "X-HubSpot-RateLimit-Max"), "190");
+    let retry_after: u64 = header(&headers, "Retry-After").parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    hs.shutdown().await.unwrap();
+}

@@ -29,7 +29,10 @@
 //! - the same id twice in an update/upsert/read batch: 400 `Duplicate IDs found in batch input: [..]. IDs must be unique`;
 //! - a unique value already held by another record: 409 `CONFLICT`, `<Label> already exists. Existing ID: <id>`;
 //! - update/read of ids that do not exist: 207 with an `OBJECT_NOT_FOUND` error listing them;
-//! - unknown object type: 400 `Unable to infer object type from: <type>`.
+//! - unknown object type: 400 `Unable to infer object type from: <type>`;
+//! - `DELETE /crm/v3/objects/{type}/{id}` of a record that is not there: 204, as
+//!   archiving is idempotent; archiving frees the record's unique values;
+//! - list `limit` outside 1..=100, or an `after` that is not a record id: 400.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
