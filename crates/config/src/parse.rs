@@ -111,6 +111,9 @@ pub(super) struct Reader<'a> {
     /// defaults of every sync.
     max_wait: Option<std::time::Duration>,
     run_deadline: Option<std::time::Duration>,
+    /// dbt manifests by project folder, read once however many models
+    /// name the same dbt project (a manifest can be tens of megabytes).
+    dbt_manifests: HashMap<PathBuf, Result<dbt::LoadedManifest, String>>,
 }
 
 impl<'a> Reader<'a> {
@@ -123,6 +126,7 @@ impl<'a> Reader<'a> {
             limits: LimitsConfig::default(),
             max_wait: None,
             run_deadline: None,
+            dbt_manifests: HashMap::new(),
         }
     }
 
@@ -443,7 +447,15 @@ impl<'a> Reader<'a> {
             Some(n) => Some(self.primary_key(n, ctx)?),
             None => None,
         };
-        let resolved = match dbt::load_manifest(&folder).and_then(|m| m.resolve(&dbt_name)) {
+        let manifest = self
+            .dbt_manifests
+            .entry(folder.clone())
+            .or_insert_with(|| dbt::load_manifest(&folder));
+        let resolved = match manifest
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|m| m.resolve(&dbt_name))
+        {
             Ok(r) => r,
             Err(e) => {
                 self.error(dbt_node.pos, format!("{ctx}: {e}"), None);
