@@ -55,6 +55,13 @@ syncs:
     std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
 }
 
+/// Rewrites the project's sluice.yaml through `edit`.
+fn edit_project(dir: &Path, edit: impl FnOnce(String) -> String) {
+    let path = dir.join("sluice.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(path, edit(yaml)).unwrap();
+}
+
 async fn run(dir: &Path) -> RunReport {
     run_sync(dir, "people", &RunOptions::default()).await
 }
@@ -166,13 +173,10 @@ async fn server_errors_mid_write_cause_no_duplicate_and_no_loss_in_insert_mode()
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     project(dir.path(), &sf.base_url(), "");
-    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
-    std::fs::write(
-        dir.path().join("sluice.yaml"),
+    edit_project(dir.path(), |yaml| {
         yaml.replace("mode: upsert", "mode: insert")
-            .replace("batch_size: 20", "batch_size: 301"),
-    )
-    .unwrap();
+            .replace("batch_size: 20", "batch_size: 301")
+    });
     let loaded = Loaded::open(dir.path());
     let engine = loaded.engine();
     let options = RunOptions {
@@ -231,15 +235,12 @@ async fn the_size_of_the_change_set_picks_collections_or_bulk() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     project(dir.path(), &sf.base_url(), "");
-    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
-    std::fs::write(
-        dir.path().join("sluice.yaml"),
+    edit_project(dir.path(), |yaml| {
         yaml.replace("    batch_size: 20\n", "").replace(
             "objects: [Contact]",
             "objects: [Contact]\n      bulk_threshold: 250\n      poll_interval_ms: 20",
-        ),
-    )
-    .unwrap();
+        )
+    });
     let upserts = |sf: &sluice_emulators::RunningEmulator| {
         sf.handle().stats().endpoint(
             "PATCH",
@@ -301,17 +302,14 @@ async fn inserts_go_through_bulk_only_when_the_operator_allows_it() {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         project(dir.path(), &sf.base_url(), "");
-        let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
-        std::fs::write(
-            dir.path().join("sluice.yaml"),
+        edit_project(dir.path(), |yaml| {
             yaml.replace("    batch_size: 20\n", "")
                 .replace("mode: upsert", "mode: insert")
                 .replace(
                     "objects: [Contact]",
                     &format!("objects: [Contact]\n      bulk_threshold: 100\n      poll_interval_ms: 20{setting}"),
-                ),
-        )
-        .unwrap();
+                )
+        });
         let report = run(dir.path()).await;
         assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
         assert_eq!(sf.handle().bulk_jobs().len(), jobs, "with `{setting}`");
