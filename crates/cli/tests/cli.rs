@@ -540,3 +540,63 @@ fn emulator_schema_files_declare_objects_and_mistakes_name_their_place() {
     );
     assert!(banner.contains("username=user@sluice.emulator"), "{banner}");
 }
+
+/// Runs `sluice` on a pseudo-terminal (util-linux `script`), as a user at a
+/// shell would: stderr is a terminal, so the progress bar is drawn. Returns
+/// everything the terminal showed.
+fn sluice_on_a_terminal(args: &[String]) -> (bool, String) {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_sluice").to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    // A pty made without a terminal around it is 0 columns wide; give it a
+    // real width so the bar is not truncated to nothing.
+    let command = format!("stty cols 200 rows 40; exec {}", quoted.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .output()
+        .unwrap();
+    (out.status.success(), stdout(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_shows_rows_per_second_then_percent_and_eta_once_the_total_is_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = common::receiver().await;
+    two_syncs(dir.path(), &rx);
+    let mut csv = String::from("id,email\n");
+    for i in 0..2_000 {
+        csv.push_str(&format!("{i},p{i}@x.com\n"));
+    }
+    std::fs::write(dir.path().join("data/people.csv"), csv).unwrap();
+    // Slow enough that the bar is redrawn while rows go out.
+    *rx.delay.lock().unwrap() = std::time::Duration::from_millis(250);
+
+    let first = args(&["run", "b_good"], dir.path());
+    let (ok, screen) = tokio::task::spawn_blocking(move || sluice_on_a_terminal(&first))
+        .await
+        .unwrap();
+    assert!(ok, "{screen}");
+    // No earlier run: rows and rows per second, no guess at a total.
+    assert!(screen.contains("b_good"), "{screen}");
+    assert!(screen.contains(" rows, "), "{screen}");
+    assert!(screen.contains("/s"), "{screen}");
+    assert!(!screen.contains("ETA"), "{screen}");
+
+    // The last run scanned 2,000 rows: now a percentage and an ETA.
+    let second = args(&["run", "b_good", "--full-resync"], dir.path());
+    let (ok, screen) = tokio::task::spawn_blocking(move || sluice_on_a_terminal(&second))
+        .await
+        .unwrap();
+    assert!(ok, "{screen}");
+    assert!(screen.contains("ETA"), "{screen}");
+    assert!(screen.contains('%'), "{screen}");
+    assert!(screen.contains("/s"), "{screen}");
+
+    // Not a terminal (a script, CI): no bar, no control sequences.
+    let out = sluice_async(args(&["run", "b_good", "--full-resync"], dir.path())).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ETA"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+}
