@@ -68,14 +68,21 @@ impl Server {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    /// A tenant and its first token, made by the operator.
+    /// A tenant and its first token, made by the operator, whose ceiling
+    /// adds this machine's loopback (the tests' receivers) to the default.
     async fn tenant(&self, name: &str) -> String {
+        self.tenant_within(name, json!(["*://*:*", "http://127.0.0.1:*"]))
+            .await
+    }
+
+    /// A tenant with the grant ceiling `ceiling` (`null`: the default).
+    async fn tenant_within(&self, name: &str, ceiling: Value) -> String {
         let (s, b) = self
             .call(
                 Method::POST,
                 "/api/v1/tenants",
                 Some(OPERATOR),
-                Some(json!({"name": name})),
+                Some(json!({"name": name, "grant_ceiling": ceiling})),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -280,6 +287,11 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
         (Method::GET, "/api/v1/tenants".into(), None),
         (Method::GET, "/api/v1/tenants/acme".into(), None),
         (Method::DELETE, "/api/v1/tenants/acme".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/tenants/bravo/grant-ceiling".into(),
+            Some(json!({"grant_ceiling": ["*://*:*"]})),
+        ),
         (
             Method::POST,
             "/api/v1/tenants".into(),
@@ -694,5 +706,138 @@ async fn health_readiness_openapi_and_sluice_apply() {
     );
     assert_eq!(plain("/healthz").await.unwrap().status(), StatusCode::OK);
     psql(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_grant_exceeds_the_tenants_ceiling_when_applied_or_when_run() {
+    let server = Server::start("serve_ceiling").await;
+    // The default ceiling: every public host, nothing on this machine.
+    let token = server.tenant_within("acme", Value::Null).await;
+    let (_, tenant) = server.get("/api/v1/tenants/acme", OPERATOR).await;
+    assert_eq!(tenant["grant_ceiling"], json!(["*://*:*"]), "{tenant}");
+    let rx = receiver().await;
+    let upload = project(&rx, "contacts", &[("a@x.com", "pro")]);
+
+    // The receiver is on loopback: refused, with where and why.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let problem = &b["error"]["problems"][0];
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("beyond what the operator allows"), "{b}");
+    assert!(
+        message.contains(&rx.grant()) && message.contains("*://*:*"),
+        "{b}"
+    );
+    assert_eq!(
+        (problem["file"].as_str(), problem["line"].as_i64()),
+        (Some("sluice.yaml"), Some(5)),
+        "{b}"
+    );
+    // So is the server's own state database, by address or by name.
+    for grant in [
+        "postgres://127.0.0.1:5432",
+        "postgres://localhost:5432",
+        "tcp://169.254.169.254:80",
+    ] {
+        let mut sneaky = upload.clone();
+        let yaml = sneaky["files"]["sluice.yaml"]
+            .as_str()
+            .unwrap()
+            .replace(&rx.grant(), grant);
+        sneaky["files"]["sluice.yaml"] = json!(yaml);
+        let (s, b) = server
+            .call(Method::PUT, "/api/v1/project", Some(&token), Some(sneaky))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{grant}: {b}");
+    }
+
+    // The operator names the receiver's port: the project applies and runs.
+    let port = rx
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let widened = json!({"grant_ceiling": ["*://*:*", format!("http://127.0.0.1:{port}")]});
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(widened),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let run = apply_and_run(&server, &token, upload, "contacts").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let delivered = rx.requests.lock().unwrap().len();
+
+    // Lowered again: the stored project may no longer run; no plugin starts.
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": ["https://*.example.com"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = server
+        .call(
+            Method::POST,
+            "/api/v1/syncs/contacts/runs",
+            Some(&token),
+            Some(json!({"full_resync": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("https://*.example.com"), "{b}");
+    assert_eq!(rx.requests.lock().unwrap().len(), delivered);
+
+    // Malformed ceilings name the pattern; unknown tenants are 404.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": ["https://ok.example.com", "ftp//nope"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("grant_ceiling")),
+        "{b}"
+    );
+    assert!(b.to_string().contains("ftp//nope"), "{b}");
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/nobody/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A tenant cannot raise its own ceiling.
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(&token),
+            Some(json!({"grant_ceiling": ["*://*:*", "postgres://127.0.0.1:5432"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     server.stop().await;
 }

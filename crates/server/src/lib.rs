@@ -13,12 +13,17 @@
 //! filter on the tenant, and whatever is not the caller's answers 404, like
 //! what does not exist. Proved by tests/tests/server.rs.
 //!
+//! **Ceilings.** The operator sets each tenant's network grant ceiling
+//! ([`ceiling`]); a project is checked against it when applied and again
+//! before every run.
+//!
 //! Not in this slice: scheduling, workers and a job queue (runs execute in
-//! the API process), per-tenant grant and resource ceilings, connections
-//! and secrets as resources, uploaded components.
+//! the API process), resource ceilings (memory, deadlines, concurrent
+//! runs), connections and secrets as resources, uploaded components.
 
 pub mod api;
 pub mod auth;
+pub mod ceiling;
 pub mod db;
 pub mod error;
 pub mod metrics;

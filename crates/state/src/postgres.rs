@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "server mode: tenants, API tokens (hashed), projects; row-level security on every tenant table",
         sql: MIGRATION_3,
     },
+    Migration {
+        version: 4,
+        description: "server mode: each tenant's network grant ceiling (crates/server/src/ceiling.rs)",
+        sql: "ALTER TABLE sluice.tenants ADD COLUMN grant_ceiling TEXT[] NOT NULL DEFAULT ARRAY['*://*:*'];",
+    },
 ];
 
 const MIGRATION_1: &str = "
