@@ -21,19 +21,14 @@ struct Server {
     _work: tempfile::TempDir,
 }
 
+/// The secrets key file the test servers start with.
+const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 impl Server {
     async fn start(prefix: &str) -> Server {
         let db = PgDatabase::create(prefix);
         let work = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().to_path_buf(),
-            app_role: "sluice_app".into(),
-            runtime: runtime().runtime,
-        };
-        let running = sluice_server::start(config, listener).await.unwrap();
+        let running = Self::serve(&db, work.path(), Some(KEYS)).await;
         Server {
             base: format!("http://{}", running.addr),
             db,
@@ -41,6 +36,42 @@ impl Server {
             running: Some(running),
             _work: work,
         }
+    }
+
+    async fn serve(
+        db: &PgDatabase,
+        work: &std::path::Path,
+        keys: Option<&str>,
+    ) -> sluice_server::RunningServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.to_path_buf(),
+            app_role: "sluice_app".into(),
+            runtime: runtime().runtime,
+            keyring: keys.map(|k| sluice_server::secrets::Keyring::parse(k).unwrap()),
+        };
+        sluice_server::start(config, listener).await.unwrap()
+    }
+
+    async fn put_secret(&self, token: &str, name: &str, value: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/secrets/{name}"),
+            Some(token),
+            Some(value),
+        )
+        .await
+    }
+
+    /// Stops the server and starts it again on the same database and work
+    /// directory with the secrets key file `keys`.
+    async fn restart(&mut self, keys: Option<&str>) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+        let running = Self::serve(&self.db, self._work.path(), keys).await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
     }
 
     /// Status and JSON body (Null when the body is not JSON).
@@ -839,5 +870,185 @@ async fn no_grant_exceeds_the_tenants_ceiling_when_applied_or_when_run() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant() {
+    const SECRET: &str = "hook-token-6f1c2b9e4d";
+    let mut server = Server::start("serve_secrets").await;
+    let token = server.tenant("acme").await;
+    let other = server.tenant("bravo").await;
+    let rx = receiver().await;
+    let mut upload = project(&rx, "contacts", &[("a@x.com", "pro")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().replace(
+        "max_retries: 0 }",
+        "max_retries: 0, headers: { X-Hook-Token: \"${HOOK_TOKEN}\" } }",
+    );
+    upload["files"]["sluice.yaml"] = json!(yaml);
+
+    // Not stored yet: the problem names the secret and how to store it.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b.to_string()
+            .contains("secret `HOOK_TOKEN` is not set (PUT /api/v1/secrets/HOOK_TOKEN)"),
+        "{b}"
+    );
+
+    let (s, b) = server
+        .put_secret(&token, "HOOK_TOKEN", json!({"value": SECRET}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (_, list) = server.get("/api/v1/secrets", &token).await;
+    assert_eq!(list["secrets"][0]["name"], "HOOK_TOKEN", "{list}");
+    assert_eq!(list["secrets"][0]["key_id"], "k1", "{list}");
+
+    // The run sends it; nothing the API answers holds it.
+    let run = apply_and_run(&server, &token, upload.clone(), "contacts").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let sent: Vec<String> = rx
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["x-hook-token"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|h| h == SECRET),
+        "{sent:?}"
+    );
+    for path in [
+        "/api/v1/secrets",
+        "/api/v1/project",
+        "/api/v1/runs",
+        "/api/v1/syncs",
+    ] {
+        let (_, b) = server.get(path, &token).await;
+        assert!(!b.to_string().contains(SECRET), "{path}: {b}");
+    }
+    // At rest it is ciphertext.
+    let sql = server.sql().await;
+    let row = sql
+        .query_one(
+            "SELECT key_id, wrapped_key, ciphertext FROM sluice.secrets",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (wrapped, sealed): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+    let stored = [wrapped, sealed].concat();
+    assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+
+    // Another tenant neither sees nor reads it.
+    let (_, list) = server.get("/api/v1/secrets", &other).await;
+    assert_eq!(list["secrets"], json!([]), "{list}");
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&other),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, _) = server
+        .call(
+            Method::DELETE,
+            "/api/v1/secrets/HOOK_TOKEN",
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // As the application role under bravo, the row does not exist.
+    let tx = sql
+        .simple_query(
+            "BEGIN; SET LOCAL ROLE sluice_app; SELECT set_config('sluice.tenant', 'bravo', true);",
+        )
+        .await;
+    assert!(tx.is_ok());
+    let seen = sql
+        .query_one("SELECT count(*) FROM sluice.secrets", &[])
+        .await
+        .unwrap();
+    assert_eq!(seen.get::<_, i64>(0), 0);
+    sql.simple_query("ROLLBACK").await.unwrap();
+
+    // Bad names and values are refused with the field at fault.
+    let (s, b) = server
+        .put_secret(&token, "2FA", json!({"value": "x"}))
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("name")),
+        "{b}"
+    );
+    let (s, b) = server
+        .put_secret(&token, "BIG", json!({"value": "x".repeat(70_000)}))
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("value")),
+        "{b}"
+    );
+
+    // Rotation: a new key first, the old one still listed; rewrap; then the
+    // old key can go and runs still read the secret.
+    let rotated = format!("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n{KEYS}\n");
+    server.restart(Some(&rotated)).await;
+    let (s, b) = server
+        .call(Method::POST, "/api/v1/secrets-rewrap", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "operator only: {b}");
+    let (s, b) = server
+        .call(Method::POST, "/api/v1/secrets-rewrap", Some(OPERATOR), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["rewrapped"].as_u64(), b["current"].as_u64()),
+        (Some(1), Some(0)),
+        "{b}"
+    );
+    server
+        .restart(Some("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="))
+        .await;
+    let before = rx.requests.lock().unwrap().len();
+    let (s, b) = server
+        .call(
+            Method::POST,
+            "/api/v1/syncs/contacts/runs",
+            Some(&token),
+            Some(json!({"full_resync": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let run = server
+        .finished_run(&token, b["run_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let headers: Vec<String> = rx.requests.lock().unwrap()[before..]
+        .iter()
+        .map(|r| r.headers["x-hook-token"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !headers.is_empty() && headers.iter().all(|h| h == SECRET),
+        "{headers:?}"
+    );
+
+    // Without a key file, secrets are off and say how to turn them on.
+    server.restart(None).await;
+    let (s, b) = server
+        .put_secret(&token, "OTHER", json!({"value": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(b.to_string().contains("--secrets-key-file"), "{b}");
     server.stop().await;
 }

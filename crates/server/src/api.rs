@@ -5,6 +5,7 @@ use crate::auth::{self, Caller};
 use crate::ceiling::Ceiling;
 use crate::db::tenant_tx;
 use crate::error::{from_json_rejection, ApiError, ErrorBody};
+use crate::secret_routes::{self, tenant_secrets};
 use crate::started::Announcing;
 use crate::{project, AppState, Shared};
 use axum::extract::rejection::JsonRejection;
@@ -34,12 +35,14 @@ const MAX_PAGE: i64 = 1000;
         healthz, readyz, create_tenant, list_tenants, get_tenant, delete_tenant,
         put_grant_ceiling, create_token,
         list_tokens, delete_token, put_project, get_project, list_syncs, get_sync, trigger_run,
-        list_runs, get_run, run_rejected
+        list_runs, get_run, run_rejected, secret_routes::put_secret, secret_routes::list_secrets,
+        secret_routes::delete_secret, secret_routes::rewrap_secrets
     ),
     components(schemas(
         ErrorBody, TenantIn, Tenant, TenantList, CeilingIn, TokenIn, NewTokenOut, TokenInfo, TokenList,
         ProjectIn, ProjectOut, SyncInfo, SyncList, TriggerIn, Triggered, RunOut, RunList,
-        RejectedRow, RejectedPage
+        RejectedRow, RejectedPage, secret_routes::SecretIn, secret_routes::SecretInfo,
+        secret_routes::SecretList, secret_routes::Rewrapped
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -83,6 +86,15 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/api/v1/runs/{id}/rejected", get(run_rejected))
+        .route("/api/v1/secrets", get(secret_routes::list_secrets))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(secret_routes::put_secret).delete(secret_routes::delete_secret),
+        )
+        .route(
+            "/api/v1/secrets-rewrap",
+            post(secret_routes::rewrap_secrets),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -140,7 +152,7 @@ impl FromRequestParts<Shared> for Caller {
 
 /// A caller that must be the operator. A tenant's token is answered as if
 /// the route did not exist.
-struct Operator;
+pub(crate) struct Operator;
 
 impl FromRequestParts<Shared> for Operator {
     type Rejection = ApiError;
@@ -154,7 +166,7 @@ impl FromRequestParts<Shared> for Operator {
 }
 
 /// A caller that must be a tenant (the operator owns no project or run).
-struct AsTenant(String);
+pub(crate) struct AsTenant(pub(crate) String);
 
 impl FromRequestParts<Shared> for AsTenant {
     type Rejection = ApiError;
@@ -178,7 +190,7 @@ impl FromRequestParts<Shared> for AsTenant {
 }
 
 /// A JSON body whose rejection is an [`ApiError`].
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(t)| t).map_err(from_json_rejection)
 }
 
@@ -586,11 +598,12 @@ async fn put_project(
     let files = input.files.clone();
     let dir = staging.clone();
     let ceiling = tenant_ceiling(&state, &tenant).await?;
+    let secrets = tenant_secrets(&state, &tenant).await?;
     let checked = tokio::task::spawn_blocking(move || {
         project::write_files(&dir, &files)
             .map_err(|e| ApiError::internal("writing the project files", e))?;
-        let result =
-            project::validate(&dir, &ceiling).map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
+        let result = project::validate(&dir, &ceiling, &secrets)
+            .map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
         Ok::<_, ApiError>(result)
     })
@@ -676,12 +689,13 @@ async fn loaded(
     let dir = project::revision_dir(&state.work_dir, tenant, revision);
     let files = files.clone();
     let ceiling = tenant_ceiling(state, tenant).await?;
+    let secrets = tenant_secrets(state, tenant).await?;
     tokio::task::spawn_blocking(move || {
         if !dir.join(sluice_config::PROJECT_FILE).exists() {
             project::write_files(&dir, &files)
                 .map_err(|e| ApiError::internal("writing the project files", e))?;
         }
-        project::validate(&dir, &ceiling).map_err(|problems| {
+        project::validate(&dir, &ceiling, &secrets).map_err(|problems| {
             let n = problems.as_array().map_or(0, Vec::len);
             ApiError::invalid_project(n, problems)
         })

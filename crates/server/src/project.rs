@@ -6,7 +6,7 @@
 use crate::ceiling::Ceiling;
 use crate::error::ApiError;
 use sluice_config::{Diagnostic, GrantKind, PluginRef, Project};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 /// The most files one project may have.
@@ -106,19 +106,45 @@ fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Validates the project in `dir` with no environment (a tenant's
-/// `${VAR}` must not read the server's), then refuses what would reach
-/// outside it: files beyond the project, network beyond the tenant's
-/// `ceiling`. Problems carry paths relative to the project.
-pub fn validate(dir: &Path, ceiling: &Ceiling) -> Result<Project, serde_json::Value> {
-    let project =
-        sluice_config::validate_with_env(dir, &|_| None).map_err(|d| problems_json(dir, &d))?;
+/// Validates the project in `dir` with the tenant's `secrets` as its only
+/// environment (a tenant's `${VAR}` must never read the server's), then
+/// refuses what would reach outside it: files beyond the project, network
+/// beyond the tenant's `ceiling`. Problems carry paths relative to the
+/// project.
+pub fn validate(
+    dir: &Path,
+    ceiling: &Ceiling,
+    secrets: &HashMap<String, String>,
+) -> Result<Project, serde_json::Value> {
+    let project = sluice_config::validate_with_env(dir, &|name| secrets.get(name).cloned())
+        .map_err(|d| problems_json(dir, &on_a_server(d)))?;
     let outside = reaches_outside(&project, ceiling);
     if outside.is_empty() {
         Ok(project)
     } else {
         Err(problems_json(dir, &outside))
     }
+}
+
+/// The config crate's words for a missing `${NAME}` speak of the
+/// environment; on a server it names a secret the tenant has not stored.
+fn on_a_server(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    const MISSING: &str = "environment variable `";
+    for d in &mut diagnostics {
+        let name = d.message.find(MISSING).and_then(|at| {
+            let rest = &d.message[at + MISSING.len()..];
+            rest.strip_suffix("` is not set")
+                .or_else(|| rest.split_once("` is not set").map(|(n, _)| n))
+                .map(str::to_string)
+        });
+        if let Some(name) = name {
+            d.message = d.message.replace(
+                &format!("{MISSING}{name}` is not set"),
+                &format!("secret `{name}` is not set (PUT /api/v1/secrets/{name})"),
+            );
+        }
+    }
+    diagnostics
 }
 
 /// Directory grants and plugin files must stay inside the project: another
