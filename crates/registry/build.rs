@@ -14,6 +14,7 @@ const PLUGINS: &[&str] = &[
     "hubspot",
     "mysql",
     "snowflake",
+    "bigquery",
     "rest",
 ];
 

@@ -220,6 +220,61 @@ impl Default for SnowflakeSettings {
     }
 }
 
+/// The project the BigQuery emulator answers as.
+pub const DEFAULT_BIGQUERY_PROJECT: &str = "sluice-emulator";
+/// The PostgreSQL database a BigQuery emulator uses unless told otherwise.
+pub const DEFAULT_BIGQUERY_POSTGRES_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/sluice_bigquery";
+/// The service account of the emulator's own test key.
+pub const DEFAULT_BIGQUERY_SERVICE_ACCOUNT: &str = "sluice@sluice-emulator.iam.gserviceaccount.com";
+
+/// A service account the BigQuery emulator's token endpoint knows: JWT grants
+/// with `iss = email` must verify with `public_key` (PEM, `BEGIN PUBLIC KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub email: String,
+    pub public_key: String,
+}
+
+/// BigQuery-only knobs.
+#[derive(Debug, Clone)]
+pub struct BigQuerySettings {
+    /// The PostgreSQL database queries run in (a dataset is a PostgreSQL
+    /// schema); created at start if missing. One per emulator instance.
+    pub postgres_url: String,
+    /// The one project that exists; jobs in any other are refused (accessDenied).
+    pub project: String,
+    /// The location jobs run in (`jobReference.location`).
+    pub location: String,
+    /// Service accounts whose signed JWTs the token endpoint exchanges.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Accept requests without `Authorization` (what the vendor clients send
+    /// with `AnonymousCredentials`). Off by default.
+    pub allow_anonymous: bool,
+    /// The most rows one page holds when the client asks for no fewer.
+    pub max_page_rows: usize,
+    /// Extra time every query job takes before it runs (to force `jobComplete: false`).
+    pub execution_delay: Duration,
+    /// The longest one jobs.query or getQueryResults call holds for a job,
+    /// whatever its `timeoutMs` asks (BigQuery: about 200 s).
+    pub max_wait: Duration,
+}
+
+impl Default for BigQuerySettings {
+    fn default() -> Self {
+        Self {
+            postgres_url: DEFAULT_BIGQUERY_POSTGRES_URL.to_owned(),
+            project: DEFAULT_BIGQUERY_PROJECT.to_owned(),
+            location: "US".to_owned(),
+            service_accounts: Vec::new(),
+            allow_anonymous: false,
+            max_page_rows: 100_000,
+            execution_delay: Duration::ZERO,
+            max_wait: Duration::from_secs(200),
+        }
+    }
+}
+
 /// Everything an emulator needs at start; most of it can be changed at run time
 /// through [`crate::EmulatorHandle`].
 #[derive(Debug, Clone)]
@@ -241,6 +296,8 @@ pub struct EmulatorConfig {
     pub hubspot: HubSpotSettings,
     /// Snowflake specifics.
     pub snowflake: SnowflakeSettings,
+    /// BigQuery specifics.
+    pub bigquery: BigQuerySettings,
 }
 
 impl Default for EmulatorConfig {
@@ -254,6 +311,7 @@ impl Default for EmulatorConfig {
             salesforce: SalesforceSettings::default(),
             hubspot: HubSpotSettings::default(),
             snowflake: SnowflakeSettings::default(),
+            bigquery: BigQuerySettings::default(),
         }
     }
 }

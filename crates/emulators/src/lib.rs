@@ -1,5 +1,5 @@
-//! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API and the
-//! Snowflake SQL API v2 (see [`snowflake`]).
+//! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API, the
+//! Snowflake SQL API v2 (see [`snowflake`]) and BigQuery REST v2 (see [`bigquery`]).
 //!
 //! They reproduce the documented behaviour in `shared/reference/saas-apis.md`
 //! (auth and token expiry, batch limits, per-record errors inside a 200, whole-request
@@ -31,11 +31,13 @@ use std::str::FromStr;
 
 use anyhow::Context;
 
+pub mod bigquery;
 mod config;
 mod faults;
 mod handle;
 pub mod hubspot;
 mod limits;
+mod pg;
 pub mod salesforce;
 mod schema;
 mod server;
@@ -44,11 +46,12 @@ mod store;
 mod values;
 
 pub use config::{
-    ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
-    SalesforceUser, SnowflakeSettings, SnowflakeUser, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-    DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT,
-    DEFAULT_SNOWFLAKE_POSTGRES_URL, DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
-    DEFAULT_USERNAME,
+    BigQuerySettings, ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit,
+    SalesforceSettings, SalesforceUser, ServiceAccount, SnowflakeSettings, SnowflakeUser,
+    DEFAULT_BIGQUERY_POSTGRES_URL, DEFAULT_BIGQUERY_PROJECT, DEFAULT_BIGQUERY_SERVICE_ACCOUNT,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD,
+    DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT, DEFAULT_SNOWFLAKE_POSTGRES_URL,
+    DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER, DEFAULT_USERNAME,
 };
 pub use handle::{EmulatorHandle, IssuedToken, StatsSnapshot};
 pub use schema::{FieldSpec, FieldType, ObjectSpec};
@@ -65,6 +68,9 @@ pub enum EmulatorKind {
     /// Snowflake SQL API v2 (statements, partitions, key-pair JWT and OAuth),
     /// executing on a local PostgreSQL database.
     Snowflake,
+    /// BigQuery REST v2 (jobs, paged query results, the OAuth JWT grant),
+    /// executing on a local PostgreSQL database.
+    BigQuery,
 }
 
 impl fmt::Display for EmulatorKind {
@@ -73,6 +79,7 @@ impl fmt::Display for EmulatorKind {
             EmulatorKind::Salesforce => "salesforce",
             EmulatorKind::HubSpot => "hubspot",
             EmulatorKind::Snowflake => "snowflake",
+            EmulatorKind::BigQuery => "bigquery",
         })
     }
 }
@@ -86,8 +93,9 @@ impl FromStr for EmulatorKind {
             "salesforce" | "sfdc" => Ok(EmulatorKind::Salesforce),
             "hubspot" => Ok(EmulatorKind::HubSpot),
             "snowflake" => Ok(EmulatorKind::Snowflake),
+            "bigquery" => Ok(EmulatorKind::BigQuery),
             other => anyhow::bail!(
-                "unknown emulator {other:?}: expected salesforce, hubspot or snowflake"
+                "unknown emulator {other:?}: expected salesforce, hubspot, snowflake or bigquery"
             ),
         }
     }
@@ -116,6 +124,15 @@ pub async fn start_snowflake(
     config: EmulatorConfig,
 ) -> anyhow::Result<RunningEmulator> {
     server::start(EmulatorKind::Snowflake, addr, config).await
+}
+
+/// Starts a BigQuery REST v2 emulator on `addr`, executing queries in the
+/// PostgreSQL database of `config.bigquery.postgres_url` (created if missing).
+pub async fn start_bigquery(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::BigQuery, addr, config).await
 }
 
 /// Starts an emulator of `kind`.

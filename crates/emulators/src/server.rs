@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use crate::config::EmulatorConfig;
 use crate::faults::{self, ConnectionKiller};
 use crate::handle::{EmulatorHandle, Shared};
-use crate::{hubspot, salesforce, snowflake, EmulatorKind};
+use crate::{bigquery, hubspot, salesforce, snowflake, EmulatorKind};
 
 /// How long `shutdown` lets in-flight requests finish before closing their sockets.
 const GRACE_PERIOD: Duration = Duration::from_secs(5);
@@ -63,6 +63,7 @@ impl RunningEmulator {
             EmulatorKind::Salesforce => salesforce::connection_info(&self.handle.shared),
             EmulatorKind::HubSpot => hubspot::connection_info(&self.handle.shared),
             EmulatorKind::Snowflake => snowflake::connection_info(&self.handle.shared),
+            EmulatorKind::BigQuery => bigquery::connection_info(&self.handle.shared),
         }
     }
 
@@ -102,6 +103,7 @@ pub(crate) async fn start(
         EmulatorKind::Salesforce => salesforce::setup(&shared)?,
         EmulatorKind::HubSpot => hubspot::setup(&shared)?,
         EmulatorKind::Snowflake => snowflake::setup(&shared).await?,
+        EmulatorKind::BigQuery => bigquery::setup(&shared).await?,
     };
     let router = api.layer(axum::middleware::from_fn_with_state(
         shared.clone(),

@@ -27,6 +27,7 @@ use super::encode::{self, Origin, SfType};
 use super::sql::{self, Binding, DmlKind, Kind, Translated};
 use super::{Principal, SfError};
 use crate::handle::Shared;
+use crate::pg::connect;
 
 /// The default statement timeout (`STATEMENT_TIMEOUT_IN_SECONDS`, two days).
 const DEFAULT_TIMEOUT_SECS: u64 = 172_800;
@@ -530,41 +531,7 @@ async fn cancel_query(token: &Mutex<Option<CancelToken>>) {
 /// Creates the database named in `url` if missing and installs the domains,
 /// functions and catalog views the translation relies on.
 pub(crate) async fn prepare_database(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    use anyhow::Context as _;
-    let config: tokio_postgres::Config = url
-        .parse()
-        .with_context(|| format!("the Snowflake emulator's PostgreSQL URL {url:?} is invalid"))?;
-    let database = config
-        .get_dbname()
-        .with_context(|| format!("the PostgreSQL URL {url:?} names no database"))?
-        .to_owned();
-    let mut maintenance = config.clone();
-    maintenance.dbname("postgres");
-    let admin = connect(&maintenance)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL for {url:?}"))?;
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-        .await
-        .context("looking up the emulator's database")?
-        .is_some();
-    if !exists {
-        let create = format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""));
-        if let Err(err) = admin.batch_execute(&create).await {
-            // Another emulator may have created it at the same moment.
-            if err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
-                return Err(err).with_context(|| format!("creating database {database}"));
-            }
-        }
-    }
-    let client = connect(&config)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL database {database}"))?;
-    client
-        .batch_execute(SETUP_SQL)
-        .await
-        .context("installing the Snowflake emulator's domains and catalog views")?;
-    Ok(config)
+    crate::pg::prepare_database(url, SETUP_SQL, "Snowflake").await
 }
 
 /// Domains standing for Snowflake types PostgreSQL lacks, `PARSE_JSON`, and the
@@ -607,16 +574,6 @@ SELECT split_part(t.table_schema, '.', 1) AS "TABLE_CATALOG",
 FROM information_schema.tables t
 WHERE position('.' in t.table_schema) > 0;
 "#;
-
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "emulator PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
 
 /// Runs every statement of a request in one session (see the module doc).
 pub(crate) async fn execute(

@@ -1,0 +1,66 @@
+//! `bigquery`: a Sluice source that runs a query (or reads a table) in BigQuery
+//! over the REST API v2 and streams the result page by page.
+//!
+//! - Auth: a service-account key's RS256 JWT exchanged for an access token at
+//!   the token URI, or an access token ([`auth`], [`config`]).
+//! - `jobs.query`, then `jobs.getQueryResults` polled (bounded by `max_poll_ms`)
+//!   while `jobComplete` is false; 429, 5xx and the retryable reasons retried
+//!   with bounded backoff ([`client`]).
+//! - Each page is fetched by `pageToken` only when the previous one has been
+//!   handed out ([`reader`]).
+//! - Values map as [`types`] and README.md say.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod reader;
+pub mod types;
+
+use client::Client;
+use config::Config;
+use reader::BigQueryReader;
+use sluice_sdk::prelude::*;
+
+pub struct BigQuery;
+
+impl Source for BigQuery {
+    type Reader = BigQueryReader;
+
+    fn spec() -> PluginSpec {
+        PluginSpec::new(
+            "bigquery",
+            env!("CARGO_PKG_VERSION"),
+            "Streams query results and tables out of BigQuery over the REST API v2",
+        )
+        .capability("${config.api_base}")
+        .capability("${config.token_uri}")
+        .batch_size(5000)
+        .config_schema(Config::schema())
+    }
+
+    fn check(config: &str) -> Result<(), PluginError> {
+        let client = Client::new(Config::parse(config)?)?;
+        let mut reader = BigQueryReader::open(client, "SELECT 1")?;
+        match reader.next(10)? {
+            Some(batch) if batch.rows == vec![vec![Value::Integer(1)]] => Ok(()),
+            other => Err(PluginError::Permanent(format!(
+                "`SELECT 1` returned {other:?} instead of one row with 1"
+            ))),
+        }
+    }
+
+    fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
+        reader::discover(Client::new(Config::parse(config)?)?)
+    }
+
+    fn read(config: &str, request: ReadRequest) -> Result<BigQueryReader, PluginError> {
+        let client = Client::new(Config::parse(config)?)?;
+        let sql = match request {
+            ReadRequest::Query(sql) => sql,
+            ReadRequest::Object(name) => format!("SELECT * FROM {}", reader::quote_object(&name)?),
+        };
+        BigQueryReader::open(client, &sql)
+    }
+}
+
+sluice_sdk::export_source!(BigQuery);
