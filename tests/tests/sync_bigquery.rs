@@ -10,8 +10,8 @@ use sluice_tests as common;
 
 use common::*;
 use sluice_emulators::{
-    BigQuerySettings, EmulatorConfig, RunningEmulator, DEFAULT_BIGQUERY_PROJECT,
-    DEFAULT_BIGQUERY_SERVICE_ACCOUNT,
+    BigQuerySettings, EmulatorConfig, FaultConfig, RateLimit, RunningEmulator,
+    DEFAULT_BIGQUERY_PROJECT, DEFAULT_BIGQUERY_SERVICE_ACCOUNT,
 };
 use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::bindings::types::ReadRequest;
@@ -504,6 +504,41 @@ async fn a_job_not_complete_at_once_is_polled_to_its_rows() {
     assert!(
         polls >= 2,
         "jobComplete was false and the plugin polled ({polls})"
+    );
+    warehouse.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_retried_and_every_row_arrives() {
+    let warehouse = Warehouse::start("throttled").await;
+    let handle = warehouse.emulator.handle();
+    // Two requests per 600 ms (403 rateLimitExceeded beyond) and a 500/503 on
+    // a fifth of them: the token, the query and 4 pages must wait it out.
+    handle.set_rate_limit(Some(RateLimit::new(2, Duration::from_millis(600))));
+    handle.set_faults(FaultConfig {
+        server_error_probability: 0.2,
+        ..FaultConfig::none()
+    });
+    let rx = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &warehouse,
+        &rx,
+        "SLUICE_E2E_BQ_THROTTLED_KEY",
+        TEST_KEY,
+        QUERY,
+    );
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.ok, ROWS as u64);
+    assert_eq!(rx.rows().len(), ROWS);
+    let stats = handle.stats();
+    assert!(stats.throttled > 0, "the emulator throttled");
+    assert_eq!(
+        warehouse.emulator.handle().bigquery_queries(),
+        [QUERY],
+        "one job, however many calls were retried"
     );
     warehouse.finish().await;
 }
