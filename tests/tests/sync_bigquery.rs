@@ -542,3 +542,38 @@ async fn throttling_and_server_errors_are_retried_and_every_row_arrives() {
     );
     warehouse.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_shows_the_bytes_the_query_scans_from_a_dry_run() {
+    let warehouse = Warehouse::start("plan").await;
+    let rx = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &warehouse,
+        &rx,
+        "SLUICE_E2E_BQ_PLAN_KEY",
+        TEST_KEY,
+        QUERY,
+    );
+    let plan = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let report = run_sync(dir.path(), "customers", &plan).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.planned, ROWS as u64);
+    // 450 rows of an email (17-19 bytes) and a NUMERIC, with row headers.
+    let bytes = report.scan_bytes.expect("the bigquery source estimates");
+    assert!(
+        (ROWS as u64 * 20..ROWS as u64 * 100).contains(&bytes),
+        "{bytes} bytes"
+    );
+    // The estimate was a dry run of the model's query, before the read.
+    assert_eq!(
+        warehouse.emulator.handle().bigquery_queries(),
+        [QUERY, QUERY]
+    );
+    assert!(rx.rows().is_empty(), "a plan sends nothing");
+    warehouse.finish().await;
+}

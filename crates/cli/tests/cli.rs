@@ -600,3 +600,74 @@ async fn the_terminal_shows_rows_per_second_then_percent_and_eta_once_the_total_
     assert!(!stderr(&out).contains("ETA"), "{}", stderr(&out));
     assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
 }
+
+#[test]
+fn the_bigquery_source_is_built_in_and_its_emulator_starts() {
+    let list = stdout(&sluice(&["plugin", "list"]));
+    assert!(list.contains("bigquery"), "{list}");
+    // A source that also exports estimate-api says so.
+    let out = sluice(&["plugin", "inspect", "bigquery", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["world"], "estimable-source");
+    assert_eq!(
+        v["capabilities"],
+        serde_json::json!(["${config.api_base}", "${config.token_uri}"])
+    );
+
+    let out = sluice(&[
+        "emulator",
+        "bigquery",
+        "--port",
+        "0",
+        "--service-account",
+        "no-equals-sign",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--service-account \"no-equals-sign\""),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.pub");
+    std::fs::write(
+        &key,
+        include_str!("../../emulators/tests/fixtures/snowflake_test_key.pub"),
+    )
+    .unwrap();
+    let database = format!("sluice_bq_cli_{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["emulator", "bigquery", "--port", "0", "--postgres"])
+        .arg(format!("postgres://postgres@127.0.0.1:5432/{database}"))
+        .arg("--service-account")
+        .arg(format!("sa@p.iam.gserviceaccount.com={}", key.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::psql(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ));
+    assert!(
+        banner.contains("BigQuery REST v2 emulator at http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("service accounts: sa@p.iam.gserviceaccount.com"),
+        "{banner}"
+    );
+    assert!(banner.contains("/token"), "{banner}");
+}

@@ -9,6 +9,7 @@
 //! - Each page is fetched by `pageToken` only when the previous one has been
 //!   handed out ([`reader`]).
 //! - Values map as [`types`] and README.md say.
+//! - `estimate-api`: a dry run's `totalBytesProcessed`, for `sluice plan`.
 
 pub mod auth;
 pub mod client;
@@ -55,12 +56,16 @@ impl Source for BigQuery {
 
     fn read(config: &str, request: ReadRequest) -> Result<BigQueryReader, PluginError> {
         let client = Client::new(Config::parse(config)?)?;
-        let sql = match request {
-            ReadRequest::Query(sql) => sql,
-            ReadRequest::Object(name) => format!("SELECT * FROM {}", reader::quote_object(&name)?),
-        };
-        BigQueryReader::open(client, &sql)
+        BigQueryReader::open(client, &reader::sql_of(request)?)
     }
 }
 
-sluice_sdk::export_source!(BigQuery);
+impl Estimate for BigQuery {
+    /// A dry run's `totalBytesProcessed`: what on-demand pricing bills.
+    fn estimate_scan_bytes(config: &str, request: ReadRequest) -> Result<u64, PluginError> {
+        let client = Client::new(Config::parse(config)?)?;
+        client.dry_run(&reader::sql_of(request)?)
+    }
+}
+
+sluice_sdk::export_estimable_source!(BigQuery);

@@ -70,6 +70,14 @@ impl Reader for BigQueryReader {
     }
 }
 
+/// The SQL a read runs: the query, or every column of the object.
+pub fn sql_of(request: ReadRequest) -> Result<String, PluginError> {
+    Ok(match request {
+        ReadRequest::Query(sql) => sql,
+        ReadRequest::Object(name) => format!("SELECT * FROM {}", quote_object(&name)?),
+    })
+}
+
 /// `TABLE`, `DATASET.TABLE` or `PROJECT.DATASET.TABLE` as a backquoted path
 /// (BigQuery names hold no backquotes).
 pub fn quote_object(name: &str) -> Result<String, PluginError> {
