@@ -577,3 +577,36 @@ async fn a_plan_shows_the_bytes_the_query_scans_from_a_dry_run() {
     assert!(rx.rows().is_empty(), "a plan sends nothing");
     warehouse.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_mid_read_is_renewed_from_the_key() {
+    let warehouse = Warehouse::start("expiry").await;
+    let test = runtime();
+    let plugin = sluice_runtime::plugin::Plugin::from_bytes(
+        &test.runtime,
+        "bigquery",
+        sluice_registry::builtin::BIGQUERY,
+    )
+    .unwrap();
+    let grant = Grants::pattern_for_url(&warehouse.emulator.base_url()).unwrap();
+    let mut instance = plugin.instantiate(&sandbox(&[&grant])).await.unwrap();
+    let reader = instance
+        .read(&warehouse.config(), &ReadRequest::Query(QUERY.into()))
+        .await
+        .unwrap();
+    let first = instance
+        .next_batch(&reader, PAGE_ROWS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.rows.len(), PAGE_ROWS as usize);
+    // An hour passes: the next page's call answers 401 once.
+    warehouse.emulator.handle().bigquery_expire_tokens();
+    let mut rows = first.rows.len();
+    while let Some(batch) = instance.next_batch(&reader, PAGE_ROWS).await.unwrap() {
+        rows += batch.rows.len();
+    }
+    assert_eq!(rows, ROWS);
+    assert_eq!(warehouse.emulator.handle().stats().unauthorized, 1);
+    warehouse.finish().await;
+}

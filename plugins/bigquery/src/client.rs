@@ -102,7 +102,10 @@ struct TokenError {
 pub struct Client {
     config: Config,
     project: String,
-    authorization: String,
+    /// The service-account key, kept to fetch a new token when one expires.
+    key: Option<crate::config::ServiceAccountKey>,
+    /// `Bearer <token>`; replaced when the API says the token expired.
+    authorization: std::cell::RefCell<String>,
 }
 
 fn now_secs() -> u64 {
@@ -155,14 +158,31 @@ impl Client {
         let mut client = Client {
             config,
             project,
-            authorization: String::new(),
+            key: None,
+            authorization: std::cell::RefCell::new(String::new()),
         };
         let token = match client.config.credentials()? {
             Credentials::AccessToken(token) => token,
-            Credentials::ServiceAccount(key) => client.exchange(&key)?,
+            Credentials::ServiceAccount(key) => {
+                let token = client.exchange(&key)?;
+                client.key = Some(key);
+                token
+            }
         };
-        client.authorization = format!("Bearer {token}");
+        client.authorization.replace(format!("Bearer {token}"));
         Ok(client)
+    }
+
+    /// A fresh access token from the key, after the API refused the current
+    /// one (tokens live an hour; a long read outlives them). `false` when
+    /// there is no key to refresh with.
+    fn refresh_token(&self) -> Result<bool, PluginError> {
+        let Some(key) = &self.key else {
+            return Ok(false);
+        };
+        let token = self.exchange(key)?;
+        self.authorization.replace(format!("Bearer {token}"));
+        Ok(true)
     }
 
     pub fn config(&self) -> &Config {
@@ -179,16 +199,21 @@ impl Client {
         let assertion = crate::auth::assertion(key, &token_uri, now_secs())?;
         let body = crate::auth::token_request_body(&assertion);
         let what = format!("exchanging the key of {} at {token_uri}", key.client_email);
-        let response = self.send(&what, || {
-            http::Request::new("POST", &token_uri)
-                .header("user-agent", USER_AGENT)
-                .header("accept", "application/json")
-                .body_bytes(
-                    "application/x-www-form-urlencoded",
-                    body.clone().into_bytes(),
-                )
-                .timeout(Duration::from_millis(self.config.request_timeout_ms))
-        })?;
+        // The token endpoint itself is never retried with a new token.
+        let response = self.send_with(
+            &what,
+            || {
+                http::Request::new("POST", &token_uri)
+                    .header("user-agent", USER_AGENT)
+                    .header("accept", "application/json")
+                    .body_bytes(
+                        "application/x-www-form-urlencoded",
+                        body.clone().into_bytes(),
+                    )
+                    .timeout(Duration::from_millis(self.config.request_timeout_ms))
+            },
+            false,
+        )?;
         if response.is_success() {
             let answer: TokenAnswer = response.json().map_err(|e| self.context(&what, e))?;
             return Ok(answer.access_token);
@@ -211,7 +236,7 @@ impl Client {
 
     fn request(&self, method: &str, url: &str) -> http::Request {
         http::Request::new(method, url)
-            .header("authorization", &self.authorization)
+            .header("authorization", &self.authorization.borrow())
             .header("accept", "application/json")
             .header("user-agent", USER_AGENT)
             .timeout(Duration::from_millis(
@@ -235,12 +260,28 @@ impl Client {
         }
     }
 
-    /// Sends with bounded retries of retryable answers and transport failures.
+    /// Sends an API call with bounded retries of retryable answers and
+    /// transport failures; a 401 gets one new token from the key and one
+    /// more try.
     fn send(&self, what: &str, build: impl Fn() -> http::Request) -> Result<Response, PluginError> {
+        self.send_with(what, build, true)
+    }
+
+    fn send_with(
+        &self,
+        what: &str,
+        build: impl Fn() -> http::Request,
+        may_refresh: bool,
+    ) -> Result<Response, PluginError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
+        let mut refreshed = !may_refresh;
         loop {
             let outcome = build().send();
+            if matches!(&outcome, Ok(r) if r.status == 401) && !refreshed && self.refresh_token()? {
+                refreshed = true;
+                continue;
+            }
             let retryable = match &outcome {
                 Ok(r) => Self::retryable(r),
                 Err(http::HttpError::Transport(_)) => true,

@@ -44,6 +44,12 @@ pub(crate) struct Tokens {
     issued: Mutex<HashMap<String, (String, Instant)>>,
 }
 
+impl Tokens {
+    pub fn expire_all(&self) {
+        self.issued.lock().clear();
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenForm {
     #[serde(default)]

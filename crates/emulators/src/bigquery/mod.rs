@@ -264,6 +264,12 @@ impl EmulatorHandle {
         settings.max_wait = max_wait;
     }
 
+    /// BigQuery: expires every access token issued so far, as an hour passing
+    /// would: calls with them answer 401 until the client gets a new one.
+    pub fn bigquery_expire_tokens(&self) {
+        self.shared.bigquery.tokens.expire_all();
+    }
+
     /// BigQuery: every query text submitted through the API so far, in order.
     pub fn bigquery_queries(&self) -> Vec<String> {
         self.shared.bigquery.jobs.submitted()
