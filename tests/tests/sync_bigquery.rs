@@ -241,6 +241,7 @@ async fn every_type_arrives_as_the_plugin_readme_says() {
     .unwrap();
     let grant = Grants::pattern_for_url(&warehouse.emulator.base_url()).unwrap();
     let mut instance = plugin.instantiate(&sandbox(&[&grant])).await.unwrap();
+    instance.check(&warehouse.config()).await.unwrap();
     let reader = instance
         .read(
             &warehouse.config(),
