@@ -350,8 +350,24 @@ async fn every_type_arrives_as_the_plugin_readme_says() {
     for (name, value) in expected.as_object().unwrap() {
         assert_eq!(&row[name], value, "column {name}");
     }
-    // Decimals reach the webhook as JSON numbers (through f64).
-    assert_eq!(row["n"].as_f64(), Some(1e29));
+    // Decimals reach the webhook as JSON numbers with every digit; this
+    // receiver parses JSON into f64, so the digits are checked in the body.
+    let bodies: Vec<String> = rx
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("\"n\":99999999999999999999999999999.999999999")),
+        "{bodies:?}"
+    );
+    let extremes = received.iter().find(|r| r["email"] == 2).unwrap();
+    assert_eq!(extremes["f"], "-Infinity", "a non-finite float is named");
+    assert_eq!(extremes["n"].as_f64(), Some(-0.000000001));
     let nulls = received.iter().find(|r| r["email"] == 3).unwrap();
     for name in expected
         .as_object()
