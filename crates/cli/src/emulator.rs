@@ -1,19 +1,21 @@
-//! `sluice emulator`: local Salesforce, HubSpot, Snowflake SQL and BigQuery APIs for
+//! `sluice emulator`: local Salesforce, HubSpot, Snowflake SQL, BigQuery and
+//! Databricks SQL Statement Execution APIs for
 //! developing a sync offline, with the same throttling and error signals as
 //! the real ones and optional fault injection.
 
 use anyhow::{Context, Result};
 use clap::Args;
 use sluice_emulators::{
-    BigQuerySettings, EmulatorConfig, EmulatorKind, FaultConfig, HubSpotSettings, RateLimit,
-    SalesforceSettings, ServiceAccount, SnowflakeSettings, SnowflakeUser,
+    BigQuerySettings, DatabricksSettings, EmulatorConfig, EmulatorKind, FaultConfig,
+    HubSpotSettings, RateLimit, SalesforceSettings, ServiceAccount, SnowflakeSettings,
+    SnowflakeUser,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
-    /// Which API: salesforce, hubspot, snowflake or bigquery.
+    /// Which API: salesforce, hubspot, snowflake, bigquery or databricks.
     pub api: EmulatorKind,
     /// Port to listen on (127.0.0.1).
     #[arg(long, default_value_t = 8080)]
@@ -37,9 +39,9 @@ pub struct EmulatorArgs {
     /// Seed for fault injection, for reproducible sessions.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Snowflake and BigQuery: the PostgreSQL database statements run in
-    /// (created if missing; default postgres://postgres@127.0.0.1:5432/sluice_snowflake
-    /// or /sluice_bigquery).
+    /// Snowflake, BigQuery and Databricks: the PostgreSQL database statements
+    /// run in (created if missing; default postgres://postgres@127.0.0.1:5432/
+    /// sluice_snowflake, /sluice_bigquery or /sluice_databricks).
     #[arg(long)]
     pub postgres: Option<String>,
     /// BigQuery: the project that exists (jobs elsewhere are refused).
@@ -66,6 +68,9 @@ pub struct EmulatorArgs {
     /// Snowflake: rows per result partition.
     #[arg(long, default_value_t = 10_000)]
     pub partition_rows: usize,
+    /// Databricks: rows per result chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_rows: usize,
     /// Salesforce: how long an access token lives, e.g. 30s or 2h. After it,
     /// calls with the token answer 401 INVALID_SESSION_ID and a client must
     /// log in again: set it short to exercise a connector's re-login.
@@ -150,6 +155,18 @@ fn bigquery_settings(args: &EmulatorArgs) -> Result<BigQuerySettings> {
     })
 }
 
+fn databricks_settings(args: &EmulatorArgs) -> DatabricksSettings {
+    let defaults = DatabricksSettings::default();
+    DatabricksSettings {
+        postgres_url: args
+            .postgres
+            .clone()
+            .unwrap_or_else(|| defaults.postgres_url.clone()),
+        chunk_rows: args.chunk_rows.max(1),
+        ..defaults
+    }
+}
+
 pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
     let mut snowflake = SnowflakeSettings {
         postgres_url: args
@@ -182,6 +199,7 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
     Ok(EmulatorConfig {
         snowflake,
         bigquery: bigquery_settings(args)?,
+        databricks: databricks_settings(args),
         salesforce: salesforce_settings(args)?,
         hubspot: hubspot_settings(args),
         token_lifetime: args.token_lifetime,

@@ -275,6 +275,61 @@ impl Default for BigQuerySettings {
     }
 }
 
+/// Personal access token the Databricks emulator accepts when none are configured.
+pub const DEFAULT_DATABRICKS_TOKEN: &str = "dapi-sluice-emulator";
+/// The OAuth M2M (service principal) client the Databricks emulator knows by default.
+pub const DEFAULT_DATABRICKS_CLIENT_ID: &str = "sluice-service-principal";
+/// Its secret.
+pub const DEFAULT_DATABRICKS_CLIENT_SECRET: &str = "dose-sluice-emulator-secret";
+/// The SQL warehouse id the Databricks emulator has by default.
+pub const DEFAULT_DATABRICKS_WAREHOUSE: &str = "sluice0warehouse";
+/// The PostgreSQL database a Databricks emulator uses unless told otherwise.
+pub const DEFAULT_DATABRICKS_POSTGRES_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/sluice_databricks";
+
+/// Databricks-only knobs (SQL Statement Execution API 2.0).
+#[derive(Debug, Clone)]
+pub struct DatabricksSettings {
+    /// The PostgreSQL database statements run in; created at start if missing.
+    pub postgres_url: String,
+    /// Personal access tokens accepted as `Authorization: Bearer`.
+    pub tokens: Vec<String>,
+    /// Service principals that may get OAuth M2M tokens at `/oidc/v1/token`.
+    pub oauth_clients: Vec<ClientCredentials>,
+    /// How long an OAuth M2M access token lives.
+    pub oauth_token_lifetime: Duration,
+    /// SQL warehouse ids that exist; any other answers 404 NOT_FOUND.
+    pub warehouses: Vec<String>,
+    /// Rows per result chunk.
+    pub chunk_rows: usize,
+    /// The INLINE disposition's result cap (Databricks: 25 MiB); a larger
+    /// result fails the statement.
+    pub inline_limit_bytes: usize,
+    /// How long an EXTERNAL_LINKS URL works (Databricks: up to 15 minutes).
+    pub link_lifetime: Duration,
+    /// Extra time every statement takes before it runs (to force polling).
+    pub execution_delay: Duration,
+}
+
+impl Default for DatabricksSettings {
+    fn default() -> Self {
+        Self {
+            postgres_url: DEFAULT_DATABRICKS_POSTGRES_URL.to_owned(),
+            tokens: vec![DEFAULT_DATABRICKS_TOKEN.to_owned()],
+            oauth_clients: vec![ClientCredentials {
+                client_id: DEFAULT_DATABRICKS_CLIENT_ID.to_owned(),
+                client_secret: DEFAULT_DATABRICKS_CLIENT_SECRET.to_owned(),
+            }],
+            oauth_token_lifetime: Duration::from_secs(3600),
+            warehouses: vec![DEFAULT_DATABRICKS_WAREHOUSE.to_owned()],
+            chunk_rows: 10_000,
+            inline_limit_bytes: 25 * 1024 * 1024,
+            link_lifetime: Duration::from_secs(15 * 60),
+            execution_delay: Duration::ZERO,
+        }
+    }
+}
+
 /// Everything an emulator needs at start; most of it can be changed at run time
 /// through [`crate::EmulatorHandle`].
 #[derive(Debug, Clone)]
@@ -298,6 +353,8 @@ pub struct EmulatorConfig {
     pub snowflake: SnowflakeSettings,
     /// BigQuery specifics.
     pub bigquery: BigQuerySettings,
+    /// Databricks specifics.
+    pub databricks: DatabricksSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -312,6 +369,7 @@ impl Default for EmulatorConfig {
             hubspot: HubSpotSettings::default(),
             snowflake: SnowflakeSettings::default(),
             bigquery: BigQuerySettings::default(),
+            databricks: DatabricksSettings::default(),
         }
     }
 }

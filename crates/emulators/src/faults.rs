@@ -113,6 +113,7 @@ pub(crate) async fn middleware(
                 }
                 EmulatorKind::Snowflake => crate::snowflake::injected_server_error(status),
                 EmulatorKind::BigQuery => crate::bigquery::injected_server_error(status),
+                EmulatorKind::Databricks => crate::databricks::injected_server_error(status),
             }
         }
         Fault::Drop => {

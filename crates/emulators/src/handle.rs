@@ -17,7 +17,7 @@ use crate::faults::FaultState;
 use crate::limits::Limiter;
 use crate::schema::{FieldSpec, ObjectSpec};
 use crate::store::Store;
-use crate::{bigquery, hubspot, salesforce, snowflake, EmulatorKind};
+use crate::{bigquery, databricks, hubspot, salesforce, snowflake, EmulatorKind};
 
 /// Counters of what the emulator saw and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,6 +155,7 @@ pub(crate) struct Shared {
     pub hubspot: hubspot::HubSpotState,
     pub snowflake: snowflake::SnowflakeState,
     pub bigquery: bigquery::BigQueryState,
+    pub databricks: databricks::DatabricksState,
 }
 
 impl Shared {
@@ -162,7 +163,7 @@ impl Shared {
         let daily = match kind {
             EmulatorKind::Salesforce => config.salesforce.daily_api_limit,
             EmulatorKind::HubSpot => config.hubspot.daily_limit,
-            EmulatorKind::Snowflake | EmulatorKind::BigQuery => u64::MAX,
+            EmulatorKind::Snowflake | EmulatorKind::BigQuery | EmulatorKind::Databricks => u64::MAX,
         };
         Self {
             kind,
@@ -179,6 +180,7 @@ impl Shared {
             hubspot: hubspot::HubSpotState::default(),
             snowflake: snowflake::SnowflakeState::new(&config.snowflake),
             bigquery: bigquery::BigQueryState::new(&config.bigquery),
+            databricks: databricks::DatabricksState::new(&config.databricks),
             config,
         }
     }
@@ -231,7 +233,10 @@ impl Shared {
 fn default_rate(kind: EmulatorKind, rate: Option<RateLimit>) -> Option<RateLimit> {
     match kind {
         EmulatorKind::HubSpot => rate.or(Some(hubspot::DEFAULT_RATE_LIMIT)),
-        EmulatorKind::Salesforce | EmulatorKind::Snowflake | EmulatorKind::BigQuery => rate,
+        EmulatorKind::Salesforce
+        | EmulatorKind::Snowflake
+        | EmulatorKind::BigQuery
+        | EmulatorKind::Databricks => rate,
     }
 }
 
@@ -262,9 +267,10 @@ impl EmulatorHandle {
             .map(|r| match self.shared.kind {
                 EmulatorKind::Salesforce => salesforce::render_record(&table.spec, r),
                 // The warehouse emulators keep no CRM records: their store stays empty.
-                EmulatorKind::HubSpot | EmulatorKind::Snowflake | EmulatorKind::BigQuery => {
-                    hubspot::render_record(r, None)
-                }
+                EmulatorKind::HubSpot
+                | EmulatorKind::Snowflake
+                | EmulatorKind::BigQuery
+                | EmulatorKind::Databricks => hubspot::render_record(r, None),
             })
             .collect()
     }
@@ -295,9 +301,10 @@ impl EmulatorHandle {
         self.records(object).into_iter().find(|r| {
             let v = match self.shared.kind {
                 EmulatorKind::Salesforce => r.get(field),
-                EmulatorKind::HubSpot | EmulatorKind::Snowflake | EmulatorKind::BigQuery => {
-                    r.get("properties").and_then(|p| p.get(field))
-                }
+                EmulatorKind::HubSpot
+                | EmulatorKind::Snowflake
+                | EmulatorKind::BigQuery
+                | EmulatorKind::Databricks => r.get("properties").and_then(|p| p.get(field)),
             };
             v.and_then(crate::store::index_key) == crate::store::index_key(&wanted)
         })
@@ -379,8 +386,11 @@ impl EmulatorHandle {
         let prepared = match self.shared.kind {
             EmulatorKind::Salesforce => salesforce::prepare_object(spec, &store)?,
             EmulatorKind::HubSpot => hubspot::prepare_object(spec, &store)?,
-            EmulatorKind::Snowflake | EmulatorKind::BigQuery => {
-                bail!("the warehouse emulators have no CRM objects: create tables with SQL")
+            EmulatorKind::Snowflake | EmulatorKind::BigQuery | EmulatorKind::Databricks => {
+                bail!(
+                    "the {} emulator has no CRM objects: create tables with SQL",
+                    self.shared.kind
+                )
             }
         };
         store.add(prepared);

@@ -1,5 +1,6 @@
 //! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API, the
-//! Snowflake SQL API v2 (see [`snowflake`]) and BigQuery REST v2 (see [`bigquery`]).
+//! Snowflake SQL API v2 (see [`snowflake`]), BigQuery REST v2 (see [`bigquery`])
+//! and the Databricks SQL Statement Execution API 2.0 (see [`databricks`]).
 //!
 //! They reproduce the documented behaviour in `shared/reference/saas-apis.md`
 //! (auth and token expiry, batch limits, per-record errors inside a 200, whole-request
@@ -33,6 +34,7 @@ use anyhow::Context;
 
 pub mod bigquery;
 mod config;
+pub mod databricks;
 mod faults;
 mod handle;
 pub mod hubspot;
@@ -46,12 +48,15 @@ mod store;
 mod values;
 
 pub use config::{
-    BigQuerySettings, ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit,
-    SalesforceSettings, SalesforceUser, ServiceAccount, SnowflakeSettings, SnowflakeUser,
-    DEFAULT_BIGQUERY_POSTGRES_URL, DEFAULT_BIGQUERY_PROJECT, DEFAULT_BIGQUERY_SERVICE_ACCOUNT,
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD,
-    DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT, DEFAULT_SNOWFLAKE_POSTGRES_URL,
-    DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER, DEFAULT_USERNAME,
+    BigQuerySettings, ClientCredentials, DatabricksSettings, EmulatorConfig, FaultConfig,
+    HubSpotSettings, RateLimit, SalesforceSettings, SalesforceUser, ServiceAccount,
+    SnowflakeSettings, SnowflakeUser, DEFAULT_BIGQUERY_POSTGRES_URL, DEFAULT_BIGQUERY_PROJECT,
+    DEFAULT_BIGQUERY_SERVICE_ACCOUNT, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_DATABRICKS_CLIENT_ID, DEFAULT_DATABRICKS_CLIENT_SECRET,
+    DEFAULT_DATABRICKS_POSTGRES_URL, DEFAULT_DATABRICKS_TOKEN, DEFAULT_DATABRICKS_WAREHOUSE,
+    DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT,
+    DEFAULT_SNOWFLAKE_POSTGRES_URL, DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
+    DEFAULT_USERNAME,
 };
 pub use handle::{EmulatorHandle, IssuedToken, StatsSnapshot};
 pub use schema::{FieldSpec, FieldType, ObjectSpec};
@@ -71,6 +76,9 @@ pub enum EmulatorKind {
     /// BigQuery REST v2 (jobs, paged query results, the OAuth JWT grant),
     /// executing on a local PostgreSQL database.
     BigQuery,
+    /// Databricks SQL Statement Execution API 2.0 (statements, chunks, external
+    /// links, PAT and OAuth M2M), executing on a local PostgreSQL database.
+    Databricks,
 }
 
 impl fmt::Display for EmulatorKind {
@@ -80,6 +88,7 @@ impl fmt::Display for EmulatorKind {
             EmulatorKind::HubSpot => "hubspot",
             EmulatorKind::Snowflake => "snowflake",
             EmulatorKind::BigQuery => "bigquery",
+            EmulatorKind::Databricks => "databricks",
         })
     }
 }
@@ -94,8 +103,9 @@ impl FromStr for EmulatorKind {
             "hubspot" => Ok(EmulatorKind::HubSpot),
             "snowflake" => Ok(EmulatorKind::Snowflake),
             "bigquery" => Ok(EmulatorKind::BigQuery),
+            "databricks" => Ok(EmulatorKind::Databricks),
             other => anyhow::bail!(
-                "unknown emulator {other:?}: expected salesforce, hubspot, snowflake or bigquery"
+                "unknown emulator {other:?}: expected salesforce, hubspot, snowflake, bigquery or databricks"
             ),
         }
     }
@@ -133,6 +143,17 @@ pub async fn start_bigquery(
     config: EmulatorConfig,
 ) -> anyhow::Result<RunningEmulator> {
     server::start(EmulatorKind::BigQuery, addr, config).await
+}
+
+/// Starts a Databricks SQL Statement Execution API emulator on `addr` (and its
+/// EXTERNAL_LINKS storage listener on another port of the same address),
+/// executing statements in the PostgreSQL database of
+/// `config.databricks.postgres_url` (created if missing).
+pub async fn start_databricks(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::Databricks, addr, config).await
 }
 
 /// Starts an emulator of `kind`.
