@@ -72,7 +72,10 @@ pub struct Translated {
 
 /// Translates `text`, which must hold exactly one statement.
 pub fn translate(text: &str, ctx: &Context) -> Result<Translated, SqlFailure> {
-    let mut statements = Parser::parse_sql(&DatabricksDialect {}, text).map_err(syntax_error)?;
+    // sqlparser's Databricks dialect reads neither `MAP<K, V>` nor
+    // `STRUCT<a: INT>`: they are swapped for placeholder type names.
+    let (text, maps) = hide_map_types(text);
+    let mut statements = Parser::parse_sql(&DatabricksDialect {}, &text).map_err(syntax_error)?;
     let statement = match (statements.pop(), statements.is_empty()) {
         (Some(statement), true) => statement,
         (None, _) => return Err(parse_error("the statement is empty")),
@@ -82,7 +85,123 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translated, SqlFailure> {
             ))
         }
     };
-    translate_one(statement, ctx)
+    translate_one(statement, ctx, &maps)
+}
+
+/// Type names standing for the `n`th hidden `MAP<…>` / `STRUCT<…>`.
+const MAP_PLACEHOLDER: &str = "DBX_MAP_";
+const STRUCT_PLACEHOLDER: &str = "DBX_STRUCT_";
+const INTERVAL_PLACEHOLDER: &str = "DBX_INTERVAL_";
+const INTERVAL_UNITS: [&str; 6] = ["YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"];
+
+/// `MAP<K, V>` and `STRUCT<…>` types (outside quotes) replaced by
+/// `DBX_MAP_<n>` / `DBX_STRUCT_<n>`, and their texts (uppercase, spaces after
+/// commas and colons as `type_text` shows them), in order.
+fn hide_map_types(text: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut hidden = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let starts = |word: &str| {
+            rest.len() >= word.len()
+                && rest.is_char_boundary(word.len())
+                && rest[..word.len()].eq_ignore_ascii_case(word)
+        };
+        let kind = match () {
+            _ if quote.is_some() || out.ends_with(|p: char| p.is_alphanumeric() || p == '_') => {
+                None
+            }
+            _ if starts("MAP<") => Some(MAP_PLACEHOLDER),
+            _ if starts("STRUCT<") => Some(STRUCT_PLACEHOLDER),
+            _ => None,
+        };
+        let interval = match () {
+            _ if quote.is_some() || out.ends_with(|p: char| p.is_alphanumeric() || p == '_') => {
+                None
+            }
+            _ if starts("INTERVAL ") => interval_type(rest),
+            _ => None,
+        };
+        if let Some(end) = interval {
+            out.push_str(&format!("{INTERVAL_PLACEHOLDER}{}", hidden.len()));
+            hidden.push(
+                rest[..end]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_uppercase(),
+            );
+            rest = &rest[end..];
+            continue;
+        }
+        if let (Some(kind), Some(end)) = (kind, closing_bracket(rest)) {
+            out.push_str(&format!("{kind}{}", hidden.len()));
+            hidden.push(rest[..end].to_uppercase());
+            rest = &rest[end..];
+            continue;
+        }
+        match (quote, c) {
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (Some(q), _) if q == c => quote = None,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    (out, hidden)
+}
+
+/// The end (exclusive) of an interval type (`INTERVAL DAY TO SECOND`,
+/// `INTERVAL YEAR`) at the start of `text`; `None` for an interval literal
+/// (`INTERVAL '1' DAY`).
+fn interval_type(text: &str) -> Option<usize> {
+    let words: Vec<(usize, &str)> = text
+        .split_whitespace()
+        .take(4)
+        .map(|w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
+        .collect();
+    let unit = |i: usize| {
+        words.get(i).and_then(|&(at, w)| {
+            let bare = w.trim_end_matches([',', ')']);
+            INTERVAL_UNITS
+                .iter()
+                .any(|u| u.eq_ignore_ascii_case(bare))
+                .then_some(at + bare.len())
+        })
+    };
+    let first = unit(1)?;
+    match words.get(2) {
+        Some((_, to)) if to.eq_ignore_ascii_case("TO") && !words[1].1.ends_with([',', ')']) => {
+            unit(3).or(Some(first))
+        }
+        _ => Some(first),
+    }
+}
+
+/// The end (exclusive) of the `<…>` that starts `text`'s type.
+fn closing_bracket(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth == 1 => return Some(i + 1),
+            '>' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A declared type's text with the hidden types put back.
+fn restore_hidden(declared: &str, hidden: &[String]) -> String {
+    let mut text = declared.to_owned();
+    for (n, original) in hidden.iter().enumerate().rev() {
+        for kind in [MAP_PLACEHOLDER, STRUCT_PLACEHOLDER, INTERVAL_PLACEHOLDER] {
+            text = text.replace(&format!("{kind}{n}"), original);
+        }
+    }
+    text
 }
 
 fn syntax_error(err: sqlparser::parser::ParserError) -> SqlFailure {
@@ -97,7 +216,11 @@ fn parse_error(detail: &str) -> SqlFailure {
     )
 }
 
-fn translate_one(mut statement: Statement, ctx: &Context) -> Result<Translated, SqlFailure> {
+fn translate_one(
+    mut statement: Statement,
+    ctx: &Context,
+    maps: &[String],
+) -> Result<Translated, SqlFailure> {
     let mut extra = String::new();
     let mut prefix = String::new();
     let kind = match &mut statement {
@@ -141,7 +264,7 @@ fn translate_one(mut statement: Statement, ctx: &Context) -> Result<Translated, 
             }
             for column in &mut create.columns {
                 fold(&mut column.name);
-                let declared = column.data_type.to_string().to_uppercase();
+                let declared = restore_hidden(&column.data_type.to_string().to_uppercase(), maps);
                 column.data_type = pg_type(&column.data_type)?;
                 if needs_type_comment(&declared) {
                     extra.push_str(&format!(
@@ -257,6 +380,9 @@ pub fn pg_type(data_type: &DataType) -> Result<DataType, SqlFailure> {
         "TIMESTAMP_NTZ" => "timestamp".into(),
         "ARRAY" => "db_array".into(),
         "MAP" => "db_map".into(),
+        hidden if hidden.starts_with(MAP_PLACEHOLDER) => "db_map".into(),
+        hidden if hidden.starts_with(STRUCT_PLACEHOLDER) => "db_struct".into(),
+        hidden if hidden.starts_with(INTERVAL_PLACEHOLDER) => "interval".into(),
         "STRUCT" => "db_struct".into(),
         "INTERVAL" => "interval".into(),
         other => {
@@ -552,13 +678,37 @@ mod tests {
     #[test]
     fn create_table_maps_types_and_keeps_complex_type_text() {
         let t = translate(
-            "CREATE OR REPLACE TABLE t (a TINYINT, b DECIMAL(38,10), c ARRAY<INT>, d TIMESTAMP_NTZ)",
+            "CREATE OR REPLACE TABLE t (a TINYINT, b DECIMAL(38,10), c ARRAY<INT>, d TIMESTAMP_NTZ, m MAP<STRING, ARRAY<INT>>, s STRUCT<x: INT>)",
             &ctx(),
         )
         .unwrap();
-        assert!(t.sql.starts_with(r#"DROP TABLE IF EXISTS "main.default"."t"; CREATE TABLE "main.default"."t" ("a" db_byte, "b" numeric(38,10), "c" db_array, "d" timestamp)"#), "{}", t.sql);
+        assert!(t.sql.contains(r#"COMMENT ON COLUMN "main.default"."t"."m" IS 'databricks_type:MAP<STRING, ARRAY<INT>>'"#), "{}", t.sql);
+        assert!(t.sql.contains(r#""m" db_map, "s" db_struct"#), "{}", t.sql);
+        let interval = translate(
+            "CREATE TABLE i (a INTERVAL DAY TO SECOND, b INTERVAL YEAR) AS SELECT INTERVAL '1' DAY",
+            &ctx(),
+        );
+        let interval = interval.map(|t| t.sql).unwrap_or_else(|e| e.message);
         assert!(
-            t.sql.ends_with(
+            interval.contains(r#""a" interval, "b" interval"#),
+            "{interval}"
+        );
+        assert!(
+            interval.contains("'databricks_type:INTERVAL DAY TO SECOND'"),
+            "{interval}"
+        );
+        assert!(interval.contains("INTERVAL '1' DAY"), "{interval}");
+        assert!(
+            t.sql
+                .ends_with(r#""s" IS 'databricks_type:STRUCT<X: INT>'"#),
+            "{}",
+            t.sql
+        );
+        let quoted = translate("SELECT 'MAP<x>' AS m", &ctx()).unwrap();
+        assert!(quoted.sql.contains("'MAP<x>'"), "{}", quoted.sql);
+        assert!(t.sql.starts_with(r#"DROP TABLE IF EXISTS "main.default"."t"; CREATE TABLE "main.default"."t" ("a" db_byte, "b" numeric(38,10), "c" db_array, "d" timestamp, "m" db_map"#), "{}", t.sql);
+        assert!(
+            t.sql.contains(
                 r#"COMMENT ON COLUMN "main.default"."t"."c" IS 'databricks_type:ARRAY<INT>'"#
             ),
             "{}",
