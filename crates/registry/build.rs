@@ -15,6 +15,7 @@ const PLUGINS: &[&str] = &[
     "mysql",
     "snowflake",
     "bigquery",
+    "databricks",
     "rest",
 ];
 
