@@ -150,3 +150,17 @@ pub(crate) async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
     }))
     .into_response()
 }
+
+/// The workspace id the emulator reports.
+pub const WORKSPACE_ID: &str = "1234567890123456";
+
+/// `GET /.well-known/databricks-config`: the host metadata databricks-sdk
+/// reads to find the OIDC discovery document (`{oidc_endpoint}/.well-known/
+/// oauth-authorization-server`).
+pub(crate) async fn host_metadata(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({
+        "oidc_endpoint": format!("{}/oidc", shared.base_url),
+        "workspace_id": WORKSPACE_ID,
+    }))
+    .into_response()
+}

@@ -9,7 +9,8 @@
 //! - `GET /api/2.0/sql/statements/{id}/result/chunks/{n}`
 //! - `POST /api/2.0/sql/statements/{id}/cancel`
 //! - `POST /oidc/v1/token` (OAuth M2M client credentials, HTTP Basic or form
-//!   client auth) and `GET /oidc/.well-known/oauth-authorization-server`
+//!   client auth), `GET /oidc/.well-known/oauth-authorization-server`, and
+//!   the host metadata the SDK reads first, `GET /.well-known/databricks-config`
 //! - EXTERNAL_LINKS files on a second listener ("cloud storage", [`storage`]):
 //!   no auth, a link expires, and a request carrying `Authorization` is
 //!   refused as a presigned URL refuses it.
@@ -166,7 +167,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/oidc/.well-known/oauth-authorization-server",
             get(auth::discovery),
-        );
+        )
+        .route("/.well-known/databricks-config", get(auth::host_metadata));
     api.merge(open).fallback(not_found).with_state(shared)
 }
 

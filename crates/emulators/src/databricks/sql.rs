@@ -88,6 +88,27 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translated, SqlFailure> {
     translate_one(statement, ctx, &maps)
 }
 
+/// The PostgreSQL type names [`pg_type`] produces.
+const PG_TYPES: [&str; 17] = [
+    "db_byte",
+    "smallint",
+    "integer",
+    "bigint",
+    "real",
+    "double precision",
+    "numeric",
+    "text",
+    "boolean",
+    "bytea",
+    "date",
+    "timestamptz",
+    "timestamp",
+    "db_array",
+    "db_map",
+    "db_struct",
+    "interval",
+];
+
 /// Type names standing for the `n`th hidden `MAP<…>` / `STRUCT<…>`.
 const MAP_PLACEHOLDER: &str = "DBX_MAP_";
 const STRUCT_PLACEHOLDER: &str = "DBX_STRUCT_";
@@ -349,8 +370,14 @@ fn qualify(name: &mut ObjectName, ctx: &Context) -> Result<(), SqlFailure> {
     Ok(())
 }
 
-/// The PostgreSQL type standing for a Databricks type.
+/// The PostgreSQL type standing for a Databricks type. A type this function
+/// made (a bound parameter's cast, visited again) is kept.
 pub fn pg_type(data_type: &DataType) -> Result<DataType, SqlFailure> {
+    if let DataType::Custom(name, _) = data_type {
+        if PG_TYPES.contains(&name.to_string().split('(').next().unwrap_or_default()) {
+            return Ok(data_type.clone());
+        }
+    }
     let text = data_type.to_string().to_uppercase();
     let base = text
         .split(['(', '<', ' '])
@@ -434,8 +461,16 @@ impl Normalizer<'_> {
             .try_with_sql(kind)
             .and_then(|mut p| p.parse_data_type())
             .map_err(syntax_error)?;
-        let pg = pg_type(&data_type)?;
-        parse_expr(&format!("CAST({} AS {pg})", literal(value)))
+        // The cast's type is set as the node `pg_type` makes, so that the
+        // visitor, reaching it next, keeps it.
+        let mut cast = parse_expr(&format!("CAST({} AS text)", literal(value)))?;
+        if let Expr::Cast {
+            data_type: slot, ..
+        } = &mut cast
+        {
+            *slot = pg_type(&data_type)?;
+        }
+        Ok(cast)
     }
 
     /// `c.information_schema.v` (or `information_schema.v`) as a subquery over
@@ -726,6 +761,21 @@ mod tests {
                 value: Some("2020-01-01".into()),
                 kind: Some("DATE".into()),
             },
+        );
+        ctx.parameters.insert(
+            "at".into(),
+            Parameter {
+                name: "at".into(),
+                value: Some("2000-01-01T00:00:00Z".into()),
+                kind: Some("TIMESTAMP".into()),
+            },
+        );
+        let t = translate("SELECT * FROM t WHERE at > :at", &ctx).unwrap();
+        assert!(
+            t.sql
+                .ends_with(r#"WHERE "at" > (CAST('2000-01-01T00:00:00Z' AS timestamptz))"#),
+            "{}",
+            t.sql
         );
         let t = translate("SELECT * FROM t WHERE d = :d", &ctx).unwrap();
         assert!(
