@@ -649,6 +649,28 @@ fn the_bigquery_source_is_built_in_and_its_emulator_starts() {
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
     let mut banner = String::new();
     for line in lines.by_ref() {
+
+#[test]
+fn databricks_is_listed_and_its_emulator_banner_says_what_to_grant() {
+    let list = sluice(&["plugin", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(
+        stdout(&list).lines().any(|l| l.contains("databricks")),
+        "{}",
+        stdout(&list)
+    );
+
+    let database = format!("sluice_dbx_cli_{}", std::process::id());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["emulator", "databricks", "--port", "0", "--postgres", &url])
+        .args(["--chunk-rows", "50"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut banner = String::new();
+    for line in lines {
         let line = line.unwrap();
         banner.push_str(&line);
         banner.push('\n');
@@ -670,4 +692,18 @@ fn the_bigquery_source_is_built_in_and_its_emulator_starts() {
         "{banner}"
     );
     assert!(banner.contains("/token"), "{banner}");
+
+    for expected in [
+        "Databricks SQL Statement Execution API emulator at http://127.0.0.1:",
+        "personal access token: dapi-sluice-emulator",
+        "OAuth M2M client (id / secret): sluice-service-principal / ",
+        "warehouse ids: sluice0warehouse",
+        "EXTERNAL_LINKS host (grant it too): http://127.0.0.1:",
+        "executing on: postgres://postgres@127.0.0.1:5432/sluice_dbx_cli_",
+    ] {
+        assert!(
+            banner.contains(expected),
+            "{expected:?} missing from:\n{banner}"
+        );
+    }
 }
