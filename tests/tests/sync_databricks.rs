@@ -536,3 +536,38 @@ async fn a_pending_statement_is_polled_to_its_result() {
     assert!(polls >= 1, "the answer was PENDING and the plugin polled");
     warehouse.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_still_running_past_max_poll_ms_is_cancelled() {
+    let warehouse = Warehouse::start("abort").await;
+    warehouse
+        .emulator
+        .handle()
+        .databricks_set_execution_delay(Duration::from_secs(5));
+    let test = runtime();
+    let mut instance = source_instance(&test, &warehouse).await;
+    let config = plugin_config(
+        &warehouse,
+        serde_json::json!({"wait_timeout_s": 0, "max_poll_ms": 300}),
+    );
+    let error = instance
+        .read(
+            &config,
+            &ReadRequest::Query("SELECT id FROM customers".into()),
+        )
+        .await
+        .err()
+        .expect("the read gives up");
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("still PENDING after 300 ms; cancelled it")
+            || message.contains("still RUNNING after 300 ms; cancelled it"),
+        "{message}"
+    );
+    assert_eq!(
+        warehouse.emulator.handle().databricks_cancelled().len(),
+        1,
+        "the plugin cancelled its statement"
+    );
+    warehouse.finish().await;
+}
