@@ -571,3 +571,26 @@ async fn a_statement_still_running_past_max_poll_ms_is_cancelled() {
     );
     warehouse.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_are_retried_and_every_row_arrives() {
+    let warehouse = Warehouse::start("drops").await;
+    warehouse
+        .emulator
+        .handle()
+        .set_faults(sluice_emulators::FaultConfig {
+            drop_probability: 0.3,
+            ..sluice_emulators::FaultConfig::none()
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &warehouse, &rx, &pat(), QUERY);
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(
+        warehouse.emulator.handle().stats().dropped_injected > 0,
+        "the emulator dropped connections"
+    );
+    assert_eq!(rx.rows().len(), ROWS);
+    warehouse.finish().await;
+}
