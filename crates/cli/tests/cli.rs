@@ -649,6 +649,28 @@ fn the_bigquery_source_is_built_in_and_its_emulator_starts() {
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
     let mut banner = String::new();
     for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::psql(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ));
+    assert!(
+        banner.contains("BigQuery REST v2 emulator at http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("service accounts: sa@p.iam.gserviceaccount.com"),
+        "{banner}"
+    );
+    assert!(banner.contains("/token"), "{banner}");
+}
 
 #[test]
 fn databricks_is_listed_and_its_emulator_banner_says_what_to_grant() {
@@ -683,16 +705,6 @@ fn databricks_is_listed_and_its_emulator_banner_says_what_to_grant() {
     common::psql(&format!(
         "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
     ));
-    assert!(
-        banner.contains("BigQuery REST v2 emulator at http://127.0.0.1:"),
-        "{banner}"
-    );
-    assert!(
-        banner.contains("service accounts: sa@p.iam.gserviceaccount.com"),
-        "{banner}"
-    );
-    assert!(banner.contains("/token"), "{banner}");
-
     for expected in [
         "Databricks SQL Statement Execution API emulator at http://127.0.0.1:",
         "personal access token: dapi-sluice-emulator",
