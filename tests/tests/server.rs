@@ -1,6 +1,6 @@
-//! `sluice serve` end to end: the server started in-process on an
-//! ephemeral port over a PostgreSQL database of its own, driven with
-//! reqwest as a SaaS would, tenants' syncs delivering to local webhook
+//! `sluice serve` end to end: the server and a worker started in-process
+//! on an ephemeral port over a PostgreSQL database of their own, driven
+//! with reqwest as a SaaS would, tenants' syncs delivering to local webhook
 //! receivers.
 
 use sluice_tests as common;
@@ -13,46 +13,105 @@ use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "operator-token-for-tests-0123456789";
 
+/// The secrets key file the test servers and workers start with.
+const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn keyring(keys: Option<&str>) -> Option<sluice_server::secrets::Keyring> {
+    keys.map(|k| sluice_server::secrets::Keyring::parse(k).unwrap())
+}
+
 struct Server {
     db: PgDatabase,
     base: String,
     http: reqwest::Client,
     running: Option<sluice_server::RunningServer>,
+    worker: Option<sluice_server::worker::RunningWorker>,
     _work: tempfile::TempDir,
 }
 
-/// The secrets key file the test servers start with.
-const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// A worker on `url` with short heartbeats, so tests see a dead worker's
+/// jobs recovered in seconds.
+fn worker_config(
+    url: &str,
+    work: &std::path::Path,
+    schedule_every: Option<Duration>,
+    keys: Option<&str>,
+) -> sluice_server::worker::WorkerConfig {
+    sluice_server::worker::WorkerConfig {
+        state_url: url.to_owned(),
+        work_dir: work.to_path_buf(),
+        app_role: "sluice_app".into(),
+        runtime: runtime().runtime,
+        keyring: keyring(keys),
+        concurrency: 2,
+        recovery: sluice_server::worker::Recovery {
+            heartbeat: Duration::from_secs(1),
+            stale_after: Duration::from_secs(3),
+        },
+        schedule_every,
+    }
+}
 
 impl Server {
     async fn start(prefix: &str) -> Server {
+        Server::start_with(prefix, None).await
+    }
+
+    /// A server and a worker that enqueues due schedules every
+    /// `schedule_every`.
+    async fn start_with(prefix: &str, schedule_every: Option<Duration>) -> Server {
         let db = PgDatabase::create(prefix);
         let work = tempfile::tempdir().unwrap();
-        let running = Self::serve(&db, work.path(), Some(KEYS)).await;
+        let (running, worker) = Self::serve(&db, work.path(), schedule_every, Some(KEYS)).await;
         Server {
             base: format!("http://{}", running.addr),
             db,
             http: reqwest::Client::new(),
             running: Some(running),
+            worker: Some(worker),
             _work: work,
         }
     }
 
+    /// A server and a worker on `db`, both with the secrets key file `keys`.
     async fn serve(
         db: &PgDatabase,
         work: &std::path::Path,
+        schedule_every: Option<Duration>,
         keys: Option<&str>,
-    ) -> sluice_server::RunningServer {
+    ) -> (
+        sluice_server::RunningServer,
+        sluice_server::worker::RunningWorker,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = sluice_server::ServerConfig {
             state_url: db.url(),
             operator_token: OPERATOR.into(),
             work_dir: work.to_path_buf(),
             app_role: "sluice_app".into(),
-            runtime: runtime().runtime,
-            keyring: keys.map(|k| sluice_server::secrets::Keyring::parse(k).unwrap()),
+            keyring: keyring(keys),
         };
-        sluice_server::start(config, listener).await.unwrap()
+        let running = sluice_server::start(config, listener).await.unwrap();
+        let worker = sluice_server::worker::start(worker_config(
+            &db.url(),
+            &work.join("worker"),
+            schedule_every,
+            keys,
+        ))
+        .await
+        .unwrap();
+        (running, worker)
+    }
+
+    /// Stops the server and its worker and starts both again on the same
+    /// database and work directory with the secrets key file `keys`.
+    async fn restart(&mut self, keys: Option<&str>) {
+        self.worker.take().unwrap().shutdown().await.unwrap();
+        self.running.take().unwrap().shutdown().await.unwrap();
+        let (running, worker) = Self::serve(&self.db, self._work.path(), None, keys).await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+        self.worker = Some(worker);
     }
 
     async fn put_secret(&self, token: &str, name: &str, value: Value) -> (StatusCode, Value) {
@@ -63,15 +122,6 @@ impl Server {
             Some(value),
         )
         .await
-    }
-
-    /// Stops the server and starts it again on the same database and work
-    /// directory with the secrets key file `keys`.
-    async fn restart(&mut self, keys: Option<&str>) {
-        self.running.take().unwrap().shutdown().await.unwrap();
-        let running = Self::serve(&self.db, self._work.path(), keys).await;
-        self.base = format!("http://{}", running.addr);
-        self.running = Some(running);
     }
 
     /// Status and JSON body (Null when the body is not JSON).
@@ -129,20 +179,6 @@ impl Server {
         b["token"].as_str().unwrap().to_owned()
     }
 
-    /// Polls a run until it ends; its JSON.
-    async fn finished_run(&self, token: &str, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let (s, run) = self.get(&format!("/api/v1/runs/{id}"), token).await;
-            assert_eq!(s, StatusCode::OK, "{run}");
-            if run["status"] != "running" {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "run {id} still running: {run}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     /// A connection to the server's database as the superuser `postgres`
     /// (which bypasses row-level security).
     async fn sql(&self) -> tokio_postgres::Client {
@@ -153,7 +189,26 @@ impl Server {
         client
     }
 
+    /// Polls until `sync` has a run that ended, newer than `after`; its JSON.
+    async fn next_finished_run(&self, token: &str, sync: &str, after: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (s, runs) = self
+                .get(&format!("/api/v1/runs?sync={sync}&limit=1"), token)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{runs}");
+            if let Some(run) = runs["runs"].as_array().and_then(|r| r.first()) {
+                if run["id"].as_i64().unwrap() > after && run["status"] != "running" {
+                    return run.clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "no run of {sync} ended: {runs}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn stop(mut self) {
+        self.worker.take().unwrap().shutdown().await.unwrap();
         self.running.take().unwrap().shutdown().await.unwrap();
     }
 }
@@ -200,6 +255,10 @@ async fn apply_and_run(server: &Server, token: &str, project: Value, sync: &str)
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["syncs"], json!([sync]));
+    let (_, before) = server
+        .get(&format!("/api/v1/runs?sync={sync}&limit=1"), token)
+        .await;
+    let after = before["runs"][0]["id"].as_i64().unwrap_or(0);
     let (s, b) = server
         .call(
             Method::POST,
@@ -209,8 +268,9 @@ async fn apply_and_run(server: &Server, token: &str, project: Value, sync: &str)
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let id = b["run_id"].as_i64().unwrap();
-    server.finished_run(token, id).await
+    assert_eq!(b["status"], "queued", "{b}");
+    assert!(b["job_id"].as_i64().unwrap() > 0, "{b}");
+    server.next_finished_run(token, sync, after).await
 }
 
 fn emails(receiver: &Receiver) -> Vec<String> {
@@ -320,7 +380,7 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
         (Method::DELETE, "/api/v1/tenants/acme".into(), None),
         (
             Method::PUT,
-            "/api/v1/tenants/bravo/grant-ceiling".into(),
+            "/api/v1/tenants/beta/grant-ceiling".into(),
             Some(json!({"grant_ceiling": ["*://*:*"]})),
         ),
         (
@@ -697,6 +757,11 @@ async fn health_readiness_openapi_and_sluice_apply() {
         assert!(doc["paths"][path].is_object(), "{path} in {doc}");
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(
+        doc["paths"]["/api/v1/syncs/{name}/runs"]["post"]["responses"]["202"].is_object(),
+        "the trigger answers 202: {doc}"
+    );
+    assert!(doc["components"]["schemas"]["Enqueued"]["properties"]["job_id"].is_object());
 
     // `sluice apply` uploads the project folder as the tenant.
     let token = server.tenant("acme").await;
@@ -737,6 +802,133 @@ async fn health_readiness_openapi_and_sluice_apply() {
     );
     assert_eq!(plain("/healthz").await.unwrap().status(), StatusCode::OK);
     psql(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"));
+    server.stop().await;
+}
+
+/// The keys of the jobs waiting on the queue, sorted.
+async fn queued_keys(pool: &deadpool_postgres::Pool) -> Vec<String> {
+    let client = pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT key FROM sluice_queue.jobs WHERE key IS NOT NULL ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_ticks_are_enqueued_once_and_missed_ticks_run_once() {
+    use sluice_server::schedule::{enqueue_due, ProjectCache};
+    // The state and the queue, and no worker: the jobs stay to be counted.
+    let db = PgDatabase::create("serve_schedule");
+    let url = db.url();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || sluice_state::PostgresStore::connect(&u))
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = sluice_server::db::pool(&url).unwrap();
+    sluice_server::queue::migrate(&pool).await.unwrap();
+    let yaml = "syncs:\n  quarterly: { schedule: every 15m }\n  hourly: { schedule: '0 * * * *' }\n  manual: { model: m }\n";
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute("INSERT INTO sluice.tenants (tenant) VALUES ('acme')")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO sluice.projects (tenant, revision, files) VALUES ('acme', 1, $1)",
+            &[&json!({ "sluice.yaml": yaml })],
+        )
+        .await
+        .unwrap();
+    drop(client);
+
+    // 2026-01-02T10:00:00Z, a tick of both schedules.
+    let t0: i64 = 1_767_348_000;
+    let (mut a, mut b) = (ProjectCache::default(), ProjectCache::default());
+    // First seen: nothing is owed before now.
+    assert_eq!(enqueue_due(&pool, &mut a, t0 + 10).await.unwrap(), 0);
+    assert_eq!(enqueue_due(&pool, &mut b, t0 + 10).await.unwrap(), 0);
+    assert!(queued_keys(&pool).await.is_empty());
+
+    // 11:00:05: two schedulers race for the 11:00 ticks; each tick is
+    // enqueued once.
+    let t1 = t0 + 3600 + 5;
+    let (x, y) = tokio::join!(
+        enqueue_due(&pool, &mut a, t1),
+        enqueue_due(&pool, &mut b, t1)
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 2);
+    assert_eq!(enqueue_due(&pool, &mut a, t1 + 30).await.unwrap(), 0);
+
+    // Every scheduler down for five hours (20 ticks of `every 15m`, 5 of
+    // the hourly cron): the latest tick of each runs once.
+    let t2 = t1 + 5 * 3600;
+    assert_eq!(enqueue_due(&pool, &mut b, t2).await.unwrap(), 2);
+    assert_eq!(enqueue_due(&pool, &mut a, t2 + 60).await.unwrap(), 0);
+    let (h1, h2) = (t0 + 3600, t0 + 6 * 3600);
+    assert_eq!(
+        queued_keys(&pool).await,
+        [
+            format!("schedule:acme:hourly:{h1}"),
+            format!("schedule:acme:hourly:{h2}"),
+            format!("schedule:acme:quarterly:{h1}"),
+            format!("schedule:acme:quarterly:{h2}"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_sync_runs_on_its_own_through_a_worker() {
+    let server = Server::start_with("serve_scheduled", Some(Duration::from_millis(200))).await;
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    let mut upload = project(&rx, "contacts", &[("a@x.com", "pro"), ("b@x.com", "free")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    upload["files"]["sluice.yaml"] = json!(format!("{yaml}    schedule: every 1s\n"));
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(upload))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // No trigger: the ticks after the first pass run the sync, one run
+    // after another.
+    let first = server.next_finished_run(&token, "contacts", 0).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let first_id = first["id"].as_i64().unwrap();
+    let second = server.next_finished_run(&token, "contacts", first_id).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(second["counts"]["unchanged"], 2, "{second}");
+    assert_eq!(emails(&rx), ["a@x.com", "b@x.com"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_after_another_runs_when_that_one_succeeds() {
+    let server = Server::start("serve_sequence").await;
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    let mut upload = project(&rx, "first", &[("a@x.com", "pro"), ("b@x.com", "free")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    let second = "  second:\n    model: customers\n    destination: hook\n    object: leads\n    mode: upsert\n    identifier: Email\n    after: first\n    mappings:\n      - { from: email, to: Email }\n";
+    upload["files"]["sluice.yaml"] = json!(format!("{yaml}{second}"));
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(upload))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = server
+        .call(Method::POST, "/api/v1/syncs/first/runs", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let first = server.next_finished_run(&token, "first", 0).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let after = server.next_finished_run(&token, "second", 0).await;
+    assert_eq!(after["status"], "succeeded", "{after}");
+    assert_eq!(after["counts"]["ok"], 2, "{after}");
+    assert!(after["started_at"].as_i64() >= first["finished_at"].as_i64());
+    assert_eq!(rx.rows().len(), 4, "two rows by each sync");
     server.stop().await;
 }
 
@@ -1021,6 +1213,10 @@ async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant
         .restart(Some("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="))
         .await;
     let before = rx.requests.lock().unwrap().len();
+    let (_, last) = server
+        .get("/api/v1/runs?sync=contacts&limit=1", &token)
+        .await;
+    let after = last["runs"][0]["id"].as_i64().unwrap();
     let (s, b) = server
         .call(
             Method::POST,
@@ -1030,9 +1226,7 @@ async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let run = server
-        .finished_run(&token, b["run_id"].as_i64().unwrap())
-        .await;
+    let run = server.next_finished_run(&token, "contacts", after).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let headers: Vec<String> = rx.requests.lock().unwrap()[before..]
         .iter()

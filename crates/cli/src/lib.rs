@@ -119,6 +119,11 @@ pub enum Command {
     ///
     /// Example: SLUICE_OPERATOR_TOKEN=... sluice serve --state postgres://... --listen 0.0.0.0:8080
     Serve(serve::ServeArgs),
+    /// Take run jobs (API triggers, schedules) from the queue in the
+    /// PostgreSQL state and run them; start any number, on any hosts.
+    ///
+    /// Example: sluice worker --state postgres://... --concurrency 4
+    Worker(serve::WorkerArgs),
     /// Upload the project in this folder (sluice.yaml and its text files)
     /// to a `sluice serve` as the tenant whose token is given; problems come
     /// back with their file, line and column.
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Emulator(args) => emulator::run(args).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => serve::worker(args).await,
         Command::Apply { project, args } => serve::apply(&project.project, args).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `sluice serve` (the multi-tenant API, crates/server) and `sluice apply`
+//! `sluice serve` (the multi-tenant API, crates/server), `sluice worker`
+//! (runs the queued and scheduled syncs of its tenants) and `sluice apply`
 //! (upload the project in a folder to such a server).
 
 use anyhow::{bail, Context, Result};
@@ -6,6 +7,7 @@ use clap::Args;
 use sluice_runtime::{Runtime, RuntimeOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -38,6 +40,47 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The PostgreSQL state of the `sluice serve` whose jobs to run.
+    #[arg(long, env = "SLUICE_STATE", hide_env_values = true, value_name = "URL")]
+    pub state: String,
+    /// Where tenants' projects are written out to run.
+    #[arg(long, default_value = "sluice-worker", value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// The PostgreSQL role runs act as (row-level security applies to it).
+    #[arg(long, default_value = "sluice_app", value_name = "ROLE")]
+    pub app_role: String,
+    /// Jobs this worker runs at once.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub concurrency: usize,
+    /// How often this worker writes its heartbeat.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub heartbeat: Duration,
+    /// A worker whose heartbeat is this old is presumed dead; its jobs go
+    /// back to the queue and another worker resumes their syncs.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stale_after: Duration,
+    /// How often to enqueue the syncs whose `schedule:` is due (every
+    /// worker may: each tick is enqueued once).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub schedule_every: Duration,
+    /// Do not enqueue scheduled syncs (only run jobs).
+    #[arg(long)]
+    pub no_schedule: bool,
+    /// The servers' secrets key file (`sluice serve --secrets-key-file`):
+    /// runs of projects that use `${NAME}` open the tenant's secrets with it.
+    #[arg(long, env = "SLUICE_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match sluice_runtime::limits::parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// The server's base URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
@@ -65,8 +108,8 @@ fn operator_token(args: &ServeArgs) -> Result<String> {
 }
 
 /// The secrets keyring from `--secrets-key-file`, if one is given.
-fn keyring(args: &ServeArgs) -> Result<Option<sluice_server::secrets::Keyring>> {
-    let Some(file) = &args.secrets_key_file else {
+fn keyring(file: Option<&PathBuf>) -> Result<Option<sluice_server::secrets::Keyring>> {
+    let Some(file) = file else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(file)
@@ -78,7 +121,7 @@ fn keyring(args: &ServeArgs) -> Result<Option<sluice_server::secrets::Keyring>> 
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let operator_token = operator_token(&args)?;
-    let keyring = keyring(&args)?;
+    let keyring = keyring(args.secrets_key_file.as_ref())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -87,7 +130,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         operator_token,
         work_dir: args.work_dir,
         app_role: args.app_role,
-        runtime: Runtime::new(RuntimeOptions::default())?,
         keyring,
     };
     let server = sluice_server::start(config, listener).await?;
@@ -96,6 +138,48 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         result = server.wait() => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    let config = sluice_server::worker::WorkerConfig {
+        state_url: args.state,
+        work_dir: args.work_dir,
+        app_role: args.app_role,
+        runtime: Runtime::new(RuntimeOptions::default())?,
+        keyring: keyring(args.secrets_key_file.as_ref())?,
+        concurrency: args.concurrency,
+        recovery: sluice_server::worker::Recovery {
+            heartbeat: args.heartbeat,
+            stale_after: args.stale_after,
+        },
+        schedule_every: (!args.no_schedule).then_some(args.schedule_every),
+    };
+    let worker = sluice_server::worker::start(config).await?;
+    eprintln!("sluice worker: taking run jobs");
+    // Ctrl-C or SIGTERM: no new jobs; the runs under way get a grace
+    // period, after which their jobs go back to the queue (a run still
+    // going then ends before the process does, so whoever takes its job
+    // finds only what is left to send).
+    worker.run_until(stop_requested()?).await
+}
+
+#[cfg(unix)]
+fn stop_requested() -> Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_requested() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Directories `apply` never uploads: Sluice's state, version control,

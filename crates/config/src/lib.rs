@@ -40,7 +40,8 @@
 //!     transforms: [hash_pii]
 //!     batch_size: 500
 //!     rate_limit: { requests: 5, per_ms: 1000, concurrency: 1 }  # this sync only
-//!     schedule: "*/15 * * * *"         # reserved: validated, not run yet
+//!     schedule: "*/15 * * * *"         # cron (UTC) or `every 15m`; run by `sluice worker`
+//!     after: other_sync                # or: run after each successful run of another sync
 //!     max_deletes: 10%                 # mirror: refuse a run that would delete more
 //!                                      # (a count, or a share of what was delivered)
 //!     allow_empty: false               # mirror: refuse an empty model (the default)
@@ -527,6 +528,96 @@ pub struct Mapping {
     pub location: Location,
 }
 
+/// When a sync runs on its own in server mode: its ticks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// `every 15m`: a tick at every multiple of the interval since the
+    /// Unix epoch (so every worker agrees on the ticks).
+    Every(std::time::Duration),
+    /// A five-field cron expression (minute hour day month weekday),
+    /// evaluated in UTC to the minute, by graphile-worker's crontab parser.
+    Cron {
+        expression: String,
+        timer: graphile_worker_crontab_types::CrontabTimer,
+    },
+}
+
+/// How far back [`Schedule::latest_tick`] looks for a cron tick.
+const CRON_LOOKBACK_MINUTES: i64 = 366 * 24 * 60;
+
+impl Schedule {
+    /// `every <duration>` or a cron expression; the message says which
+    /// part is wrong.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let text = text.trim();
+        if let Some(interval) = text.strip_prefix("every ") {
+            let d = sluice_runtime::limits::parse_duration(interval.trim())
+                .map_err(|e| format!("`{text}`: {e}"))?;
+            if d.as_secs() < 1 || d.subsec_nanos() != 0 {
+                return Err(format!(
+                    "`{text}`: an interval is a whole number of seconds, at least 1s"
+                ));
+            }
+            return Ok(Schedule::Every(d));
+        }
+        if text.split_whitespace().count() != 5 {
+            return Err(format!(
+                "`{text}` is neither `every <duration>` nor a cron expression of five fields \
+                 (minute hour day month weekday)"
+            ));
+        }
+        let line = format!("{text} sluice_run");
+        let parsed = graphile_worker_crontab_parser::parse_crontab(&line)
+            .map_err(|e| format!("cron expression `{text}`: {e}"))?;
+        let zero_step = parsed.iter().any(|tab| {
+            let t = &tab.timer;
+            [&t.minutes, &t.hours, &t.days, &t.months, &t.dows]
+                .iter()
+                .any(|field| field.contains(&graphile_worker_crontab_types::CrontabValue::Step(0)))
+        });
+        if zero_step {
+            return Err(format!(
+                "cron expression `{text}` has a step of 0 (`*/0`), which never fires"
+            ));
+        }
+        match parsed.into_iter().next() {
+            Some(tab) => Ok(Schedule::Cron {
+                expression: text.to_owned(),
+                timer: tab.timer,
+            }),
+            None => Err(format!("cron expression `{text}` has no schedule")),
+        }
+    }
+
+    /// The schedule as written (what a change of schedule is compared by).
+    pub fn text(&self) -> String {
+        match self {
+            Schedule::Every(d) => format!("every {}s", d.as_secs()),
+            Schedule::Cron { expression, .. } => expression.clone(),
+        }
+    }
+
+    /// The latest tick at or before `now` (Unix seconds, UTC), if one is
+    /// within a year.
+    pub fn latest_tick(&self, now: i64) -> Option<i64> {
+        match self {
+            Schedule::Every(d) => {
+                let step = d.as_secs() as i64;
+                Some(now.div_euclid(step) * step)
+            }
+            Schedule::Cron { timer, .. } => {
+                let minute = now.div_euclid(60) * 60;
+                (0..CRON_LOOKBACK_MINUTES)
+                    .map(|back| minute - back * 60)
+                    .find(|t| {
+                        chrono::DateTime::from_timestamp(*t, 0)
+                            .is_some_and(|at| timer.should_run_at(&at.naive_utc()))
+                    })
+            }
+        }
+    }
+}
+
 /// A sync: a model written to a destination object in a mode.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -548,8 +639,11 @@ pub struct SyncConfig {
     pub batch_size: Option<u32>,
     /// Wins over the destination's `rate_limit` and the plugin's spec.
     pub rate_limit: Option<RateLimitOverride>,
-    /// Reserved for scheduling: validated as non-empty, not acted on yet.
-    pub schedule: Option<Str>,
+    /// When `sluice worker` runs the sync on its own (the CLI ignores it).
+    pub schedule: Option<Schedule>,
+    /// A sequence: `sluice worker` enqueues this sync after each run of
+    /// the named sync that succeeds (the CLI ignores it).
+    pub after: Option<String>,
     /// Mirror mode: the most deletes one run may send; `None` sets no limit.
     pub max_deletes: Option<MaxDeletes>,
     /// Mirror mode: whether a model with no rows may delete what was

@@ -68,6 +68,7 @@ const SYNC_KEYS: &[&str] = &[
     "batch_size",
     "rate_limit",
     "schedule",
+    "after",
     "max_deletes",
     "allow_empty",
     "max_wait",
@@ -86,6 +87,7 @@ struct Names {
     destinations: BTreeSet<String>,
     transforms: BTreeSet<String>,
     models: BTreeSet<String>,
+    syncs: BTreeSet<String>,
 }
 
 /// The keys of one mapping node that passed the unknown-key check.
@@ -169,6 +171,7 @@ impl<'a> Reader<'a> {
             destinations: section_names(f.get("destinations")),
             transforms: section_names(f.get("transforms")),
             models: section_names(f.get("models")),
+            syncs: section_names(f.get("syncs")),
         };
         let mut project = Project {
             dir: self.dir.clone(),
@@ -214,11 +217,16 @@ impl<'a> Reader<'a> {
                 project.models.insert(name, m);
             }
         }
+        let mut after_positions = BTreeMap::new();
         for (name, node) in self.section(f.get("syncs"), "syncs") {
+            if let Some(after) = node_field(node, "after") {
+                after_positions.insert(name.clone(), after.pos);
+            }
             if let Some(s) = self.sync(&name, node, &names) {
                 project.syncs.insert(name, s);
             }
         }
+        self.check_sequences(&project.syncs, &after_positions);
         Some(project)
     }
 
@@ -556,7 +564,13 @@ impl<'a> Reader<'a> {
             None => Some(None),
         };
         let schedule = match f.get("schedule") {
-            Some(n) => self.non_empty(n, &ctx, "schedule").map(Some),
+            Some(n) => self.schedule(n, &ctx).map(Some),
+            None => Some(None),
+        };
+        let after = match f.get("after") {
+            Some(_) => self
+                .reference(&f, "after", &ctx, "sync", &names.syncs)
+                .map(Some),
             None => Some(None),
         };
         let max_deletes = match f.get("max_deletes") {
@@ -592,6 +606,7 @@ impl<'a> Reader<'a> {
             batch_size: batch_size?,
             rate_limit: rate_limit?,
             schedule: schedule?,
+            after: after?,
             max_deletes: max_deletes?,
             allow_empty: allow_empty?,
             max_wait: max_wait?,
@@ -1037,6 +1052,54 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(s.expose().to_owned())
+    }
+
+    /// A sequence (`after:`) must end: a sync that follows itself, or a
+    /// loop of syncs following each other, would run forever.
+    fn check_sequences(
+        &mut self,
+        syncs: &BTreeMap<String, SyncConfig>,
+        positions: &BTreeMap<String, Pos>,
+    ) {
+        for (name, sync) in syncs {
+            let mut chain = vec![name.as_str()];
+            let mut next = sync.after.as_deref();
+            while let Some(prev) = next {
+                if prev == name {
+                    // Set with `after`, which the loop went through.
+                    let Some(pos) = positions.get(name).copied() else {
+                        break;
+                    };
+                    let msg = format!(
+                        "`after` of sync `{name}` makes a loop: {} after {name}",
+                        chain.join(" after ")
+                    );
+                    self.error(pos, msg, Some("a chain of syncs that ends"));
+                    break;
+                }
+                if chain.contains(&prev) {
+                    break;
+                }
+                chain.push(prev);
+                next = syncs.get(prev).and_then(|s| s.after.as_deref());
+            }
+        }
+    }
+
+    /// `schedule: "*/15 * * * *"` or `schedule: every 15m`.
+    fn schedule(&mut self, node: &Node, ctx: &str) -> Option<crate::Schedule> {
+        let text = self.non_empty(node, ctx, "schedule")?;
+        match crate::Schedule::parse(text.expose()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(
+                    node.pos,
+                    format!("`schedule` of {ctx}: {e}"),
+                    Some("`every 15m` or a cron expression like `*/15 * * * *` (UTC)"),
+                );
+                None
+            }
+        }
     }
 
     fn non_empty(&mut self, node: &Node, ctx: &str, key: &str) -> Option<Str> {

@@ -2,6 +2,7 @@
 //! positions, suggestions, interpolation and redaction.
 
 use std::path::Path;
+use std::time::Duration;
 
 use sluice_config::{
     self as config, Diagnostic, GrantKind, MappingSource, MaxDeletes, ModelRead, PluginRef,
@@ -204,6 +205,51 @@ syncs:
     transforms: [nope]
     batch_size: 0
     schedule: ""
+  s3:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+    schedule: "61 * * * *"
+  s4:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+    schedule: every fortnight
+  s5:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+    after: s22
+  s6:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+    after: s7
+  s7:
+    model: users
+    destination: hook
+    object: C
+    mode: upsert
+    identifier: ext
+    mappings:
+      - { from: id, to: ext }
+    after: s6
   s2:
     model: users
     destination: hook
@@ -231,6 +277,11 @@ syncs:
         "unknown transform `nope`: none is defined",
         "`batch_size` of sync `s1` is `0`",
         "`schedule` of sync `s1` is empty",
+        "`schedule` of sync `s3`: cron expression `61 * * * *`",
+        "`schedule` of sync `s4`: `every fortnight`",
+        "unknown sync `s22`; did you mean `s2`? (in sync `s5`)",
+        "`after` of sync `s6` makes a loop: s6 after s7 after s6",
+        "`after` of sync `s7` makes a loop: s7 after s6 after s7",
         "sync `s2` has no `identifier`",
     ] {
         let d = find(&diags, needle);
@@ -445,4 +496,19 @@ fn dbt_models_resolve_from_the_manifest_and_mistakes_name_their_line() {
     find(&diags, "has `project` but no `dbt`");
     let diags = invalid(&text.replace("project: analytics", "project: elsewhere"));
     find(&diags, "run `dbt parse`");
+}
+
+#[test]
+fn a_schedule_names_its_latest_tick() {
+    let every = config::Schedule::parse("every 15m").unwrap();
+    assert_eq!(every, config::Schedule::Every(Duration::from_secs(900)));
+    assert_eq!(every.latest_tick(36_000 + 899), Some(36_000));
+    assert_eq!(every.latest_tick(36_000 + 900), Some(36_900));
+    let cron = config::Schedule::parse("30 8 * * *").unwrap();
+    // 2026-01-02T10:00:00Z: the tick is 08:30 that day.
+    assert_eq!(cron.latest_tick(1_767_348_000), Some(1_767_342_600));
+    assert_eq!(cron.text(), "30 8 * * *");
+    for bad in ["every 0s", "every 1.5s", "* * *", "*/0 * * * *"] {
+        assert!(config::Schedule::parse(bad).is_err(), "{bad}");
+    }
 }

@@ -5,8 +5,8 @@ use crate::auth::{self, Caller};
 use crate::ceiling::Ceiling;
 use crate::db::tenant_tx;
 use crate::error::{from_json_rejection, ApiError, ErrorBody};
-use crate::secret_routes::{self, tenant_secrets};
-use crate::started::Announcing;
+use crate::queue::{self, RunJob};
+use crate::secret_routes;
 use crate::{project, AppState, Shared};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
@@ -17,10 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sluice_engine::run::{RunOptions, SyncEngine};
-use sluice_state::{PostgresStore, RowKey, RunId};
+use sluice_state::{RowKey, RunId};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// The largest request body (a project upload), in bytes.
@@ -40,7 +38,7 @@ const MAX_PAGE: i64 = 1000;
     ),
     components(schemas(
         ErrorBody, TenantIn, Tenant, TenantList, CeilingIn, TokenIn, NewTokenOut, TokenInfo, TokenList,
-        ProjectIn, ProjectOut, SyncInfo, SyncList, TriggerIn, Triggered, RunOut, RunList,
+        ProjectIn, ProjectOut, SyncInfo, SyncList, TriggerIn, Enqueued, RunOut, RunList,
         RejectedRow, RejectedPage, secret_routes::SecretIn, secret_routes::SecretInfo,
         secret_routes::SecretList, secret_routes::Rewrapped
     )),
@@ -213,11 +211,13 @@ async fn readyz(State(state): State<Shared>) -> Result<&'static str, ApiError> {
     Ok("ready")
 }
 
-async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
-    (
+async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiError> {
+    // Runs are recorded by the workers: counted from the state at scrape time.
+    state.metrics.count_runs(&state.pool).await?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -269,22 +269,6 @@ fn tenant_of(row: &tokio_postgres::Row) -> Tenant {
 /// The operator's patterns, parsed; a bad one is a 400 naming it.
 fn parse_ceiling(patterns: &[String]) -> Result<Ceiling, ApiError> {
     Ceiling::parse(patterns).map_err(|why| ApiError::invalid("grant_ceiling", why))
-}
-
-/// `tenant`'s current ceiling, read afresh for every validation, so that a
-/// lowered ceiling holds from the next run on.
-async fn tenant_ceiling(state: &AppState, tenant: &str) -> Result<Ceiling, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT grant_ceiling FROM sluice.tenants WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
-    let patterns: Vec<String> = row.get(0);
-    Ceiling::parse(&patterns)
-        .map_err(|why| ApiError::internal("reading the tenant's grant ceiling", why))
 }
 
 /// Creates a tenant (operator only).
@@ -409,6 +393,7 @@ async fn delete_tenant(
         "delivered",
         "rejected",
         "sync_fingerprints",
+        "schedule_ticks",
     ] {
         tx.execute(
             &format!("DELETE FROM sluice.{table} WHERE tenant = $1"),
@@ -597,13 +582,18 @@ async fn put_project(
         .with_file_name(format!("check-{:016x}", rand::random::<u64>()));
     let files = input.files.clone();
     let dir = staging.clone();
-    let ceiling = tenant_ceiling(&state, &tenant).await?;
-    let secrets = tenant_secrets(&state, &tenant).await?;
+    let policy = project::TenantPolicy::read(
+        &state.pool,
+        &state.app_role,
+        state.keyring.as_ref(),
+        &tenant,
+    )
+    .await?;
     let checked = tokio::task::spawn_blocking(move || {
         project::write_files(&dir, &files)
             .map_err(|e| ApiError::internal("writing the project files", e))?;
-        let result = project::validate(&dir, &ceiling, &secrets)
-            .map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
+        let result =
+            project::validate(&dir, &policy).map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
         Ok::<_, ApiError>(result)
     })
@@ -664,19 +654,7 @@ async fn stored_project(
     state: &AppState,
     tenant: &str,
 ) -> Result<(i64, BTreeMap<String, String>), ApiError> {
-    let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, &state.app_role, tenant).await?;
-    let row = tx
-        .query_opt(
-            "SELECT revision, files FROM sluice.projects WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("project (PUT /api/v1/project first)"))?;
-    let files: serde_json::Value = row.get(1);
-    let files = serde_json::from_value(files)
-        .map_err(|e| ApiError::internal("reading the stored project", e))?;
-    Ok((row.get(0), files))
+    project::stored(&state.pool, &state.app_role, tenant).await
 }
 
 /// The project of `revision`, written out (once) and validated.
@@ -686,22 +664,10 @@ async fn loaded(
     revision: i64,
     files: &BTreeMap<String, String>,
 ) -> Result<sluice_config::Project, ApiError> {
-    let dir = project::revision_dir(&state.work_dir, tenant, revision);
-    let files = files.clone();
-    let ceiling = tenant_ceiling(state, tenant).await?;
-    let secrets = tenant_secrets(state, tenant).await?;
-    tokio::task::spawn_blocking(move || {
-        if !dir.join(sluice_config::PROJECT_FILE).exists() {
-            project::write_files(&dir, &files)
-                .map_err(|e| ApiError::internal("writing the project files", e))?;
-        }
-        project::validate(&dir, &ceiling, &secrets).map_err(|problems| {
-            let n = problems.as_array().map_or(0, Vec::len);
-            ApiError::invalid_project(n, problems)
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal("loading the project", e))?
+    let policy =
+        project::TenantPolicy::read(&state.pool, &state.app_role, state.keyring.as_ref(), tenant)
+            .await?;
+    project::load(&state.work_dir, tenant, revision, files, policy).await
 }
 
 // ----- syncs -----
@@ -781,23 +747,26 @@ pub struct TriggerIn {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Triggered {
-    pub run_id: RunId,
+pub struct Enqueued {
+    /// The run job's id on the queue.
+    pub job_id: i64,
     pub sync: String,
+    /// `queued`: a `sluice worker` takes the job and records the run
+    /// (`GET /api/v1/runs?sync=...`).
     pub status: String,
 }
 
-/// Starts a run of a sync of the calling tenant in the background; answers
-/// 202 with its id once it is recorded. 409 while the sync is running.
+/// Enqueues a run of a sync of the calling tenant; answers 202 with the
+/// job's id. Jobs of one sync run one at a time, in order.
 #[utoipa::path(post, path = "/api/v1/syncs/{name}/runs", params(("name" = String, Path)),
     request_body(content = TriggerIn, description = "optional"), responses(
-    (status = 202, body = Triggered), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    (status = 202, body = Enqueued), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn trigger_run(
     AsTenant(tenant): AsTenant,
     State(state): State<Shared>,
     Path(name): Path<String>,
     request: Request,
-) -> Result<(StatusCode, Json<Triggered>), ApiError> {
+) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
         .map_err(|e| ApiError::invalid("body", e.to_string()))?;
@@ -811,96 +780,23 @@ async fn trigger_run(
     if !project.syncs.contains_key(&name) {
         return Err(ApiError::not_found(format!("sync `{name}`")));
     }
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let shared = state.clone();
-    let sync = name.clone();
-    // The engine's run holds plugin stores that are not `Sync`, so its
-    // future is not `Send`: it runs on a thread of its own with a runtime
-    // of its own.
-    let run = tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ApiError::internal("starting a runtime for the run", e))?;
-        rt.block_on(run_sync(
-            shared,
-            tenant,
-            project,
-            sync,
-            input.full_resync,
-            started_tx,
-        ))
-    });
-    match started_rx.await {
-        Ok(run_id) => Ok((
-            StatusCode::ACCEPTED,
-            Json(Triggered {
-                run_id,
-                sync: name,
-                status: "running".into(),
-            }),
-        )),
-        // No run was recorded: the task says why.
-        Err(_) => Err(match run.await {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) => ApiError::internal("starting the run", "it ended without a run id"),
-            Err(e) => ApiError::internal("starting the run", e),
+    let job = RunJob {
+        tenant,
+        sync: name.clone(),
+        full_resync: input.full_resync,
+        trigger: "manual".into(),
+    };
+    let job_id = queue::enqueue(&state.pool, job, None)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("enqueueing the run: {e}")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Enqueued {
+            job_id,
+            sync: name,
+            status: "queued".into(),
         }),
-    }
-}
-
-/// Runs `sync` to the end with the engine on the PostgreSQL state of
-/// `tenant`, its store acting as the application role.
-async fn run_sync(
-    state: Shared,
-    tenant: String,
-    project: sluice_config::Project,
-    sync: String,
-    full_resync: bool,
-    started: tokio::sync::oneshot::Sender<RunId>,
-) -> Result<(), ApiError> {
-    let url = state.state_url.clone();
-    let role = state.app_role.clone();
-    let who = tenant.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        PostgresStore::connect_tenant_as(&url, &who, Some(&role))
-    })
-    .await
-    .map_err(|e| ApiError::internal("opening the state", e))?
-    .map_err(|e| ApiError::internal("opening the state", e))?;
-    let store = Mutex::new(Announcing {
-        inner: store,
-        started: Some(started),
-    });
-    let engine = SyncEngine {
-        project: &project,
-        runtime: &state.runtime,
-        store: &store,
-    };
-    let options = RunOptions {
-        full_resync,
-        ..Default::default()
-    };
-    match engine.run(&sync, &options).await {
-        Ok(report) => {
-            state
-                .metrics
-                .run_ended(report.status.as_str(), &report.counts);
-            tracing::info!(tenant = %tenant, sync = %sync, run = ?report.run_id, status = report.status.as_str(), "run ended");
-            Ok(())
-        }
-        Err(e) => {
-            let text = format!("{e:#}");
-            tracing::warn!(tenant = %tenant, sync = %sync, error = %text, "run not started");
-            Err(match e.downcast_ref::<sluice_state::StateError>() {
-                Some(
-                    sluice_state::StateError::AlreadyRunning { .. }
-                    | sluice_state::StateError::Locked { .. },
-                ) => ApiError::conflict(format!("sync `{sync}` is running")),
-                _ => ApiError::internal("starting the run", text),
-            })
-        }
-    }
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

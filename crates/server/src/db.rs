@@ -39,10 +39,42 @@ pub fn pool(url: &str) -> anyhow::Result<Pool> {
     Ok(Pool::builder(manager).max_size(POOL_SIZE).build()?)
 }
 
+/// The advisory lock that serialises [`prepare_app_role`] across
+/// processes: servers and workers starting at once would otherwise update
+/// the same catalog rows with their GRANTs ("tuple concurrently updated").
+const ROLE_LOCK: i64 = 0x736c_7569_6365_0002;
+
+/// How long a process waits for another to finish preparing the role.
+const ROLE_LOCK_TIMEOUT: &str = "30s";
+
 /// Makes sure the application role exists, may use the schema, and is
 /// subject to row-level security. Refuses a role that would bypass it.
+/// One process at a time prepares it.
 pub async fn prepare_app_role(pool: &Pool, role: &str) -> anyhow::Result<()> {
     let client = pool.get().await?;
+    client
+        .batch_execute(&format!("SET lock_timeout = '{ROLE_LOCK_TIMEOUT}'"))
+        .await
+        .map_err(|e| anyhow::anyhow!("preparing role `{role}`: {}", describe_pg(&e)))?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&ROLE_LOCK])
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "waiting {ROLE_LOCK_TIMEOUT} for another process to prepare role `{role}`: {}",
+                describe_pg(&e)
+            )
+        })?;
+    let prepared = prepare_role_locked(&client, role).await;
+    // A connection recycled to the pool is cleaned too (DISCARD ALL drops
+    // advisory locks); unlocking here lets the next process go at once.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&ROLE_LOCK])
+        .await;
+    prepared
+}
+
+async fn prepare_role_locked(client: &deadpool_postgres::Object, role: &str) -> anyhow::Result<()> {
     let quoted = quote_ident(role);
     let literal = role.replace('\'', "''");
     // Roles belong to the cluster: servers on other databases of the same

@@ -13,6 +13,11 @@
 //! filter on the tenant, and whatever is not the caller's answers 404, like
 //! what does not exist. Proved by tests/tests/server.rs.
 //!
+//! **Runs** are not executed here: a trigger enqueues a job on the run queue
+//! ([`queue`], graphile-worker in the same database) and `sluice worker`
+//! processes ([`worker`]), any number of them, take the jobs; workers also
+//! enqueue the scheduled syncs' ticks ([`schedule`]).
+//!
 //! **Ceilings.** The operator sets each tenant's network grant ceiling
 //! ([`ceiling`]); a project is checked against it when applied and again
 //! before every run.
@@ -22,9 +27,8 @@
 //! `${NAME}` in the tenant's project reads them, and only them, so they
 //! travel as the config's secret strings that logs and errors scrub.
 //!
-//! Not in this slice: scheduling, workers and a job queue (runs execute in
-//! the API process), resource ceilings (memory, deadlines, concurrent
-//! runs), uploaded components.
+//! Not in this slice: resource ceilings (memory, deadlines, concurrent
+//! runs), connections as resources, uploaded components.
 
 pub mod api;
 pub mod auth;
@@ -33,9 +37,11 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod project;
+pub mod queue;
+pub mod schedule;
 pub mod secret_routes;
 pub mod secrets;
-pub mod started;
+pub mod worker;
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -53,8 +59,6 @@ pub struct ServerConfig {
     /// The role tenant work acts as: subject to row-level security (not a
     /// superuser, no BYPASSRLS); created if missing.
     pub app_role: String,
-    /// Runs the plugins of every tenant's syncs.
-    pub runtime: sluice_runtime::Runtime,
     /// The keys that seal tenants' secrets; without them the secrets
     /// routes answer 503 and `${NAME}` in a project resolves nothing.
     pub keyring: Option<secrets::Keyring>,
@@ -70,7 +74,6 @@ pub struct AppState {
     pub app_role: String,
     pub operator_digest: [u8; 32],
     pub work_dir: PathBuf,
-    pub runtime: sluice_runtime::Runtime,
     pub metrics: metrics::Metrics,
     pub keyring: Option<secrets::Keyring>,
 }
@@ -121,6 +124,7 @@ pub async fn start(
         .context("opening the state database")?;
     let pool = db::pool(&config.state_url)?;
     db::prepare_app_role(&pool, &config.app_role).await?;
+    queue::migrate(&pool).await?;
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
     let state = Arc::new(AppState {
@@ -129,7 +133,6 @@ pub async fn start(
         app_role: config.app_role,
         operator_digest: auth::digest(config.operator_token.trim()),
         work_dir: config.work_dir,
-        runtime: config.runtime,
         metrics: metrics::Metrics::new(),
         keyring: config.keyring,
     });

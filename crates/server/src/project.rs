@@ -4,7 +4,9 @@
 //! `sluice.projects`), and written out to a directory of their own to run.
 
 use crate::ceiling::Ceiling;
+use crate::db::tenant_tx;
 use crate::error::ApiError;
+use crate::secrets::Keyring;
 use sluice_config::{Diagnostic, GrantKind, PluginRef, Project};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -106,19 +108,67 @@ fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Validates the project in `dir` with the tenant's `secrets` as its only
+/// What a tenant's project is validated against, read afresh for every
+/// validation (an upload, every run), so a lowered ceiling or a changed
+/// secret holds from the next run on.
+pub struct TenantPolicy {
+    /// No network grant may exceed it.
+    pub ceiling: Ceiling,
+    /// The tenant's opened secrets: the only environment `${NAME}` reads.
+    pub secrets: HashMap<String, String>,
+}
+
+impl TenantPolicy {
+    /// The ceiling (read as the owner: a tenant cannot change its own) and
+    /// the secrets (read as the tenant, under row-level security, opened
+    /// with `keyring`; none without one).
+    pub async fn read(
+        pool: &deadpool_postgres::Pool,
+        app_role: &str,
+        keyring: Option<&Keyring>,
+        tenant: &str,
+    ) -> Result<Self, ApiError> {
+        let mut client = pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT grant_ceiling FROM sluice.tenants WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
+        let ceiling = Ceiling::parse(&row.get::<_, Vec<String>>(0))
+            .map_err(|why| ApiError::internal("reading the tenant's grant ceiling", why))?;
+        let mut secrets = HashMap::new();
+        if let Some(ring) = keyring {
+            let tx = tenant_tx(&mut client, app_role, tenant).await?;
+            let rows = tx
+                .query(
+                    "SELECT name, key_id, wrapped_key, ciphertext FROM sluice.secrets WHERE tenant = $1",
+                    &[&tenant],
+                )
+                .await?;
+            tx.commit().await?;
+            for row in &rows {
+                let name: String = row.get(0);
+                let value = ring
+                    .open(tenant, &name, &crate::secret_routes::sealed_of(row, 1))
+                    .map_err(|why| ApiError::internal("opening the tenant's secrets", why))?;
+                secrets.insert(name, value);
+            }
+        }
+        Ok(Self { ceiling, secrets })
+    }
+}
+
+/// Validates the project in `dir` with the tenant's secrets as its only
 /// environment (a tenant's `${VAR}` must never read the server's), then
 /// refuses what would reach outside it: files beyond the project, network
-/// beyond the tenant's `ceiling`. Problems carry paths relative to the
+/// beyond the tenant's ceiling. Problems carry paths relative to the
 /// project.
-pub fn validate(
-    dir: &Path,
-    ceiling: &Ceiling,
-    secrets: &HashMap<String, String>,
-) -> Result<Project, serde_json::Value> {
-    let project = sluice_config::validate_with_env(dir, &|name| secrets.get(name).cloned())
+pub fn validate(dir: &Path, policy: &TenantPolicy) -> Result<Project, serde_json::Value> {
+    let project = sluice_config::validate_with_env(dir, &|name| policy.secrets.get(name).cloned())
         .map_err(|d| problems_json(dir, &on_a_server(d)))?;
-    let outside = reaches_outside(&project, ceiling);
+    let outside = reaches_outside(&project, &policy.ceiling);
     if outside.is_empty() {
         Ok(project)
     } else {
@@ -243,6 +293,53 @@ fn problems_json(dir: &Path, diagnostics: &[Diagnostic]) -> serde_json::Value {
             })
         })
         .collect()
+}
+
+/// The revision and files of `tenant`'s project, read as that tenant (as
+/// `app_role`, so row-level security applies).
+pub async fn stored(
+    pool: &deadpool_postgres::Pool,
+    app_role: &str,
+    tenant: &str,
+) -> Result<(i64, BTreeMap<String, String>), ApiError> {
+    let mut client = pool.get().await?;
+    let tx = tenant_tx(&mut client, app_role, tenant).await?;
+    let row = tx
+        .query_opt(
+            "SELECT revision, files FROM sluice.projects WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("project (PUT /api/v1/project first)"))?;
+    let files: serde_json::Value = row.get(1);
+    let files = serde_json::from_value(files)
+        .map_err(|e| ApiError::internal("reading the stored project", e))?;
+    Ok((row.get(0), files))
+}
+
+/// The project of `revision`, written out under `work_dir` (once) and
+/// validated.
+pub async fn load(
+    work_dir: &Path,
+    tenant: &str,
+    revision: i64,
+    files: &BTreeMap<String, String>,
+    policy: TenantPolicy,
+) -> Result<Project, ApiError> {
+    let dir = revision_dir(work_dir, tenant, revision);
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || {
+        if !dir.join(sluice_config::PROJECT_FILE).exists() {
+            write_files(&dir, &files)
+                .map_err(|e| ApiError::internal("writing the project files", e))?;
+        }
+        validate(&dir, &policy).map_err(|problems| {
+            let n = problems.as_array().map_or(0, Vec::len);
+            ApiError::invalid_project(n, problems)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal("loading the project", e))?
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -196,39 +195,10 @@ pub(crate) async fn rewrap_secrets(
 }
 
 /// A sealed secret from columns `at..at+3` (key_id, wrapped_key, ciphertext).
-fn sealed_of(row: &tokio_postgres::Row, at: usize) -> Sealed {
+pub(crate) fn sealed_of(row: &tokio_postgres::Row, at: usize) -> Sealed {
     Sealed {
         key_id: row.get(at),
         wrapped_key: row.get(at + 1),
         ciphertext: row.get(at + 2),
     }
-}
-
-/// Every secret of `tenant`, opened, for `${NAME}` in its project. Read as
-/// the tenant (row-level security); without a keyring, none.
-pub(crate) async fn tenant_secrets(
-    state: &AppState,
-    tenant: &str,
-) -> Result<HashMap<String, String>, ApiError> {
-    let Some(ring) = &state.keyring else {
-        return Ok(HashMap::new());
-    };
-    let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, &state.app_role, tenant).await?;
-    let rows = tx
-        .query(
-            "SELECT name, key_id, wrapped_key, ciphertext FROM sluice.secrets WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?;
-    tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            let name: String = row.get(0);
-            let value = ring
-                .open(tenant, &name, &sealed_of(row, 1))
-                .map_err(|why| ApiError::internal("opening the tenant's secrets", why))?;
-            Ok((name, value))
-        })
-        .collect()
 }

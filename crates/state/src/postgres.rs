@@ -75,17 +75,22 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        description: "schedule_ticks: the last tick of each scheduled sync that was enqueued",
+        sql: MIGRATION_4,
+    },
+    Migration {
+        version: 5,
         description: "server mode: each tenant's network grant ceiling (crates/server/src/ceiling.rs)",
         sql: "ALTER TABLE sluice.tenants ADD COLUMN grant_ceiling TEXT[] NOT NULL DEFAULT ARRAY['*://*:*'];",
     },
     Migration {
-        version: 5,
+        version: 6,
         description: "server mode: tenant secrets, sealed (AES-256-GCM envelope, crates/server/src/secrets.rs), with row-level security",
-        sql: MIGRATION_5,
+        sql: MIGRATION_6,
     },
 ];
 
-const MIGRATION_5: &str = "
+const MIGRATION_6: &str = "
 CREATE TABLE sluice.secrets (
     tenant TEXT NOT NULL REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -209,6 +214,24 @@ BEGIN
                  WITH CHECK (tenant = current_setting(''sluice.tenant'', true))', t);
     END LOOP;
 END $$;
+";
+
+/// Scheduling (crates/server/src/schedule.rs): a sync's last enqueued
+/// tick. A scheduler enqueues a tick only by moving `last_tick` forward in
+/// the same transaction, so however many schedulers run, each tick is
+/// enqueued once.
+const MIGRATION_4: &str = "
+CREATE TABLE sluice.schedule_ticks (
+    tenant TEXT NOT NULL,
+    sync TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    last_tick TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant, sync)
+);
+ALTER TABLE sluice.schedule_ticks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON sluice.schedule_ticks
+    USING (tenant = current_setting('sluice.tenant', true))
+    WITH CHECK (tenant = current_setting('sluice.tenant', true));
 ";
 
 /// The newest schema version this Sluice knows.

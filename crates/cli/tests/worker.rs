@@ -1,0 +1,315 @@
+//! `sluice worker` with real processes: three workers share one PostgreSQL
+//! state; whichever runs the sync is SIGKILLed, again and again, and
+//! replaced. The killed worker's job must come back (heartbeat recovery),
+//! another worker must resume the sync, no two runs of it may be under way
+//! at once, and the webhook receiver must end up with every row, exactly,
+//! duplicates only where at-least-once allows (a batch in flight at a kill).
+
+use sluice_tests as common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "operator-token-for-worker-tests-0123";
+const ROWS: usize = 300;
+const KILLS: usize = 3;
+/// The most batches one run has in flight at once (the engine's writers).
+const MAX_WRITERS: usize = 4;
+
+fn spawn_worker(url: &str, work: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["worker", "--state", url, "--work-dir"])
+        .arg(work)
+        .args([
+            "--concurrency",
+            "1",
+            "--heartbeat",
+            "1s",
+            "--stale-after",
+            "3s",
+            "--no-schedule",
+        ])
+        .env("SLUICE_CACHE_DIR", shared_cache_dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.with_extension("log")).unwrap())
+        .spawn()
+        .expect("starting sluice worker")
+}
+
+/// Every worker's stderr, each headed by its file name.
+fn worker_logs(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push_str(&format!("== {}\n{text}\n", path.display()));
+        }
+    }
+    out
+}
+
+fn project(receiver: &Receiver) -> Value {
+    let yaml = format!(
+        r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  customers: {{ source: files, object: customers.csv, primary_key: email }}
+syncs:
+  customers:
+    model: customers
+    destination: hook
+    object: contacts
+    mode: upsert
+    identifier: email
+    batch_size: 5
+"#,
+        receiver.url,
+        receiver.grant()
+    );
+    let mut csv = String::from("email,ltv\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("user{i:03}@example.com,{i}\n"));
+    }
+    json!({"files": {"sluice.yaml": yaml, "data/customers.csv": csv}})
+}
+
+async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// (id, status, owner pid) of every run of the sync, oldest first.
+async fn runs(sql: &tokio_postgres::Client) -> Vec<(i64, String, u32)> {
+    sql.query(
+        "SELECT id, status, owner FROM sluice.runs WHERE tenant = 'acme' ORDER BY id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        let owner: String = r.get(2);
+        let pid = owner
+            .split(':')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        (r.get(0), r.get(1), pid)
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_one_killed_repeatedly_deliver_every_row() {
+    let db = PgDatabase::create("worker_kill");
+    let work = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = sluice_server::start(
+        sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.path().join("server"),
+            app_role: "sluice_app".into(),
+            keyring: None,
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let rx = receiver().await;
+    // Slow enough that a run is under way for seconds: time to kill it.
+    *rx.delay.lock().unwrap() = Duration::from_millis(40);
+
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tenants"))
+            .bearer_auth(OPERATOR)
+            // The receiver is on loopback, beyond the default ceiling.
+            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", rx.grant()]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tokens"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"tenant": "acme"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/project"))
+            .bearer_auth(&token)
+            .json(&project(&rx)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let mut workers: Vec<Child> = (0..3)
+        .map(|i| spawn_worker(&db.url(), &work.path().join(format!("w{i}"))))
+        .collect();
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/syncs/customers/runs"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+
+    // Kill whichever worker runs the sync, each time a new run is under
+    // way, and start another in its place.
+    let mut killed_runs = BTreeSet::new();
+    let mut most_running = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut spawned = 3;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the sync never succeeded: {:?}",
+            runs(&sql).await
+        );
+        let all = runs(&sql).await;
+        let running: Vec<_> = all.iter().filter(|r| r.1 == "running").collect();
+        most_running = most_running.max(running.len());
+        if all.iter().any(|r| r.1 == "succeeded") {
+            break;
+        }
+        if killed_runs.len() < KILLS {
+            if let Some((id, _, pid)) = running.first().map(|r| (**r).clone()) {
+                // Some rows first, so the kill lands mid-run.
+                if !killed_runs.contains(&id) && rx.rows().len() > killed_runs.len() * 20 + 10 {
+                    if let Some(i) = workers.iter().position(|w| w.id() == pid) {
+                        workers[i].kill().unwrap();
+                        workers[i].wait().unwrap();
+                        killed_runs.insert(id);
+                        workers[i] =
+                            spawn_worker(&db.url(), &work.path().join(format!("w{spawned}")));
+                        spawned += 1;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGTERM: idle workers stop at once, and cleanly.
+    for w in &mut workers {
+        let term = Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+    }
+    let stop_by = Instant::now() + Duration::from_secs(30);
+    for w in &mut workers {
+        let status = loop {
+            if let Some(status) = w.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > stop_by {
+                let _ = w.kill();
+                panic!("a worker did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            status.success(),
+            "a worker stopped with {status}; the workers' logs:\n{}",
+            worker_logs(work.path())
+        );
+    }
+    assert_eq!(killed_runs.len(), KILLS, "runs killed: {killed_runs:?}");
+    assert_eq!(
+        most_running, 1,
+        "two runs of one sync were under way at once"
+    );
+    let all = runs(&sql).await;
+    assert_eq!(
+        all.iter().filter(|r| r.1 == "succeeded").count(),
+        1,
+        "{all:?}"
+    );
+
+    // Every row, with its own content; repeats counted by idempotency key.
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
+    let mut emails = BTreeMap::new();
+    for request in rx.requests.lock().unwrap().iter() {
+        let data = &request.body["data"];
+        for (row, key) in data["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(data["idempotency_keys"].as_array().unwrap())
+        {
+            *by_key.entry(key.as_str().unwrap().to_owned()).or_default() += 1;
+            emails.insert(
+                row["email"].as_str().unwrap().to_owned(),
+                row["ltv"].clone(),
+            );
+        }
+    }
+    assert_eq!(emails.len(), ROWS, "rows lost");
+    for (i, (email, ltv)) in emails.iter().enumerate() {
+        assert_eq!(email, &format!("user{i:03}@example.com"));
+        assert_eq!(ltv.to_string().trim_matches('"'), i.to_string());
+    }
+    assert_eq!(by_key.len(), ROWS, "one idempotency key per row");
+    let repeated: usize = by_key.values().map(|n| n - 1).sum();
+    // At least once: only the batches in flight at each kill (sent, not
+    // yet answered and committed) may come again; the engine writes a few
+    // batches of 5 at once.
+    assert!(
+        repeated <= KILLS * 5 * MAX_WRITERS,
+        "{repeated} repeated rows for {KILLS} kills"
+    );
+    eprintln!(
+        "{KILLS} kills, {} runs, {repeated} rows delivered twice",
+        all.len()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_worker_refuses_bad_settings_naming_them() {
+    let db = PgDatabase::create("worker_args");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["worker", "--state", &db.url(), "--no-schedule"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--heartbeat", "10s", "--stale-after", "15s"]);
+    assert!(
+        err.contains("--stale-after") && err.contains("two heartbeats"),
+        "{err}"
+    );
+    let err = run(&["--concurrency", "0"]);
+    assert!(err.contains("--concurrency must be at least 1"), "{err}");
+    let err = run(&["--heartbeat", "soon"]);
+    assert!(err.contains("--heartbeat"), "{err}");
+    let err = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "worker",
+            "--state",
+            "postgres://nobody:secret@127.0.0.1:1/none",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success());
+    assert!(!text.contains("secret"), "the password was printed: {text}");
+}

@@ -1,0 +1,336 @@
+//! `sluice worker`: takes run jobs from the queue ([`crate::queue`]) and
+//! runs each sync with the engine `sluice run` uses, on the tenant's
+//! project and PostgreSQL state, acting as the application role (row-level
+//! security applies to the run's store as to the API).
+//!
+//! Any number of workers, on any hosts, share one state database. Each
+//! writes a heartbeat; a worker that stops writing it (SIGKILL, a lost
+//! host) is presumed dead after [`Recovery::stale_after`], and any live
+//! worker's sweep hands its jobs back to the queue. The rerun takes over
+//! the sync: the dead run's lease (a PostgreSQL advisory lock held by its
+//! own connection) went with its process, its `running` row is marked
+//! interrupted, and the engine sends only what the dead run had not
+//! committed.
+
+use crate::error::ApiError;
+use crate::queue::{self, RunJob};
+use crate::{db, project};
+use anyhow::Context;
+use graphile_worker::{WorkerOptions, WorkerRecoveryConfig};
+use sluice_engine::run::{RunOptions, SyncEngine};
+use sluice_state::PostgresStore;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// When a silent worker is presumed dead.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery {
+    /// How often a worker writes its heartbeat.
+    pub heartbeat: Duration,
+    /// A worker whose heartbeat is this old is presumed dead and its jobs
+    /// go back to the queue. Several heartbeats long, so a slow database
+    /// does not make a live worker look dead.
+    pub stale_after: Duration,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            heartbeat: Duration::from_secs(10),
+            stale_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What `sluice worker` is started with.
+pub struct WorkerConfig {
+    /// The PostgreSQL state, `postgres://...` (the server's).
+    pub state_url: String,
+    /// Where tenants' projects are written out to run.
+    pub work_dir: PathBuf,
+    /// The role runs act as (see [`crate::ServerConfig::app_role`]).
+    pub app_role: String,
+    /// Runs the plugins.
+    pub runtime: sluice_runtime::Runtime,
+    /// Opens tenants' secrets for `${NAME}` (the servers' key file).
+    pub keyring: Option<crate::secrets::Keyring>,
+    /// Jobs run at once by this worker.
+    pub concurrency: usize,
+    pub recovery: Recovery,
+    /// How often this worker enqueues the syncs whose schedule is due
+    /// (crate::schedule); `None`: never (another process does).
+    pub schedule_every: Option<Duration>,
+}
+
+/// What a job's run needs; shared by the jobs of one worker.
+pub struct Executor {
+    pool: deadpool_postgres::Pool,
+    state_url: String,
+    app_role: String,
+    work_dir: PathBuf,
+    runtime: sluice_runtime::Runtime,
+    keyring: Option<crate::secrets::Keyring>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("app_role", &self.app_role)
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an API error means the job has nothing to run (the tenant, its
+/// project or the sync is gone, or the project no longer validates):
+/// retrying cannot help.
+fn nothing_to_run(e: &ApiError) -> bool {
+    e.status.is_client_error()
+}
+
+impl Executor {
+    /// Runs `job`'s sync to its end, then enqueues the syncs that follow it
+    /// if it succeeded. An error (the sync locked by another run, the
+    /// state unreachable) makes the queue retry the job later; a run that
+    /// ended, whatever its status, is recorded in the state and the job is
+    /// done.
+    pub async fn execute(self: Arc<Self>, job: RunJob) -> Result<(), String> {
+        let Some(project) = self.project_of(&job).await? else {
+            return Ok(());
+        };
+        let followers: Vec<String> = project
+            .syncs
+            .values()
+            .filter(|s| s.after.as_deref() == Some(job.sync.as_str()))
+            .map(|s| s.name.clone())
+            .collect();
+        let me = self.clone();
+        let ran = job.clone();
+        // The engine's run holds plugin stores that are not `Sync`, so its
+        // future is not `Send`: it runs on a thread of its own with a
+        // runtime of its own.
+        let succeeded = tokio::task::spawn_blocking(move || {
+            // The store's client blocks: opened before any runtime runs here.
+            let store = me.store_of(&ran.tenant)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting a runtime for the run: {e}"))?;
+            rt.block_on(me.run(&ran, &project, store))
+        })
+        .await
+        .map_err(|e| format!("the run's thread ended abnormally: {e}"))??;
+        if succeeded {
+            self.enqueue_followers(&job, followers).await?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues the syncs that follow `job`'s (`after:`) once its run
+    /// succeeded. A failure makes the queue retry the job, which reruns
+    /// the sync (nothing to send) and enqueues them then.
+    async fn enqueue_followers(&self, job: &RunJob, followers: Vec<String>) -> Result<(), String> {
+        for sync in followers {
+            let next = RunJob {
+                tenant: job.tenant.clone(),
+                sync: sync.clone(),
+                full_resync: false,
+                trigger: format!("after {}", job.sync),
+            };
+            queue::enqueue(&self.pool, next, None)
+                .await
+                .map_err(|e| format!("enqueueing `{sync}` after `{}`: {e}", job.sync))?;
+            tracing::info!(tenant = %job.tenant, sync = %sync, after = %job.sync, "sequence: run enqueued");
+        }
+        Ok(())
+    }
+
+    /// The tenant's current project, if it still has the job's sync.
+    async fn project_of(&self, job: &RunJob) -> Result<Option<sluice_config::Project>, String> {
+        let loaded = async {
+            let (revision, files) =
+                project::stored(&self.pool, &self.app_role, &job.tenant).await?;
+            let policy = project::TenantPolicy::read(
+                &self.pool,
+                &self.app_role,
+                self.keyring.as_ref(),
+                &job.tenant,
+            )
+            .await?;
+            project::load(&self.work_dir, &job.tenant, revision, &files, policy).await
+        };
+        match loaded.await {
+            Ok(p) if p.syncs.contains_key(&job.sync) => Ok(Some(p)),
+            Ok(_) => {
+                tracing::warn!(tenant = %job.tenant, sync = %job.sync, "job dropped: the sync is no longer in the tenant's project");
+                Ok(None)
+            }
+            Err(e) if nothing_to_run(&e) => {
+                tracing::warn!(tenant = %job.tenant, sync = %job.sync, error = %e.detail.message, "job dropped: nothing to run");
+                Ok(None)
+            }
+            Err(e) => Err(e.detail.message),
+        }
+    }
+
+    /// `tenant`'s state, acting as the application role.
+    fn store_of(&self, tenant: &str) -> Result<PostgresStore, String> {
+        PostgresStore::connect_tenant_as(&self.state_url, tenant, Some(&self.app_role))
+            .map_err(|e| format!("opening the state of tenant `{tenant}`: {e}"))
+    }
+
+    /// Runs the sync; whether the run succeeded.
+    async fn run(
+        &self,
+        job: &RunJob,
+        project: &sluice_config::Project,
+        store: PostgresStore,
+    ) -> Result<bool, String> {
+        let store = Mutex::new(store);
+        let engine = SyncEngine {
+            project,
+            runtime: &self.runtime,
+            store: &store,
+        };
+        let options = RunOptions {
+            full_resync: job.full_resync,
+            ..Default::default()
+        };
+        match engine.run(&job.sync, &options).await {
+            Ok(report) => {
+                tracing::info!(tenant = %job.tenant, sync = %job.sync, trigger = %job.trigger, run = ?report.run_id, status = report.status.as_str(), "run ended");
+                Ok(report.status == sluice_state::RunStatus::Succeeded)
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                tracing::warn!(tenant = %job.tenant, sync = %job.sync, error = %text, "run not started; the job will be retried");
+                Err(text)
+            }
+        }
+    }
+}
+
+/// A worker taking jobs, until [`RunningWorker::shutdown`] or the process
+/// ends.
+pub struct RunningWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a stopping worker lets its runs go on before handing their
+/// jobs back to the queue.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl RunningWorker {
+    /// Stops taking jobs, gives the runs under way [`SHUTDOWN_GRACE`] to
+    /// end (the jobs of those that do not go back to the queue) and
+    /// returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        if let Some(s) = self.scheduler {
+            s.abort();
+        }
+        self.task.await?
+    }
+
+    /// Works until `signal` completes, then shuts down as
+    /// [`RunningWorker::shutdown`] does (or until the queue's loop fails).
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            ended = &mut self.task => {
+                if let Some(s) = self.scheduler.take() {
+                    s.abort();
+                }
+                ended?
+            }
+            () = signal => self.shutdown().await,
+        }
+    }
+}
+
+/// Migrates the state and the queue, prepares the application role, and
+/// starts taking jobs.
+pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
+    if config.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    if config.recovery.stale_after < config.recovery.heartbeat * 2 {
+        anyhow::bail!(
+            "--stale-after ({:?}) must be at least two heartbeats ({:?}): a live worker \
+             would be presumed dead between two of its heartbeats",
+            config.recovery.stale_after,
+            config.recovery.heartbeat
+        );
+    }
+    let url = config.state_url.clone();
+    tokio::task::spawn_blocking(move || PostgresStore::connect(&url))
+        .await?
+        .context("opening the state database")?;
+    let pool = db::pool(&config.state_url)?;
+    db::prepare_app_role(&pool, &config.app_role).await?;
+    queue::migrate(&pool).await?;
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+    let executor = Arc::new(Executor {
+        pool: pool.clone(),
+        state_url: config.state_url.clone(),
+        app_role: config.app_role.clone(),
+        work_dir: config.work_dir.clone(),
+        runtime: config.runtime,
+        keyring: config.keyring,
+    });
+    let pg_config: tokio_postgres::Config = config
+        .state_url
+        .trim()
+        .parse()
+        .context("--state is not a valid PostgreSQL URL")?;
+    // A pool of the queue's own (with its LISTEN connection, so a job is
+    // taken as soon as it is added), sized for the jobs and the heartbeat.
+    let queue_db = graphile_worker::tokio_postgres::TokioPostgresDatabase::from_config(
+        pg_config,
+        config.concurrency + 4,
+    )
+    .map_err(|e| anyhow::anyhow!("connecting the job queue: {e}"))?;
+    let recovery = WorkerRecoveryConfig::default()
+        .enabled(true)
+        .heartbeat_interval(config.recovery.heartbeat)
+        .sweep_interval(config.recovery.heartbeat)
+        .sweep_threshold(config.recovery.stale_after)
+        .recovery_delay(Duration::ZERO);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = WorkerOptions::default()
+        .database(queue_db)
+        .schema(queue::SCHEMA)
+        .concurrency(config.concurrency)
+        .define_job::<RunJob>()
+        .add_extension(executor)
+        .worker_recovery(recovery)
+        .listen_os_shutdown_signals(false)
+        .shutdown_grace_period(SHUTDOWN_GRACE)
+        .shutdown_interrupted_job_retry_delay(Duration::ZERO)
+        .shutdown_signal(async {
+            let _ = stopped.await;
+        })
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the job queue's worker: {e}"))?;
+    let task = tokio::spawn(async move {
+        worker
+            .run()
+            .await
+            .map_err(|e| anyhow::anyhow!("the job queue's worker stopped: {e}"))
+    });
+    let scheduler = config
+        .schedule_every
+        .map(|every| tokio::spawn(crate::schedule::run(pool, every)));
+    Ok(RunningWorker {
+        stop,
+        task,
+        scheduler,
+    })
+}
