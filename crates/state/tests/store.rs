@@ -905,9 +905,9 @@ fn postgres_migrations_create_reopen_and_refuse_a_newer_schema() {
         .unwrap()
         .get(0);
     assert_eq!(
-        tables, 10,
-        "five state tables, the migrations table, the server's tenants, api_tokens and projects, \
-         and the schedules' ticks"
+        tables, 11,
+        "five state tables, the migrations table, the server's tenants, api_tokens, projects \
+         and secrets, and the schedules' ticks"
     );
     // Row-level security is on for every table that carries a tenant.
     let unprotected: Vec<String> = client
