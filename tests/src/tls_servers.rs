@@ -8,9 +8,11 @@
 //! `initdb` and `postgres` (from `/usr/lib/postgresql/*/bin`), and
 //! [`TlsMariadb`] `mariadb-install-db` and `mariadbd`, in a temp dir on a
 //! free port with TLS on and password users. Startup waits are bounded
-//! (`STARTUP`), and the server process is killed when the value drops.
-//! Run as root (as on the CI machine), the servers run as the `postgres`
-//! user and with mariadbd's `--user=root`, which they demand.
+//! (`STARTUP`); when the value drops the server is asked to stop (SIGINT:
+//! PostgreSQL's fast shutdown, mariadbd's clean one), and killed if it is
+//! still running after `SHUTDOWN`. Run as root (as on the CI machine),
+//! PostgreSQL runs as the `postgres` user and mariadbd with `--user=root`,
+//! which they demand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 
 /// The longest a server may take to accept connections.
 const STARTUP: Duration = Duration::from_secs(60);
+/// The longest a server may take to stop before it is killed.
+const SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// A private CA and a server certificate for `localhost`, as PEM files in
 /// a folder of their own (`dir`, the folder a plugin is granted to read
@@ -136,7 +140,20 @@ impl ServerProcess {
 }
 
 impl Drop for ServerProcess {
+    /// Stop cleanly (so PostgreSQL releases its shared memory), within
+    /// [`SHUTDOWN`], else kill.
     fn drop(&mut self) {
+        let asked = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let start = Instant::now();
+        while asked && start.elapsed() < SHUTDOWN {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -263,17 +280,26 @@ fn postgres_bin() -> PathBuf {
 }
 
 /// `program`, run as the `postgres` user when we are root (PostgreSQL
-/// refuses to run as root), from `cwd`.
+/// refuses to run as root), from `cwd`. The process is our own child, so
+/// signals reach the server itself.
 fn as_server_user(program: &Path, cwd: &Path) -> Command {
-    let mut command = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    if is_root() {
+        command.uid(id_of("-u")).gid(id_of("-g"));
+    }
     command.current_dir(cwd);
     command
+}
+
+/// The `postgres` user's uid (`-u`) or gid (`-g`).
+fn id_of(which: &str) -> u32 {
+    let mut id = Command::new("id");
+    id.args([which, "postgres"]);
+    let text = run(id, "id postgres");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("`id {which} postgres` printed {text:?}: {e}"))
 }
 
 fn chown_to_server_user(dir: &Path) {
