@@ -270,6 +270,7 @@ impl Connection {
     }
 
     fn authenticate(&mut self, config: &Config, doing: &str) -> Result<(), PluginError> {
+        self.refuse_redshift_only_auth(config, doing)?;
         match self.recv(doing)? {
             Message::AuthenticationOk => Ok(()),
             Message::AuthenticationCleartextPassword => {
@@ -302,6 +303,44 @@ impl Connection {
             ))),
             _ => Err(unexpected(&self.target, doing, "message")),
         }
+    }
+
+    /// Redshift's own login requests, which `postgres-protocol` cannot
+    /// parse (it would say "unknown authentication tag"): code 13, the
+    /// SHA-256 "extensible digest" of users whose password Redshift stores
+    /// as SHA-256, and code 14, an identity-provider token. Peeked from the
+    /// raw first message so the error can say what to do instead.
+    fn refuse_redshift_only_auth(
+        &mut self,
+        config: &Config,
+        doing: &str,
+    ) -> Result<(), PluginError> {
+        while self.read_buf.is_empty() {
+            self.fill(doing)?;
+        }
+        // An AuthenticationRequest is at least tag, length and code.
+        if self.read_buf[0] != b'R' {
+            return Ok(());
+        }
+        while self.read_buf.len() < 9 {
+            self.fill(doing)?;
+        }
+        let code = i32::from_be_bytes([
+            self.read_buf[5],
+            self.read_buf[6],
+            self.read_buf[7],
+            self.read_buf[8],
+        ]);
+        let method = match code {
+            13 => "Redshift's SHA-256 digest login (auth code 13)",
+            14 => "an identity-provider token login (auth code 14, Redshift IdP/IdC)",
+            _ => return Ok(()),
+        };
+        Err(PluginError::Auth(format!(
+            "{} asks for {method} for user `{}`, which this plugin does not support; \
+             use a user with an MD5 or SCRAM-SHA-256 password",
+            self.target, config.user
+        )))
     }
 
     fn password<'c>(&self, config: &'c Config, method: &str) -> Result<&'c str, PluginError> {

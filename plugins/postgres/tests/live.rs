@@ -644,6 +644,27 @@ mod fake_server {
     }
 
     #[test]
+    fn redshift_only_logins_are_refused_naming_the_method() {
+        for (code, method) in [
+            (13i32, "SHA-256 digest login (auth code 13)"),
+            (14, "auth code 14"),
+        ] {
+            let mut request = code.to_be_bytes().to_vec();
+            request.extend_from_slice(&[0; 8]);
+            let (port, _server) = serve(message(b'R', &request));
+            match Postgres::check(&config(port, Some("pw"))) {
+                Err(PluginError::Auth(m)) => assert!(
+                    m.contains(&format!("127.0.0.1:{port} asks for"))
+                        && m.contains(method)
+                        && m.contains("use a user with an MD5 or SCRAM-SHA-256 password"),
+                    "{m}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_password_request_without_a_configured_password_is_an_auth_error() {
         let (port, _server) = serve(message(b'R', &3i32.to_be_bytes()));
         match Postgres::check(&config(port, None)) {
