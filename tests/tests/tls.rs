@@ -2,9 +2,10 @@
 //! `crates/runtime/src/sandbox/tls.rs`) for the postgres and mysql plugins
 //! and their destinations, against real servers with TLS that each test
 //! starts (`tls_servers`): every sslmode / ssl_mode, SCRAM-SHA-256, MD5,
-//! native and ed25519 logins inside TLS, a sync through each source and
-//! destination over verified TLS, and the grant check on the TCP socket
-//! under the TLS connection.
+//! native and ed25519 logins inside TLS, caching_sha2 full auth inside TLS
+//! (a scripted MySQL 8 server: MariaDB has no caching_sha2), a sync
+//! through each source and destination over verified TLS, and the grant
+//! check on the TCP socket under the TLS connection.
 
 use sluice_tests as common;
 
@@ -421,4 +422,128 @@ async fn mysql_source_and_destination_sync_over_verified_tls() {
             .unwrap(),
         "1:a@x.io:1.50,2:b@x.io:20.00,3:ü@x.io:300.25"
     );
+}
+
+/// A scripted MySQL 8 server for what MariaDB lacks: caching_sha2_password
+/// full authentication, which inside TLS sends the password in clear. It
+/// greets with CLIENT_SSL and caching_sha2, takes the SSLRequest, accepts
+/// TLS with the [`TestPki`](common::tls_servers::TestPki) certificate, asks
+/// for full auth (`01 04`), records the password, answers OK, and refuses
+/// the session's first statement with a marker error, so the plugin's
+/// `check` fails at a point only an authenticated client reaches.
+mod scripted_mysql {
+    use common::tls_servers::TestPki;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use super::common;
+
+    const CAPS: u32 = 0x1 // LONG_PASSWORD
+        | 0x4 // LONG_FLAG
+        | 0x8 // CONNECT_WITH_DB
+        | 0x200 // PROTOCOL_41
+        | 0x800 // SSL
+        | 0x2000 // TRANSACTIONS
+        | 0x8000 // SECURE_CONNECTION
+        | 0x8_0000 // PLUGIN_AUTH
+        | 0x20_0000; // PLUGIN_AUTH_LENENC_CLIENT_DATA
+    pub const MARKER: &str = "scripted server: authenticated";
+
+    fn greeting() -> Vec<u8> {
+        let nonce = *b"abcdefghijklmnopqrst";
+        let mut p = vec![10];
+        p.extend_from_slice(b"8.4.3-scripted\0");
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&nonce[..8]);
+        p.push(0);
+        p.extend_from_slice(&(CAPS as u16).to_le_bytes());
+        p.push(255);
+        p.extend_from_slice(&2u16.to_le_bytes());
+        p.extend_from_slice(&((CAPS >> 16) as u16).to_le_bytes());
+        p.push(21);
+        p.extend_from_slice(&[0; 10]);
+        p.extend_from_slice(&nonce[8..]);
+        p.push(0);
+        p.extend_from_slice(b"caching_sha2_password\0");
+        p
+    }
+
+    fn send(stream: &mut impl Write, seq: u8, payload: &[u8]) {
+        let len = (payload.len() as u32).to_le_bytes();
+        stream.write_all(&[len[0], len[1], len[2], seq]).unwrap();
+        stream.write_all(payload).unwrap();
+        stream.flush().unwrap();
+    }
+
+    fn receive(stream: &mut impl Read) -> (u8, Vec<u8>) {
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).unwrap();
+        (header[3], payload)
+    }
+
+    /// Serve one client on a free port; the thread returns the password
+    /// the client sent inside TLS.
+    pub fn serve(pki: &TestPki) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+        let certs = vec![CertificateDer::from_pem_file(&pki.cert_file).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&pki.key_file).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            send(&mut tcp, 0, &greeting());
+            let (seq, ssl_request) = receive(&mut tcp);
+            assert_eq!((seq, ssl_request.len()), (1, 32), "an SSLRequest");
+            let caps = u32::from_le_bytes(ssl_request[..4].try_into().unwrap());
+            assert!(caps & 0x800 != 0, "CLIENT_SSL in the SSLRequest");
+            let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            let (seq, _response) = receive(&mut tls);
+            assert_eq!(seq, 2, "the handshake response follows inside TLS");
+            send(&mut tls, 3, &[0x01, 0x04]);
+            let (seq, password) = receive(&mut tls);
+            assert_eq!(seq, 4);
+            send(&mut tls, 5, &[0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]);
+            let (_, statement) = receive(&mut tls);
+            assert_eq!(statement[0], 0x03, "COM_QUERY");
+            let mut error = vec![0xFF];
+            error.extend_from_slice(&1105u16.to_le_bytes());
+            error.extend_from_slice(b"#HY000");
+            error.extend_from_slice(MARKER.as_bytes());
+            send(&mut tls, 1, &error);
+            password
+        });
+        (port, handle)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caching_sha2_full_auth_sends_the_password_only_inside_tls() {
+    let pki = common::tls_servers::TestPki::new();
+    let (port, server) = scripted_mysql::serve(&pki);
+    let config = serde_json::json!({
+        "host": "localhost", "port": port, "user": "app", "password": "full-auth-secret",
+        "database": "test", "ssl_mode": "VERIFY_IDENTITY", "ssl_ca": pki.ca(),
+    });
+    assert_fails_with(
+        check("mysql", plugins::MYSQL, &grants(port, &pki.grant()), config).await,
+        &[&format!("ERROR 1105 (HY000): {}", scripted_mysql::MARKER)],
+    );
+    // NUL-terminated, in clear, inside TLS: what MySQL's client sends.
+    assert_eq!(server.join().unwrap(), b"full-auth-secret\0");
 }
