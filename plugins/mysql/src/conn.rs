@@ -16,7 +16,7 @@ use mysql_common::packets::{
 };
 use mysql_common::proto::sync_framed::MySyncFramed;
 use mysql_common::proto::MySerialize;
-use net::{Socket, TlsError};
+use net::{Socket, TlsError, TlsSettings};
 use sluice_sdk::PluginError;
 
 /// The largest packet accepted: MySQL's own ceiling for max_allowed_packet.
@@ -286,8 +286,8 @@ impl Connection {
         }
         self.server_version = handshake.server_version_str().into_owned();
         self.caps = handshake.capabilities() & client_flags();
-        let use_tls = self.wants_tls(config, handshake.capabilities())?;
-        if use_tls {
+        let tls = self.tls_to_use(config, handshake.capabilities())?;
+        if tls.is_some() {
             self.caps |= CapabilityFlags::CLIENT_SSL;
         }
         let nonce = initial_nonce(&handshake);
@@ -310,8 +310,8 @@ impl Connection {
             None,
             MAX_PACKET as u32,
         );
-        if use_tls {
-            self = self.start_tls(config, response.collation(), doing)?;
+        if let Some(settings) = &tls {
+            self = self.start_tls(config, settings, response.collation(), doing)?;
             auth.tls = true;
         }
         let mut buf = Vec::new();
@@ -321,13 +321,19 @@ impl Connection {
         Ok(self)
     }
 
-    /// Whether to ask for TLS: what `ssl_mode` wants against what the
+    /// The TLS to ask for, if any: what `ssl_mode` wants against what the
     /// greeting offers (CLIENT_SSL). Only PREFERRED settles for plaintext.
-    fn wants_tls(&self, config: &Config, offered: CapabilityFlags) -> Result<bool, PluginError> {
+    fn tls_to_use(
+        &self,
+        config: &Config,
+        offered: CapabilityFlags,
+    ) -> Result<Option<TlsSettings>, PluginError> {
+        let Some(settings) = config.tls_settings()? else {
+            return Ok(None);
+        };
         match config.ssl_mode()? {
-            SslMode::Disabled => Ok(false),
-            _ if offered.contains(CapabilityFlags::CLIENT_SSL) => Ok(true),
-            SslMode::Preferred => Ok(false),
+            _ if offered.contains(CapabilityFlags::CLIENT_SSL) => Ok(Some(settings)),
+            SslMode::Disabled | SslMode::Preferred => Ok(None),
             mode => Err(PluginError::Permanent(format!(
                 "{} does not offer TLS (no CLIENT_SSL in its greeting), and `ssl_mode: {}` \
                  allows no plaintext; enable TLS on the server (ssl_cert/ssl_key) or set `ssl_mode: PREFERRED`",
@@ -344,6 +350,7 @@ impl Connection {
     fn start_tls(
         self,
         config: &Config,
+        settings: &TlsSettings,
         collation: u8,
         doing: &str,
     ) -> Result<Connection, PluginError> {
@@ -363,11 +370,8 @@ impl Connection {
         if !in_buf.is_empty() {
             return Err(unexpected(&target, "asking for TLS (SSLRequest)", &in_buf));
         }
-        let settings = config
-            .tls_settings()?
-            .expect("ssl_mode other than DISABLED has TLS settings");
         let socket = socket
-            .upgrade(&config.host, &settings, config.connect_timeout())
+            .upgrade(&config.host, settings, config.connect_timeout())
             .map_err(|e| tls_error(&target, config, e))?;
         Ok(Connection {
             framed: MySyncFramed::construct(in_buf, out_buf, codec, socket),
