@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the vendors' own Python tools, pinned, each into its own venv
 # under target/: the clients (tests/vendor-clients/requirements.txt:
-# simple-salesforce, hubspot-api-client) into target/vendor-clients-venv,
+# simple-salesforce, hubspot-api-client, google-cloud-bigquery,
+# databricks-sdk) into target/vendor-clients-venv,
 # which tests/tests/vendor_*.rs run against `sluice emulator`, and dbt
 # (tests/dbt/requirements.txt) into target/dbt-venv, which tests/tests/dbt.rs
 # uses. A venv is reinstalled only when its requirements file changes.

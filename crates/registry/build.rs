@@ -14,6 +14,8 @@ const PLUGINS: &[&str] = &[
     "hubspot",
     "mysql",
     "snowflake",
+    "bigquery",
+    "databricks",
     "rest",
 ];
 

@@ -59,6 +59,22 @@ pub mod destination {
     });
 }
 
+/// The `estimate` world: `estimate-api` alone. A component that exports it
+/// beside `source` is an `estimable-source` (as with `lookup` below).
+pub mod estimate {
+    wit_bindgen::generate!({
+        world: "estimate",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_estimate_world",
+        default_bindings_module: "sluice_sdk::bindings::estimate",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}
+
 /// The `lookup` world: `lookup-api` alone. A component that exports it
 /// beside `destination` is a `verifiable-destination` (the component
 /// merges the two worlds' types; their export macros have distinct names).

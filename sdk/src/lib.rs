@@ -49,7 +49,9 @@ pub use bindings::source::sluice::plugin::types::{
     Packed, PluginError, PluginSpec, RateLimit, RateLimitedInfo, ReadRequest, Row, RowError,
     RowResult, Transformed, Value, WriteMode, WriteTarget,
 };
-pub use plugin::{ColumnarTransform, Destination, Lookup, Reader, Source, Transform, Writer};
+pub use plugin::{
+    ColumnarTransform, Destination, Estimate, Lookup, Reader, Source, Transform, Writer,
+};
 pub use value::{format_date, format_timestamp, parse_date, parse_timestamp, write_timestamp_json};
 
 #[doc(hidden)]
@@ -62,8 +64,8 @@ pub mod prelude {
     pub use crate::config::parse_config;
     pub use crate::{
         Batch, Column, ColumnBatch, ColumnValues, ColumnarTransform, ColumnsTransformed,
-        Destination, Field, FieldType, Lookup, ObjectInfo, Packed, PluginError, PluginSpec,
-        RateLimit, ReadRequest, Reader, Row, RowError, RowResult, Source, Transform, Transformed,
-        Value, WriteMode, WriteTarget, Writer,
+        Destination, Estimate, Field, FieldType, Lookup, ObjectInfo, Packed, PluginError,
+        PluginSpec, RateLimit, ReadRequest, Reader, Row, RowError, RowResult, Source, Transform,
+        Transformed, Value, WriteMode, WriteTarget, Writer,
     };
 }

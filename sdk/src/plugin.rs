@@ -80,6 +80,14 @@ pub trait Lookup: Destination {
         -> Result<Vec<bool>, PluginError>;
 }
 
+/// A source that can estimate a read without running it (a warehouse's
+/// dry run), so `sluice plan` can show what the query would scan.
+/// Export it with [`export_estimable_source!`](crate::export_estimable_source).
+pub trait Estimate: Source {
+    /// The bytes `request` would scan, without reading a row.
+    fn estimate_scan_bytes(config: &str, request: ReadRequest) -> Result<u64, PluginError>;
+}
+
 /// An open write.
 pub trait Writer: 'static {
     /// Write a batch; return exactly one result per row, in order.
@@ -89,7 +97,7 @@ pub trait Writer: 'static {
 #[doc(hidden)]
 pub mod adapters {
     use super::*;
-    use crate::bindings::{columnar_transform, destination, lookup, source, transform};
+    use crate::bindings::{columnar_transform, destination, estimate, lookup, source, transform};
     use std::cell::RefCell;
     use std::marker::PhantomData;
 
@@ -119,6 +127,13 @@ pub mod adapters {
             Ok(source::exports::sluice::plugin::source_api::Reader::new(
                 ReaderAdapter::<T>(RefCell::new(reader)),
             ))
+        }
+    }
+
+    impl<T: Estimate> estimate::exports::sluice::plugin::estimate_api::Guest for SourceAdapter<T> {
+        fn estimate_scan_bytes(config: String, request: ReadRequest) -> Result<u64, PluginError> {
+            crate::log::report_panics();
+            T::estimate_scan_bytes(&config, request)
         }
     }
 
@@ -265,6 +280,22 @@ macro_rules! export_source {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::source::__export_source_world!(
             __SluiceSourceExport with_types_in $crate::bindings::source
+        );
+    };
+}
+
+/// Export an [`Estimate`] source as this component's `estimable-source`
+/// world: `source` plus `estimate-api`, so `sluice plan` can show what a
+/// read would scan.
+#[macro_export]
+macro_rules! export_estimable_source {
+    ($t:ty) => {
+        $crate::export_source!($t);
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceEstimateExport = $crate::__private::SourceAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::estimate::__export_estimate_world!(
+            __SluiceEstimateExport with_types_in $crate::bindings::estimate
         );
     };
 }

@@ -21,19 +21,14 @@ struct Server {
     _work: tempfile::TempDir,
 }
 
+/// The secrets key file the test servers start with.
+const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 impl Server {
     async fn start(prefix: &str) -> Server {
         let db = PgDatabase::create(prefix);
         let work = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().to_path_buf(),
-            app_role: "sluice_app".into(),
-            runtime: runtime().runtime,
-        };
-        let running = sluice_server::start(config, listener).await.unwrap();
+        let running = Self::serve(&db, work.path(), Some(KEYS)).await;
         Server {
             base: format!("http://{}", running.addr),
             db,
@@ -41,6 +36,42 @@ impl Server {
             running: Some(running),
             _work: work,
         }
+    }
+
+    async fn serve(
+        db: &PgDatabase,
+        work: &std::path::Path,
+        keys: Option<&str>,
+    ) -> sluice_server::RunningServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.to_path_buf(),
+            app_role: "sluice_app".into(),
+            runtime: runtime().runtime,
+            keyring: keys.map(|k| sluice_server::secrets::Keyring::parse(k).unwrap()),
+        };
+        sluice_server::start(config, listener).await.unwrap()
+    }
+
+    async fn put_secret(&self, token: &str, name: &str, value: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/secrets/{name}"),
+            Some(token),
+            Some(value),
+        )
+        .await
+    }
+
+    /// Stops the server and starts it again on the same database and work
+    /// directory with the secrets key file `keys`.
+    async fn restart(&mut self, keys: Option<&str>) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+        let running = Self::serve(&self.db, self._work.path(), keys).await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
     }
 
     /// Status and JSON body (Null when the body is not JSON).
@@ -68,14 +99,21 @@ impl Server {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    /// A tenant and its first token, made by the operator.
+    /// A tenant and its first token, made by the operator, whose ceiling
+    /// adds this machine's loopback (the tests' receivers) to the default.
     async fn tenant(&self, name: &str) -> String {
+        self.tenant_within(name, json!(["*://*:*", "http://127.0.0.1:*"]))
+            .await
+    }
+
+    /// A tenant with the grant ceiling `ceiling` (`null`: the default).
+    async fn tenant_within(&self, name: &str, ceiling: Value) -> String {
         let (s, b) = self
             .call(
                 Method::POST,
                 "/api/v1/tenants",
                 Some(OPERATOR),
-                Some(json!({"name": name})),
+                Some(json!({"name": name, "grant_ceiling": ceiling})),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -280,6 +318,11 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
         (Method::GET, "/api/v1/tenants".into(), None),
         (Method::GET, "/api/v1/tenants/acme".into(), None),
         (Method::DELETE, "/api/v1/tenants/acme".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/tenants/bravo/grant-ceiling".into(),
+            Some(json!({"grant_ceiling": ["*://*:*"]})),
+        ),
         (
             Method::POST,
             "/api/v1/tenants".into(),
@@ -694,5 +737,318 @@ async fn health_readiness_openapi_and_sluice_apply() {
     );
     assert_eq!(plain("/healthz").await.unwrap().status(), StatusCode::OK);
     psql(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_grant_exceeds_the_tenants_ceiling_when_applied_or_when_run() {
+    let server = Server::start("serve_ceiling").await;
+    // The default ceiling: every public host, nothing on this machine.
+    let token = server.tenant_within("acme", Value::Null).await;
+    let (_, tenant) = server.get("/api/v1/tenants/acme", OPERATOR).await;
+    assert_eq!(tenant["grant_ceiling"], json!(["*://*:*"]), "{tenant}");
+    let rx = receiver().await;
+    let upload = project(&rx, "contacts", &[("a@x.com", "pro")]);
+
+    // The receiver is on loopback: refused, with where and why.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let problem = &b["error"]["problems"][0];
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("beyond what the operator allows"), "{b}");
+    assert!(
+        message.contains(&rx.grant()) && message.contains("*://*:*"),
+        "{b}"
+    );
+    assert_eq!(
+        (problem["file"].as_str(), problem["line"].as_i64()),
+        (Some("sluice.yaml"), Some(5)),
+        "{b}"
+    );
+    // So is the server's own state database, by address or by name.
+    for grant in [
+        "postgres://127.0.0.1:5432",
+        "postgres://localhost:5432",
+        "tcp://169.254.169.254:80",
+    ] {
+        let mut sneaky = upload.clone();
+        let yaml = sneaky["files"]["sluice.yaml"]
+            .as_str()
+            .unwrap()
+            .replace(&rx.grant(), grant);
+        sneaky["files"]["sluice.yaml"] = json!(yaml);
+        let (s, b) = server
+            .call(Method::PUT, "/api/v1/project", Some(&token), Some(sneaky))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{grant}: {b}");
+    }
+
+    // The operator names the receiver's port: the project applies and runs.
+    let port = rx
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let widened = json!({"grant_ceiling": ["*://*:*", format!("http://127.0.0.1:{port}")]});
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(widened),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let run = apply_and_run(&server, &token, upload, "contacts").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let delivered = rx.requests.lock().unwrap().len();
+
+    // Lowered again: the stored project may no longer run; no plugin starts.
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": ["https://*.example.com"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = server
+        .call(
+            Method::POST,
+            "/api/v1/syncs/contacts/runs",
+            Some(&token),
+            Some(json!({"full_resync": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("https://*.example.com"), "{b}");
+    assert_eq!(rx.requests.lock().unwrap().len(), delivered);
+
+    // Malformed ceilings name the pattern; unknown tenants are 404.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": ["https://ok.example.com", "ftp//nope"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("grant_ceiling")),
+        "{b}"
+    );
+    assert!(b.to_string().contains("ftp//nope"), "{b}");
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/nobody/grant-ceiling",
+            Some(OPERATOR),
+            Some(json!({"grant_ceiling": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A tenant cannot raise its own ceiling.
+    let (s, _) = server
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/grant-ceiling",
+            Some(&token),
+            Some(json!({"grant_ceiling": ["*://*:*", "postgres://127.0.0.1:5432"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant() {
+    const SECRET: &str = "hook-token-6f1c2b9e4d";
+    let mut server = Server::start("serve_secrets").await;
+    let token = server.tenant("acme").await;
+    let other = server.tenant("bravo").await;
+    let rx = receiver().await;
+    let mut upload = project(&rx, "contacts", &[("a@x.com", "pro")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().replace(
+        "max_retries: 0 }",
+        "max_retries: 0, headers: { X-Hook-Token: \"${HOOK_TOKEN}\" } }",
+    );
+    upload["files"]["sluice.yaml"] = json!(yaml);
+
+    // Not stored yet: the problem names the secret and how to store it.
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&token),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b.to_string()
+            .contains("secret `HOOK_TOKEN` is not set (PUT /api/v1/secrets/HOOK_TOKEN)"),
+        "{b}"
+    );
+
+    let (s, b) = server
+        .put_secret(&token, "HOOK_TOKEN", json!({"value": SECRET}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (_, list) = server.get("/api/v1/secrets", &token).await;
+    assert_eq!(list["secrets"][0]["name"], "HOOK_TOKEN", "{list}");
+    assert_eq!(list["secrets"][0]["key_id"], "k1", "{list}");
+
+    // The run sends it; nothing the API answers holds it.
+    let run = apply_and_run(&server, &token, upload.clone(), "contacts").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let sent: Vec<String> = rx
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["x-hook-token"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|h| h == SECRET),
+        "{sent:?}"
+    );
+    for path in [
+        "/api/v1/secrets",
+        "/api/v1/project",
+        "/api/v1/runs",
+        "/api/v1/syncs",
+    ] {
+        let (_, b) = server.get(path, &token).await;
+        assert!(!b.to_string().contains(SECRET), "{path}: {b}");
+    }
+    // At rest it is ciphertext.
+    let sql = server.sql().await;
+    let row = sql
+        .query_one(
+            "SELECT key_id, wrapped_key, ciphertext FROM sluice.secrets",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (wrapped, sealed): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+    let stored = [wrapped, sealed].concat();
+    assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+
+    // Another tenant neither sees nor reads it.
+    let (_, list) = server.get("/api/v1/secrets", &other).await;
+    assert_eq!(list["secrets"], json!([]), "{list}");
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&other),
+            Some(upload.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, _) = server
+        .call(
+            Method::DELETE,
+            "/api/v1/secrets/HOOK_TOKEN",
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // As the application role under bravo, the row does not exist.
+    let tx = sql
+        .simple_query(
+            "BEGIN; SET LOCAL ROLE sluice_app; SELECT set_config('sluice.tenant', 'bravo', true);",
+        )
+        .await;
+    assert!(tx.is_ok());
+    let seen = sql
+        .query_one("SELECT count(*) FROM sluice.secrets", &[])
+        .await
+        .unwrap();
+    assert_eq!(seen.get::<_, i64>(0), 0);
+    sql.simple_query("ROLLBACK").await.unwrap();
+
+    // Bad names and values are refused with the field at fault.
+    let (s, b) = server
+        .put_secret(&token, "2FA", json!({"value": "x"}))
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("name")),
+        "{b}"
+    );
+    let (s, b) = server
+        .put_secret(&token, "BIG", json!({"value": "x".repeat(70_000)}))
+        .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("value")),
+        "{b}"
+    );
+
+    // Rotation: a new key first, the old one still listed; rewrap; then the
+    // old key can go and runs still read the secret.
+    let rotated = format!("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n{KEYS}\n");
+    server.restart(Some(&rotated)).await;
+    let (s, b) = server
+        .call(Method::POST, "/api/v1/secrets-rewrap", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "operator only: {b}");
+    let (s, b) = server
+        .call(Method::POST, "/api/v1/secrets-rewrap", Some(OPERATOR), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["rewrapped"].as_u64(), b["current"].as_u64()),
+        (Some(1), Some(0)),
+        "{b}"
+    );
+    server
+        .restart(Some("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="))
+        .await;
+    let before = rx.requests.lock().unwrap().len();
+    let (s, b) = server
+        .call(
+            Method::POST,
+            "/api/v1/syncs/contacts/runs",
+            Some(&token),
+            Some(json!({"full_resync": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let run = server
+        .finished_run(&token, b["run_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let headers: Vec<String> = rx.requests.lock().unwrap()[before..]
+        .iter()
+        .map(|r| r.headers["x-hook-token"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !headers.is_empty() && headers.iter().all(|h| h == SECRET),
+        "{headers:?}"
+    );
+
+    // Without a key file, secrets are off and say how to turn them on.
+    server.restart(None).await;
+    let (s, b) = server
+        .put_secret(&token, "OTHER", json!({"value": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(b.to_string().contains("--secrets-key-file"), "{b}");
     server.stop().await;
 }

@@ -480,3 +480,56 @@ async fn verify_says_when_a_destination_cannot_look_records_up() {
         "{err}"
     );
 }
+
+/// HubSpot's `DAILY` 429 mid-run pauses the sync at once instead of retrying
+/// until midnight; what HubSpot accepted is kept, and once the allowance
+/// resets the next run sends only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_daily_limit_pauses_the_sync_and_the_next_day_finishes_it() {
+    let table = format!("sluice_hs_daily_{}", std::process::id());
+    people_table(&table, 500, &[]);
+    let hs = hubspot(EmulatorConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &table,
+        &hubspot_destination(&hs, ""),
+        &format!("{CONTACT_SYNC}    batch_size: 100\n"),
+    );
+    hs.handle().set_daily_limit(4);
+
+    let started = std::time::Instant::now();
+    let first = run(dir.path()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the run waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.status, RunStatus::Failed);
+    assert!(
+        first.error.clone().unwrap().contains("paused until"),
+        "{:?}",
+        first.error
+    );
+    let delivered = hs.handle().record_count("contacts");
+    assert!(delivered > 0 && delivered < 500, "{delivered} delivered");
+    assert_eq!(first.counts.ok as usize, delivered, "{:?}", first.counts);
+
+    hs.handle().set_daily_limit(250_000);
+    hs.handle().reset_daily_usage();
+    let next_day = run(dir.path()).await;
+    assert_eq!(
+        next_day.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        next_day.error
+    );
+    assert_eq!(
+        next_day.counts.ok as usize,
+        500 - delivered,
+        "{:?}",
+        next_day.counts
+    );
+    assert_eq!(hs.handle().record_count("contacts"), 500);
+    psql(&format!("DROP TABLE {table}"));
+}

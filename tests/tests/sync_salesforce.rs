@@ -391,3 +391,63 @@ async fn verify_finds_contacts_deleted_in_salesforce_and_the_next_run_restores_t
     assert_eq!(sf.handle().record_count("Contact"), ROWS);
     assert_eq!(verify(dir.path(), false).await.missing, 0);
 }
+
+/// Salesforce's daily allowance runs out mid-run: the run stops at once as
+/// paused (it does not wait out the hour the plugin asks for), keeps what
+/// was delivered, and the next run after the allowance resets sends only
+/// the rest. Exhausted before a run, the run stops the same way before it
+/// writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_daily_allowance_pauses_the_sync_and_the_next_day_finishes_it() {
+    let sf = sluice_emulators::start_salesforce(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &sf.base_url(), "");
+    // Enough for the describe and a few of the 16 batches of 20.
+    sf.handle().set_daily_limit(6);
+
+    let started = std::time::Instant::now();
+    let first = run(dir.path()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the run waited {:?} on an allowance that resets in an hour",
+        started.elapsed()
+    );
+    assert_eq!(first.status, RunStatus::Failed);
+    let error = first.error.clone().unwrap();
+    assert!(error.contains("paused until"), "{error}");
+    let delivered = sf.handle().record_count("Contact");
+    assert!(delivered > 0 && delivered < ROWS, "{delivered} delivered");
+    // State holds exactly what Salesforce accepted.
+    assert_eq!(first.counts.ok as usize, delivered, "{:?}", first.counts);
+
+    // Still exhausted: the next attempt stops before writing anything.
+    let again = run(dir.path()).await;
+    assert_eq!(again.status, RunStatus::Failed);
+    assert!(again.error.unwrap().contains("paused until"));
+    assert_eq!(again.counts.ok, 0, "{:?}", again.counts);
+    assert_eq!(sf.handle().record_count("Contact"), delivered);
+
+    // The allowance resets: the rest goes out, and nothing delivered before
+    // is sent again.
+    sf.handle().set_daily_limit(15_000);
+    sf.handle().reset_daily_usage();
+    let next_day = run(dir.path()).await;
+    assert_eq!(
+        next_day.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        next_day.error
+    );
+    assert_eq!(
+        next_day.counts.ok as usize,
+        ROWS - delivered,
+        "{:?}",
+        next_day.counts
+    );
+    assert_eq!(sf.handle().record_count("Contact"), ROWS);
+}

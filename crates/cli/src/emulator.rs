@@ -1,19 +1,21 @@
-//! `sluice emulator`: local Salesforce, HubSpot and Snowflake SQL APIs for
+//! `sluice emulator`: local Salesforce, HubSpot, Snowflake SQL, BigQuery and
+//! Databricks SQL Statement Execution APIs for
 //! developing a sync offline, with the same throttling and error signals as
 //! the real ones and optional fault injection.
 
 use anyhow::{Context, Result};
 use clap::Args;
 use sluice_emulators::{
-    EmulatorConfig, EmulatorKind, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
-    SnowflakeSettings, SnowflakeUser,
+    BigQuerySettings, DatabricksSettings, EmulatorConfig, EmulatorKind, FaultConfig,
+    HubSpotSettings, RateLimit, SalesforceSettings, ServiceAccount, SnowflakeSettings,
+    SnowflakeUser,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
-    /// Which API: salesforce, hubspot or snowflake.
+    /// Which API: salesforce, hubspot, snowflake, bigquery or databricks.
     pub api: EmulatorKind,
     /// Port to listen on (127.0.0.1).
     #[arg(long, default_value_t = 8080)]
@@ -37,9 +39,22 @@ pub struct EmulatorArgs {
     /// Seed for fault injection, for reproducible sessions.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Snowflake: the PostgreSQL database statements run in (created if missing).
-    #[arg(long, default_value = sluice_emulators::DEFAULT_SNOWFLAKE_POSTGRES_URL)]
-    pub postgres: String,
+    /// Snowflake, BigQuery and Databricks: the PostgreSQL database statements
+    /// run in (created if missing; default postgres://postgres@127.0.0.1:5432/
+    /// sluice_snowflake, /sluice_bigquery or /sluice_databricks).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// BigQuery: the project that exists (jobs elsewhere are refused).
+    #[arg(long, default_value = sluice_emulators::DEFAULT_BIGQUERY_PROJECT)]
+    pub project: String,
+    /// BigQuery: a service account the token endpoint accepts, as
+    /// EMAIL=PUBLIC_KEY.pem (the key's public half, `BEGIN PUBLIC KEY`; repeatable).
+    #[arg(long, value_name = "EMAIL=PEM")]
+    pub service_account: Vec<String>,
+    /// BigQuery: accept requests without credentials (what vendor clients send
+    /// with AnonymousCredentials).
+    #[arg(long)]
+    pub allow_anonymous: bool,
     /// Snowflake: the account name JWTs must carry.
     #[arg(long, default_value = sluice_emulators::DEFAULT_SNOWFLAKE_ACCOUNT)]
     pub account: String,
@@ -53,6 +68,9 @@ pub struct EmulatorArgs {
     /// Snowflake: rows per result partition.
     #[arg(long, default_value_t = 10_000)]
     pub partition_rows: usize,
+    /// Databricks: rows per result chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_rows: usize,
     /// Salesforce: how long an access token lives, e.g. 30s or 2h. After it,
     /// calls with the token answer 401 INVALID_SESSION_ID and a client must
     /// log in again: set it short to exercise a connector's re-login.
@@ -112,9 +130,49 @@ fn hubspot_settings(args: &EmulatorArgs) -> HubSpotSettings {
     }
 }
 
+fn bigquery_settings(args: &EmulatorArgs) -> Result<BigQuerySettings> {
+    let mut service_accounts = Vec::new();
+    for entry in &args.service_account {
+        let (email, path) = entry.split_once('=').with_context(|| {
+            format!("--service-account {entry:?} is not EMAIL=PUBLIC_KEY_PEM_FILE")
+        })?;
+        let public_key = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --service-account key {path}"))?;
+        service_accounts.push(ServiceAccount {
+            email: email.to_owned(),
+            public_key,
+        });
+    }
+    Ok(BigQuerySettings {
+        postgres_url: args
+            .postgres
+            .clone()
+            .unwrap_or_else(|| sluice_emulators::DEFAULT_BIGQUERY_POSTGRES_URL.to_owned()),
+        project: args.project.clone(),
+        service_accounts,
+        allow_anonymous: args.allow_anonymous,
+        ..BigQuerySettings::default()
+    })
+}
+
+fn databricks_settings(args: &EmulatorArgs) -> DatabricksSettings {
+    let defaults = DatabricksSettings::default();
+    DatabricksSettings {
+        postgres_url: args
+            .postgres
+            .clone()
+            .unwrap_or_else(|| defaults.postgres_url.clone()),
+        chunk_rows: args.chunk_rows.max(1),
+        ..defaults
+    }
+}
+
 pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
     let mut snowflake = SnowflakeSettings {
-        postgres_url: args.postgres.clone(),
+        postgres_url: args
+            .postgres
+            .clone()
+            .unwrap_or_else(|| sluice_emulators::DEFAULT_SNOWFLAKE_POSTGRES_URL.to_owned()),
         account: args.account.to_ascii_uppercase(),
         partition_rows: args.partition_rows.max(1),
         ..SnowflakeSettings::default()
@@ -140,6 +198,8 @@ pub fn config(args: &EmulatorArgs) -> Result<EmulatorConfig> {
     }
     Ok(EmulatorConfig {
         snowflake,
+        bigquery: bigquery_settings(args)?,
+        databricks: databricks_settings(args),
         salesforce: salesforce_settings(args)?,
         hubspot: hubspot_settings(args),
         token_lifetime: args.token_lifetime,

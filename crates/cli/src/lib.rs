@@ -110,7 +110,7 @@ pub enum Command {
     /// Inspect, check and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// Serve a local Salesforce, HubSpot or Snowflake SQL API for offline development.
+    /// Serve a local Salesforce, HubSpot, Snowflake SQL, BigQuery or Databricks SQL API for offline development.
     ///
     /// Example: sluice emulator salesforce --port 8080 --rate-limit 100 --interval 10s
     Emulator(emulator::EmulatorArgs),

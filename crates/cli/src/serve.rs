@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// to it.
     #[arg(long, default_value = "sluice_app", value_name = "ROLE")]
     pub app_role: String,
+    /// The keys that seal tenants' secrets at rest: one `ID:BASE64` line
+    /// per key (`echo "k1:$(openssl rand -base64 32)"`), the current key
+    /// first, older ones after it until `POST /api/v1/secrets-rewrap` has
+    /// moved every secret to the current one. Otherwise the file named by
+    /// SLUICE_SECRETS_KEY_FILE; without either, tenants cannot store secrets.
+    #[arg(long, env = "SLUICE_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -57,8 +64,21 @@ fn operator_token(args: &ServeArgs) -> Result<String> {
     }
 }
 
+/// The secrets keyring from `--secrets-key-file`, if one is given.
+fn keyring(args: &ServeArgs) -> Result<Option<sluice_server::secrets::Keyring>> {
+    let Some(file) = &args.secrets_key_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading --secrets-key-file {}", file.display()))?;
+    sluice_server::secrets::Keyring::parse(&text)
+        .map(Some)
+        .map_err(|why| anyhow::anyhow!("--secrets-key-file {}: {why}", file.display()))
+}
+
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let operator_token = operator_token(&args)?;
+    let keyring = keyring(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -68,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         work_dir: args.work_dir,
         app_role: args.app_role,
         runtime: Runtime::new(RuntimeOptions::default())?,
+        keyring,
     };
     let server = sluice_server::start(config, listener).await?;
     eprintln!("sluice serve: listening on http://{}", server.addr);

@@ -455,6 +455,12 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     let c = &report.counts;
     println!("plan for sync `{}` (nothing is written):", report.sync);
     println!("  {}", plan_summary(c));
+    if let Some(bytes) = report.scan_bytes {
+        println!(
+            "  the source's query scans {} (its dry-run estimate)",
+            human_bytes(bytes)
+        );
+    }
     if let Ok(sync) = project.sync(&report.sync) {
         if report.config_changed {
             let resent = if sync.mode.sends_changed() {
@@ -484,6 +490,24 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `1234567` as `1.2 MB (1234567 bytes)`: decimal units, as BigQuery bills.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = None;
+    for name in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = Some(name);
+    }
+    match unit {
+        Some(name) => format!("{value:.1} {name} ({bytes} bytes)"),
+        None => format!("{bytes} bytes"),
+    }
 }
 
 /// The plan's counts in one line. `planned` counts every row selected to
@@ -990,4 +1014,16 @@ pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
 
 fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn scanned_bytes_read_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 bytes");
+        assert_eq!(human_bytes(1_234_567), "1.2 MB (1234567 bytes)");
+        assert_eq!(human_bytes(10_000_000_000), "10.0 GB (10000000000 bytes)");
+    }
 }

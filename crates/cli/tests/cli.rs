@@ -540,3 +540,182 @@ fn emulator_schema_files_declare_objects_and_mistakes_name_their_place() {
     );
     assert!(banner.contains("username=user@sluice.emulator"), "{banner}");
 }
+
+/// Runs `sluice` on a pseudo-terminal (util-linux `script`), as a user at a
+/// shell would: stderr is a terminal, so the progress bar is drawn. Returns
+/// everything the terminal showed.
+fn sluice_on_a_terminal(args: &[String]) -> (bool, String) {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_sluice").to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    // A pty made without a terminal around it is 0 columns wide; give it a
+    // real width so the bar is not truncated to nothing.
+    let command = format!("stty cols 200 rows 40; exec {}", quoted.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .output()
+        .unwrap();
+    (out.status.success(), stdout(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_shows_rows_per_second_then_percent_and_eta_once_the_total_is_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = common::receiver().await;
+    two_syncs(dir.path(), &rx);
+    let mut csv = String::from("id,email\n");
+    for i in 0..2_000 {
+        csv.push_str(&format!("{i},p{i}@x.com\n"));
+    }
+    std::fs::write(dir.path().join("data/people.csv"), csv).unwrap();
+    // Slow enough that the bar is redrawn while rows go out.
+    *rx.delay.lock().unwrap() = std::time::Duration::from_millis(250);
+
+    let first = args(&["run", "b_good"], dir.path());
+    let (ok, screen) = tokio::task::spawn_blocking(move || sluice_on_a_terminal(&first))
+        .await
+        .unwrap();
+    assert!(ok, "{screen}");
+    // No earlier run: rows and rows per second, no guess at a total.
+    assert!(screen.contains("b_good"), "{screen}");
+    assert!(screen.contains(" rows, "), "{screen}");
+    assert!(screen.contains("/s"), "{screen}");
+    assert!(!screen.contains("ETA"), "{screen}");
+
+    // The last run scanned 2,000 rows: now a percentage and an ETA.
+    let second = args(&["run", "b_good", "--full-resync"], dir.path());
+    let (ok, screen) = tokio::task::spawn_blocking(move || sluice_on_a_terminal(&second))
+        .await
+        .unwrap();
+    assert!(ok, "{screen}");
+    assert!(screen.contains("ETA"), "{screen}");
+    assert!(screen.contains('%'), "{screen}");
+    assert!(screen.contains("/s"), "{screen}");
+
+    // Not a terminal (a script, CI): no bar, no control sequences.
+    let out = sluice_async(args(&["run", "b_good", "--full-resync"], dir.path())).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ETA"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+}
+
+#[test]
+fn the_bigquery_source_is_built_in_and_its_emulator_starts() {
+    let list = stdout(&sluice(&["plugin", "list"]));
+    assert!(list.contains("bigquery"), "{list}");
+    // A source that also exports estimate-api says so.
+    let out = sluice(&["plugin", "inspect", "bigquery", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["world"], "estimable-source");
+    assert_eq!(
+        v["capabilities"],
+        serde_json::json!(["${config.api_base}", "${config.token_uri}"])
+    );
+
+    let out = sluice(&[
+        "emulator",
+        "bigquery",
+        "--port",
+        "0",
+        "--service-account",
+        "no-equals-sign",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--service-account \"no-equals-sign\""),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.pub");
+    std::fs::write(
+        &key,
+        include_str!("../../emulators/tests/fixtures/snowflake_test_key.pub"),
+    )
+    .unwrap();
+    let database = format!("sluice_bq_cli_{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["emulator", "bigquery", "--port", "0", "--postgres"])
+        .arg(format!("postgres://postgres@127.0.0.1:5432/{database}"))
+        .arg("--service-account")
+        .arg(format!("sa@p.iam.gserviceaccount.com={}", key.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::psql(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ));
+    assert!(
+        banner.contains("BigQuery REST v2 emulator at http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("service accounts: sa@p.iam.gserviceaccount.com"),
+        "{banner}"
+    );
+    assert!(banner.contains("/token"), "{banner}");
+}
+
+#[test]
+fn databricks_is_listed_and_its_emulator_banner_says_what_to_grant() {
+    let list = sluice(&["plugin", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(
+        stdout(&list).lines().any(|l| l.contains("databricks")),
+        "{}",
+        stdout(&list)
+    );
+
+    let database = format!("sluice_dbx_cli_{}", std::process::id());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["emulator", "databricks", "--port", "0", "--postgres", &url])
+        .args(["--chunk-rows", "50"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut banner = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::psql(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ));
+    for expected in [
+        "Databricks SQL Statement Execution API emulator at http://127.0.0.1:",
+        "personal access token: dapi-sluice-emulator",
+        "OAuth M2M client (id / secret): sluice-service-principal / ",
+        "warehouse ids: sluice0warehouse",
+        "EXTERNAL_LINKS host (grant it too): http://127.0.0.1:",
+        "executing on: postgres://postgres@127.0.0.1:5432/sluice_dbx_cli_",
+    ] {
+        assert!(
+            banner.contains(expected),
+            "{expected:?} missing from:\n{banner}"
+        );
+    }
+}

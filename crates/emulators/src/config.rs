@@ -220,6 +220,116 @@ impl Default for SnowflakeSettings {
     }
 }
 
+/// The project the BigQuery emulator answers as.
+pub const DEFAULT_BIGQUERY_PROJECT: &str = "sluice-emulator";
+/// The PostgreSQL database a BigQuery emulator uses unless told otherwise.
+pub const DEFAULT_BIGQUERY_POSTGRES_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/sluice_bigquery";
+/// The service account of the emulator's own test key.
+pub const DEFAULT_BIGQUERY_SERVICE_ACCOUNT: &str = "sluice@sluice-emulator.iam.gserviceaccount.com";
+
+/// A service account the BigQuery emulator's token endpoint knows: JWT grants
+/// with `iss = email` must verify with `public_key` (PEM, `BEGIN PUBLIC KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub email: String,
+    pub public_key: String,
+}
+
+/// BigQuery-only knobs.
+#[derive(Debug, Clone)]
+pub struct BigQuerySettings {
+    /// The PostgreSQL database queries run in (a dataset is a PostgreSQL
+    /// schema); created at start if missing. One per emulator instance.
+    pub postgres_url: String,
+    /// The one project that exists; jobs in any other are refused (accessDenied).
+    pub project: String,
+    /// The location jobs run in (`jobReference.location`).
+    pub location: String,
+    /// Service accounts whose signed JWTs the token endpoint exchanges.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Accept requests without `Authorization` (what the vendor clients send
+    /// with `AnonymousCredentials`). Off by default.
+    pub allow_anonymous: bool,
+    /// The most rows one page holds when the client asks for no fewer.
+    pub max_page_rows: usize,
+    /// Extra time every query job takes before it runs (to force `jobComplete: false`).
+    pub execution_delay: Duration,
+    /// The longest one jobs.query or getQueryResults call holds for a job,
+    /// whatever its `timeoutMs` asks (BigQuery: about 200 s).
+    pub max_wait: Duration,
+}
+
+impl Default for BigQuerySettings {
+    fn default() -> Self {
+        Self {
+            postgres_url: DEFAULT_BIGQUERY_POSTGRES_URL.to_owned(),
+            project: DEFAULT_BIGQUERY_PROJECT.to_owned(),
+            location: "US".to_owned(),
+            service_accounts: Vec::new(),
+            allow_anonymous: false,
+            max_page_rows: 100_000,
+            execution_delay: Duration::ZERO,
+            max_wait: Duration::from_secs(200),
+        }
+    }
+}
+
+/// Personal access token the Databricks emulator accepts when none are configured.
+pub const DEFAULT_DATABRICKS_TOKEN: &str = "dapi-sluice-emulator";
+/// The OAuth M2M (service principal) client the Databricks emulator knows by default.
+pub const DEFAULT_DATABRICKS_CLIENT_ID: &str = "sluice-service-principal";
+/// Its secret.
+pub const DEFAULT_DATABRICKS_CLIENT_SECRET: &str = "dose-sluice-emulator-secret";
+/// The SQL warehouse id the Databricks emulator has by default.
+pub const DEFAULT_DATABRICKS_WAREHOUSE: &str = "sluice0warehouse";
+/// The PostgreSQL database a Databricks emulator uses unless told otherwise.
+pub const DEFAULT_DATABRICKS_POSTGRES_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/sluice_databricks";
+
+/// Databricks-only knobs (SQL Statement Execution API 2.0).
+#[derive(Debug, Clone)]
+pub struct DatabricksSettings {
+    /// The PostgreSQL database statements run in; created at start if missing.
+    pub postgres_url: String,
+    /// Personal access tokens accepted as `Authorization: Bearer`.
+    pub tokens: Vec<String>,
+    /// Service principals that may get OAuth M2M tokens at `/oidc/v1/token`.
+    pub oauth_clients: Vec<ClientCredentials>,
+    /// How long an OAuth M2M access token lives.
+    pub oauth_token_lifetime: Duration,
+    /// SQL warehouse ids that exist; any other answers 404 NOT_FOUND.
+    pub warehouses: Vec<String>,
+    /// Rows per result chunk.
+    pub chunk_rows: usize,
+    /// The INLINE disposition's result cap (Databricks: 25 MiB); a larger
+    /// result fails the statement.
+    pub inline_limit_bytes: usize,
+    /// How long an EXTERNAL_LINKS URL works (Databricks: up to 15 minutes).
+    pub link_lifetime: Duration,
+    /// Extra time every statement takes before it runs (to force polling).
+    pub execution_delay: Duration,
+}
+
+impl Default for DatabricksSettings {
+    fn default() -> Self {
+        Self {
+            postgres_url: DEFAULT_DATABRICKS_POSTGRES_URL.to_owned(),
+            tokens: vec![DEFAULT_DATABRICKS_TOKEN.to_owned()],
+            oauth_clients: vec![ClientCredentials {
+                client_id: DEFAULT_DATABRICKS_CLIENT_ID.to_owned(),
+                client_secret: DEFAULT_DATABRICKS_CLIENT_SECRET.to_owned(),
+            }],
+            oauth_token_lifetime: Duration::from_secs(3600),
+            warehouses: vec![DEFAULT_DATABRICKS_WAREHOUSE.to_owned()],
+            chunk_rows: 10_000,
+            inline_limit_bytes: 25 * 1024 * 1024,
+            link_lifetime: Duration::from_secs(15 * 60),
+            execution_delay: Duration::ZERO,
+        }
+    }
+}
+
 /// Everything an emulator needs at start; most of it can be changed at run time
 /// through [`crate::EmulatorHandle`].
 #[derive(Debug, Clone)]
@@ -241,6 +351,10 @@ pub struct EmulatorConfig {
     pub hubspot: HubSpotSettings,
     /// Snowflake specifics.
     pub snowflake: SnowflakeSettings,
+    /// BigQuery specifics.
+    pub bigquery: BigQuerySettings,
+    /// Databricks specifics.
+    pub databricks: DatabricksSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -254,6 +368,8 @@ impl Default for EmulatorConfig {
             salesforce: SalesforceSettings::default(),
             hubspot: HubSpotSettings::default(),
             snowflake: SnowflakeSettings::default(),
+            bigquery: BigQuerySettings::default(),
+            databricks: DatabricksSettings::default(),
         }
     }
 }

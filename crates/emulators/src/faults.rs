@@ -112,6 +112,8 @@ pub(crate) async fn middleware(
                     crate::hubspot::errors::injected_server_error(&shared, status)
                 }
                 EmulatorKind::Snowflake => crate::snowflake::injected_server_error(status),
+                EmulatorKind::BigQuery => crate::bigquery::injected_server_error(status),
+                EmulatorKind::Databricks => crate::databricks::injected_server_error(status),
             }
         }
         Fault::Drop => {

@@ -17,7 +17,7 @@ use crate::faults::FaultState;
 use crate::limits::Limiter;
 use crate::schema::{FieldSpec, ObjectSpec};
 use crate::store::Store;
-use crate::{hubspot, salesforce, snowflake, EmulatorKind};
+use crate::{bigquery, databricks, hubspot, salesforce, snowflake, EmulatorKind};
 
 /// Counters of what the emulator saw and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub salesforce: salesforce::SalesforceState,
     pub hubspot: hubspot::HubSpotState,
     pub snowflake: snowflake::SnowflakeState,
+    pub bigquery: bigquery::BigQueryState,
+    pub databricks: databricks::DatabricksState,
 }
 
 impl Shared {
@@ -161,7 +163,7 @@ impl Shared {
         let daily = match kind {
             EmulatorKind::Salesforce => config.salesforce.daily_api_limit,
             EmulatorKind::HubSpot => config.hubspot.daily_limit,
-            EmulatorKind::Snowflake => u64::MAX,
+            EmulatorKind::Snowflake | EmulatorKind::BigQuery | EmulatorKind::Databricks => u64::MAX,
         };
         Self {
             kind,
@@ -177,6 +179,8 @@ impl Shared {
             salesforce: salesforce::SalesforceState::new(&config.salesforce),
             hubspot: hubspot::HubSpotState::default(),
             snowflake: snowflake::SnowflakeState::new(&config.snowflake),
+            bigquery: bigquery::BigQueryState::new(&config.bigquery),
+            databricks: databricks::DatabricksState::new(&config.databricks),
             config,
         }
     }
@@ -229,7 +233,10 @@ impl Shared {
 fn default_rate(kind: EmulatorKind, rate: Option<RateLimit>) -> Option<RateLimit> {
     match kind {
         EmulatorKind::HubSpot => rate.or(Some(hubspot::DEFAULT_RATE_LIMIT)),
-        EmulatorKind::Salesforce | EmulatorKind::Snowflake => rate,
+        EmulatorKind::Salesforce
+        | EmulatorKind::Snowflake
+        | EmulatorKind::BigQuery
+        | EmulatorKind::Databricks => rate,
     }
 }
 
@@ -259,8 +266,11 @@ impl EmulatorHandle {
             .records()
             .map(|r| match self.shared.kind {
                 EmulatorKind::Salesforce => salesforce::render_record(&table.spec, r),
-                // The Snowflake emulator keeps no CRM records: its store stays empty.
-                EmulatorKind::HubSpot | EmulatorKind::Snowflake => hubspot::render_record(r, None),
+                // The warehouse emulators keep no CRM records: their store stays empty.
+                EmulatorKind::HubSpot
+                | EmulatorKind::Snowflake
+                | EmulatorKind::BigQuery
+                | EmulatorKind::Databricks => hubspot::render_record(r, None),
             })
             .collect()
     }
@@ -291,9 +301,10 @@ impl EmulatorHandle {
         self.records(object).into_iter().find(|r| {
             let v = match self.shared.kind {
                 EmulatorKind::Salesforce => r.get(field),
-                EmulatorKind::HubSpot | EmulatorKind::Snowflake => {
-                    r.get("properties").and_then(|p| p.get(field))
-                }
+                EmulatorKind::HubSpot
+                | EmulatorKind::Snowflake
+                | EmulatorKind::BigQuery
+                | EmulatorKind::Databricks => r.get("properties").and_then(|p| p.get(field)),
             };
             v.and_then(crate::store::index_key) == crate::store::index_key(&wanted)
         })
@@ -375,8 +386,11 @@ impl EmulatorHandle {
         let prepared = match self.shared.kind {
             EmulatorKind::Salesforce => salesforce::prepare_object(spec, &store)?,
             EmulatorKind::HubSpot => hubspot::prepare_object(spec, &store)?,
-            EmulatorKind::Snowflake => {
-                bail!("the Snowflake emulator has no CRM objects: create tables with SQL")
+            EmulatorKind::Snowflake | EmulatorKind::BigQuery | EmulatorKind::Databricks => {
+                bail!(
+                    "the {} emulator has no CRM objects: create tables with SQL",
+                    self.shared.kind
+                )
             }
         };
         store.add(prepared);

@@ -1,5 +1,6 @@
-//! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API and the
-//! Snowflake SQL API v2 (see [`snowflake`]).
+//! Local emulators of the Salesforce REST API, the HubSpot CRM v3 API, the
+//! Snowflake SQL API v2 (see [`snowflake`]), BigQuery REST v2 (see [`bigquery`])
+//! and the Databricks SQL Statement Execution API 2.0 (see [`databricks`]).
 //!
 //! They reproduce the documented behaviour in `shared/reference/saas-apis.md`
 //! (auth and token expiry, batch limits, per-record errors inside a 200, whole-request
@@ -31,11 +32,14 @@ use std::str::FromStr;
 
 use anyhow::Context;
 
+pub mod bigquery;
 mod config;
+pub mod databricks;
 mod faults;
 mod handle;
 pub mod hubspot;
 mod limits;
+mod pg;
 pub mod salesforce;
 mod schema;
 mod server;
@@ -44,8 +48,12 @@ mod store;
 mod values;
 
 pub use config::{
-    ClientCredentials, EmulatorConfig, FaultConfig, HubSpotSettings, RateLimit, SalesforceSettings,
-    SalesforceUser, SnowflakeSettings, SnowflakeUser, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    BigQuerySettings, ClientCredentials, DatabricksSettings, EmulatorConfig, FaultConfig,
+    HubSpotSettings, RateLimit, SalesforceSettings, SalesforceUser, ServiceAccount,
+    SnowflakeSettings, SnowflakeUser, DEFAULT_BIGQUERY_POSTGRES_URL, DEFAULT_BIGQUERY_PROJECT,
+    DEFAULT_BIGQUERY_SERVICE_ACCOUNT, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_DATABRICKS_CLIENT_ID, DEFAULT_DATABRICKS_CLIENT_SECRET,
+    DEFAULT_DATABRICKS_POSTGRES_URL, DEFAULT_DATABRICKS_TOKEN, DEFAULT_DATABRICKS_WAREHOUSE,
     DEFAULT_HUBSPOT_TOKEN, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_SNOWFLAKE_ACCOUNT,
     DEFAULT_SNOWFLAKE_POSTGRES_URL, DEFAULT_SNOWFLAKE_TOKEN, DEFAULT_SNOWFLAKE_USER,
     DEFAULT_USERNAME,
@@ -65,6 +73,12 @@ pub enum EmulatorKind {
     /// Snowflake SQL API v2 (statements, partitions, key-pair JWT and OAuth),
     /// executing on a local PostgreSQL database.
     Snowflake,
+    /// BigQuery REST v2 (jobs, paged query results, the OAuth JWT grant),
+    /// executing on a local PostgreSQL database.
+    BigQuery,
+    /// Databricks SQL Statement Execution API 2.0 (statements, chunks, external
+    /// links, PAT and OAuth M2M), executing on a local PostgreSQL database.
+    Databricks,
 }
 
 impl fmt::Display for EmulatorKind {
@@ -73,6 +87,8 @@ impl fmt::Display for EmulatorKind {
             EmulatorKind::Salesforce => "salesforce",
             EmulatorKind::HubSpot => "hubspot",
             EmulatorKind::Snowflake => "snowflake",
+            EmulatorKind::BigQuery => "bigquery",
+            EmulatorKind::Databricks => "databricks",
         })
     }
 }
@@ -86,8 +102,10 @@ impl FromStr for EmulatorKind {
             "salesforce" | "sfdc" => Ok(EmulatorKind::Salesforce),
             "hubspot" => Ok(EmulatorKind::HubSpot),
             "snowflake" => Ok(EmulatorKind::Snowflake),
+            "bigquery" => Ok(EmulatorKind::BigQuery),
+            "databricks" => Ok(EmulatorKind::Databricks),
             other => anyhow::bail!(
-                "unknown emulator {other:?}: expected salesforce, hubspot or snowflake"
+                "unknown emulator {other:?}: expected salesforce, hubspot, snowflake, bigquery or databricks"
             ),
         }
     }
@@ -116,6 +134,26 @@ pub async fn start_snowflake(
     config: EmulatorConfig,
 ) -> anyhow::Result<RunningEmulator> {
     server::start(EmulatorKind::Snowflake, addr, config).await
+}
+
+/// Starts a BigQuery REST v2 emulator on `addr`, executing queries in the
+/// PostgreSQL database of `config.bigquery.postgres_url` (created if missing).
+pub async fn start_bigquery(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::BigQuery, addr, config).await
+}
+
+/// Starts a Databricks SQL Statement Execution API emulator on `addr` (and its
+/// EXTERNAL_LINKS storage listener on another port of the same address),
+/// executing statements in the PostgreSQL database of
+/// `config.databricks.postgres_url` (created if missing).
+pub async fn start_databricks(
+    addr: SocketAddr,
+    config: EmulatorConfig,
+) -> anyhow::Result<RunningEmulator> {
+    server::start(EmulatorKind::Databricks, addr, config).await
 }
 
 /// Starts an emulator of `kind`.

@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use crate::config::EmulatorConfig;
 use crate::faults::{self, ConnectionKiller};
 use crate::handle::{EmulatorHandle, Shared};
-use crate::{hubspot, salesforce, snowflake, EmulatorKind};
+use crate::{bigquery, databricks, hubspot, salesforce, snowflake, EmulatorKind};
 
 /// How long `shutdown` lets in-flight requests finish before closing their sockets.
 const GRACE_PERIOD: Duration = Duration::from_secs(5);
@@ -63,6 +63,8 @@ impl RunningEmulator {
             EmulatorKind::Salesforce => salesforce::connection_info(&self.handle.shared),
             EmulatorKind::HubSpot => hubspot::connection_info(&self.handle.shared),
             EmulatorKind::Snowflake => snowflake::connection_info(&self.handle.shared),
+            EmulatorKind::BigQuery => bigquery::connection_info(&self.handle.shared),
+            EmulatorKind::Databricks => databricks::connection_info(&self.handle.shared),
         }
     }
 
@@ -71,6 +73,7 @@ impl RunningEmulator {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         salesforce::bulk::abort_processing(&self.handle.shared);
+        databricks::stop(&self.handle.shared);
         if let Some(task) = self.task.take() {
             task.await.context("emulator server task panicked")?;
         }
@@ -82,6 +85,7 @@ impl Drop for RunningEmulator {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         salesforce::bulk::abort_processing(&self.handle.shared);
+        databricks::stop(&self.handle.shared);
     }
 }
 
@@ -102,6 +106,8 @@ pub(crate) async fn start(
         EmulatorKind::Salesforce => salesforce::setup(&shared)?,
         EmulatorKind::HubSpot => hubspot::setup(&shared)?,
         EmulatorKind::Snowflake => snowflake::setup(&shared).await?,
+        EmulatorKind::BigQuery => bigquery::setup(&shared).await?,
+        EmulatorKind::Databricks => databricks::setup(&shared, local.ip()).await?,
     };
     let router = api.layer(axum::middleware::from_fn_with_state(
         shared.clone(),

@@ -50,6 +50,21 @@ mod destination_world {
     });
 }
 
+/// Only its `estimate-api` export is used: a source that exports it is
+/// instantiated with the `source` bindings and its estimate loaded from the
+/// same instance (see `instance.rs`).
+mod estimable_source_world {
+    wasmtime::component::bindgen!({
+        world: "estimable-source",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
 /// Only its `lookup-api` export is used: a destination that exports it is
 /// instantiated with the `destination` bindings and its lookup loaded from
 /// the same instance (see `instance.rs`).
@@ -69,10 +84,11 @@ pub use columnar_transform_world::exports::sluice::plugin::columnar_transform_ap
 pub use columnar_transform_world::{ColumnarTransform, ColumnarTransformPre};
 pub use destination_world::exports::sluice::plugin::destination_api;
 pub use destination_world::{Destination, DestinationIndices, DestinationPre};
+pub use estimable_source_world::exports::sluice::plugin::estimate_api;
 pub use source_world::exports::sluice::plugin::source_api;
 pub use source_world::sluice::plugin::host;
 pub use source_world::sluice::plugin::types;
-pub use source_world::{Source, SourcePre};
+pub use source_world::{Source, SourceIndices, SourcePre};
 pub use transform_world::exports::sluice::plugin::transform_api;
 pub use transform_world::{Transform, TransformPre};
 pub use verifiable_destination_world::exports::sluice::plugin::lookup_api;

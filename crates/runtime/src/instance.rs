@@ -8,7 +8,9 @@ use super::bindings::types::{
     Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
     RowError, RowResult, Transformed, Value, WriteTarget,
 };
-use super::bindings::{lookup_api, ColumnarTransform, Destination, Source, Transform};
+use super::bindings::{
+    estimate_api, lookup_api, ColumnarTransform, Destination, Source, Transform,
+};
 use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
 use super::error::{FailureKind, PluginFailure};
@@ -75,7 +77,7 @@ impl wasmtime_wasi::HostWallClock for FixedWallClock {
 }
 
 enum Exports {
-    Source(Source),
+    Source(Source, Option<estimate_api::Guest>),
     Transform(Transform),
     ColumnarTransform(ColumnarTransform),
     Destination(Destination, Option<lookup_api::Guest>),
@@ -228,8 +230,17 @@ impl Plugin {
 
         let instantiating = async {
             match &self.pre {
-                PluginPre::Source(pre) => {
-                    pre.instantiate_async(&mut store).await.map(Exports::Source)
+                PluginPre::Source(pre, None) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(|s| Exports::Source(s, None)),
+                PluginPre::Source(pre, Some(indices)) => {
+                    // One instance serves both: its source exports and its
+                    // estimate.
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let source = indices.source.load(&mut store, &instance)?;
+                    let estimate = indices.estimate.load(&mut store, &instance)?;
+                    Ok(Exports::Source(source, Some(estimate)))
                 }
                 PluginPre::Transform(pre) => pre
                     .instantiate_async(&mut store)
@@ -433,7 +444,7 @@ impl Instance {
         self.begin("spec")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s) => {
+            Exports::Source(s, _) => {
                 guarded(cpu, wall, s.sluice_plugin_source_api().call_spec(store)).await
             }
             Exports::Transform(t) => {
@@ -472,7 +483,7 @@ impl Instance {
         self.begin("check")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s) => {
+            Exports::Source(s, _) => {
                 let api = s.sluice_plugin_source_api();
                 guarded(cpu, wall, api.call_check(store, config)).await
             }
@@ -496,7 +507,7 @@ impl Instance {
         self.begin("discover")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s) => {
+            Exports::Source(s, _) => {
                 let api = s.sluice_plugin_source_api();
                 guarded(cpu, wall, api.call_discover(store, config)).await
             }
@@ -518,7 +529,7 @@ impl Instance {
         request: &ReadRequest,
     ) -> Result<ReaderHandle, PluginFailure> {
         self.begin("read")?;
-        let Exports::Source(s) = &self.exports else {
+        let Exports::Source(s, _) = &self.exports else {
             return Err(self.wrong_world("read"));
         };
         let api = s.sluice_plugin_source_api();
@@ -534,7 +545,7 @@ impl Instance {
         max_rows: u32,
     ) -> Result<Option<Batch>, PluginFailure> {
         self.begin("reader.next")?;
-        let Exports::Source(s) = &self.exports else {
+        let Exports::Source(s, _) = &self.exports else {
             return Err(self.wrong_world("reader.next"));
         };
         let api = s.sluice_plugin_source_api().reader();
@@ -683,6 +694,25 @@ impl Instance {
             ));
         }
         Ok(results)
+    }
+
+    /// The bytes `request` would scan, from a source that exports
+    /// `estimate-api`; `None` from one that does not.
+    pub async fn estimate_scan_bytes(
+        &mut self,
+        config: &str,
+        request: &ReadRequest,
+    ) -> Result<Option<u64>, PluginFailure> {
+        if !matches!(&self.exports, Exports::Source(_, Some(_))) {
+            return Ok(None);
+        }
+        self.begin("estimate-scan-bytes")?;
+        let Exports::Source(_, Some(estimate)) = &self.exports else {
+            return Ok(None);
+        };
+        let call = estimate.call_estimate_scan_bytes(&mut self.store, config, request);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
+        self.finish("estimate-scan-bytes", outcome).map(Some)
     }
 
     /// Which of `ids` exist in the destination's `target.object`

@@ -5,7 +5,8 @@
 
 use super::bindings::types::PluginSpec;
 use super::bindings::{
-    lookup_api, ColumnarTransformPre, DestinationIndices, DestinationPre, SourcePre, TransformPre,
+    estimate_api, lookup_api, ColumnarTransformPre, DestinationIndices, DestinationPre,
+    SourceIndices, SourcePre, TransformPre,
 };
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
@@ -42,7 +43,9 @@ impl std::fmt::Display for PluginKind {
 }
 
 pub(crate) enum PluginPre {
-    Source(SourcePre<PluginState>),
+    /// A source, and the indices of its exports when it also exports
+    /// `estimate-api` (`estimable-source`).
+    Source(SourcePre<PluginState>, Option<Arc<EstimateIndices>>),
     Transform(TransformPre<PluginState>),
     ColumnarTransform(ColumnarTransformPre<PluginState>),
     /// A destination, and the indices of its exports when it also exports
@@ -63,6 +66,22 @@ impl LookupIndices {
         Some(LookupIndices {
             lookup: lookup_api::GuestIndices::new(pre).ok()?,
             destination: DestinationIndices::new(pre).ok()?,
+        })
+    }
+}
+
+/// Where an estimable source's exports are, found once at load.
+pub(crate) struct EstimateIndices {
+    pub(crate) source: SourceIndices,
+    pub(crate) estimate: estimate_api::GuestIndices,
+}
+
+impl EstimateIndices {
+    /// `None` when the component does not export `estimate-api`.
+    fn new(pre: &wasmtime::component::InstancePre<PluginState>) -> Option<Self> {
+        Some(EstimateIndices {
+            estimate: estimate_api::GuestIndices::new(pre).ok()?,
+            source: SourceIndices::new(pre).ok()?,
         })
     }
 }
@@ -123,7 +142,13 @@ impl Plugin {
         })?;
         let pre = match world {
             World::Source => {
-                PluginPre::Source(SourcePre::new(instance_pre).map_err(anyhow::Error::from)?)
+                // Optional: a source without `estimate-api` simply has no
+                // estimate in `sluice plan`.
+                let estimate = EstimateIndices::new(&instance_pre).map(Arc::new);
+                PluginPre::Source(
+                    SourcePre::new(instance_pre).map_err(anyhow::Error::from)?,
+                    estimate,
+                )
             }
             World::Transform => {
                 PluginPre::Transform(TransformPre::new(instance_pre).map_err(anyhow::Error::from)?)
@@ -182,10 +207,13 @@ impl Plugin {
     }
 
     /// The world the component exports (`columnar-transform` is a kind of
-    /// transform, `verifiable-destination` of destination).
+    /// transform, `verifiable-destination` of destination, `estimable-source`
+    /// of source).
     pub fn world(&self) -> &'static str {
         if self.can_lookup() {
             "verifiable-destination"
+        } else if self.can_estimate() {
+            "estimable-source"
         } else {
             self.world.name()
         }
@@ -203,6 +231,12 @@ impl Plugin {
 
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
+    }
+
+    /// Whether the plugin is a source that can estimate a read (exports
+    /// `estimate-api`), so `sluice plan` can show what it would scan.
+    pub fn can_estimate(&self) -> bool {
+        matches!(&self.pre, PluginPre::Source(_, Some(_)))
     }
 
     /// Whether the plugin is a destination that can look records up

@@ -2,8 +2,10 @@
 //! `/openapi.json`.
 
 use crate::auth::{self, Caller};
+use crate::ceiling::Ceiling;
 use crate::db::tenant_tx;
 use crate::error::{from_json_rejection, ApiError, ErrorBody};
+use crate::secret_routes::{self, tenant_secrets};
 use crate::started::Announcing;
 use crate::{project, AppState, Shared};
 use axum::extract::rejection::JsonRejection;
@@ -30,14 +32,17 @@ const MAX_PAGE: i64 = 1000;
 #[openapi(
     info(title = "Sluice server API", description = "Tenants, tokens, projects, syncs and runs. Every error is `{\"error\": {\"code\", \"message\", \"field\"?}}`; another tenant's object answers 404."),
     paths(
-        healthz, readyz, create_tenant, list_tenants, get_tenant, delete_tenant, create_token,
+        healthz, readyz, create_tenant, list_tenants, get_tenant, delete_tenant,
+        put_grant_ceiling, create_token,
         list_tokens, delete_token, put_project, get_project, list_syncs, get_sync, trigger_run,
-        list_runs, get_run, run_rejected
+        list_runs, get_run, run_rejected, secret_routes::put_secret, secret_routes::list_secrets,
+        secret_routes::delete_secret, secret_routes::rewrap_secrets
     ),
     components(schemas(
-        ErrorBody, TenantIn, Tenant, TenantList, TokenIn, NewTokenOut, TokenInfo, TokenList,
+        ErrorBody, TenantIn, Tenant, TenantList, CeilingIn, TokenIn, NewTokenOut, TokenInfo, TokenList,
         ProjectIn, ProjectOut, SyncInfo, SyncList, TriggerIn, Triggered, RunOut, RunList,
-        RejectedRow, RejectedPage
+        RejectedRow, RejectedPage, secret_routes::SecretIn, secret_routes::SecretInfo,
+        secret_routes::SecretList, secret_routes::Rewrapped
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -68,6 +73,10 @@ pub fn router(state: Shared) -> Router {
             "/api/v1/tenants/{name}",
             get(get_tenant).delete(delete_tenant),
         )
+        .route(
+            "/api/v1/tenants/{name}/grant-ceiling",
+            axum::routing::put(put_grant_ceiling),
+        )
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .route("/api/v1/project", get(get_project).put(put_project))
@@ -77,6 +86,15 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/api/v1/runs/{id}/rejected", get(run_rejected))
+        .route("/api/v1/secrets", get(secret_routes::list_secrets))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(secret_routes::put_secret).delete(secret_routes::delete_secret),
+        )
+        .route(
+            "/api/v1/secrets-rewrap",
+            post(secret_routes::rewrap_secrets),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -134,7 +152,7 @@ impl FromRequestParts<Shared> for Caller {
 
 /// A caller that must be the operator. A tenant's token is answered as if
 /// the route did not exist.
-struct Operator;
+pub(crate) struct Operator;
 
 impl FromRequestParts<Shared> for Operator {
     type Rejection = ApiError;
@@ -148,7 +166,7 @@ impl FromRequestParts<Shared> for Operator {
 }
 
 /// A caller that must be a tenant (the operator owns no project or run).
-struct AsTenant(String);
+pub(crate) struct AsTenant(pub(crate) String);
 
 impl FromRequestParts<Shared> for AsTenant {
     type Rejection = ApiError;
@@ -172,7 +190,7 @@ impl FromRequestParts<Shared> for AsTenant {
 }
 
 /// A JSON body whose rejection is an [`ApiError`].
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(t)| t).map_err(from_json_rejection)
 }
 
@@ -212,6 +230,18 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 pub struct TenantIn {
     /// 1 to 63 of `a-z 0-9 _ -`, starting with a letter or digit.
     pub name: String,
+    /// The network grants the tenant's plugins may ever have, as grant
+    /// patterns (`https://*.salesforce.com`, `postgres://10.1.2.3:5432`).
+    /// Default `["*://*:*"]`: every public host, no loopback, private,
+    /// link-local or metadata address.
+    #[serde(default)]
+    pub grant_ceiling: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CeilingIn {
+    /// Replaces the tenant's ceiling; see `TenantIn.grant_ceiling`.
+    pub grant_ceiling: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -219,6 +249,8 @@ pub struct Tenant {
     pub name: String,
     /// RFC 3339.
     pub created_at: String,
+    /// No grant in the tenant's project may exceed these patterns.
+    pub grant_ceiling: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -230,7 +262,29 @@ fn tenant_of(row: &tokio_postgres::Row) -> Tenant {
     Tenant {
         name: row.get(0),
         created_at: row.get(1),
+        grant_ceiling: row.get(2),
     }
+}
+
+/// The operator's patterns, parsed; a bad one is a 400 naming it.
+fn parse_ceiling(patterns: &[String]) -> Result<Ceiling, ApiError> {
+    Ceiling::parse(patterns).map_err(|why| ApiError::invalid("grant_ceiling", why))
+}
+
+/// `tenant`'s current ceiling, read afresh for every validation, so that a
+/// lowered ceiling holds from the next run on.
+async fn tenant_ceiling(state: &AppState, tenant: &str) -> Result<Ceiling, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT grant_ceiling FROM sluice.tenants WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
+    let patterns: Vec<String> = row.get(0);
+    Ceiling::parse(&patterns)
+        .map_err(|why| ApiError::internal("reading the tenant's grant ceiling", why))
 }
 
 /// Creates a tenant (operator only).
@@ -248,12 +302,19 @@ async fn create_tenant(
             "a tenant name is 1 to 63 of a-z, 0-9, `_` and `-`, starting with a letter or digit",
         ));
     }
+    let ceiling = parse_ceiling(
+        &input
+            .grant_ceiling
+            .unwrap_or_else(Ceiling::default_patterns),
+    )?;
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "INSERT INTO sluice.tenants (tenant) VALUES ($1) ON CONFLICT DO NOTHING
-             RETURNING tenant, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-            &[&input.name],
+            &format!(
+                "INSERT INTO sluice.tenants (tenant, grant_ceiling) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING {TENANT_COLUMNS}"
+            ),
+            &[&input.name, &ceiling.patterns()],
         )
         .await?;
     match row {
@@ -266,7 +327,7 @@ async fn create_tenant(
 }
 
 const TENANT_COLUMNS: &str =
-    "tenant, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    "tenant, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), grant_ceiling";
 
 /// Every tenant (operator only).
 #[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200, body = TenantList)))]
@@ -299,6 +360,33 @@ async fn get_tenant(
         .query_opt(
             &format!("SELECT {TENANT_COLUMNS} FROM sluice.tenants WHERE tenant = $1"),
             &[&name],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{name}`")))?;
+    Ok(Json(tenant_of(&row)))
+}
+
+/// Replaces a tenant's network grant ceiling (operator only). The tenant's
+/// stored project is checked against it again before each run, so a run
+/// that would now exceed it fails before any plugin starts.
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/grant-ceiling", params(("name" = String, Path)),
+    request_body = CeilingIn,
+    responses((status = 200, body = Tenant), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_grant_ceiling(
+    _: Operator,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    json: Result<Json<CeilingIn>, JsonRejection>,
+) -> Result<Json<Tenant>, ApiError> {
+    let ceiling = parse_ceiling(&body(json)?.grant_ceiling)?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sluice.tenants SET grant_ceiling = $2 WHERE tenant = $1
+                 RETURNING {TENANT_COLUMNS}"
+            ),
+            &[&name, &ceiling.patterns()],
         )
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{name}`")))?;
@@ -509,10 +597,13 @@ async fn put_project(
         .with_file_name(format!("check-{:016x}", rand::random::<u64>()));
     let files = input.files.clone();
     let dir = staging.clone();
+    let ceiling = tenant_ceiling(&state, &tenant).await?;
+    let secrets = tenant_secrets(&state, &tenant).await?;
     let checked = tokio::task::spawn_blocking(move || {
         project::write_files(&dir, &files)
             .map_err(|e| ApiError::internal("writing the project files", e))?;
-        let result = project::validate(&dir).map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
+        let result = project::validate(&dir, &ceiling, &secrets)
+            .map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
         Ok::<_, ApiError>(result)
     })
@@ -597,12 +688,14 @@ async fn loaded(
 ) -> Result<sluice_config::Project, ApiError> {
     let dir = project::revision_dir(&state.work_dir, tenant, revision);
     let files = files.clone();
+    let ceiling = tenant_ceiling(state, tenant).await?;
+    let secrets = tenant_secrets(state, tenant).await?;
     tokio::task::spawn_blocking(move || {
         if !dir.join(sluice_config::PROJECT_FILE).exists() {
             project::write_files(&dir, &files)
                 .map_err(|e| ApiError::internal("writing the project files", e))?;
         }
-        project::validate(&dir).map_err(|problems| {
+        project::validate(&dir, &ceiling, &secrets).map_err(|problems| {
             let n = problems.as_array().map_or(0, Vec::len);
             ApiError::invalid_project(n, problems)
         })

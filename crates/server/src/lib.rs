@@ -13,16 +13,28 @@
 //! filter on the tenant, and whatever is not the caller's answers 404, like
 //! what does not exist. Proved by tests/tests/server.rs.
 //!
+//! **Ceilings.** The operator sets each tenant's network grant ceiling
+//! ([`ceiling`]); a project is checked against it when applied and again
+//! before every run.
+//!
+//! **Secrets.** A tenant stores named secrets (`PUT /api/v1/secrets/{name}`),
+//! sealed at rest by [`secrets`] (AES-256-GCM envelope) and never returned;
+//! `${NAME}` in the tenant's project reads them, and only them, so they
+//! travel as the config's secret strings that logs and errors scrub.
+//!
 //! Not in this slice: scheduling, workers and a job queue (runs execute in
-//! the API process), per-tenant grant and resource ceilings, connections
-//! and secrets as resources, uploaded components.
+//! the API process), resource ceilings (memory, deadlines, concurrent
+//! runs), uploaded components.
 
 pub mod api;
 pub mod auth;
+pub mod ceiling;
 pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod project;
+pub mod secret_routes;
+pub mod secrets;
 pub mod started;
 
 use anyhow::Context;
@@ -43,6 +55,9 @@ pub struct ServerConfig {
     pub app_role: String,
     /// Runs the plugins of every tenant's syncs.
     pub runtime: sluice_runtime::Runtime,
+    /// The keys that seal tenants' secrets; without them the secrets
+    /// routes answer 503 and `${NAME}` in a project resolves nothing.
+    pub keyring: Option<secrets::Keyring>,
 }
 
 /// The shortest operator token accepted.
@@ -57,6 +72,7 @@ pub struct AppState {
     pub work_dir: PathBuf,
     pub runtime: sluice_runtime::Runtime,
     pub metrics: metrics::Metrics,
+    pub keyring: Option<secrets::Keyring>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -115,6 +131,7 @@ pub async fn start(
         work_dir: config.work_dir,
         runtime: config.runtime,
         metrics: metrics::Metrics::new(),
+        keyring: config.keyring,
     });
     let app = api::router(state);
     let addr = listener.local_addr()?;

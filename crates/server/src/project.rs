@@ -3,9 +3,10 @@
 //! crate exactly as `sluice validate` does, stored per tenant (table
 //! `sluice.projects`), and written out to a directory of their own to run.
 
+use crate::ceiling::Ceiling;
 use crate::error::ApiError;
 use sluice_config::{Diagnostic, GrantKind, PluginRef, Project};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 /// The most files one project may have.
@@ -105,13 +106,19 @@ fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Validates the project in `dir` with no environment (a tenant's
-/// `${VAR}` must not read the server's), then refuses what would reach
-/// outside it. Problems carry paths relative to the project.
-pub fn validate(dir: &Path) -> Result<Project, serde_json::Value> {
-    let project =
-        sluice_config::validate_with_env(dir, &|_| None).map_err(|d| problems_json(dir, &d))?;
-    let outside = reaches_outside(&project);
+/// Validates the project in `dir` with the tenant's `secrets` as its only
+/// environment (a tenant's `${VAR}` must never read the server's), then
+/// refuses what would reach outside it: files beyond the project, network
+/// beyond the tenant's `ceiling`. Problems carry paths relative to the
+/// project.
+pub fn validate(
+    dir: &Path,
+    ceiling: &Ceiling,
+    secrets: &HashMap<String, String>,
+) -> Result<Project, serde_json::Value> {
+    let project = sluice_config::validate_with_env(dir, &|name| secrets.get(name).cloned())
+        .map_err(|d| problems_json(dir, &on_a_server(d)))?;
+    let outside = reaches_outside(&project, ceiling);
     if outside.is_empty() {
         Ok(project)
     } else {
@@ -119,10 +126,31 @@ pub fn validate(dir: &Path) -> Result<Project, serde_json::Value> {
     }
 }
 
+/// The config crate's words for a missing `${NAME}` speak of the
+/// environment; on a server it names a secret the tenant has not stored.
+fn on_a_server(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    const MISSING: &str = "environment variable `";
+    for d in &mut diagnostics {
+        let name = d.message.find(MISSING).and_then(|at| {
+            let rest = &d.message[at + MISSING.len()..];
+            rest.strip_suffix("` is not set")
+                .or_else(|| rest.split_once("` is not set").map(|(n, _)| n))
+                .map(str::to_string)
+        });
+        if let Some(name) = name {
+            d.message = d.message.replace(
+                &format!("{MISSING}{name}` is not set"),
+                &format!("secret `{name}` is not set (PUT /api/v1/secrets/{name})"),
+            );
+        }
+    }
+    diagnostics
+}
+
 /// Directory grants and plugin files must stay inside the project: another
 /// tenant's project, the server's files and the host are not a tenant's to
-/// read.
-fn reaches_outside(project: &Project) -> Vec<Diagnostic> {
+/// read. Network grants must stay inside the tenant's ceiling.
+fn reaches_outside(project: &Project, ceiling: &Ceiling) -> Vec<Diagnostic> {
     let instances = project
         .sources
         .values()
@@ -130,31 +158,51 @@ fn reaches_outside(project: &Project) -> Vec<Diagnostic> {
         .chain(project.destinations.values().map(|d| &d.instance));
     let mut problems = Vec::new();
     for cfg in instances {
-        let at = |message: String| Diagnostic {
+        let at = |message: String, expected: &str| Diagnostic {
             file: cfg.location.file.to_path_buf(),
             line: cfg.location.line,
             column: cfg.location.column,
             message,
-            expected: Some("a path inside the project".into()),
+            expected: Some(expected.into()),
         };
+        const INSIDE: &str = "a path inside the project";
         for grant in &cfg.grants {
-            if let GrantKind::Dir(d) = &grant.kind {
-                if !inside(&project.dir, &d.host) {
-                    problems.push(at(format!(
-                        "`{}` is granted `{}`, outside the project; on a server a directory \
+            match &grant.kind {
+                GrantKind::Dir(d) if !inside(&project.dir, &d.host) => {
+                    problems.push(at(
+                        format!(
+                            "`{}` is granted `{}`, outside the project; on a server a directory \
                          grant must name a folder of the uploaded project",
-                        cfg.name, grant.text
-                    )));
+                            cfg.name, grant.text
+                        ),
+                        INSIDE,
+                    ));
                 }
+                GrantKind::Network(n) if !ceiling.allows(n) => {
+                    problems.push(at(
+                        format!(
+                            "`{}` is granted `{}`, beyond what the operator allows this tenant \
+                         (grant ceiling: {}); ask the operator to add it",
+                            cfg.name,
+                            grant.text,
+                            ceiling.describe()
+                        ),
+                        "a grant inside the tenant's grant ceiling",
+                    ));
+                }
+                _ => {}
             }
         }
         if let PluginRef::Path(p) = &cfg.plugin {
             if !inside(&project.dir, p) {
-                problems.push(at(format!(
-                    "`{}` names plugin file `{}`, outside the project",
-                    cfg.name,
-                    p.display()
-                )));
+                problems.push(at(
+                    format!(
+                        "`{}` names plugin file `{}`, outside the project",
+                        cfg.name,
+                        p.display()
+                    ),
+                    INSIDE,
+                ));
             }
         }
     }

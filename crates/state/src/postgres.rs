@@ -73,7 +73,33 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "server mode: tenants, API tokens (hashed), projects; row-level security on every tenant table",
         sql: MIGRATION_3,
     },
+    Migration {
+        version: 4,
+        description: "server mode: each tenant's network grant ceiling (crates/server/src/ceiling.rs)",
+        sql: "ALTER TABLE sluice.tenants ADD COLUMN grant_ceiling TEXT[] NOT NULL DEFAULT ARRAY['*://*:*'];",
+    },
+    Migration {
+        version: 5,
+        description: "server mode: tenant secrets, sealed (AES-256-GCM envelope, crates/server/src/secrets.rs), with row-level security",
+        sql: MIGRATION_5,
+    },
 ];
+
+const MIGRATION_5: &str = "
+CREATE TABLE sluice.secrets (
+    tenant TEXT NOT NULL REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    wrapped_key BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, name)
+);
+ALTER TABLE sluice.secrets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON sluice.secrets
+    USING (tenant = current_setting('sluice.tenant', true))
+    WITH CHECK (tenant = current_setting('sluice.tenant', true));
+";
 
 const MIGRATION_1: &str = "
 CREATE TABLE sluice.runs (

@@ -62,7 +62,10 @@ macro_rules! impl_value_view {
 
 /// The value as JSON: timestamps as RFC 3339 UTC, dates as YYYY-MM-DD,
 /// bytes as lowercase hex, decimals as JSON numbers when they parse as one,
-/// JSON documents inline (as text when they are not valid JSON).
+/// JSON documents inline (as text when they are not valid JSON), and the
+/// floats JSON has no number for as the strings `NaN`, `Infinity` and
+/// `-Infinity` (null would say the value was missing, and a destination
+/// would clear its field).
 pub fn to_json(v: ValueRef<'_>) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
@@ -71,7 +74,7 @@ pub fn to_json(v: ValueRef<'_>) -> serde_json::Value {
         ValueRef::Integer(i) => J::from(i),
         ValueRef::Float(f) => serde_json::Number::from_f64(f)
             .map(J::Number)
-            .unwrap_or(J::Null),
+            .unwrap_or_else(|| J::String(non_finite_name(f).to_owned())),
         ValueRef::Decimal(s) => serde_json::from_str::<serde_json::Number>(s)
             .map(J::Number)
             .unwrap_or_else(|_| J::String(s.to_owned())),
@@ -80,6 +83,18 @@ pub fn to_json(v: ValueRef<'_>) -> serde_json::Value {
         ValueRef::Timestamp(us) => J::String(format_timestamp(us)),
         ValueRef::Date(days) => J::String(format_date(days)),
         ValueRef::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.to_owned())),
+    }
+}
+
+/// How PostgreSQL, Snowflake and JavaScript spell a float that is not a
+/// finite number.
+fn non_finite_name(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
     }
 }
 
@@ -93,6 +108,7 @@ pub fn write_text(v: ValueRef<'_>, out: &mut String) {
         ValueRef::Integer(i) => {
             let _ = write!(out, "{i}");
         }
+        ValueRef::Float(f) if !f.is_finite() => out.push_str(non_finite_name(f)),
         ValueRef::Float(f) => {
             let _ = write!(out, "{f}");
         }
@@ -296,6 +312,21 @@ pub fn date_micros(days: i32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_floats_are_named_never_null() {
+        for (f, name) in [
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(to_json(ValueRef::Float(f)), serde_json::json!(name));
+            let mut text = String::new();
+            write_text(ValueRef::Float(f), &mut text);
+            assert_eq!(text, name);
+        }
+        assert_eq!(to_json(ValueRef::Float(-0.5)), serde_json::json!(-0.5));
+    }
 
     #[test]
     fn formats_dates_and_timestamps() {

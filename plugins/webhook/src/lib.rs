@@ -467,7 +467,8 @@ fn rows_json(batch: &Batch) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
 }
 
 /// One value as `Value::to_json` would serialize, without the detour for
-/// the common scalar types.
+/// the common scalar types, except that a decimal keeps every digit the
+/// source gave it.
 fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
     use sluice_sdk::Value as V;
     let _ = match value {
@@ -476,8 +477,50 @@ fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
         V::Integer(i) => serde_json::to_writer(&mut *out, i),
         V::Text(s) => serde_json::to_writer(&mut *out, s.as_str()),
         V::Timestamp(us) if sluice_sdk::write_timestamp_json(out, *us) => Ok(()),
+        // `to_json` goes through f64 (serde_json without arbitrary precision),
+        // which rounds a NUMERIC(38) or DECIMAL(65) to 17 digits; the digits
+        // are written as they are instead, a JSON number any consumer with a
+        // big-number parser reads exactly.
+        V::Decimal(s) if is_json_number(s) => {
+            out.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
         other => serde_json::to_writer(&mut *out, &other.to_json()),
     };
+}
+
+/// Whether `s` is a number by JSON's grammar:
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn is_json_number(s: &str) -> bool {
+    fn digits(b: &[u8]) -> usize {
+        b.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int = digits(&b[i..]);
+    if int == 0 || (int > 1 && b[i] == b'0') {
+        return false;
+    }
+    i += int;
+    if b.get(i) == Some(&b'.') {
+        let frac = digits(&b[i + 1..]);
+        if frac == 0 {
+            return false;
+        }
+        i += 1 + frac;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits(&b[i..]);
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
 }
 
 impl Writer for WebhookWriter {
@@ -533,6 +576,35 @@ mod tests {
     }
 
     #[test]
+    fn decimals_keep_every_digit_and_only_json_numbers_are_written_raw() {
+        use sluice_sdk::Value as V;
+        let big = "-12345678901234567890123456789012345.123456789012345678901234567890";
+        let batch = Batch {
+            columns: vec!["d".into()],
+            rows: [
+                big, "12.50", "0", "1e-7", "NaN", "01", "1.", ".5", "-", "1e",
+            ]
+            .iter()
+            .map(|d| vec![V::Decimal((*d).into())])
+            .collect(),
+        };
+        let (bytes, _) = rows_json(&batch);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains(&format!(r#"{{"d":{big}}}"#)), "{text}");
+        assert!(text.contains(r#"{"d":12.50}"#), "{text}");
+        assert!(text.contains(r#"{"d":1e-7}"#), "{text}");
+        // Not JSON numbers: as `to_json` renders them, never raw.
+        for bad in ["NaN", "01", "1.", ".5", "-", "1e"] {
+            assert!(
+                !text.contains(&format!(r#"{{"d":{bad}}}"#)),
+                "{bad}: {text}"
+            );
+        }
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.len(), 10);
+    }
+
+    #[test]
     fn payload_bytes_match_serializing_row_json() {
         use sluice_sdk::Value as V;
         let batch = Batch {
@@ -549,7 +621,7 @@ mod tests {
                     V::Text("x\n\u{1}ü".into()),
                     V::Null,
                     V::Boolean(true),
-                    V::Decimal("12.50".into()),
+                    V::Decimal("12.5".into()),
                 ],
                 vec![
                     V::Float(0.1),

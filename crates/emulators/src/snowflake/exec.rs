@@ -21,12 +21,13 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
 use tokio::sync::watch;
-use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{CancelToken, Client, SimpleQueryMessage};
 
 use super::encode::{self, Origin, SfType};
 use super::sql::{self, Binding, DmlKind, Kind, Translated};
 use super::{Principal, SfError};
 use crate::handle::Shared;
+use crate::pg::{cancel_query, connect};
 
 /// The default statement timeout (`STATEMENT_TIMEOUT_IN_SECONDS`, two days).
 const DEFAULT_TIMEOUT_SECS: u64 = 172_800;
@@ -518,53 +519,10 @@ pub(crate) async fn cancel(
         .into_response()
 }
 
-async fn cancel_query(token: &Mutex<Option<CancelToken>>) {
-    let token = token.lock().clone();
-    if let Some(token) = token {
-        if let Err(err) = token.cancel_query(NoTls).await {
-            tracing::debug!(error = %err, "cancelling a PostgreSQL query failed");
-        }
-    }
-}
-
 /// Creates the database named in `url` if missing and installs the domains,
 /// functions and catalog views the translation relies on.
 pub(crate) async fn prepare_database(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    use anyhow::Context as _;
-    let config: tokio_postgres::Config = url
-        .parse()
-        .with_context(|| format!("the Snowflake emulator's PostgreSQL URL {url:?} is invalid"))?;
-    let database = config
-        .get_dbname()
-        .with_context(|| format!("the PostgreSQL URL {url:?} names no database"))?
-        .to_owned();
-    let mut maintenance = config.clone();
-    maintenance.dbname("postgres");
-    let admin = connect(&maintenance)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL for {url:?}"))?;
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-        .await
-        .context("looking up the emulator's database")?
-        .is_some();
-    if !exists {
-        let create = format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""));
-        if let Err(err) = admin.batch_execute(&create).await {
-            // Another emulator may have created it at the same moment.
-            if err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
-                return Err(err).with_context(|| format!("creating database {database}"));
-            }
-        }
-    }
-    let client = connect(&config)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL database {database}"))?;
-    client
-        .batch_execute(SETUP_SQL)
-        .await
-        .context("installing the Snowflake emulator's domains and catalog views")?;
-    Ok(config)
+    crate::pg::prepare_database(url, SETUP_SQL, "Snowflake").await
 }
 
 /// Domains standing for Snowflake types PostgreSQL lacks, `PARSE_JSON`, and the
@@ -607,16 +565,6 @@ SELECT split_part(t.table_schema, '.', 1) AS "TABLE_CATALOG",
 FROM information_schema.tables t
 WHERE position('.' in t.table_schema) > 0;
 "#;
-
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "emulator PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
 
 /// Runs every statement of a request in one session (see the module doc).
 pub(crate) async fn execute(
@@ -783,86 +731,37 @@ struct ColumnInfo {
     origin: Origin,
 }
 
-/// A table column as the catalog describes it.
-#[derive(Clone)]
-struct Attribute {
-    /// The type's name: a domain's own name (`sf_variant`), not its base type.
-    type_name: String,
-    typmod: i32,
-    not_null: bool,
-    schema: String,
-    table: String,
-}
-
-/// The columns of table `oid`, by attribute number.
-async fn table_attributes(client: &Client, oid: u32) -> Result<HashMap<i16, Attribute>, SfError> {
-    let rows = client
-        .query(
-            "SELECT a.attnum, t.typname::text, a.atttypmod, a.attnotnull, n.nspname::text, c.relname::text \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE a.attrelid = $1 AND a.attnum > 0",
-            &[&oid],
-        )
-        .await
-        .map_err(|e| pg_error(&e))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let attribute = Attribute {
-                type_name: r.get(1),
-                typmod: r.get(2),
-                not_null: r.get(3),
-                schema: r.get(4),
-                table: r.get(5),
-            };
-            (r.get::<_, i16>(0), attribute)
-        })
-        .collect())
-}
-
 /// The result columns of `sql`: names, Snowflake types and, for table columns,
 /// where they come from (a Snowflake table `D.S.T` is `"D.S"."T"`).
 async fn describe(client: &Client, sql: &str) -> Result<Vec<ColumnInfo>, SfError> {
-    let prepared = client.prepare(sql).await.map_err(|e| pg_error(&e))?;
-    let mut tables: HashMap<u32, HashMap<i16, Attribute>> = HashMap::new();
-    let mut columns = Vec::with_capacity(prepared.columns().len());
-    for column in prepared.columns() {
-        let attribute = match (column.table_oid(), column.column_id()) {
-            (Some(oid), Some(attnum)) if oid != 0 => {
-                if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(oid) {
-                    slot.insert(table_attributes(client, oid).await?);
-                }
-                tables.get(&oid).and_then(|a| a.get(&attnum)).cloned()
-            }
-            _ => None,
-        };
-        columns.push(match attribute {
-            Some(attribute) => {
-                let (database, schema) = match attribute.schema.split_once('.') {
-                    Some((database, schema)) => (database.to_owned(), schema.to_owned()),
-                    None => (String::new(), attribute.schema.clone()),
-                };
-                ColumnInfo {
-                    name: column.name().to_owned(),
-                    sf: SfType::from_postgres(&attribute.type_name, attribute.typmod),
-                    nullable: !attribute.not_null,
-                    origin: Origin {
+    let columns = crate::pg::describe(client, sql)
+        .await
+        .map_err(|e| pg_error(&e))?;
+    Ok(columns
+        .into_iter()
+        .map(|column| {
+            let origin = match &column.source {
+                Some((schema, table)) => {
+                    let (database, schema) = match schema.split_once('.') {
+                        Some((database, schema)) => (database.to_owned(), schema.to_owned()),
+                        None => (String::new(), schema.clone()),
+                    };
+                    Origin {
                         database,
                         schema,
-                        table: attribute.table,
-                    },
+                        table: table.clone(),
+                    }
                 }
+                None => Origin::default(),
+            };
+            ColumnInfo {
+                sf: SfType::from_postgres(&column.type_name, column.typmod),
+                nullable: column.nullable,
+                name: column.name,
+                origin,
             }
-            None => ColumnInfo {
-                name: column.name().to_owned(),
-                sf: SfType::from_postgres(column.type_().name(), -1),
-                nullable: true,
-                origin: Origin::default(),
-            },
-        });
-    }
-    Ok(columns)
+        })
+        .collect())
 }
 
 async fn query(client: &Client, sql: &str, partition_rows: usize) -> Result<ResultSet, SfError> {

@@ -199,21 +199,8 @@ pub(crate) fn connection_info(shared: &Shared) -> String {
         base = shared.base_url,
         account = settings.account,
         warehouses = settings.warehouses.join(", "),
-        pg = redact_password(&settings.postgres_url),
+        pg = crate::pg::redact_password(&settings.postgres_url),
     )
-}
-
-fn redact_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Snowflake controls on the emulator handle.
@@ -287,19 +274,5 @@ impl EmulatorHandle {
             .last()
             .map(|r| r.partitions.into_iter().flatten().collect())
             .unwrap_or_default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(
-            redact_password("postgres://u:secret@h:5432/d"),
-            "postgres://u:***@h:5432/d"
-        );
-        assert_eq!(redact_password("postgres://u@h/d"), "postgres://u@h/d");
     }
 }

@@ -43,6 +43,19 @@ impl Prepared<'_> {
         }
     }
 
+    /// What the source says its read would scan, before reading (sources
+    /// that export `estimate-api`; `None` from the others).
+    pub(super) async fn estimate_scan_bytes(&mut self) -> Result<Option<u64>> {
+        let source = self
+            .source
+            .as_mut()
+            .ok_or_else(|| anyhow!("the source was already read"))?;
+        source
+            .estimate_scan_bytes(&self.source_config, &self.read)
+            .await
+            .context("estimating what the source's read scans")
+    }
+
     pub(super) fn start_reader(
         &mut self,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>>> {

@@ -85,6 +85,9 @@ pub struct RunReport {
     pub stage: Option<String>,
     /// Samples of rows that would be sent (plans only).
     pub planned: Vec<PlannedRow>,
+    /// Plans only: the bytes the source says its read scans, from a source
+    /// that exports `estimate-api` (a BigQuery dry run's `totalBytesProcessed`).
+    pub scan_bytes: Option<u64>,
     /// Mirror mode: what happened to the keys that left the model.
     pub mirror: MirrorSummary,
     /// The delivery-relevant config differs from the one the last
@@ -214,6 +217,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             stage: error.is_some().then(|| stage.as_str().to_owned()),
             error,
             planned: Vec::new(),
+            scan_bytes: None,
             mirror,
             config_changed,
         })

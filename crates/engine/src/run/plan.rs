@@ -21,6 +21,7 @@ impl Prepared<'_> {
             .then(|| Reconciler::new(self.sync, &snapshot));
         let mut differ =
             Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
+        let scan_bytes = self.estimate_scan_bytes().await?;
         let mut rx = self.start_reader()?;
         let mut counts = RunCounts::default();
         let mut planned = Vec::new();
@@ -84,6 +85,7 @@ impl Prepared<'_> {
             error: None,
             stage: None,
             planned,
+            scan_bytes,
             mirror,
             config_changed: false,
         })
