@@ -1,7 +1,10 @@
 //! Support shared by the end-to-end tests: runtimes with collected logs,
-//! sandboxes, a scripted webhook receiver, and the hostile plugin's path.
+//! sandboxes, a scripted webhook receiver, the hostile plugin's path, and
+//! database servers with TLS started for a test (`tls_servers`).
 
 include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
+
+pub mod tls_servers;
 
 use sluice_runtime::log::{LogLine, LogSink};
 use sluice_runtime::sandbox::policy::Grants;

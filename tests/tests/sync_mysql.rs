@@ -359,14 +359,14 @@ async fn bad_input_fails_precisely_and_commits_nothing() {
     );
     drop(silent);
 
-    // TLS asked for: refused before connecting, never cleartext.
+    // TLS required from a server without it: refused, never cleartext.
     fails_cleanly(
         &format!(
             "{{ host: 127.0.0.1, user: root, database: {}, ssl_mode: REQUIRED }}",
             db.0
         ),
         "SELECT id FROM t",
-        "TLS is not yet supported",
+        "does not offer TLS (no CLIENT_SSL in its greeting), and `ssl_mode: REQUIRED` allows no plaintext",
     )
     .await;
 }

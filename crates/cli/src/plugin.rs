@@ -320,6 +320,7 @@ async fn check(args: CheckArgs) -> Result<()> {
         limits.call_deadline = t;
     }
     let sandbox = Sandbox {
+        tls_ca_dirs: grants.dirs.clone(),
         grants,
         limits: Some(limits),
         tenant: "cli".into(),
@@ -472,6 +473,7 @@ async fn test(args: TestArgs) -> Result<()> {
     let plugin = load_plugin(&runtime, &reference)?;
     let spec = plugin.spec().await?;
     let sandbox = Sandbox {
+        tls_ca_dirs: grants.dirs.clone(),
         grants,
         limits: None,
         tenant: "cli".into(),

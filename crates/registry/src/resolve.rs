@@ -99,6 +99,9 @@ pub fn sandbox_for(
         tracing::warn!(plugin = %cfg.name, request = %request, "plugin request not granted");
     }
     let mut sandbox = Sandbox::new(intersection.grants);
+    // A CA bundle for the plugin's TLS may come from any directory granted
+    // to it, requested or not (the host reads it, not the plugin).
+    sandbox.tls_ca_dirs = granted.dirs.clone();
     // The project's and the plugin's `limits:` over the runtime's defaults.
     if !cfg.limits.is_empty() {
         sandbox.limits = Some(cfg.limits.apply(&runtime.options().limits));

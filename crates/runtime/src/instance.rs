@@ -42,11 +42,19 @@ pub struct Sandbox {
     pub http: HttpMode,
     /// Secret values of the plugin's config, hidden in every line it logs.
     pub secrets: Scrubber,
+    /// The directories the operator granted this plugin, where the host
+    /// may read a CA bundle the plugin names for its TLS handshakes
+    /// (`sluice:tls/policy`), whether or not the plugin requested them for
+    /// its own file access (`sandbox/tls.rs`).
+    pub tls_ca_dirs: Vec<crate::sandbox::policy::DirGrant>,
 }
 
 impl Sandbox {
+    /// A sandbox with `grants`; a CA file for TLS may come from its
+    /// directories.
     pub fn new(grants: Grants) -> Self {
         Sandbox {
+            tls_ca_dirs: grants.dirs.clone(),
             grants,
             limits: None,
             tenant: "default".into(),
@@ -183,8 +191,12 @@ impl Plugin {
         sockets::install(&mut wasi, policy.clone(), resolved, denials.clone());
         let socket_gate = sockets::SocketGate::new(policy.clone(), limits.sockets, denials.clone());
 
+        let (tls, tls_policy) = crate::tls::instance_tls();
         let state = PluginState {
             wasi: wasi.build(),
+            tls,
+            tls_policy,
+            tls_ca_dirs: sandbox.tls_ca_dirs.clone(),
             http: WasiHttpCtx::new(),
             http_hooks: SandboxedHttp {
                 policy,

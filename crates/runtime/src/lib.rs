@@ -28,6 +28,7 @@ pub mod log;
 pub mod plugin;
 pub mod sandbox;
 mod state;
+mod tls;
 pub mod values;
 
 pub use bindings::types::{Batch, PluginError, PluginSpec, Row, RowResult, Value};
@@ -181,6 +182,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<PluginState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)?;
     gate_sockets(&mut linker)?;
+    tls::add_to_linker(&mut linker)?;
     bindings::host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
         &mut linker,
         |s| s,

@@ -22,6 +22,12 @@ pub struct PluginState {
     /// Socket creation and name lookups beyond wasmtime-wasi's checks.
     pub(crate) socket_gate: SocketGate,
     pub(crate) table: ResourceTable,
+    /// `wasi:tls`: the provider that verifies as `tls_policy` says.
+    pub(crate) tls: wasmtime_wasi_tls::WasiTlsCtx,
+    /// What the plugin last set through `sluice:tls/policy`.
+    pub(crate) tls_policy: crate::tls::SharedPolicy,
+    /// Where the host may read a CA file the plugin names (`Sandbox::tls_ca_dirs`).
+    pub(crate) tls_ca_dirs: Vec<crate::sandbox::policy::DirGrant>,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) denials: Denials,
     /// Host timeouts the current call's requests ran into.

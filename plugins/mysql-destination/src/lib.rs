@@ -14,7 +14,7 @@
 //!   back only the failed statement, so the halves run in the same
 //!   transaction, down to the rows the database refuses, each rejected
 //!   with the database's message.
-//! - No TLS yet (the source has none): `ssl_mode` must be `disabled`.
+//! - TLS as the source does it (`ssl_mode`, `ssl_ca`).
 
 pub mod catalog;
 pub mod literal;
@@ -34,7 +34,7 @@ impl Destination for MySqlDestination {
         PluginSpec::new(
             "mysql-destination",
             env!("CARGO_PKG_VERSION"),
-            "Upserts, updates, inserts, deletes and appends rows in MySQL and MariaDB tables (no TLS yet)",
+            "Upserts, updates, inserts, deletes and appends rows in MySQL and MariaDB tables (TLS by ssl_mode)",
         )
         .capability("mysql://${config.host}:${config.port}")
         .batch_size(1000)

@@ -1,5 +1,6 @@
 //! The plugin's config document.
 
+use net::{TlsSettings, Verification};
 use serde::Deserialize;
 use sluice_sdk::prelude::*;
 use std::time::Duration;
@@ -16,11 +17,15 @@ pub struct Config {
     #[serde(default)]
     pub password: Option<String>,
     pub database: String,
-    /// MySQL's `--ssl-mode` values. TLS is not implemented yet, so only
-    /// `disabled` connects; every other value fails instead of silently
-    /// sending cleartext.
+    /// MySQL's `--ssl-mode` values (either case), with its default,
+    /// PREFERRED: see [`SslMode`].
     #[serde(default = "default_ssl_mode")]
     pub ssl_mode: String,
+    /// A PEM file of the CA certificates to trust instead of the public
+    /// roots (MySQL's `--ssl-ca`); the host reads it if a directory
+    /// granted to the plugin holds it.
+    #[serde(default)]
+    pub ssl_ca: Option<String>,
     /// The server's RSA public key (PEM), for `caching_sha2_password` full
     /// authentication without TLS.
     #[serde(default)]
@@ -45,8 +50,38 @@ pub struct Config {
     pub net_write_timeout_s: u32,
 }
 
+/// MySQL's `--ssl-mode`, with the MySQL client's meaning and default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plaintext only.
+    Disabled,
+    /// TLS when the server offers it (unverified, as in the MySQL client),
+    /// else plaintext.
+    Preferred,
+    /// TLS or fail; the certificate is not checked (unsafe against an
+    /// active attacker), except that with `ssl_ca` its chain is, as the
+    /// MySQL client does.
+    Required,
+    /// TLS, the chain checked against the roots.
+    VerifyCa,
+    /// TLS, the chain and the host name checked.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disabled => "DISABLED",
+            SslMode::Preferred => "PREFERRED",
+            SslMode::Required => "REQUIRED",
+            SslMode::VerifyCa => "VERIFY_CA",
+            SslMode::VerifyIdentity => "VERIFY_IDENTITY",
+        }
+    }
+}
+
 fn default_ssl_mode() -> String {
-    "disabled".into()
+    "PREFERRED".into()
 }
 fn default_port() -> u16 {
     3306
@@ -92,21 +127,17 @@ impl Config {
                 return Err(PluginError::Config(format!("`{key}` must be at least 1")));
             }
         }
-        // MySQL spells the modes in capitals (`REQUIRED`); accept both.
-        let mode = self.ssl_mode.to_ascii_lowercase();
-        match mode.as_str() {
-            "disabled" => {}
-            "preferred" | "required" | "verify_ca" | "verify_identity" => {
+        let mode = self.ssl_mode()?;
+        if let Some(path) = &self.ssl_ca {
+            if !path.starts_with('/') {
                 return Err(PluginError::Config(format!(
-                    "`ssl_mode: {mode}`: TLS is not yet supported by the mysql plugin; \
-                     set `ssl_mode: disabled` to connect without TLS on a trusted network"
-                )))
+                    "`ssl_ca` is `{path}`; it must be an absolute path (inside a granted directory)"
+                )));
             }
-            _ => {
-                return Err(PluginError::Config(format!(
-                    "`ssl_mode` is `{}`; expected one of disabled, preferred, required, verify_ca, verify_identity",
-                    self.ssl_mode
-                )))
+            if mode == SslMode::Disabled {
+                return Err(PluginError::Config(
+                    "`ssl_ca` is set but `ssl_mode` is DISABLED, which never uses it".into(),
+                ));
             }
         }
         // User and database travel as NUL-terminated strings.
@@ -118,6 +149,39 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `ssl_mode` parsed. MySQL spells the modes in capitals (`REQUIRED`);
+    /// both cases are accepted.
+    pub fn ssl_mode(&self) -> Result<SslMode, PluginError> {
+        Ok(match self.ssl_mode.to_ascii_lowercase().as_str() {
+            "disabled" => SslMode::Disabled,
+            "preferred" => SslMode::Preferred,
+            "required" => SslMode::Required,
+            "verify_ca" => SslMode::VerifyCa,
+            "verify_identity" => SslMode::VerifyIdentity,
+            _ => {
+                return Err(PluginError::Config(format!(
+                    "`ssl_mode` is `{}`; expected one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY",
+                    self.ssl_mode
+                )))
+            }
+        })
+    }
+
+    /// The TLS to ask for, or `None` for DISABLED. As in the MySQL client,
+    /// PREFERRED and REQUIRED check the chain when `ssl_ca` is given.
+    pub fn tls_settings(&self) -> Result<Option<TlsSettings>, PluginError> {
+        let verification = match (self.ssl_mode()?, &self.ssl_ca) {
+            (SslMode::Disabled, _) => return Ok(None),
+            (SslMode::Preferred | SslMode::Required, None) => Verification::None,
+            (SslMode::Preferred | SslMode::Required | SslMode::VerifyCa, _) => Verification::Chain,
+            (SslMode::VerifyIdentity, _) => Verification::Full,
+        };
+        Ok(Some(TlsSettings {
+            verification,
+            ca_file: self.ssl_ca.clone(),
+        }))
     }
 
     /// `host:port`, for error messages.
@@ -138,7 +202,7 @@ impl Config {
         serde_json::json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
-            "description": "A MySQL or MariaDB server. No TLS yet: the connection is plaintext (passwords never travel in clear: native and ed25519 auth send proofs, caching_sha2 full auth uses RSA).",
+            "description": "A MySQL or MariaDB server, over TLS as `ssl_mode` says (the MySQL client's modes and default). Passwords never travel in clear outside TLS: native and ed25519 auth send proofs, caching_sha2 full auth uses TLS or RSA.",
             "required": ["host", "user", "database"],
             "additionalProperties": false,
             "properties": {
@@ -147,7 +211,8 @@ impl Config {
                 "user": {"type": "string", "minLength": 1},
                 "password": {"type": "string", "writeOnly": true},
                 "database": {"type": "string", "minLength": 1},
-                "ssl_mode": {"enum": ["disabled", "preferred", "required", "verify_ca", "verify_identity"], "default": "disabled", "description": "only `disabled` works: TLS is not yet supported, and the other modes fail rather than send cleartext"},
+                "ssl_mode": {"enum": ["DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY", "disabled", "preferred", "required", "verify_ca", "verify_identity"], "default": "PREFERRED", "description": "PREFERRED = TLS if offered, unverified; REQUIRED = TLS, unverified (unsafe against an active attacker); VERIFY_CA = chain checked; VERIFY_IDENTITY = chain and host name checked"},
+                "ssl_ca": {"type": "string", "description": "absolute path of a PEM CA bundle to trust instead of the public roots; its folder must be granted (dir:FOLDER:ro)"},
                 "server_public_key": {"type": "string", "description": "the server's RSA public key (PEM) for caching_sha2_password full authentication"},
                 "get_server_public_key": {"type": "boolean", "default": false, "description": "fetch the RSA public key from the server when full authentication needs it"},
                 "json_columns": {"type": "array", "items": {"type": "string"}, "description": "result columns to read as JSON (columns declared JSON are detected)"},
@@ -175,36 +240,55 @@ mod tests {
         let c = Config::parse(r#"{"host":"db","user":"u","database":"d"}"#).unwrap();
         assert_eq!(
             (c.port, c.ssl_mode.as_str(), c.target()),
-            (3306, "disabled", "db:3306".into())
+            (3306, "PREFERRED", "db:3306".into())
         );
         assert!(
             err(r#"{"host":"db","user":"u","database":"d","sslmode":"x"}"#).contains("sslmode")
         );
     }
 
+    fn verification(extra: &str) -> Option<Verification> {
+        Config::parse(&format!(
+            r#"{{"host":"db","user":"u","database":"d"{extra}}}"#
+        ))
+        .unwrap()
+        .tls_settings()
+        .unwrap()
+        .map(|s| s.verification)
+    }
+
     #[test]
-    fn every_tls_mode_fails_clearly_instead_of_sending_cleartext() {
-        for mode in [
-            "REQUIRED",
-            "required",
-            "preferred",
-            "verify_ca",
-            "VERIFY_IDENTITY",
-        ] {
-            let m = err(&format!(
-                r#"{{"host":"db","user":"u","database":"d","ssl_mode":"{mode}"}}"#
-            ));
-            assert!(m.contains("TLS is not yet supported"), "{mode}: {m}");
-            assert!(m.contains(&mode.to_ascii_lowercase()), "{mode}: {m}");
-        }
-        assert!(
-            Config::parse(r#"{"host":"db","user":"u","database":"d","ssl_mode":"DISABLED"}"#)
-                .is_ok()
+    fn ssl_modes_map_to_verification_as_in_the_mysql_client() {
+        assert_eq!(verification(""), Some(Verification::None));
+        assert_eq!(verification(r#","ssl_mode":"DISABLED""#), None);
+        assert_eq!(
+            verification(r#","ssl_mode":"required""#),
+            Some(Verification::None)
+        );
+        assert_eq!(
+            verification(r#","ssl_mode":"VERIFY_CA""#),
+            Some(Verification::Chain)
+        );
+        assert_eq!(
+            verification(r#","ssl_mode":"VERIFY_IDENTITY""#),
+            Some(Verification::Full)
+        );
+        assert_eq!(
+            verification(r#","ssl_mode":"REQUIRED","ssl_ca":"/ssl/ca.pem""#),
+            Some(Verification::Chain)
         );
         assert!(
             err(r#"{"host":"db","user":"u","database":"d","ssl_mode":"on"}"#)
-                .contains("`ssl_mode` is `on`; expected one of disabled")
+                .contains("`ssl_mode` is `on`; expected one of DISABLED")
         );
+        assert!(
+            err(r#"{"host":"db","user":"u","database":"d","ssl_ca":"ca.pem"}"#)
+                .contains("absolute")
+        );
+        assert!(err(
+            r#"{"host":"db","user":"u","database":"d","ssl_mode":"disabled","ssl_ca":"/ca.pem"}"#
+        )
+        .contains("never uses it"));
     }
 
     #[test]

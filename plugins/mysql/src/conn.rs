@@ -1,22 +1,23 @@
 //! One connection to MySQL or MariaDB: socket, handshake, authentication
 //! and the command/packet loop. Packets, framing and the auth plugins'
 //! challenge/response steps come from `mysql_common`; this file only moves
-//! bytes. Blocking `std::net` I/O: on wasm32-wasip2 that is wasi:sockets,
-//! filtered by the plugin's grant.
+//! bytes. Blocking I/O over the `net` crate's socket: on wasm32-wasip2
+//! wasi:sockets, filtered by the plugin's grant, upgraded in place through
+//! wasi:tls after the SSLRequest packet when `ssl_mode` asks for TLS.
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
 use crate::error::{codec_error, connect_error, io_error, unexpected, DbError};
 use mysql_common::auth::plugins::{AuthProc, ChallengeResponsePlugin, Context};
 use mysql_common::constants::{CapabilityFlags, Command};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
     AuthPlugin, AuthSwitchRequest, Column, ErrPacket, HandshakePacket, HandshakeResponse,
+    SslRequest,
 };
 use mysql_common::proto::sync_framed::MySyncFramed;
 use mysql_common::proto::MySerialize;
+use net::{Socket, TlsError, TlsSettings};
 use sluice_sdk::PluginError;
-use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
 /// The largest packet accepted: MySQL's own ceiling for max_allowed_packet.
 const MAX_PACKET: usize = 1024 * 1024 * 1024;
@@ -25,7 +26,7 @@ const MAX_PACKET: usize = 1024 * 1024 * 1024;
 pub type TextRows = Vec<Vec<Option<String>>>;
 
 pub struct Connection {
-    framed: MySyncFramed<TcpStream>,
+    framed: MySyncFramed<Socket>,
     caps: CapabilityFlags,
     /// The last packet read; rows are decoded from it in place.
     packet: Vec<u8>,
@@ -47,13 +48,13 @@ impl Connection {
     /// Connect, authenticate and prepare the session (UTC time zone, the
     /// configured net_write_timeout).
     pub fn connect(config: &Config) -> Result<Connection, PluginError> {
-        let stream = open_socket(config)?;
+        let mut stream = open_socket(config)?;
         // Until the server has spoken, wait no longer than the connect
         // timeout: a port that accepts but never answers must not hang us.
         let _ = stream.set_read_timeout(Some(config.connect_timeout()));
         let mut framed = MySyncFramed::new(stream);
         framed.codec_mut().max_allowed_packet = MAX_PACKET;
-        let mut conn = Connection {
+        let conn = Connection {
             framed,
             caps: CapabilityFlags::empty(),
             packet: Vec::new(),
@@ -64,10 +65,10 @@ impl Connection {
             "connecting to {} as user `{}`, database `{}`",
             conn.target, config.user, config.database
         );
-        conn.handshake(config, &doing)?;
+        let mut conn = conn.handshake(config, &doing)?;
         let _ = conn
             .framed
-            .get_ref()
+            .get_mut()
             .set_read_timeout(Some(config.read_timeout()));
         // TIMESTAMP columns render in the session time zone: UTC makes them
         // instants. The server waits net_write_timeout for us to take more
@@ -81,6 +82,12 @@ impl Connection {
 
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Whether the connection is encrypted (`ssl_mode` and the server's
+    /// capabilities).
+    pub fn is_tls(&self) -> bool {
+        self.framed.get_ref().is_tls()
     }
 
     pub fn is_mariadb(&self) -> bool {
@@ -253,8 +260,9 @@ impl Connection {
         let _ = self.command(Command::COM_QUIT, &[], "closing the connection");
     }
 
-    /// Read the server's greeting, answer it and authenticate.
-    fn handshake(&mut self, config: &Config, doing: &str) -> Result<(), PluginError> {
+    /// Read the server's greeting, switch to TLS if `ssl_mode` says so,
+    /// answer the greeting and authenticate.
+    fn handshake(mut self, config: &Config, doing: &str) -> Result<Connection, PluginError> {
         self.read_packet(doing)?;
         let greeting = self.packet.clone();
         let handshake = ParseBuf(&greeting)
@@ -278,6 +286,10 @@ impl Connection {
         }
         self.server_version = handshake.server_version_str().into_owned();
         self.caps = handshake.capabilities() & client_flags();
+        let tls = self.tls_to_use(config, handshake.capabilities())?;
+        if tls.is_some() {
+            self.caps |= CapabilityFlags::CLIENT_SSL;
+        }
         let nonce = initial_nonce(&handshake);
         // The server names its default plugin; anything we cannot start
         // with gets a native answer, and the server switches us if needed.
@@ -298,10 +310,76 @@ impl Connection {
             None,
             MAX_PACKET as u32,
         );
+        if let Some(settings) = &tls {
+            self = self.start_tls(config, settings, response.collation(), doing)?;
+            auth.tls = true;
+        }
         let mut buf = Vec::new();
         response.serialize(&mut buf);
         self.write_packet(&buf, doing)?;
-        self.continue_auth(&mut auth, doing)
+        self.continue_auth(&mut auth, doing)?;
+        Ok(self)
+    }
+
+    /// The TLS to ask for, if any: what `ssl_mode` wants against what the
+    /// greeting offers (CLIENT_SSL). Only PREFERRED settles for plaintext.
+    fn tls_to_use(
+        &self,
+        config: &Config,
+        offered: CapabilityFlags,
+    ) -> Result<Option<TlsSettings>, PluginError> {
+        let Some(settings) = config.tls_settings()? else {
+            return Ok(None);
+        };
+        match config.ssl_mode()? {
+            _ if offered.contains(CapabilityFlags::CLIENT_SSL) => Ok(Some(settings)),
+            SslMode::Disabled | SslMode::Preferred => Ok(None),
+            mode => Err(PluginError::Permanent(format!(
+                "{} does not offer TLS (no CLIENT_SSL in its greeting), and `ssl_mode: {}` \
+                 allows no plaintext; enable TLS on the server (ssl_cert/ssl_key) or set `ssl_mode: PREFERRED`",
+                self.target,
+                mode.name()
+            ))),
+        }
+    }
+
+    /// Send the SSLRequest packet (the handshake response's first 32
+    /// bytes, CLIENT_SSL set) and upgrade the socket in place; packet
+    /// sequence numbers carry on inside TLS. Bytes the server sent before
+    /// the handshake would be taken for protocol data, so any is an error.
+    fn start_tls(
+        self,
+        config: &Config,
+        settings: &TlsSettings,
+        collation: u8,
+        doing: &str,
+    ) -> Result<Connection, PluginError> {
+        let Connection {
+            mut framed,
+            caps,
+            packet,
+            target,
+            server_version,
+        } = self;
+        let mut request = Vec::new();
+        SslRequest::new(caps, MAX_PACKET as u32, collation).serialize(&mut request);
+        framed
+            .send(&mut &*request)
+            .map_err(|e| codec_error(&target, doing, e))?;
+        let (in_buf, out_buf, codec, socket) = framed.destruct();
+        if !in_buf.is_empty() {
+            return Err(unexpected(&target, "asking for TLS (SSLRequest)", &in_buf));
+        }
+        let socket = socket
+            .upgrade(&config.host, settings, config.connect_timeout())
+            .map_err(|e| tls_error(&target, config, e))?;
+        Ok(Connection {
+            framed: MySyncFramed::construct(in_buf, out_buf, codec, socket),
+            caps,
+            packet,
+            target,
+            server_version,
+        })
     }
 
     /// The server's answers after the handshake response: OK, an auth
@@ -367,6 +445,9 @@ struct Auth<'c> {
     scramble: Vec<u8>,
     plugin: String,
     proc: Option<AuthProc>,
+    /// The connection is TLS: caching_sha2 full auth may send the password
+    /// in clear inside it.
+    tls: bool,
 }
 
 impl<'c> Auth<'c> {
@@ -377,6 +458,7 @@ impl<'c> Auth<'c> {
             scramble,
             plugin: String::new(),
             proc: None,
+            tls: false,
         }
     }
 
@@ -428,14 +510,15 @@ impl<'c> Auth<'c> {
     /// password RSA-encrypted: with a configured key, or one fetched from
     /// the server when the config allows it.
     fn check_full_auth_possible(&self) -> Result<(), PluginError> {
-        if self.config.server_public_key.is_some() || self.config.get_server_public_key {
+        if self.tls || self.config.server_public_key.is_some() || self.config.get_server_public_key
+        {
             return Ok(());
         }
         Err(PluginError::Auth(format!(
             "{} needs caching_sha2_password full authentication for user `{}` (the password is \
              not in its cache, e.g. after a restart). Without TLS the password must travel \
-             RSA-encrypted: set `server_public_key` to the server's public key (PEM) or \
-             `get_server_public_key: true` to fetch it from the server",
+             RSA-encrypted: use TLS (`ssl_mode`), set `server_public_key` to the server's \
+             public key (PEM) or `get_server_public_key: true` to fetch it from the server",
             self.target, self.config.user
         )))
     }
@@ -445,6 +528,7 @@ impl<'c> Auth<'c> {
             pass: self.config.password.as_deref().unwrap_or("").as_bytes(),
             scramble: &self.scramble,
             server_key: self.config.server_public_key.as_deref().map(str::as_bytes),
+            tls: self.tls,
         }
     }
 
@@ -473,6 +557,7 @@ struct AuthContext<'a> {
     pass: &'a [u8],
     scramble: &'a [u8],
     server_key: Option<&'a [u8]>,
+    tls: bool,
 }
 
 impl Context for AuthContext<'_> {
@@ -482,10 +567,10 @@ impl Context for AuthContext<'_> {
     fn is_ipc_transport(&self) -> bool {
         false
     }
-    /// Never: TLS is not implemented, so caching_sha2 never sends the
-    /// password in clear.
+    /// Over TLS caching_sha2 full auth sends the password in clear inside
+    /// it (as the MySQL client does); otherwise RSA-encrypted.
     fn is_tls_transport(&self) -> bool {
-        false
+        self.tls
     }
     fn scramble(&self) -> &[u8] {
         self.scramble
@@ -506,39 +591,22 @@ pub fn next_value<'a>(buf: &mut ParseBuf<'a>) -> Option<Option<&'a [u8]>> {
 }
 
 /// Resolve `host:port` and connect to the first address that answers.
-fn open_socket(config: &Config) -> Result<TcpStream, PluginError> {
-    let target = config.target();
-    let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-        .to_socket_addrs()
-        .map_err(|e| PluginError::Retryable(format!("cannot resolve {target}: {e}")))?
-        .collect();
-    let mut last_error = None;
-    for addr in &addrs {
-        match connect_addr(addr, config) {
-            Ok(stream) => {
-                // Every command waits for an answer; never let Nagle hold
-                // a small packet back. Unsupported on some WASI hosts.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    match last_error {
-        Some(e) => Err(connect_error(&target, &e)),
-        None => Err(PluginError::Permanent(format!(
-            "{} resolves to no address",
-            config.host
-        ))),
-    }
+fn open_socket(config: &Config) -> Result<Socket, PluginError> {
+    Socket::connect(&config.host, config.port, config.connect_timeout())
+        .map_err(|e| connect_error(&config.target(), &e))
 }
 
-fn connect_addr(addr: &SocketAddr, config: &Config) -> io::Result<TcpStream> {
-    match TcpStream::connect_timeout(addr, config.connect_timeout()) {
-        // Some WASI implementations cannot time a connect; a plain connect
-        // still works there.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => TcpStream::connect(addr),
-        other => other,
+/// A failed TLS upgrade, naming the server, the mode and the host's reason.
+fn tls_error(target: &str, config: &Config, error: TlsError) -> PluginError {
+    let mode = config.ssl_mode.to_ascii_uppercase();
+    match error {
+        TlsError::Settings(why) => PluginError::Config(format!("`ssl_ca`: {why}")),
+        TlsError::TimedOut(_) => {
+            PluginError::Retryable(format!("TLS with {target} (ssl_mode {mode}): {error}"))
+        }
+        TlsError::Handshake(_) | TlsError::Unsupported(_) => {
+            PluginError::Permanent(format!("TLS with {target} (ssl_mode {mode}): {error}"))
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 //! `mysql`: a Sluice source that streams tables and SQL queries out of
 //! MySQL and MariaDB. Packets, framing, scrambles and the auth plugins
-//! come from `mysql_common`; this crate drives them over a blocking
-//! `std::net::TcpStream`, which on wasm32-wasip2 is wasi:sockets filtered
-//! by the plugin's grant.
+//! come from `mysql_common`; this crate drives them over the `net` crate's
+//! socket: wasi:sockets filtered by the plugin's grant, upgraded to TLS
+//! through the host's wasi:tls as `ssl_mode` says.
 //!
 //! - Auth: mysql_native_password, caching_sha2_password (fast auth, and
 //!   full auth with the RSA key exchange), sha256_password, MariaDB's
-//!   client_ed25519, auth switch requests. No TLS yet: any `ssl_mode` but
-//!   `disabled` fails rather than send cleartext.
+//!   client_ed25519, auth switch requests; caching_sha2 full auth sends
+//!   the password inside TLS, or RSA-encrypted without it.
 //! - Reads run in one `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
 //!   ONLY` and stream the text protocol a batch per `next` (see [`reader`]).
 //! - Types map as documented on [`types::Kind`] and in the README.
@@ -33,7 +33,7 @@ impl Source for MySql {
         PluginSpec::new(
             "mysql",
             env!("CARGO_PKG_VERSION"),
-            "Streams tables and SQL queries out of MySQL and MariaDB (no TLS yet)",
+            "Streams tables and SQL queries out of MySQL and MariaDB (TLS by ssl_mode)",
         )
         .capability("mysql://${config.host}:${config.port}")
         .batch_size(5000)

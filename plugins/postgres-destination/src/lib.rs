@@ -10,7 +10,7 @@
 //!   27, 44 and P0: constraints, bad values, triggers) is retried inside a
 //!   new transaction by bisection under savepoints, so only the rows the
 //!   database refuses are rejected, each with the database's message.
-//! - No TLS yet (the source has none): the connection is plaintext.
+//! - TLS as the source does it (`sslmode`, `sslrootcert`).
 
 pub mod catalog;
 pub mod encode;
@@ -30,7 +30,7 @@ impl Destination for PostgresDestination {
         PluginSpec::new(
             "postgres-destination",
             env!("CARGO_PKG_VERSION"),
-            "Upserts, updates, inserts, deletes and appends rows in PostgreSQL tables (no TLS yet)",
+            "Upserts, updates, inserts, deletes and appends rows in PostgreSQL tables (TLS by sslmode)",
         )
         .capability("postgres://${config.host}:${config.port}")
         .batch_size(1000)

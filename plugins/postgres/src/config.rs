@@ -1,11 +1,44 @@
 //! The plugin's config document.
 
+use net::{TlsSettings, Verification};
 use serde::Deserialize;
 use sluice_sdk::prelude::*;
 use std::time::Duration;
 
-/// Connection settings. No TLS yet: the connection is plaintext, so use it
-/// on a trusted network (or through a local TLS-terminating proxy).
+/// libpq's `sslmode`, with libpq's meaning and default (`prefer`), so a
+/// connection string's settings carry over unchanged. `allow` is left out:
+/// it tries plaintext first, which this plugin never wants to prefer.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// TLS when the server offers it (unverified, as in libpq), else plaintext.
+    #[default]
+    Prefer,
+    /// TLS or fail; the certificate is not checked (unsafe against an
+    /// active attacker, as libpq warns), except that with `sslrootcert`
+    /// its chain is, as libpq does.
+    Require,
+    /// TLS, the chain checked against the roots.
+    VerifyCa,
+    /// TLS, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Connection settings.
 #[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -21,6 +54,13 @@ pub struct Config {
     pub application_name: String,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// A PEM file of the CA certificates to trust instead of the public
+    /// roots; the host reads it if a directory granted to the plugin
+    /// holds it.
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -55,6 +95,18 @@ impl Config {
                 "`port` must be between 1 and 65535".into(),
             ));
         }
+        if let Some(path) = &self.sslrootcert {
+            if !path.starts_with('/') {
+                return Err(PluginError::Config(format!(
+                    "`sslrootcert` is `{path}`; it must be an absolute path (inside a granted directory)"
+                )));
+            }
+            if self.sslmode == SslMode::Disable {
+                return Err(PluginError::Config(
+                    "`sslrootcert` is set but `sslmode` is `disable`, which never uses it".into(),
+                ));
+            }
+        }
         if self.connect_timeout_ms == 0 {
             return Err(PluginError::Config(
                 "`connect_timeout_ms` must be at least 1".into(),
@@ -78,6 +130,22 @@ impl Config {
         Ok(())
     }
 
+    /// The TLS the SSLRequest asks for, or `None` for `disable`. As in
+    /// libpq, `prefer` and `require` check the chain when a root file is
+    /// given, and nothing otherwise.
+    pub fn tls_settings(&self) -> Option<TlsSettings> {
+        let verification = match (self.sslmode, &self.sslrootcert) {
+            (SslMode::Disable, _) => return None,
+            (SslMode::Prefer | SslMode::Require, None) => Verification::None,
+            (SslMode::Prefer | SslMode::Require | SslMode::VerifyCa, _) => Verification::Chain,
+            (SslMode::VerifyFull, _) => Verification::Full,
+        };
+        Some(TlsSettings {
+            verification,
+            ca_file: self.sslrootcert.clone(),
+        })
+    }
+
     /// `host:port`, for error messages.
     pub fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -92,7 +160,7 @@ impl Config {
         serde_json::json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
-            "description": "A PostgreSQL server. No TLS: the connection (including the password exchange for cleartext auth) is plaintext, so use it on a trusted network or through a local TLS-terminating proxy.",
+            "description": "A PostgreSQL server, over TLS as `sslmode` says (libpq's modes and default).",
             "required": ["host", "user", "database"],
             "additionalProperties": false,
             "properties": {
@@ -102,7 +170,9 @@ impl Config {
                 "password": {"type": "string", "writeOnly": true, "description": "for cleartext, MD5 or SCRAM-SHA-256 auth"},
                 "database": {"type": "string", "minLength": 1},
                 "application_name": {"type": "string", "default": "sluice", "description": "shown in pg_stat_activity"},
-                "connect_timeout_ms": {"type": "integer", "minimum": 1, "default": 10000, "description": "TCP connect timeout"}
+                "connect_timeout_ms": {"type": "integer", "minimum": 1, "default": 10000, "description": "TCP connect and TLS handshake timeout, each"},
+                "sslmode": {"enum": ["disable", "prefer", "require", "verify-ca", "verify-full"], "default": "prefer", "description": "libpq's sslmode: prefer = TLS if offered, unverified; require = TLS, unverified (unsafe against an active attacker); verify-ca = chain checked; verify-full = chain and host name checked"},
+                "sslrootcert": {"type": "string", "description": "absolute path of a PEM CA bundle to trust instead of the public roots; its folder must be granted (dir:FOLDER:ro)"}
             }
         })
     }
@@ -120,10 +190,60 @@ mod tests {
             (5432, "sluice", 10_000)
         );
         assert_eq!(c.target(), "db:5432");
-        let err = Config::parse(r#"{"host":"db","user":"u","database":"d","sslmode":"require"}"#)
+        assert_eq!(c.sslmode, SslMode::Prefer);
+        let err = Config::parse(r#"{"host":"db","user":"u","database":"d","ssl":"require"}"#)
             .unwrap_err();
         assert!(
-            matches!(&err, PluginError::Config(m) if m.contains("sslmode")),
+            matches!(&err, PluginError::Config(m) if m.contains("ssl")),
+            "{err:?}"
+        );
+    }
+
+    fn settings(extra: &str) -> Result<Option<TlsSettings>, PluginError> {
+        Config::parse(&format!(
+            r#"{{"host":"db","user":"u","database":"d"{extra}}}"#
+        ))
+        .map(|c| c.tls_settings())
+    }
+
+    #[test]
+    fn sslmodes_map_to_verification_as_in_libpq() {
+        let mode = |extra: &str| settings(extra).unwrap().map(|s| s.verification);
+        assert_eq!(mode(""), Some(Verification::None));
+        assert_eq!(mode(r#","sslmode":"disable""#), None);
+        assert_eq!(mode(r#","sslmode":"require""#), Some(Verification::None));
+        assert_eq!(mode(r#","sslmode":"verify-ca""#), Some(Verification::Chain));
+        assert_eq!(
+            mode(r#","sslmode":"verify-full""#),
+            Some(Verification::Full)
+        );
+        let ca = r#","sslrootcert":"/ssl/ca.pem""#;
+        assert_eq!(
+            mode(&format!(r#"{ca},"sslmode":"require""#)),
+            Some(Verification::Chain)
+        );
+        assert_eq!(
+            settings(&format!(r#"{ca},"sslmode":"verify-full""#))
+                .unwrap()
+                .unwrap()
+                .ca_file
+                .as_deref(),
+            Some("/ssl/ca.pem")
+        );
+        let err = settings(r#","sslmode":"verify_full""#).unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Config(m)
+                if m.contains("unknown variant `verify_full`, expected one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`")),
+            "{err:?}"
+        );
+        let err = settings(r#","sslrootcert":"ca.pem""#).unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Config(m) if m.contains("absolute")),
+            "{err:?}"
+        );
+        let err = settings(&format!(r#"{ca},"sslmode":"disable""#)).unwrap_err();
+        assert!(
+            matches!(&err, PluginError::Config(m) if m.contains("never uses it")),
             "{err:?}"
         );
     }

@@ -1,12 +1,14 @@
-//! One connection to PostgreSQL: socket, startup, authentication and the
-//! message loop. Blocking `std::net` I/O: on wasm32-wasip2 that is
-//! wasi:sockets, filtered by the plugin's grant.
+//! One connection to PostgreSQL: socket, TLS negotiation (`sslmode`),
+//! startup, authentication and the message loop. Blocking I/O over the
+//! `net` crate's socket: on wasm32-wasip2 wasi:sockets, filtered by the
+//! plugin's grant, upgraded in place through wasi:tls after SSLRequest.
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
 use crate::error::{connect_error, io_error, unexpected, DbError};
 use crate::types::{Kind, Oid};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
+use net::{Socket, TlsError};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::Message;
@@ -15,7 +17,6 @@ use postgres_protocol::IsNull;
 use sluice_sdk::PluginError;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
 /// How much the read buffer grows by when a message is incomplete.
 const READ_CHUNK: usize = 64 * 1024;
@@ -24,7 +25,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub type TextRows = Vec<Vec<Option<String>>>;
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Socket,
     read_buf: BytesMut,
     write_buf: BytesMut,
     /// `host:port`, for error messages.
@@ -36,7 +37,7 @@ pub struct Connection {
 impl Connection {
     /// Connect, authenticate and wait until the server is ready for queries.
     pub fn connect(config: &Config) -> Result<Connection, PluginError> {
-        let stream = open_socket(config)?;
+        let stream = negotiate_tls(open_socket(config)?, config)?;
         let mut conn = Connection {
             stream,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -56,6 +57,11 @@ impl Connection {
 
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Whether the connection is encrypted (`sslmode` and the server's answer).
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// The buffer the next message(s) are encoded into; [`send`] sends it.
@@ -264,6 +270,7 @@ impl Connection {
     }
 
     fn authenticate(&mut self, config: &Config, doing: &str) -> Result<(), PluginError> {
+        self.refuse_redshift_only_auth(config, doing)?;
         match self.recv(doing)? {
             Message::AuthenticationOk => Ok(()),
             Message::AuthenticationCleartextPassword => {
@@ -298,6 +305,44 @@ impl Connection {
         }
     }
 
+    /// Redshift's own login requests, which `postgres-protocol` cannot
+    /// parse (it would say "unknown authentication tag"): code 13, the
+    /// SHA-256 "extensible digest" of users whose password Redshift stores
+    /// as SHA-256, and code 14, an identity-provider token. Peeked from the
+    /// raw first message so the error can say what to do instead.
+    fn refuse_redshift_only_auth(
+        &mut self,
+        config: &Config,
+        doing: &str,
+    ) -> Result<(), PluginError> {
+        while self.read_buf.is_empty() {
+            self.fill(doing)?;
+        }
+        // An AuthenticationRequest is at least tag, length and code.
+        if self.read_buf[0] != b'R' {
+            return Ok(());
+        }
+        while self.read_buf.len() < 9 {
+            self.fill(doing)?;
+        }
+        let code = i32::from_be_bytes([
+            self.read_buf[5],
+            self.read_buf[6],
+            self.read_buf[7],
+            self.read_buf[8],
+        ]);
+        let method = match code {
+            13 => "Redshift's SHA-256 digest login (auth code 13)",
+            14 => "an identity-provider token login (auth code 14, Redshift IdP/IdC)",
+            _ => return Ok(()),
+        };
+        Err(PluginError::Auth(format!(
+            "{} asks for {method} for user `{}`, which this plugin does not support; \
+             use a user with an MD5 or SCRAM-SHA-256 password",
+            self.target, config.user
+        )))
+    }
+
     fn password<'c>(&self, config: &'c Config, method: &str) -> Result<&'c str, PluginError> {
         config.password.as_deref().ok_or_else(|| {
             PluginError::Auth(format!(
@@ -313,7 +358,9 @@ impl Connection {
         self.send("sending the password")
     }
 
-    /// SCRAM-SHA-256 without channel binding (there is no TLS to bind to).
+    /// SCRAM-SHA-256 without channel binding: wasi:tls does not expose the
+    /// server's certificate, which SCRAM-SHA-256-PLUS would hash, so only
+    /// the plain mechanism is offered (over verified TLS it is as safe).
     fn scram(
         &mut self,
         config: &Config,
@@ -322,7 +369,7 @@ impl Connection {
     ) -> Result<(), PluginError> {
         if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
             return Err(PluginError::Auth(format!(
-                "{} offers only SASL mechanisms {mechanisms:?}; this plugin supports {SCRAM_SHA_256} without TLS",
+                "{} offers only SASL mechanisms {mechanisms:?}; this plugin supports {SCRAM_SHA_256} (without channel binding)",
                 self.target
             )));
         }
@@ -371,39 +418,69 @@ impl Connection {
 }
 
 /// Resolve `host:port` and connect to the first address that answers.
-fn open_socket(config: &Config) -> Result<TcpStream, PluginError> {
+fn open_socket(config: &Config) -> Result<Socket, PluginError> {
+    Socket::connect(&config.host, config.port, config.connect_timeout())
+        .map_err(|e| connect_error(&config.target(), &e))
+}
+
+/// The SSLRequest exchange of `sslmode` (protocol-flow.html#PROTOCOL-FLOW-SSL):
+/// `S` starts TLS on the same socket, `N` means plaintext, which only
+/// `prefer` accepts. The answer is read as one byte straight off the
+/// socket, so nothing the server sends after `S` is taken as plaintext
+/// protocol data (CVE-2021-23222): it goes to the TLS handshake, which
+/// refuses it.
+fn negotiate_tls(mut socket: Socket, config: &Config) -> Result<Socket, PluginError> {
+    let Some(settings) = config.tls_settings() else {
+        return Ok(socket);
+    };
     let target = config.target();
-    let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-        .to_socket_addrs()
-        .map_err(|e| PluginError::Retryable(format!("cannot resolve {target}: {e}")))?
-        .collect();
-    let mut last_error = None;
-    for addr in &addrs {
-        match connect_addr(addr, config) {
-            Ok(stream) => {
-                // We wait for an answer after every write; never let Nagle
-                // hold a small message back. Unsupported on some WASI hosts.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
+    let doing = "asking for TLS (SSLRequest)";
+    let mut request = BytesMut::with_capacity(8);
+    frontend::ssl_request(&mut request);
+    let mut answer = [0u8; 1];
+    socket
+        .set_read_timeout(Some(config.connect_timeout()))
+        .and_then(|()| socket.write_all(&request))
+        .and_then(|()| socket.flush())
+        .and_then(|()| socket.read_exact(&mut answer))
+        .and_then(|()| socket.set_read_timeout(None))
+        .map_err(|e| io_error(&target, doing, &e))?;
+    match answer[0] {
+        b'S' => match socket.upgrade(&config.host, &settings, config.connect_timeout()) {
+            Ok(socket) => Ok(socket),
+            // libpq's `prefer`: when TLS fails, try again without it.
+            Err(TlsError::Handshake(_) | TlsError::Unsupported(_))
+                if config.sslmode == SslMode::Prefer =>
+            {
+                open_socket(config)
             }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    match last_error {
-        Some(e) => Err(connect_error(&target, &e)),
-        None => Err(PluginError::Permanent(format!(
-            "{} resolves to no address",
-            config.host
+            Err(e) => Err(tls_error(&target, config, e)),
+        },
+        b'N' if config.sslmode == SslMode::Prefer => Ok(socket),
+        b'N' => Err(PluginError::Permanent(format!(
+            "{target} does not accept TLS (it answered the SSLRequest with `N`), \
+             and `sslmode: {}` allows no plaintext; enable `ssl` on the server or set `sslmode: prefer`",
+            config.sslmode.name()
         ))),
+        other => Err(unexpected(
+            &target,
+            doing,
+            &format!("answer {:?} (expected `S` or `N`)", char::from(other)),
+        )),
     }
 }
 
-fn connect_addr(addr: &SocketAddr, config: &Config) -> io::Result<TcpStream> {
-    match TcpStream::connect_timeout(addr, config.connect_timeout()) {
-        // Some WASI implementations cannot time a connect; a plain connect
-        // still works there.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => TcpStream::connect(addr),
-        other => other,
+/// A failed TLS upgrade, naming the server, the mode and the host's reason.
+fn tls_error(target: &str, config: &Config, error: TlsError) -> PluginError {
+    let mode = config.sslmode.name();
+    match error {
+        TlsError::Settings(why) => PluginError::Config(format!("`sslrootcert`: {why}")),
+        TlsError::TimedOut(_) => {
+            PluginError::Retryable(format!("TLS with {target} (sslmode {mode}): {error}"))
+        }
+        TlsError::Handshake(_) | TlsError::Unsupported(_) => {
+            PluginError::Permanent(format!("TLS with {target} (sslmode {mode}): {error}"))
+        }
     }
 }
 

@@ -1,10 +1,9 @@
 //! `postgres`: a Sluice source that streams tables and SQL queries out of
 //! PostgreSQL. It speaks the wire protocol itself (via `postgres-protocol`)
-//! over a blocking `std::net::TcpStream`, which on wasm32-wasip2 is
-//! wasi:sockets filtered by the plugin's grant.
+//! over the `net` crate's socket: wasi:sockets filtered by the plugin's
+//! grant, upgraded to TLS through the host's wasi:tls as `sslmode` says.
 //!
-//! - Auth: trust, cleartext, MD5 and SCRAM-SHA-256 (no channel binding);
-//!   no TLS yet.
+//! - Auth: trust, cleartext, MD5 and SCRAM-SHA-256 (no channel binding).
 //! - Reads run in one `REPEATABLE READ READ ONLY` transaction and stream a
 //!   batch per `next` through a portal (see [`reader`]).
 //! - Types map as documented on [`types::Kind`] and in [`decode`]: numeric
@@ -35,7 +34,7 @@ impl Source for Postgres {
         PluginSpec::new(
             "postgres",
             env!("CARGO_PKG_VERSION"),
-            "Streams tables and SQL queries out of PostgreSQL (no TLS yet)",
+            "Streams tables and SQL queries out of PostgreSQL (TLS by sslmode)",
         )
         .capability("postgres://${config.host}:${config.port}")
         .batch_size(5000)

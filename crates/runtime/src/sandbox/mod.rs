@@ -8,6 +8,8 @@
 //! - `dirs`: granted directories, opened without following symbolic links.
 //! - `protected`: Sluice's own files, which no directory grant may reach.
 //! - `stdio`: captured, size-capped stdout and stderr.
+//! - `tls`: what a `wasi:tls` handshake verifies (pure, no wasmtime); the
+//!   TCP connection under it was checked by `sockets`.
 
 pub mod cassette;
 pub mod dirs;
@@ -20,6 +22,7 @@ pub mod resolver;
 pub mod scrub;
 pub mod sockets;
 pub mod stdio;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
