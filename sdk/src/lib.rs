@@ -52,7 +52,10 @@ pub use bindings::source::sluice::plugin::types::{
 pub use plugin::{
     ColumnarTransform, Destination, Estimate, Lookup, Reader, Source, Transform, Writer,
 };
-pub use value::{format_date, format_timestamp, parse_date, parse_timestamp, write_timestamp_json};
+pub use value::{
+    format_date, format_timestamp, is_json_number, parse_date, parse_timestamp,
+    write_timestamp_json,
+};
 
 #[doc(hidden)]
 pub mod __private {

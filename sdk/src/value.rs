@@ -5,7 +5,8 @@
 
 use crate::{Batch, PluginSpec, RowError, RowResult, Transformed, Value};
 pub use sluice_values::{
-    format_date, format_timestamp, parse_date, parse_timestamp, write_timestamp_json, ValueRef,
+    format_date, format_timestamp, is_json_number, parse_date, parse_timestamp,
+    write_timestamp_json, ValueRef,
 };
 
 sluice_values::impl_value_view!(Value);

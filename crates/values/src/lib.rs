@@ -98,6 +98,39 @@ fn non_finite_name(f: f64) -> &'static str {
     }
 }
 
+/// Whether `s` is a JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(s: &str) -> bool {
+    fn digits(b: &[u8]) -> usize {
+        b.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int = digits(&b[i..]);
+    if int == 0 || (int > 1 && b[i] == b'0') {
+        return false;
+    }
+    i += int;
+    if b.get(i) == Some(&b'.') {
+        let frac = digits(&b[i + 1..]);
+        if frac == 0 {
+            return false;
+        }
+        i += 1 + frac;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits(&b[i..]);
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
 /// Write the value's plain text form (what a CSV cell or an API string
 /// field would carry) into `out`; null writes nothing.
 pub fn write_text(v: ValueRef<'_>, out: &mut String) {
@@ -312,6 +345,34 @@ pub fn date_micros(days: i32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_are_strict() {
+        for good in [
+            "0",
+            "-1",
+            "1.5",
+            "1e+30",
+            "1.5e-05",
+            "123456789012345678901234567890.000001",
+        ] {
+            assert!(is_json_number(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e",
+            "0x10",
+        ] {
+            assert!(!is_json_number(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn non_finite_floats_are_named_never_null() {

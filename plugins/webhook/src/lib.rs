@@ -481,46 +481,12 @@ fn write_value(out: &mut Vec<u8>, value: &sluice_sdk::Value) {
         // which rounds a NUMERIC(38) or DECIMAL(65) to 17 digits; the digits
         // are written as they are instead, a JSON number any consumer with a
         // big-number parser reads exactly.
-        V::Decimal(s) if is_json_number(s) => {
+        V::Decimal(s) if sluice_sdk::is_json_number(s) => {
             out.extend_from_slice(s.as_bytes());
             Ok(())
         }
         other => serde_json::to_writer(&mut *out, &other.to_json()),
     };
-}
-
-/// Whether `s` is a number by JSON's grammar:
-/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-fn is_json_number(s: &str) -> bool {
-    fn digits(b: &[u8]) -> usize {
-        b.iter().take_while(|c| c.is_ascii_digit()).count()
-    }
-    let b = s.as_bytes();
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    let int = digits(&b[i..]);
-    if int == 0 || (int > 1 && b[i] == b'0') {
-        return false;
-    }
-    i += int;
-    if b.get(i) == Some(&b'.') {
-        let frac = digits(&b[i + 1..]);
-        if frac == 0 {
-            return false;
-        }
-        i += 1 + frac;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exp = digits(&b[i..]);
-        if exp == 0 {
-            return false;
-        }
-        i += exp;
-    }
-    i == b.len()
 }
 
 impl Writer for WebhookWriter {
