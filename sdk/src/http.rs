@@ -393,6 +393,85 @@ fn stream_error(e: StreamError) -> HttpError {
     }
 }
 
+/// Bounded retries with exponential backoff, for API clients whose
+/// retryable answers are known (429, some 5xx, a vendor's own retryable
+/// reasons). The waits are short and bounded; a longer throttle belongs to
+/// the host, as a `rate-limited` error.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first wait; each later one doubles, up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Wait the server's `Retry-After` (capped at `max_backoff`) instead of
+    /// the backoff when it gives one.
+    pub honour_retry_after: bool,
+}
+
+/// How a [`Retry::send`] ended with an answer.
+pub enum Retried {
+    /// An answer that is not to be retried (a success or a final error).
+    Answer(Response),
+    /// Still a retryable answer after the last retry.
+    Exhausted(Response),
+}
+
+impl Retry {
+    /// Sends the request `build` makes for each attempt (it gets the attempt
+    /// number, from 0) until an answer is not `retryable` or the retries run
+    /// out; transport failures are retried too. `what` names the call in the
+    /// warning logged before each wait.
+    pub fn send(
+        &self,
+        what: &str,
+        mut build: impl FnMut(u32) -> Request,
+        retryable: impl Fn(&Response) -> bool,
+    ) -> Result<Retried, HttpError> {
+        let mut backoff = self.first_backoff;
+        let mut attempt = 0;
+        loop {
+            let outcome = build(attempt).send();
+            let retry = match &outcome {
+                Ok(response) => retryable(response),
+                Err(HttpError::Transport(_)) => true,
+                Err(_) => false,
+            };
+            if !retry || attempt >= self.max_retries {
+                return match outcome {
+                    Ok(response) if retry => Ok(Retried::Exhausted(response)),
+                    Ok(response) => Ok(Retried::Answer(response)),
+                    Err(e) => Err(e),
+                };
+            }
+            let wait = self.wait(outcome.as_ref().ok(), backoff);
+            crate::log::log(
+                crate::log::Level::Warn,
+                &format!(
+                    "{what}: {} (attempt {}), retrying in {} ms",
+                    match &outcome {
+                        Ok(r) => format!("HTTP {}", r.status),
+                        Err(e) => e.to_string(),
+                    },
+                    attempt + 1,
+                    wait.as_millis()
+                ),
+            );
+            sleep(wait);
+            backoff = (backoff * 2).min(self.max_backoff);
+            attempt += 1;
+        }
+    }
+
+    fn wait(&self, answer: Option<&Response>, backoff: Duration) -> Duration {
+        answer
+            .filter(|_| self.honour_retry_after)
+            .and_then(Response::retry_after_ms)
+            .map(|ms| Duration::from_millis(ms).min(self.max_backoff))
+            .unwrap_or(backoff)
+    }
+}
+
 /// Sleep inside the plugin (for short, bounded backoffs only: the call's
 /// wall-clock deadline keeps counting).
 pub fn sleep(duration: Duration) {

@@ -57,6 +57,23 @@ pub use value::{
     write_timestamp_json,
 };
 
+impl PluginError {
+    /// The same error, its message prefixed with `context` (which source,
+    /// which call), its kind and any retry hint kept.
+    pub fn context(self, context: &str) -> PluginError {
+        match self {
+            PluginError::Config(m) => PluginError::Config(format!("{context}: {m}")),
+            PluginError::Auth(m) => PluginError::Auth(format!("{context}: {m}")),
+            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimitedInfo {
+                retry_after_ms: r.retry_after_ms,
+                message: format!("{context}: {}", r.message),
+            }),
+            PluginError::Retryable(m) => PluginError::Retryable(format!("{context}: {m}")),
+            PluginError::Permanent(m) => PluginError::Permanent(format!("{context}: {m}")),
+        }
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::plugin::adapters::*;

@@ -273,57 +273,27 @@ impl Client {
         build: impl Fn() -> http::Request,
         may_refresh: bool,
     ) -> Result<Response, PluginError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
-        let mut refreshed = !may_refresh;
-        loop {
-            let outcome = build().send();
-            if matches!(&outcome, Ok(r) if r.status == 401) && !refreshed && self.refresh_token()? {
-                refreshed = true;
-                continue;
+        let retry = http::Retry {
+            max_retries: self.config.max_retries,
+            first_backoff: FIRST_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            honour_retry_after: false,
+        };
+        match retry.send(what, |_| build(), Self::retryable) {
+            Ok(http::Retried::Answer(response))
+                if response.status == 401 && may_refresh && self.refresh_token()? =>
+            {
+                self.send_with(what, build, false)
             }
-            let retryable = match &outcome {
-                Ok(r) => Self::retryable(r),
-                Err(http::HttpError::Transport(_)) => true,
-                Err(_) => false,
-            };
-            if !retryable || attempt >= self.config.max_retries {
-                return match outcome {
-                    Ok(response) if retryable => Err(self.error(what, &response)),
-                    Ok(response) => Ok(response),
-                    Err(e) => Err(self.context(what, e.into())),
-                };
-            }
-            sluice_sdk::log::log(
-                sluice_sdk::log::Level::Warn,
-                &format!(
-                    "{what}: {} (attempt {}), retrying in {} ms",
-                    match &outcome {
-                        Ok(r) => format!("HTTP {}", r.status),
-                        Err(e) => e.to_string(),
-                    },
-                    attempt + 1,
-                    backoff.as_millis()
-                ),
-            );
-            http::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            attempt += 1;
+            Ok(http::Retried::Answer(response)) => Ok(response),
+            Ok(http::Retried::Exhausted(response)) => Err(self.error(what, &response)),
+            Err(e) => Err(self.context(what, e.into())),
         }
     }
 
     fn context(&self, what: &str, error: PluginError) -> PluginError {
         let context = format!("{} ({what})", self.config.target());
-        match error {
-            PluginError::Config(m) => PluginError::Config(format!("{context}: {m}")),
-            PluginError::Auth(m) => PluginError::Auth(format!("{context}: {m}")),
-            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimitedInfo {
-                retry_after_ms: r.retry_after_ms,
-                message: format!("{context}: {}", r.message),
-            }),
-            PluginError::Retryable(m) => PluginError::Retryable(format!("{context}: {m}")),
-            PluginError::Permanent(m) => PluginError::Permanent(format!("{context}: {m}")),
-        }
+        error.context(&context)
     }
 
     /// BigQuery's error as the contract's: `HTTP 400 invalidQuery (at q): message`.

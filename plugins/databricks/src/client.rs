@@ -179,58 +179,22 @@ impl Client {
     /// Sends with retries of 429, 503 and transport failures, waiting the
     /// server's Retry-After when it gives one (capped).
     fn send(&self, what: &str, build: impl Fn() -> http::Request) -> Result<Response, PluginError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            let outcome = build().send();
-            let retryable = match &outcome {
-                Ok(r) => matches!(r.status, 429 | 503),
-                Err(http::HttpError::Transport(_)) => true,
-                Err(_) => false,
-            };
-            if !retryable || attempt >= self.config.max_retries {
-                return match outcome {
-                    Ok(response) if retryable => Err(self.error(what, &response)),
-                    Ok(response) => Ok(response),
-                    Err(e) => Err(self.context(what, e.into())),
-                };
-            }
-            let wait = outcome
-                .as_ref()
-                .ok()
-                .and_then(Response::retry_after_ms)
-                .map(|ms| Duration::from_millis(ms).min(MAX_BACKOFF))
-                .unwrap_or(backoff);
-            sluice_sdk::log::log(
-                sluice_sdk::log::Level::Warn,
-                &format!(
-                    "{what}: {} (attempt {}), retrying in {} ms",
-                    match &outcome {
-                        Ok(r) => format!("HTTP {}", r.status),
-                        Err(e) => e.to_string(),
-                    },
-                    attempt + 1,
-                    wait.as_millis()
-                ),
-            );
-            http::sleep(wait);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            attempt += 1;
+        let retry = http::Retry {
+            max_retries: self.config.max_retries,
+            first_backoff: FIRST_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            honour_retry_after: true,
+        };
+        match retry.send(what, |_| build(), |r| matches!(r.status, 429 | 503)) {
+            Ok(http::Retried::Answer(response)) => Ok(response),
+            Ok(http::Retried::Exhausted(response)) => Err(self.error(what, &response)),
+            Err(e) => Err(self.context(what, e.into())),
         }
     }
 
     pub fn context(&self, what: &str, error: PluginError) -> PluginError {
         let context = format!("{} ({what})", self.config.target());
-        match error {
-            PluginError::Config(m) => PluginError::Config(format!("{context}: {m}")),
-            PluginError::Auth(m) => PluginError::Auth(format!("{context}: {m}")),
-            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimitedInfo {
-                retry_after_ms: r.retry_after_ms,
-                message: format!("{context}: {}", r.message),
-            }),
-            PluginError::Retryable(m) => PluginError::Retryable(format!("{context}: {m}")),
-            PluginError::Permanent(m) => PluginError::Permanent(format!("{context}: {m}")),
-        }
+        error.context(&context)
     }
 
     /// A rejected request as the contract's error, with Databricks' code and message.
