@@ -15,8 +15,8 @@ function renderNav() {
   const current = location.hash.split("/")[1] || "";
   nav.replaceChildren(
     ...links.map(([href, label]) => h("a", { href, "aria-current": href.split("/")[1] === current ? "page" : null }, label)),
-    role ? h("span", { class: "who" }, role === "operator" ? "operator" : "tenant") : null,
-    role ? h("button", { type: "button", id: "sign-out", onclick: () => { api.signOut(); location.hash = "#/signin"; route(); } }, "Sign out") : null);
+    role ? h("span", { class: "who" }, role === "operator" ? "operator" : "tenant") : "",
+    role ? h("button", { type: "button", id: "sign-out", onclick: () => { api.signOut(); location.hash = "#/signin"; route(); } }, "Sign out") : "");
 }
 
 async function route() {

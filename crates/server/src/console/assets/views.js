@@ -231,7 +231,7 @@ export async function runPage(main, id) {
       stat("Rejected", c.rejected), stat("Retried", c.retried), stat("Throttle waits (API)", c.throttled_waits),
       stat("Paced waits (Sluice)", c.paced_waits), stat("Write calls", c.write_calls), stat("HTTP requests", c.requests),
       stat("Outcome unknown", c.outcome_unknown)),
-    run.error ? h("div", { class: "error" }, h("strong", {}, `Failed at stage ${run.stage || "run"}: `), run.error) : null,
+    run.error ? h("div", { class: "error" }, h("strong", {}, `Failed at stage ${run.stage || "run"}: `), run.error) : "",
     h("p", { class: "muted" }, "Stages: a run goes load → discover → mappings → run (→ deletes); Sluice records where a failed run stopped, not how long each stage took."),
     h("h2", {}, "Rejected and invalid rows"),
     h("label", { for: "rejected-search" }, "Search"), search,
@@ -256,10 +256,10 @@ export async function planPage(main, name) {
     h("p", {}, h("a", { href: `#/syncs/${enc(name)}` }, `← Sync ${name}`)),
     h("h1", {}, `Plan for ${name}`),
     h("p", {}, "What the next run would do. Nothing was sent or recorded."),
-    plan.config_changed ? h("p", { class: "notice" }, `The sync's configuration changed since its last run: ${c.changed} delivered row(s) will be re-sent.`) : null,
+    plan.config_changed ? h("p", { class: "notice" }, `The sync's configuration changed since its last run: ${c.changed} delivered row(s) will be re-sent.`) : "",
     h("div", { class: "grid" }, stat("Add", c.added), stat("Change", c.changed), stat("Delete", c.removed),
       stat("Unchanged", c.unchanged), stat("Invalid", c.invalid), stat("To send", c.planned)),
-    plan.mirror && plan.mirror.refused ? h("p", { class: "error" }, `Deletes would be refused: ${plan.mirror.refused}`) : null,
+    plan.mirror && plan.mirror.refused ? h("p", { class: "error" }, `Deletes would be refused: ${plan.mirror.refused}`) : "",
     h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: async (ev) => {
       ev.currentTarget.disabled = true;
       const s = await api.get(`/api/v1/console/syncs/${enc(name)}`);
