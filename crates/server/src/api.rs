@@ -93,6 +93,7 @@ pub fn router(state: Shared) -> Router {
             "/api/v1/secrets-rewrap",
             post(secret_routes::rewrap_secrets),
         )
+        .merge(crate::console_api::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -221,7 +222,7 @@ async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiEr
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(ApiDoc::openapi().merge_from(crate::console_api::ConsoleApiDoc::openapi()))
 }
 
 // ----- tenants -----
@@ -833,7 +834,7 @@ pub struct RunsQuery {
 
 /// The calling tenant's runs, newest first, read as that tenant (row-level
 /// security applies).
-async fn read_runs(
+pub(crate) async fn read_runs(
     state: &AppState,
     tenant: &str,
     sync: Option<&str>,
@@ -871,7 +872,7 @@ async fn read_runs(
         .collect())
 }
 
-fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+pub(crate) fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -896,7 +897,7 @@ async fn list_runs(
     Ok(Json(RunList { runs }))
 }
 
-fn run_id(text: &str) -> Result<RunId, ApiError> {
+pub(crate) fn run_id(text: &str) -> Result<RunId, ApiError> {
     text.parse()
         .map_err(|_| ApiError::invalid("id", format!("`{text}` is not a run id (an integer)")))
 }

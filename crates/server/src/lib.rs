@@ -33,6 +33,8 @@
 pub mod api;
 pub mod auth;
 pub mod ceiling;
+pub mod console;
+pub mod console_api;
 pub mod db;
 pub mod error;
 pub mod metrics;

@@ -194,7 +194,8 @@ async fn claim_and_enqueue(
     let claimed = tx
         .execute(
             "UPDATE sluice.schedule_ticks SET last_tick = to_timestamp($3::bigint)
-             WHERE tenant = $1 AND sync = $2 AND last_tick < to_timestamp($3::bigint)",
+             WHERE tenant = $1 AND sync = $2 AND last_tick < to_timestamp($3::bigint)
+                   AND NOT paused",
             &[&tenant, &sync, &tick],
         )
         .await?;

@@ -195,6 +195,7 @@ impl Executor {
         };
         let options = RunOptions {
             full_resync: job.full_resync,
+            retry_rejected: job.trigger == crate::console_api::RETRY_TRIGGER,
             ..Default::default()
         };
         match engine.run(&job.sync, &options).await {

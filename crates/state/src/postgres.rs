@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "server mode: tenant secrets, sealed (AES-256-GCM envelope, crates/server/src/secrets.rs), with row-level security",
         sql: MIGRATION_6,
     },
+    Migration {
+        version: 9,
+        description: "console: a sync's schedule can be paused (crates/server/src/console_api.rs)",
+        sql: "ALTER TABLE sluice.schedule_ticks ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;",
+    },
 ];
 
 const MIGRATION_6: &str = "
