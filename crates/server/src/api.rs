@@ -93,6 +93,7 @@ pub fn router(state: Shared) -> Router {
             "/api/v1/secrets-rewrap",
             post(secret_routes::rewrap_secrets),
         )
+        .merge(crate::components::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -221,7 +222,9 @@ async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiEr
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::components::ComponentsDoc::openapi());
+    Json(doc)
 }
 
 // ----- tenants -----
