@@ -145,7 +145,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         state_url: args.state,
         work_dir: args.work_dir,
         app_role: args.app_role,
-        runtime: Runtime::new(RuntimeOptions::default())?,
+        // Many tenants' instances on one host: from the pooling allocator.
+        runtime: Runtime::new(RuntimeOptions {
+            pooling: Some(sluice_runtime::Pooling::default()),
+            ..Default::default()
+        })?,
         keyring: keyring(args.secrets_key_file.as_ref())?,
         concurrency: args.concurrency,
         recovery: sluice_server::worker::Recovery {

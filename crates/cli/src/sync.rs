@@ -609,34 +609,12 @@ pub async fn run(project: &ProjectArg, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Syncs not run, each with the reason.
-type Skipped = Vec<(String, String)>;
-
 /// The syncs to run after a dbt invocation, and each other sync with the
-/// reason it is not run.
-fn syncs_after_dbt(project: &Project, path: &Path) -> Result<(Vec<String>, Skipped)> {
+/// reason it is not run (the selection is shared with the server's dbt
+/// triggers: [`config::dbt::select_syncs`]).
+fn syncs_after_dbt(project: &Project, path: &Path) -> Result<(Vec<String>, config::dbt::Skipped)> {
     let results = config::dbt::run_results(path).map_err(|e| anyhow!(e))?;
-    let mut run = Vec::new();
-    let mut skipped = Vec::new();
-    for (name, sync) in &project.syncs {
-        let model = project.model_of(sync);
-        let why = match &model.dbt {
-            None => Some(format!("model `{}` is not a dbt model", model.name)),
-            Some(m) if results.failed_tests.contains(&m.unique_id) => {
-                Some(format!("dbt tests of `{}` failed", m.name))
-            }
-            Some(m) if results.built.contains(&m.unique_id) => None,
-            Some(m) if results.not_built.contains(&m.unique_id) => {
-                Some(format!("dbt did not build `{}`", m.name))
-            }
-            Some(m) => Some(format!("dbt did not rebuild `{}` in this run", m.name)),
-        };
-        match why {
-            None => run.push(name.clone()),
-            Some(why) => skipped.push((name.clone(), why)),
-        }
-    }
-    Ok((run, skipped))
+    Ok(config::dbt::select_syncs(project, &results))
 }
 
 /// Mirror mode in a plan: the deletion guard, the keys kept under a new

@@ -277,9 +277,16 @@ pub fn run_results(path: &Path) -> Result<RunResults, String> {
             file.display()
         )
     })?;
-    let parsed: RunResultsFile = serde_json::from_str(&text)
-        .map_err(|e| format!("dbt's run results {} are not valid: {e}", file.display()))?;
-    let tests_attach_to = test_attachments(&project);
+    run_results_from_str(&text, &file.display().to_string(), &project)
+}
+
+/// Reads the text of a `run_results.json` (`label` names it in errors);
+/// test results are attributed to their models through the manifest of the
+/// dbt project folder `project` (none found: no test attributed).
+pub fn run_results_from_str(text: &str, label: &str, project: &Path) -> Result<RunResults, String> {
+    let parsed: RunResultsFile = serde_json::from_str(text)
+        .map_err(|e| format!("dbt's run results {label} are not valid: {e}"))?;
+    let tests_attach_to = test_attachments(project);
     let mut out = RunResults::default();
     for r in parsed.results {
         if r.unique_id.starts_with("model.") {
@@ -310,6 +317,38 @@ fn test_attachments(project: &Path) -> BTreeMap<String, String> {
         .filter(|(_, n)| n.resource_type == "test")
         .filter_map(|(id, n)| Some((id, n.attached_node?)))
         .collect()
+}
+
+/// Syncs not run after a dbt invocation, each with the reason.
+pub type Skipped = Vec<(String, String)>;
+
+/// The syncs of `project` to run after a dbt invocation that did
+/// `results`: those whose model is a dbt model that the invocation rebuilt
+/// successfully and whose tests did not fail; every other sync with the
+/// reason it is not run. `sluice run --after-dbt` and the server's dbt
+/// triggers (crates/server/src/dbt_routes.rs) both choose with this.
+pub fn select_syncs(project: &crate::Project, results: &RunResults) -> (Vec<String>, Skipped) {
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, sync) in &project.syncs {
+        let model = project.model_of(sync);
+        let why = match &model.dbt {
+            None => Some(format!("model `{}` is not a dbt model", model.name)),
+            Some(m) if results.failed_tests.contains(&m.unique_id) => {
+                Some(format!("dbt tests of `{}` failed", m.name))
+            }
+            Some(m) if results.built.contains(&m.unique_id) => None,
+            Some(m) if results.not_built.contains(&m.unique_id) => {
+                Some(format!("dbt did not build `{}`", m.name))
+            }
+            Some(m) => Some(format!("dbt did not rebuild `{}` in this run", m.name)),
+        };
+        match why {
+            None => run.push(name.clone()),
+            Some(why) => skipped.push((name.clone(), why)),
+        }
+    }
+    (run, skipped)
 }
 
 #[cfg(test)]

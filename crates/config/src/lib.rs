@@ -197,6 +197,39 @@ pub enum PluginRef {
     /// `name@VERSION` or `name@sha256:HEX`: one installed version of a
     /// plugin, never a built-in.
     Pinned { name: String, pin: PluginPin },
+    /// `uploaded:NAME@sha256:HEX`: a component the tenant uploaded to a
+    /// `sluice serve` (crates/server/src/components.rs), pinned by its full
+    /// SHA-256 (64 lowercase hex digits). The server writes it into the
+    /// project's `.sluice/uploaded/` before a run; the CLI has none.
+    Uploaded { name: String, sha256: String },
+}
+
+/// The prefix of a reference to an uploaded component.
+pub const UPLOADED_PREFIX: &str = "uploaded:";
+
+/// Parses what follows `uploaded:`: `NAME@sha256:HEX` with the full digest.
+pub fn parse_uploaded(text: &str) -> Result<(String, String), String> {
+    let (name, pin) = text
+        .split_once('@')
+        .ok_or_else(|| "an uploaded component is pinned: `uploaded:NAME@sha256:HEX`".to_string())?;
+    if !parse::valid_name(name) {
+        return Err(format!(
+            "`{name}` is not a component name (letters, digits, `_` and `-`)"
+        ));
+    }
+    let hex = pin
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("`{pin}` is not `sha256:HEX`"))?;
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "`sha256:{hex}` is not a full SHA-256 (64 lowercase hex digits, as the upload answered)"
+        ));
+    }
+    Ok((name.to_owned(), hex.to_owned()))
 }
 
 /// How a `plugin:` reference pins an installed plugin.

@@ -875,6 +875,19 @@ impl<'a> Reader<'a> {
 
     fn plugin_ref(&mut self, text: &Str, pos: Pos, ctx: &str) -> Option<PluginRef> {
         let t = text.expose();
+        if let Some(rest) = t.strip_prefix(crate::UPLOADED_PREFIX) {
+            return match crate::parse_uploaded(rest) {
+                Ok((name, sha256)) => Some(PluginRef::Uploaded { name, sha256 }),
+                Err(why) => {
+                    self.error(
+                        pos,
+                        format!("plugin `{text}` of {ctx}: {why}"),
+                        Some("`uploaded:NAME@sha256:HEX`"),
+                    );
+                    None
+                }
+            };
+        }
         let is_path = t.contains('/') || t.contains('\\') || t.ends_with(".wasm");
         if !is_path {
             if valid_name(t) {
@@ -1258,7 +1271,7 @@ fn node_field<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
 }
 
 /// Names of sources, syncs, etc.: used on the command line and in state.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))

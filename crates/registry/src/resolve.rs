@@ -34,9 +34,44 @@ pub fn load_plugin(runtime: &Runtime, project_dir: &Path, cfg: &PluginInstance) 
             store::load_installed(runtime, project_dir, name, Some(pin))?
                 .ok_or_else(|| anyhow!("plugin `{name}@{pin}` is not installed in this project"))?
         }
+        PluginRef::Uploaded { name, sha256 } => {
+            load_uploaded(runtime, project_dir, name, sha256)
+                .with_context(|| format!("`{}` uses uploaded component `{name}`", cfg.name))?
+        }
     };
     plugin.set_name(&cfg.name);
     Ok(plugin)
+}
+
+/// Where a server writes an uploaded component into a project before a
+/// run (inside `.sluice`, which no upload and no grant may reach).
+pub fn uploaded_path(project_dir: &Path, sha256: &str) -> std::path::PathBuf {
+    project_dir
+        .join(".sluice")
+        .join("uploaded")
+        .join(format!("{sha256}.wasm"))
+}
+
+/// Loads an uploaded component, refusing bytes whose SHA-256 is not the
+/// pinned one before anything is compiled.
+fn load_uploaded(
+    runtime: &Runtime,
+    project_dir: &Path,
+    name: &str,
+    sha256: &str,
+) -> Result<Plugin> {
+    let path = uploaded_path(project_dir, sha256);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "component `{name}@sha256:{sha256}` is not uploaded for this project ({} is missing)",
+            path.display()
+        )
+    })?;
+    let found = sluice_runtime::cache::digest(&bytes);
+    if found != sha256 {
+        bail!("component `{name}` has SHA-256 {found}, but the project pins {sha256}; refused before compiling");
+    }
+    Plugin::from_bytes(runtime, name, &bytes)
 }
 
 /// Sluice's own files in a project, which no directory grant may reach: the

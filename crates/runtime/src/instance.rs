@@ -116,8 +116,11 @@ impl Plugin {
             call: "instantiate".into(),
             kind,
         };
+        // A tenant's view of the runtime counts every instance as the
+        // tenant's, whatever the sandbox says.
+        let tenant = runtime.tenant.as_deref().unwrap_or(&sandbox.tenant);
         let permit = runtime
-            .tenant_permits(&sandbox.tenant, limits.instances_per_tenant)
+            .tenant_permits(tenant, limits.instances_per_tenant)
             .try_acquire_owned()
             .map_err(|_| {
                 fail(FailureKind::InstanceLimit {

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod columns;
 mod deadline;
 pub mod error;
+pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod log;
@@ -33,6 +34,7 @@ pub mod values;
 
 pub use bindings::types::{Batch, PluginError, PluginSpec, Row, RowResult, Value};
 pub use error::{FailureKind, PluginFailure};
+pub use inspect::{inspect, Inspected};
 pub use instance::{Instance, Sandbox};
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginKind};
@@ -62,7 +64,37 @@ pub struct RuntimeOptions {
     pub resolver: Arc<dyn Resolve>,
     /// Where plugin log lines go.
     pub log: log::LogSink,
+    /// Take instances from wasmtime's pooling allocator (`sluice worker`
+    /// does, many tenants sharing one host); `None`: allocate on demand
+    /// (the CLI). See [`Pooling`].
+    pub pooling: Option<Pooling>,
 }
+
+/// The pooling allocator's sizes: instance slots reserved once at start
+/// (address space, not memory) and reused, so instantiating is a slot
+/// reset instead of fresh mappings, and the host's instance count is
+/// bounded by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// Component instances live at once across every tenant.
+    pub instances: u32,
+    /// The largest linear memory one slot holds; a tenant's memory ceiling
+    /// above it cannot be used.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for Pooling {
+    fn default() -> Self {
+        Pooling {
+            instances: 256,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Core instances, memories and tables one component may use: a plugin
+/// is its module plus the WASI adapter's and the canonical ABI's shims.
+const CORE_PER_COMPONENT: u32 = 16;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -71,6 +103,7 @@ impl Default for RuntimeOptions {
             limits: Limits::default(),
             resolver: Arc::new(SystemResolver),
             log: log::tracing_sink(),
+            pooling: None,
         }
     }
 }
@@ -83,26 +116,61 @@ pub struct Runtime {
 
 pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<PluginState>,
+    pub(crate) linker: Arc<Linker<PluginState>>,
     pub(crate) options: RuntimeOptions,
-    pub(crate) tenants: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Each tenant's instance semaphore and the limit it was made with,
+    /// shared by every [`Runtime::for_tenant`] view.
+    pub(crate) tenants: Arc<Mutex<TenantPermits>>,
+    /// Set by [`Runtime::for_tenant`]: whose instances these are, whatever
+    /// a sandbox says.
+    pub(crate) tenant: Option<String>,
+    /// Whether instances come from the pooling allocator.
+    pub(crate) pooled: bool,
 }
+
+type TenantPermits = HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>;
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self> {
-        let engine = Engine::new(&engine_config())
-            .map_err(anyhow::Error::from)
-            .context("creating the wasmtime engine")?;
+        let (engine, pooled) = build_engine(options.pooling)?;
         start_epoch_ticker(&engine);
-        let linker = build_linker(&engine)?;
+        let linker = Arc::new(build_linker(&engine)?);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
                 options,
-                tenants: Mutex::new(HashMap::new()),
+                tenants: Arc::new(Mutex::new(HashMap::new())),
+                tenant: None,
+                pooled,
             }),
         })
+    }
+
+    /// This runtime as one tenant sees it: the same engine, compiled code
+    /// and instance accounting, with `limits` as the default limits of its
+    /// instances (a tenant's resource ceilings) and every instance counted
+    /// against `tenant`'s `limits.instances_per_tenant`.
+    pub fn for_tenant(&self, tenant: &str, limits: Limits) -> Runtime {
+        let inner = &self.inner;
+        let mut options = inner.options.clone();
+        options.limits = limits;
+        Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine: inner.engine.clone(),
+                linker: inner.linker.clone(),
+                options,
+                tenants: inner.tenants.clone(),
+                tenant: Some(tenant.to_owned()),
+                pooled: inner.pooled,
+            }),
+        }
+    }
+
+    /// Whether instances come from the pooling allocator (it was asked for
+    /// and the host could reserve its slots).
+    pub fn is_pooled(&self) -> bool {
+        self.inner.pooled
     }
 
     pub fn engine(&self) -> &Engine {
@@ -133,13 +201,18 @@ impl RuntimeInner {
             .collect()
     }
 
-    /// The instance semaphore of a tenant, created on first use.
+    /// The instance semaphore of a tenant, created on first use and made
+    /// anew when the tenant's limit changed (instances holding permits of
+    /// the old one keep them until they end).
     pub(crate) fn tenant_permits(&self, tenant: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        tenants
+        let entry = tenants
             .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit)))
-            .clone()
+            .or_insert_with(|| (limit, Arc::new(tokio::sync::Semaphore::new(limit))));
+        if entry.0 != limit {
+            *entry = (limit, Arc::new(tokio::sync::Semaphore::new(limit)));
+        }
+        entry.1.clone()
     }
 }
 
@@ -156,6 +229,49 @@ fn engine_config() -> Config {
     if std::env::var("SLUICE_WASM_PROFILE").as_deref() == Ok("perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
+    config
+}
+
+/// The engine, from the pooling allocator when `pooling` asks for it and
+/// the host can reserve its slots (a host that limits address space
+/// cannot: it falls back to on-demand allocation, with a warning).
+fn build_engine(pooling: Option<Pooling>) -> Result<(Engine, bool)> {
+    if let Some(pooling) = pooling {
+        let mut config = engine_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            pooling_config(pooling),
+        ));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, true)),
+            Err(e) => tracing::warn!(
+                error = %e,
+                instances = pooling.instances,
+                "the pooling allocator could not reserve its slots; allocating instances on demand"
+            ),
+        }
+    }
+    let engine = Engine::new(&engine_config())
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")?;
+    Ok((engine, false))
+}
+
+fn pooling_config(pooling: Pooling) -> wasmtime::PoolingAllocationConfig {
+    let mut config = wasmtime::PoolingAllocationConfig::new();
+    let core = pooling.instances.saturating_mul(CORE_PER_COMPONENT);
+    config
+        .total_component_instances(pooling.instances)
+        .total_core_instances(core)
+        .total_memories(core)
+        .total_tables(core)
+        // One stack per call under way: one per instance.
+        .total_stacks(pooling.instances)
+        .max_core_instances_per_component(CORE_PER_COMPONENT)
+        .max_memories_per_component(CORE_PER_COMPONENT)
+        .max_tables_per_component(CORE_PER_COMPONENT)
+        .max_memory_size(pooling.max_memory_bytes)
+        // Plugins built from large Rust crates have big function tables.
+        .table_elements(100_000);
     config
 }
 

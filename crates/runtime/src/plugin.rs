@@ -277,7 +277,7 @@ impl World {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             World::ColumnarTransform => "columnar-transform",
             other => other.kind().world(),
@@ -300,8 +300,15 @@ fn detect_world(inner: &RuntimeInner, component: &Component) -> Result<(World, S
         .exports(&inner.engine)
         .map(|(n, _)| n.to_string())
         .collect();
+    world_of_exports(&exports)
+}
+
+/// The world and version a component's top-level export names say it is;
+/// an error naming what is wrong when they are not exactly one supported
+/// Sluice world (also used before compiling, by [`crate::inspect`]).
+pub(crate) fn world_of_exports(exports: &[String]) -> Result<(World, String)> {
     let mut found = Vec::new();
-    for name in &exports {
+    for name in exports {
         let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
             continue;
         };

@@ -94,6 +94,7 @@ pub fn router(state: Shared) -> Router {
             post(secret_routes::rewrap_secrets),
         )
         .merge(crate::console_api::routes())
+        .merge(crate::components::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -222,7 +223,10 @@ async fn metrics(State(state): State<Shared>) -> Result<impl IntoResponse, ApiEr
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi().merge_from(crate::console_api::ConsoleApiDoc::openapi()))
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::components::ComponentsDoc::openapi());
+    doc.merge(crate::console_api::ConsoleApiDoc::openapi());
+    Json(doc)
 }
 
 // ----- tenants -----

@@ -27,19 +27,27 @@
 //! `${NAME}` in the tenant's project reads them, and only them, so they
 //! travel as the config's secret strings that logs and errors scrub.
 //!
-//! Not in this slice: resource ceilings (memory, deadlines, concurrent
-//! runs), connections as resources, uploaded components.
+//! **Components, resource ceilings, dbt triggers.** A tenant uploads its
+//! own components ([`components`]), checked to be Sluice plugins before
+//! anything compiles them and pinned by digest; the operator sets each
+//! tenant's resource ceilings ([`resources`]); dbt runs trigger syncs
+//! ([`dbt_routes`]).
+//!
+//! Not in this slice: connections as resources.
 
 pub mod api;
 pub mod auth;
 pub mod ceiling;
+pub mod components;
 pub mod console;
 pub mod console_api;
 pub mod db;
+pub mod dbt_routes;
 pub mod error;
 pub mod metrics;
 pub mod project;
 pub mod queue;
+pub mod resources;
 pub mod schedule;
 pub mod secret_routes;
 pub mod secrets;

@@ -6,6 +6,7 @@
 use crate::ceiling::Ceiling;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
+use crate::resources::ResourceCeiling;
 use crate::secrets::Keyring;
 use sluice_config::{Diagnostic, GrantKind, PluginRef, Project};
 use std::collections::{BTreeMap, HashMap};
@@ -116,6 +117,12 @@ pub struct TenantPolicy {
     pub ceiling: Ceiling,
     /// The tenant's opened secrets: the only environment `${NAME}` reads.
     pub secrets: HashMap<String, String>,
+    /// No limit a project sets may exceed them
+    /// ([`crate::resources`]).
+    pub resources: ResourceCeiling,
+    /// The (name, sha256) of the components the tenant uploaded: the only
+    /// `uploaded:` references its project may make.
+    pub components: Vec<(String, String)>,
 }
 
 impl TenantPolicy {
@@ -138,6 +145,8 @@ impl TenantPolicy {
             .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
         let ceiling = Ceiling::parse(&row.get::<_, Vec<String>>(0))
             .map_err(|why| ApiError::internal("reading the tenant's grant ceiling", why))?;
+        let resources = ResourceCeiling::read(&client, tenant).await?;
+        let components = crate::components::stored_pins(&mut client, app_role, tenant).await?;
         let mut secrets = HashMap::new();
         if let Some(ring) = keyring {
             let tx = tenant_tx(&mut client, app_role, tenant).await?;
@@ -156,7 +165,12 @@ impl TenantPolicy {
                 secrets.insert(name, value);
             }
         }
-        Ok(Self { ceiling, secrets })
+        Ok(Self {
+            ceiling,
+            secrets,
+            resources,
+            components,
+        })
     }
 }
 
@@ -168,7 +182,9 @@ impl TenantPolicy {
 pub fn validate(dir: &Path, policy: &TenantPolicy) -> Result<Project, serde_json::Value> {
     let project = sluice_config::validate_with_env(dir, &|name| policy.secrets.get(name).cloned())
         .map_err(|d| problems_json(dir, &on_a_server(d)))?;
-    let outside = reaches_outside(&project, &policy.ceiling);
+    let mut outside = reaches_outside(&project, &policy.ceiling);
+    outside.extend(policy.resources.exceeded_by(&project));
+    outside.extend(missing_components(&project, &policy.components));
     if outside.is_empty() {
         Ok(project)
     } else {
@@ -257,6 +273,24 @@ fn reaches_outside(project: &Project, ceiling: &Ceiling) -> Vec<Diagnostic> {
         }
     }
     problems
+}
+
+/// The `uploaded:` references that name no component the tenant stores.
+fn missing_components(project: &Project, stored: &[(String, String)]) -> Vec<Diagnostic> {
+    crate::components::referenced(project)
+        .into_iter()
+        .filter(|(_, name, sha)| !stored.iter().any(|(n, s)| n == name && s == sha))
+        .map(|(cfg, name, sha)| Diagnostic {
+            file: cfg.location.file.to_path_buf(),
+            line: cfg.location.line,
+            column: cfg.location.column,
+            message: format!(
+                "`{}` uses uploaded component `{name}@sha256:{sha}`, which this tenant has not                  uploaded (POST /api/v1/components/{name}; GET /api/v1/components lists them)",
+                cfg.name
+            ),
+            expected: Some("a component listed by GET /api/v1/components".into()),
+        })
+        .collect()
 }
 
 /// Whether `path` (absolute, or relative to `dir`) is `dir` or under it,

@@ -96,8 +96,33 @@ impl Executor {
     /// ended, whatever its status, is recorded in the state and the job is
     /// done.
     pub async fn execute(self: Arc<Self>, job: RunJob) -> Result<(), String> {
-        let Some(project) = self.project_of(&job).await? else {
+        let Some((mut project, resources)) = self.project_of(&job).await? else {
             return Ok(());
+        };
+        // The tenant's ceilings: a run deadline for syncs without one, and
+        // limits lowered to the ceilings for every instance.
+        resources.clamp_runs(&mut project);
+        let runtime = self.runtime.for_tenant(
+            &job.tenant,
+            resources.limits_over(&self.runtime.options().limits),
+        );
+        // A tenant at its concurrent-run ceiling waits for a slot, then
+        // goes back to the queue: it queues, it does not fail.
+        let slot = match resources.concurrent_runs {
+            Some(limit) => {
+                match crate::resources::acquire_run_slot(
+                    &self.pool,
+                    &job.tenant,
+                    limit,
+                    crate::resources::SLOT_WAIT,
+                )
+                .await?
+                {
+                    Some(slot) => Some(slot),
+                    None => return crate::resources::requeue_later(&self.pool, job).await,
+                }
+            }
+            None => None,
         };
         let followers: Vec<String> = project
             .syncs
@@ -117,10 +142,14 @@ impl Executor {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting a runtime for the run: {e}"))?;
-            rt.block_on(me.run(&ran, &project, store))
+            rt.block_on(me.run(&ran, &project, &runtime, store))
         })
         .await
-        .map_err(|e| format!("the run's thread ended abnormally: {e}"))??;
+        .map_err(|e| format!("the run's thread ended abnormally: {e}"));
+        if let Some(slot) = slot {
+            slot.release().await;
+        }
+        let succeeded = succeeded??;
         if succeeded {
             self.enqueue_followers(&job, followers).await?;
         }
@@ -146,8 +175,13 @@ impl Executor {
         Ok(())
     }
 
-    /// The tenant's current project, if it still has the job's sync.
-    async fn project_of(&self, job: &RunJob) -> Result<Option<sluice_config::Project>, String> {
+    /// The tenant's current project, if it still has the job's sync, with
+    /// its uploaded components written out, and the tenant's resource
+    /// ceilings.
+    async fn project_of(
+        &self,
+        job: &RunJob,
+    ) -> Result<Option<(sluice_config::Project, crate::resources::ResourceCeiling)>, String> {
         let loaded = async {
             let (revision, files) =
                 project::stored(&self.pool, &self.app_role, &job.tenant).await?;
@@ -158,10 +192,15 @@ impl Executor {
                 &job.tenant,
             )
             .await?;
-            project::load(&self.work_dir, &job.tenant, revision, &files, policy).await
+            let resources = policy.resources.clone();
+            let project =
+                project::load(&self.work_dir, &job.tenant, revision, &files, policy).await?;
+            crate::components::materialize(&self.pool, &self.app_role, &job.tenant, &project)
+                .await?;
+            Ok::<_, ApiError>((project, resources))
         };
         match loaded.await {
-            Ok(p) if p.syncs.contains_key(&job.sync) => Ok(Some(p)),
+            Ok((p, r)) if p.syncs.contains_key(&job.sync) => Ok(Some((p, r))),
             Ok(_) => {
                 tracing::warn!(tenant = %job.tenant, sync = %job.sync, "job dropped: the sync is no longer in the tenant's project");
                 Ok(None)
@@ -185,12 +224,13 @@ impl Executor {
         &self,
         job: &RunJob,
         project: &sluice_config::Project,
+        runtime: &sluice_runtime::Runtime,
         store: PostgresStore,
     ) -> Result<bool, String> {
         let store = Mutex::new(store);
         let engine = SyncEngine {
             project,
-            runtime: &self.runtime,
+            runtime,
             store: &store,
         };
         let options = RunOptions {

@@ -89,11 +89,44 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_6,
     },
     Migration {
+        version: 8,
+        description: "server mode: uploaded components (pinned by sha256, row-level security) and each tenant's resource ceilings (crates/server/src/components.rs, resources.rs)",
+        sql: MIGRATION_8,
+    },
+    Migration {
         version: 9,
         description: "console: a sync's schedule can be paused (crates/server/src/console_api.rs)",
         sql: "ALTER TABLE sluice.schedule_ticks ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;",
     },
 ];
+
+/// Uploaded components (crates/server/src/components.rs): a tenant's
+/// component bytes under a name, pinned by their SHA-256, checked to be a
+/// Sluice plugin before they were stored; and the operator's per-tenant
+/// resource ceilings (crates/server/src/resources.rs), NULL meaning the
+/// server's default.
+const MIGRATION_8: &str = "
+CREATE TABLE sluice.components (
+    tenant TEXT NOT NULL REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    world TEXT NOT NULL,
+    wit_version TEXT NOT NULL,
+    bytes BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, name, sha256)
+);
+ALTER TABLE sluice.components ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON sluice.components
+    USING (tenant = current_setting('sluice.tenant', true))
+    WITH CHECK (tenant = current_setting('sluice.tenant', true));
+ALTER TABLE sluice.tenants
+    ADD COLUMN memory_bytes BIGINT CHECK (memory_bytes > 0),
+    ADD COLUMN call_deadline_ms BIGINT CHECK (call_deadline_ms > 0),
+    ADD COLUMN run_deadline_ms BIGINT CHECK (run_deadline_ms > 0),
+    ADD COLUMN concurrent_runs INTEGER CHECK (concurrent_runs > 0),
+    ADD COLUMN instances INTEGER CHECK (instances > 0);
+";
 
 const MIGRATION_6: &str = "
 CREATE TABLE sluice.secrets (

@@ -20,6 +20,10 @@ struct Config {
     /// A secret from the operator's environment, for `echo-secret`.
     #[serde(default)]
     secret: String,
+    /// Discover the catch-all object whatever the attack, so the attack
+    /// runs inside a sync (the server's resource-ceiling tests).
+    #[serde(default)]
+    in_sync: bool,
 }
 
 pub struct Hostile;
@@ -58,7 +62,7 @@ impl Destination for Hostile {
 
     fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
         let config: Config = parse_config(config)?;
-        if config.attack != "echo-secret" {
+        if config.attack != "echo-secret" && !config.in_sync {
             return Ok(Vec::new());
         }
         // Runs in a sync: one object that takes any field.
