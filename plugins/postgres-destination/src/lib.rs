@@ -34,15 +34,16 @@ impl Destination for PostgresDestination {
         )
         .capability("postgres://${config.host}:${config.port}")
         .batch_size(1000)
-        .config_schema(Config::schema())
+        .config_schema(destination_schema())
     }
 
     fn check(config: &str) -> Result<(), PluginError> {
+        parse_config(config)?;
         <postgres::Postgres as Source>::check(config)
     }
 
     fn discover(config: &str) -> Result<Vec<ObjectInfo>, PluginError> {
-        let config = Config::parse(config)?;
+        let config = parse_config(config)?;
         let mut conn = Connection::connect(&config)?;
         let tables = catalog::tables(&mut conn, None);
         conn.terminate();
@@ -50,9 +51,30 @@ impl Destination for PostgresDestination {
     }
 
     fn open(config: &str, target: WriteTarget) -> Result<PgWriter, PluginError> {
-        let config = Config::parse(config)?;
+        let config = parse_config(config)?;
         PgWriter::open(config, target)
     }
+}
+
+/// The source's config, without its Redshift mode: writes to Redshift
+/// (COPY from S3, no multi-row upserts with ON CONFLICT) are not built.
+fn parse_config(text: &str) -> Result<Config, PluginError> {
+    let config = Config::parse(text)?;
+    if config.redshift {
+        return Err(PluginError::Config(
+            "`redshift: true` is for the postgres source only; the postgres destination does not write to Amazon Redshift".into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// The source's schema without `redshift`.
+fn destination_schema() -> serde_json::Value {
+    let mut schema = Config::schema();
+    if let Some(properties) = schema["properties"].as_object_mut() {
+        properties.remove("redshift");
+    }
+    schema
 }
 
 sluice_sdk::export_destination!(PostgresDestination);

@@ -61,6 +61,10 @@ pub struct Config {
     /// holds it.
     #[serde(default)]
     pub sslrootcert: Option<String>,
+    /// Amazon Redshift: avoid what Redshift lacks (PostgreSQL 8.0-era
+    /// catalogs and settings); see the README's "Redshift" section.
+    #[serde(default)]
+    pub redshift: bool,
 }
 
 fn default_port() -> u16 {
@@ -172,7 +176,8 @@ impl Config {
                 "application_name": {"type": "string", "default": "sluice", "description": "shown in pg_stat_activity"},
                 "connect_timeout_ms": {"type": "integer", "minimum": 1, "default": 10000, "description": "TCP connect and TLS handshake timeout, each"},
                 "sslmode": {"enum": ["disable", "prefer", "require", "verify-ca", "verify-full"], "default": "prefer", "description": "libpq's sslmode: prefer = TLS if offered, unverified; require = TLS, unverified (unsafe against an active attacker); verify-ca = chain checked; verify-full = chain and host name checked"},
-                "sslrootcert": {"type": "string", "description": "absolute path of a PEM CA bundle to trust instead of the public roots; its folder must be granted (dir:FOLDER:ro)"}
+                "sslrootcert": {"type": "string", "description": "absolute path of a PEM CA bundle to trust instead of the public roots; its folder must be granted (dir:FOLDER:ro)"},
+                "redshift": {"type": "boolean", "default": false, "description": "Amazon Redshift mode: only the startup settings, catalog queries and transaction syntax Redshift has (set `port` to the cluster's, usually 5439)"}
             }
         })
     }

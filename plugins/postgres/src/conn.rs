@@ -32,6 +32,9 @@ pub struct Connection {
     target: String,
     /// Column kinds of type OIDs looked up in pg_type on this connection.
     pub(crate) type_cache: HashMap<Oid, Kind>,
+    /// The server is Amazon Redshift (`redshift: true`): catalog queries
+    /// and statements keep to what Redshift has.
+    pub(crate) redshift: bool,
 }
 
 impl Connection {
@@ -43,7 +46,12 @@ impl Connection {
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::with_capacity(1024),
             target: config.target(),
-            type_cache: HashMap::new(),
+            type_cache: if config.redshift {
+                crate::types::redshift_type_cache()
+            } else {
+                HashMap::new()
+            },
+            redshift: config.redshift,
         };
         conn.startup(config)?;
         let doing = format!(
@@ -250,21 +258,7 @@ impl Connection {
     }
 
     fn startup(&mut self, config: &Config) -> Result<(), PluginError> {
-        let params = [
-            ("user", config.user.as_str()),
-            ("database", config.database.as_str()),
-            ("application_name", config.application_name.as_str()),
-            // Text columns arrive as UTF-8 whatever the server encoding.
-            ("client_encoding", "UTF8"),
-            // Output formats only (input order such as MDY stays the
-            // server's): ISO dates and intervals, hex bytea, shortest exact
-            // floats, all of which appear in text-format values and arrays.
-            ("DateStyle", "ISO"),
-            ("IntervalStyle", "iso_8601"),
-            ("bytea_output", "hex"),
-            ("extra_float_digits", "3"),
-        ];
-        frontend::startup_message(params, &mut self.write_buf)
+        frontend::startup_message(startup_params(config), &mut self.write_buf)
             .map_err(|e| PluginError::Config(format!("cannot encode the startup message: {e}")))?;
         self.send("sending the startup message")
     }
@@ -482,6 +476,37 @@ fn tls_error(target: &str, config: &Config, error: TlsError) -> PluginError {
             PluginError::Permanent(format!("TLS with {target} (sslmode {mode}): {error}"))
         }
     }
+}
+
+/// The settings the startup message asks for.
+///
+/// PostgreSQL: output formats only (input order such as MDY stays the
+/// server's): UTF-8 text whatever the server encoding, ISO dates and
+/// intervals, hex bytea, shortest exact floats, all of which appear in
+/// text-format values and arrays.
+///
+/// Redshift (PostgreSQL 8.0-based) has no `IntervalStyle` or
+/// `bytea_output` and caps `extra_float_digits` at 2, and an unknown
+/// startup setting is a FATAL error. Its databases are always UTF-8 and its
+/// DateStyle defaults to ISO, so the Redshift mode sends only what the AWS
+/// driver `redshift_connector` sends: user, database, application name.
+/// Floats, dates and timestamps arrive in binary either way.
+pub fn startup_params(config: &Config) -> Vec<(&str, &str)> {
+    let mut params = vec![
+        ("user", config.user.as_str()),
+        ("database", config.database.as_str()),
+        ("application_name", config.application_name.as_str()),
+    ];
+    if !config.redshift {
+        params.extend([
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO"),
+            ("IntervalStyle", "iso_8601"),
+            ("bytea_output", "hex"),
+            ("extra_float_digits", "3"),
+        ]);
+    }
+    params
 }
 
 /// A DataRow of a text-format result as strings (lossy: only used for

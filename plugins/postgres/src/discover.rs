@@ -26,6 +26,32 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT')
 ORDER BY n.nspname, c.relname, a.attnum";
 
+/// [`COLUMNS_SQL`] in what Redshift's PostgreSQL 8.0-era catalog has:
+/// no `relispartition`, no `has_any_column_privilege`, and no indexes, so
+/// primary keys come from `pg_constraint` (Redshift records them there,
+/// informational only). Only tables and views: Redshift has no other
+/// relation kinds in pg_class (external tables live in
+/// `svv_external_columns`; late-binding views have no pg_attribute rows).
+/// Every `pg_`-prefixed schema is a system one (the prefix is reserved in
+/// both), tested with `substr` rather than LIKE, whose backslash escape
+/// depends on `standard_conforming_strings`, off in Redshift. The
+/// privilege checks take OIDs (the PostgreSQL 7.3 forms, which Redshift's
+/// fork keeps; the name forms fail on a schema without USAGE). Runs
+/// unchanged on PostgreSQL, which is how it is tested.
+const REDSHIFT_COLUMNS_SQL: &str = "\
+SELECT n.nspname, c.relname, a.attname, a.atttypid, NOT a.attnotnull,
+       COALESCE(a.attnum = ANY (k.conkey), false)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
+WHERE c.relkind IN ('r', 'v')
+  AND substr(n.nspname, 1, 3) <> 'pg_'
+  AND n.nspname <> 'information_schema'
+  AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+  AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
+ORDER BY n.nspname, c.relname, a.attnum";
+
 struct ColumnRow {
     object: String,
     name: String,
@@ -36,7 +62,7 @@ struct ColumnRow {
 
 pub fn discover(conn: &mut Connection) -> Result<Vec<ObjectInfo>, PluginError> {
     let rows: Vec<ColumnRow> = conn
-        .simple_query(COLUMNS_SQL)?
+        .simple_query(columns_sql(conn.redshift))?
         .into_iter()
         .map(column_row)
         .collect::<Result<_, _>>()?;
@@ -68,6 +94,15 @@ pub fn discover(conn: &mut Connection) -> Result<Vec<ObjectInfo>, PluginError> {
         }
     }
     Ok(objects)
+}
+
+/// The catalog query for the server: PostgreSQL's or Redshift's.
+pub fn columns_sql(redshift: bool) -> &'static str {
+    if redshift {
+        REDSHIFT_COLUMNS_SQL
+    } else {
+        COLUMNS_SQL
+    }
 }
 
 fn column_row(row: Vec<Option<String>>) -> Result<ColumnRow, PluginError> {

@@ -196,9 +196,7 @@ impl Drop for PgReader {
 /// Begin the read's transaction and bind `sql` to the portal; return the
 /// result's columns.
 fn position(conn: &mut Connection, sql: &str, context: &str) -> Result<Vec<Column>, PluginError> {
-    // One snapshot for the whole read, however many batches it takes;
-    // read-only because a source must never change the source.
-    conn.simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    conn.simple_query(begin_statement(conn.redshift))?;
     let described = describe(conn, sql, context)?;
     let oids: Vec<Oid> = described.iter().map(|(_, oid)| *oid).collect();
     let kinds = types::resolve(conn, &oids)?;
@@ -208,6 +206,20 @@ fn position(conn: &mut Connection, sql: &str, context: &str) -> Result<Vec<Colum
         .zip(kinds)
         .map(|((name, oid), kind)| Column { name, oid, kind })
         .collect())
+}
+
+/// The statement that opens the read's transaction: one snapshot for the
+/// whole read, however many batches it takes, and read-only because a
+/// source must never change the source. Redshift's own isolation
+/// (serializable or snapshot, per database) already gives one snapshot per
+/// transaction and it maps every named level to it, so its mode leaves the
+/// level out rather than name one it does not have.
+pub fn begin_statement(redshift: bool) -> &'static str {
+    if redshift {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    }
 }
 
 /// Parse and describe `sql` as the named statement; return its result

@@ -192,6 +192,23 @@ fn is_unknown(conn: &Connection, oid: Oid) -> bool {
     builtin(oid).is_none() && !conn.type_cache.contains_key(&oid)
 }
 
+/// Redshift's own types (OIDs from the AWS JDBC driver's `Oid.java`;
+/// `../shared/reference/warehouse-apis.md` §4.4), read as their text form:
+/// GEOMETRY 3000 and GEOMETRYHEX 3999 (hex EWKB), GEOGRAPHY 3001, SUPER
+/// 4000 (its text serialization), VARBYTE 6551 (hex digits). Seeded into
+/// the connection's cache in the Redshift mode only: these OIDs mean
+/// nothing in PostgreSQL, and the lookup would ask Redshift's pg_type for
+/// them anyway.
+pub const REDSHIFT_TEXT_TYPES: [Oid; 5] = [3000, 3001, 3999, 4000, 6551];
+
+/// The Redshift mode's cache before any lookup.
+pub fn redshift_type_cache() -> HashMap<Oid, Kind> {
+    REDSHIFT_TEXT_TYPES
+        .iter()
+        .map(|&oid| (oid, Kind::Text))
+        .collect()
+}
+
 fn kind_of(
     oid: Oid,
     rows: &HashMap<Oid, TypeRow>,
@@ -228,8 +245,15 @@ fn lookup(conn: &mut Connection, oids: &[Oid]) -> Result<HashMap<Oid, TypeRow>, 
         .map(|o| o.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    // Redshift's pg_type predates `typcategory` (PostgreSQL 8.4); there an
+    // array is what it was before: an element type and variable length.
+    let category = if conn.redshift {
+        "CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN 'A' ELSE '' END"
+    } else {
+        "t.typcategory"
+    };
     let sql = format!(
-        "SELECT t.oid, t.typtype, t.typcategory, t.typelem, t.typbasetype, COALESCE(e.typdelim, ',') \
+        "SELECT t.oid, t.typtype, {category}, t.typelem, t.typbasetype, COALESCE(e.typdelim, ',') \
          FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \
          WHERE t.oid IN ({list})"
     );

@@ -664,6 +664,69 @@ mod fake_server {
         }
     }
 
+    /// Serve one connection: read the startup message, refuse the login
+    /// and return the startup message's settings.
+    fn capture_startup() -> (u16, std::thread::JoinHandle<Vec<(String, String)>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut len = [0u8; 4];
+            socket.read_exact(&mut len).unwrap();
+            let mut startup = vec![0; i32::from_be_bytes(len) as usize - 4];
+            socket.read_exact(&mut startup).unwrap();
+            socket.write_all(&refusal("app")).unwrap();
+            // Protocol version, then NUL-terminated key/value pairs and a
+            // final NUL.
+            let strings: Vec<String> = startup[4..]
+                .split(|&b| b == 0)
+                .map(|s| String::from_utf8(s.to_vec()).unwrap())
+                .collect();
+            strings
+                .chunks(2)
+                .filter(|pair| pair.len() == 2 && !pair[0].is_empty())
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect()
+        });
+        (port, handle)
+    }
+
+    fn startup_settings(extra: serde_json::Value) -> Vec<String> {
+        let (port, server) = capture_startup();
+        let mut config: serde_json::Value = serde_json::from_str(&config(port, None)).unwrap();
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let result = Postgres::check(&config.to_string());
+        assert!(matches!(result, Err(PluginError::Auth(_))), "{result:?}");
+        server.join().unwrap().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn redshift_mode_sends_only_startup_settings_redshift_has() {
+        // Redshift (PostgreSQL 8.0-based) has no IntervalStyle or
+        // bytea_output and caps extra_float_digits at 2; an unknown startup
+        // setting is FATAL there.
+        assert_eq!(
+            startup_settings(serde_json::json!({"redshift": true})),
+            ["user", "database", "application_name"]
+        );
+        assert_eq!(
+            startup_settings(serde_json::json!({})),
+            [
+                "user",
+                "database",
+                "application_name",
+                "client_encoding",
+                "DateStyle",
+                "IntervalStyle",
+                "bytea_output",
+                "extra_float_digits"
+            ]
+        );
+    }
+
     #[test]
     fn a_password_request_without_a_configured_password_is_an_auth_error() {
         let (port, _server) = serve(message(b'R', &3i32.to_be_bytes()));
