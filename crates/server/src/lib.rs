@@ -32,6 +32,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod ceiling;
 pub mod db;
 pub mod error;
