@@ -49,6 +49,7 @@ fn worker_config(
             stale_after: Duration::from_secs(3),
         },
         schedule_every,
+        rate_budgets: None,
     }
 }
 

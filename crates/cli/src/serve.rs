@@ -71,6 +71,18 @@ pub struct WorkerArgs {
     /// runs of projects that use `${NAME}` open the tenant's secrets with it.
     #[arg(long, env = "SLUICE_SECRETS_KEY_FILE", value_name = "FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// The Redis holding the rate budgets every worker shares
+    /// (`redis://host:port`): runs writing with the same credentials, in
+    /// any worker, draw from one budget. Without it each run keeps its
+    /// destination's limit on its own; if Redis stops answering the runs
+    /// fall back to that, with a warning.
+    #[arg(
+        long,
+        env = "SLUICE_RATE_BUDGETS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub rate_budgets: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -157,6 +169,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             stale_after: args.stale_after,
         },
         schedule_every: (!args.no_schedule).then_some(args.schedule_every),
+        rate_budgets: args.rate_budgets,
     };
     let worker = sluice_server::worker::start(config).await?;
     eprintln!("sluice worker: taking run jobs");

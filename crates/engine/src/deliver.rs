@@ -83,7 +83,7 @@ impl Writer {
             .run(async || {
                 ctx.pacer.ready().await;
                 let opened = instance.open_writer(&ctx.config, target).await;
-                observe_quota(&mut instance, ctx);
+                observe_quota(&mut instance, ctx).await;
                 opened
             })
             .await?;
@@ -282,7 +282,7 @@ impl Writer {
             }
             counts.write_calls += 1;
             let written = self.instance.write(&self.handle, sub).await;
-            observe_quota(&mut self.instance, ctx);
+            observe_quota(&mut self.instance, ctx).await;
             let (requests, paced) = ctx.pacer.take_request_counts();
             counts.requests += requests;
             counts.paced_waits += paced;
@@ -294,6 +294,8 @@ impl Writer {
                         if throttled < retry.max_throttle_waits =>
                     {
                         let asked = Duration::from_millis(info.retry_after_ms);
+                        // Everyone sharing the budget holds off, not only us.
+                        ctx.pacer.throttled(asked).await;
                         stalled += asked;
                         let wait = match retry.bounded(asked).and(retry.bounded(stalled)) {
                             Ok(wait) => wait,
@@ -421,9 +423,9 @@ fn joined(result: Result<Delivered, tokio::task::JoinError>) -> anyhow::Result<D
 }
 
 /// Pass what the plugin last reported about its API's quota to the pace.
-fn observe_quota(instance: &mut Instance, ctx: &DeliveryContext) {
+async fn observe_quota(instance: &mut Instance, ctx: &DeliveryContext) {
     if let Some(hint) = instance.take_quota_hint() {
-        ctx.pacer.observe(hint);
+        ctx.pacer.report(hint).await;
     }
 }
 

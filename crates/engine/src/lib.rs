@@ -11,6 +11,8 @@
 //!   content hash;
 //! - [`pacing`]: a destination's declared rate limit and concurrency, and
 //!   the quota its API reports;
+//! - [`budget`]: rate budgets shared by every process writing with the
+//!   same credentials (the store is the server's, `--rate-budgets`);
 //! - [`deliver`]: writing chunks, with retries, throttling and batch
 //!   splitting, on as many writers as the destination allows;
 //! - [`retry`]: the one retry policy (backoff with jitter, rate-limit waits);
@@ -18,6 +20,7 @@
 //!   per-sync deletion guard;
 //! - [`run`]: a run end to end.
 
+pub mod budget;
 pub mod coerce;
 mod deliver;
 pub mod diff;

@@ -9,13 +9,21 @@
 //! left (`report-quota`), which holds the next call when the declared limit
 //! would spend the quota before its window ends. Waiting for either is a
 //! paced wait, counted apart from the waits the API asked for.
+//!
+//! With a shared budget ([`crate::budget`], `sluice worker --rate-budgets`)
+//! every request also reserves a slot in the budget of the destination's
+//! credentials, shared by every run in every process, after the local
+//! limiter admitted it; what the API reports then goes to the shared
+//! budget, so all of its users slow down. While the budget's store cannot
+//! be reached the local limits and reports act alone.
 
+use crate::budget::{BudgetKey, Reservation, SharedBudgets, Signal};
 use sluice_runtime::bindings::types::RateLimit;
 use sluice_runtime::sandbox::http::RequestGate;
 use sluice_runtime::QuotaHint;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -36,6 +44,18 @@ pub struct Pacer {
     /// them had to wait, since the last [`Pacer::take_request_counts`].
     requests: AtomicU64,
     paced_requests: AtomicU64,
+    /// The budget shared with other runs and processes, if any.
+    shared: Option<SharedPace>,
+    /// Whether the shared budget's store answered the last time it was
+    /// asked; while it does not, the local reports pace as without one.
+    shared_reachable: AtomicBool,
+}
+
+/// A budget shared beyond this run: its store and the key of the
+/// destination's credentials.
+pub struct SharedPace {
+    pub budgets: Arc<dyn SharedBudgets>,
+    pub key: BudgetKey,
 }
 
 /// What the newest quota report asks for, and until when it holds.
@@ -78,15 +98,22 @@ impl Pacer {
             reported: Mutex::default(),
             requests: AtomicU64::new(0),
             paced_requests: AtomicU64::new(0),
+            shared: None,
+            shared_reachable: AtomicBool::new(true),
         })
     }
 
-    /// Count a call made outside `ready` (discovery) against the limit, so
-    /// the first writes do not overrun the window it started.
-    pub fn charge(&self) {
-        if let Some(l) = &self.limiter {
-            let _ = l.check();
-        }
+    /// This pacer, drawing every request from `shared` too.
+    pub fn with_shared(mut self, shared: SharedPace) -> Pacer {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Whether a shared budget paces this destination right now.
+    fn sharing(&self) -> Option<&SharedPace> {
+        self.shared
+            .as_ref()
+            .filter(|_| self.shared_reachable.load(Ordering::Relaxed))
     }
 
     /// Wait until the next call may start under the quota the API last
@@ -102,14 +129,100 @@ impl Pacer {
         }
     }
 
-    /// Wait until one more request may go out under the declared limit.
+    /// Wait until one more request may go out under the declared limit,
+    /// here and in the shared budget.
     pub async fn admit_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut paced = false;
         if let Some(l) = &self.limiter {
             if l.check().is_err() {
-                self.paced_requests.fetch_add(1, Ordering::Relaxed);
+                paced = true;
                 l.until_ready().await;
             }
+        }
+        if let Some(shared) = &self.shared {
+            paced |= self.wait_for_shared_slot(shared).await;
+        }
+        if paced {
+            self.paced_requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserve a slot in the shared budget and wait for it; whether it
+    /// had to wait. A slot beyond `max_wait` is asked for once more after
+    /// waiting `max_wait`; if it is still that far the request goes, and
+    /// the API's refusal (bounded by the throttle waits) decides. A store
+    /// that does not answer leaves the local limits alone in charge.
+    async fn wait_for_shared_slot(&self, shared: &SharedPace) -> bool {
+        let mut waited = false;
+        for _ in 0..2 {
+            let reserved = shared
+                .budgets
+                .reserve(&shared.key, self.declared_spacing, self.max_wait)
+                .await;
+            self.shared_reachable
+                .store(reserved.is_ok(), Ordering::Relaxed);
+            match reserved {
+                Ok(Reservation::Wait(wait)) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                        waited = true;
+                    }
+                    return waited;
+                }
+                Ok(Reservation::TooFar(wait)) => {
+                    tokio::time::sleep(wait.min(self.max_wait)).await;
+                    waited = true;
+                }
+                Err(_) => return waited,
+            }
+        }
+        waited
+    }
+
+    /// Take in what the API reported after a call: into the shared budget
+    /// while its store answers (every user of the credentials slows
+    /// down), else into this pacer ([`Pacer::observe`]).
+    pub async fn report(&self, hint: QuotaHint) {
+        let Some(shared) = self.sharing() else {
+            return self.observe(hint);
+        };
+        let window = Duration::from_millis(u64::from(hint.window_ms)).min(self.max_wait);
+        let api_spacing = match hint.limit {
+            0 => Duration::ZERO,
+            n => window / n,
+        };
+        let mut signals = Vec::new();
+        if api_spacing > self.declared_spacing {
+            signals.push(Signal::Pace {
+                spacing: api_spacing,
+                lasting: window,
+            });
+        }
+        // None left: the next slot frees when the oldest counted call
+        // leaves the window, about one spacing from now at a steady pace.
+        if hint.remaining == 0 && hint.limit > 0 {
+            signals.push(Signal::Hold(api_spacing.max(self.declared_spacing)));
+        }
+        for signal in signals {
+            self.send_signal(shared, signal).await;
+        }
+    }
+
+    /// The API refused a call for `asked` (Retry-After): every user of the
+    /// shared budget holds its requests that long (at most `max_wait`).
+    pub async fn throttled(&self, asked: Duration) {
+        if let Some(shared) = self.sharing() {
+            let hold = Signal::Hold(asked.min(self.max_wait));
+            self.send_signal(shared, hold).await;
+        }
+    }
+
+    async fn send_signal(&self, shared: &SharedPace, signal: Signal) {
+        let sent = shared.budgets.signal(&shared.key, signal).await;
+        if sent.is_err() {
+            // The local reports take over; the store's own warning says why.
+            self.shared_reachable.store(false, Ordering::Relaxed);
         }
     }
 
@@ -235,7 +348,7 @@ mod tests {
     fn a_limiter_admits_one_call_at_a_time() {
         let (l, spacing) = limiter(&rate(10, 1000)).unwrap();
         assert_eq!(spacing, Duration::from_millis(100));
-        // The charge for discovery always succeeds on a fresh limiter ...
+        // The first call always goes at once on a fresh limiter ...
         assert!(l.check().is_ok());
         // ... and the next call in the same instant has to wait.
         assert!(l.check().is_err());
@@ -347,6 +460,97 @@ mod tests {
         }
         assert!(pacer.ready().await);
         assert_eq!(start.elapsed(), Duration::from_millis(1200));
+    }
+
+    /// A shared budget store that records what it is told; `reachable`
+    /// false makes it fail like a Redis that does not answer.
+    struct Recorder {
+        reachable: bool,
+        signals: Mutex<Vec<Signal>>,
+    }
+
+    impl SharedBudgets for Recorder {
+        fn reserve<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            _: Duration,
+            _: Duration,
+        ) -> crate::budget::BudgetFuture<'a, Reservation> {
+            let answer = if self.reachable {
+                Ok(Reservation::Wait(Duration::from_millis(40)))
+            } else {
+                Err("down".to_owned())
+            };
+            Box::pin(async move { answer })
+        }
+
+        fn signal<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            signal: Signal,
+        ) -> crate::budget::BudgetFuture<'a, ()> {
+            lock(&self.signals).push(signal);
+            let answer = if self.reachable {
+                Ok(())
+            } else {
+                Err("down".to_owned())
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn shared_pacer(reachable: bool) -> (Pacer, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder {
+            reachable,
+            signals: Mutex::default(),
+        });
+        let pacer = Pacer::new(None, 1, MAX).unwrap().with_shared(SharedPace {
+            budgets: recorder.clone(),
+            key: BudgetKey::of("hubspot", &Default::default()),
+        });
+        (pacer, recorder)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_shared_budget_requests_wait_for_its_slot_and_reports_go_to_it() {
+        let (pacer, recorder) = shared_pacer(true);
+        let start = Instant::now();
+        pacer.admit_request().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(40),
+            "the slot's wait"
+        );
+        assert_eq!(pacer.take_request_counts(), (1, 1));
+        // Used up, at 5 per second: every user holds one spacing.
+        pacer.report(hint(0, 5, 1000)).await;
+        pacer.throttled(Duration::from_secs(3)).await;
+        let pace = Signal::Pace {
+            spacing: Duration::from_millis(200),
+            lasting: Duration::from_secs(1),
+        };
+        assert_eq!(
+            *lock(&recorder.signals),
+            [
+                pace,
+                Signal::Hold(Duration::from_millis(200)),
+                Signal::Hold(Duration::from_secs(3))
+            ]
+        );
+        // The shared budget paces; this run does not hold itself too.
+        assert!(!pacer.ready().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_shared_budget_leaves_the_local_limits_in_charge() {
+        let (pacer, _) = shared_pacer(false);
+        let start = Instant::now();
+        pacer.admit_request().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait on a dead store");
+        // The report is taken in locally: someone used the quota up.
+        pacer.report(hint(0, 5, 3000)).await;
+        assert!(pacer.ready().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(3000));
     }
 
     #[test]

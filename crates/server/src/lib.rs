@@ -37,6 +37,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod ceiling;
 pub mod components;
 pub mod console;

@@ -2,7 +2,7 @@
 //! several servers in one process, as in the tests, do not share counts).
 
 use crate::error::ApiError;
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -13,6 +13,18 @@ pub struct Metrics {
     pub rows: IntCounterVec,
     /// API requests, by route template and status code.
     pub http: IntCounterVec,
+    /// Destination HTTP requests of the ended runs, by what happened:
+    /// `sent` (every request), `throttled` (waits the API asked for: 429,
+    /// Retry-After), `paced` (waits the host's pace imposed, shared budget
+    /// included).
+    pub destination: IntCounterVec,
+    /// Runs taken over: marked `killed` because their worker was presumed
+    /// dead and another took their sync's lease.
+    pub takeovers: IntCounterVec,
+    /// Jobs in the run queue (graphile-worker's tables), by state:
+    /// `ready`, `scheduled` (a retry's or a tick's later `run_at`),
+    /// `running` (locked by a worker), `failed` (attempts used up).
+    pub queue: IntGaugeVec,
 }
 
 impl Metrics {
@@ -38,6 +50,27 @@ impl Metrics {
                 "API requests answered, by route and status code.",
                 &["route", "status"],
             ),
+            destination: counter(
+                "sluice_destination_requests_total",
+                "Destination HTTP requests of the runs ended, by what happened (sent, throttled, paced).",
+                &["outcome"],
+            ),
+            takeovers: counter(
+                "sluice_lease_takeovers_total",
+                "Runs whose worker was presumed dead and whose sync another run took over.",
+                &[],
+            ),
+            queue: {
+                let g = IntGaugeVec::new(
+                    Opts::new("sluice_queue_jobs", "Jobs in the run queue, by state."),
+                    &["state"],
+                )
+                .expect("metric names and labels are valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("each metric is registered once");
+                g
+            },
             registry,
         }
     }
@@ -65,11 +98,15 @@ impl Metrics {
         let rows = client
             .query_one(
                 "SELECT COALESCE(sum(ok), 0)::bigint, COALESCE(sum(rejected), 0)::bigint,
-                        COALESCE(sum(invalid), 0)::bigint, COALESCE(sum(unchanged), 0)::bigint
+                        COALESCE(sum(invalid), 0)::bigint, COALESCE(sum(unchanged), 0)::bigint,
+                        COALESCE(sum(requests), 0)::bigint, COALESCE(sum(throttled_waits), 0)::bigint,
+                        COALESCE(sum(paced_waits), 0)::bigint,
+                        count(*) FILTER (WHERE status = 'killed')
                  FROM sluice.runs WHERE status <> 'running'",
                 &[],
             )
             .await?;
+        self.count_queue(&client).await?;
         self.runs.reset();
         for r in &by_status {
             let n: i64 = r.get(1);
@@ -84,6 +121,40 @@ impl Metrics {
         {
             let n: i64 = rows.get(i);
             self.rows.with_label_values(&[*outcome]).inc_by(n as u64);
+        }
+        self.destination.reset();
+        for (i, outcome) in ["sent", "throttled", "paced"].iter().enumerate() {
+            let n: i64 = rows.get(4 + i);
+            self.destination
+                .with_label_values(&[*outcome])
+                .inc_by(n as u64);
+        }
+        self.takeovers.reset();
+        let killed: i64 = rows.get(7);
+        self.takeovers
+            .with_label_values(&[] as &[&str])
+            .inc_by(killed as u64);
+        Ok(())
+    }
+
+    /// Sets the queue gauge from graphile-worker's jobs table (a successful
+    /// job's row is deleted; a failed one stays with its attempts used).
+    async fn count_queue(&self, client: &deadpool_postgres::Client) -> Result<(), ApiError> {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE locked_at IS NULL AND attempts < max_attempts AND run_at <= now()),
+                    count(*) FILTER (WHERE locked_at IS NULL AND attempts < max_attempts AND run_at > now()),
+                    count(*) FILTER (WHERE locked_at IS NOT NULL),
+                    count(*) FILTER (WHERE locked_at IS NULL AND attempts >= max_attempts)
+             FROM {}._private_jobs",
+            crate::queue::SCHEMA
+        );
+        let depth = client.query_one(&sql, &[]).await?;
+        for (i, state) in ["ready", "scheduled", "running", "failed"]
+            .iter()
+            .enumerate()
+        {
+            let n: i64 = depth.get(i);
+            self.queue.with_label_values(&[*state]).set(n);
         }
         Ok(())
     }

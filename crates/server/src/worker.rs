@@ -17,11 +17,13 @@ use crate::queue::{self, RunJob};
 use crate::{db, project};
 use anyhow::Context;
 use graphile_worker::{WorkerOptions, WorkerRecoveryConfig};
+use sluice_engine::budget::SharedBudgets;
 use sluice_engine::run::{RunOptions, SyncEngine};
 use sluice_state::PostgresStore;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// When a silent worker is presumed dead.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +63,10 @@ pub struct WorkerConfig {
     /// How often this worker enqueues the syncs whose schedule is due
     /// (crate::schedule); `None`: never (another process does).
     pub schedule_every: Option<Duration>,
+    /// The Redis holding the rate budgets shared by every worker
+    /// (`redis://host:port`, [`crate::budgets`]); `None`: each run keeps
+    /// its destination's limits on its own.
+    pub rate_budgets: Option<String>,
 }
 
 /// What a job's run needs; shared by the jobs of one worker.
@@ -71,6 +77,7 @@ pub struct Executor {
     work_dir: PathBuf,
     runtime: sluice_runtime::Runtime,
     keyring: Option<crate::secrets::Keyring>,
+    budgets: Option<Arc<dyn SharedBudgets>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -132,6 +139,15 @@ impl Executor {
             .collect();
         let me = self.clone();
         let ran = job.clone();
+        // Every log line of the run carries its tenant, sync and (once it
+        // has one) run id: the JSON logs' `span` (`--log-format json`).
+        let span = tracing::info_span!(
+            "run",
+            tenant = %job.tenant,
+            sync = %job.sync,
+            trigger = %job.trigger,
+            run = tracing::field::Empty
+        );
         // The engine's run holds plugin stores that are not `Sync`, so its
         // future is not `Send`: it runs on a thread of its own with a
         // runtime of its own.
@@ -142,7 +158,7 @@ impl Executor {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting a runtime for the run: {e}"))?;
-            rt.block_on(me.run(&ran, &project, &runtime, store))
+            rt.block_on(me.run(&ran, &project, &runtime, store).instrument(span))
         })
         .await
         .map_err(|e| format!("the run's thread ended abnormally: {e}"));
@@ -236,10 +252,14 @@ impl Executor {
         let options = RunOptions {
             full_resync: job.full_resync,
             retry_rejected: job.trigger == crate::console_api::RETRY_TRIGGER,
+            budgets: self.budgets.clone(),
             ..Default::default()
         };
         match engine.run(&job.sync, &options).await {
             Ok(report) => {
+                if let Some(id) = report.run_id {
+                    tracing::Span::current().record("run", id);
+                }
                 tracing::info!(tenant = %job.tenant, sync = %job.sync, trigger = %job.trigger, run = ?report.run_id, status = report.status.as_str(), "run ended");
                 Ok(report.status == sluice_state::RunStatus::Succeeded)
             }
@@ -317,6 +337,7 @@ pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
     queue::migrate(&pool).await?;
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+    let budgets = shared_budgets(config.rate_budgets.as_deref()).await?;
     let executor = Arc::new(Executor {
         pool: pool.clone(),
         state_url: config.state_url.clone(),
@@ -324,6 +345,7 @@ pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
         work_dir: config.work_dir.clone(),
         runtime: config.runtime,
         keyring: config.keyring,
+        budgets,
     });
     let pg_config: tokio_postgres::Config = config
         .state_url
@@ -374,4 +396,18 @@ pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
         task,
         scheduler,
     })
+}
+
+/// The shared rate budgets at `url`, if one is given. A Redis that does not
+/// answer at start is no reason not to work: the runs keep their local
+/// limits until it does (logged).
+async fn shared_budgets(url: Option<&str>) -> anyhow::Result<Option<Arc<dyn SharedBudgets>>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let budgets = crate::budgets::RedisBudgets::open(url)?;
+    if budgets.check().await.is_ok() {
+        tracing::info!(redis = ?budgets, "shared rate budgets in force");
+    }
+    Ok(Some(Arc::new(budgets)))
 }

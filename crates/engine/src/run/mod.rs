@@ -62,6 +62,10 @@ pub struct RunOptions {
     /// Send only the rows in the rejected-row ledger (`sluice retry`):
     /// other changes wait for the next run and nothing is deleted.
     pub retry_rejected: bool,
+    /// Rate budgets shared with other runs and processes (see
+    /// [`crate::budget`]); `None`: each run keeps its destination's limit
+    /// on its own.
+    pub budgets: Option<Arc<dyn crate::budget::SharedBudgets>>,
 }
 
 /// A row the plan would send, for `sluice plan`.

@@ -3,6 +3,8 @@
 //! are checked against it.
 
 use super::*;
+use crate::budget::BudgetKey;
+use crate::pacing::SharedPace;
 
 impl<S: StateStore> SyncEngine<'_, S> {
     pub(super) async fn prepare<'p>(
@@ -25,6 +27,17 @@ impl<S: StateStore> SyncEngine<'_, S> {
             open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
         let (mut destination, spec, dest_identity) =
             open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
+        let rate = sync_rate(project, sync, &spec);
+        let writers = if options.dry_run {
+            1
+        } else {
+            pacing::concurrency(rate.as_ref())
+        };
+        let pacer = pacer_for(rate.as_ref(), writers, &retry, dest_cfg, &spec, options)?;
+        // Every HTTP request a destination instance makes waits for the
+        // shared pace, whichever call makes it, discovery included: the
+        // API counts it against the same limit.
+        destination.set_request_gate(pacer.request_gate());
         *stage = Stage::Discover;
         let config = dest_cfg.config_json();
         let objects = retry
@@ -70,32 +83,12 @@ impl<S: StateStore> SyncEngine<'_, S> {
         };
         // The sync's batch size wins; otherwise the destination's preference.
         let batch_size = sync.batch_size.unwrap_or(spec.batch_size);
-        let rate = sync_rate(project, sync, &spec);
-        let writers = if options.dry_run {
-            1
-        } else {
-            pacing::concurrency(rate.as_ref())
-        };
-        let pacer = Arc::new(
-            Pacer::new(rate.as_ref(), writers, retry.max_wait)
-                .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?,
-        );
-        // Discovery has just called the API, and the API counts that call
-        // against the same limit: charge it, so the first writes do not
-        // overrun the window it started.
-        pacer.charge();
-        // From now on every HTTP request a destination instance makes waits
-        // for the shared pace, whichever call makes it.
         let mut destinations = vec![destination];
         while destinations.len() < writers {
-            destinations.push(
-                open_instance(self.runtime, &project.dir, dest_cfg, "destination")
-                    .await?
-                    .0,
-            );
-        }
-        for instance in &mut destinations {
+            let (mut instance, _, _) =
+                open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
             instance.set_request_gate(pacer.request_gate());
+            destinations.push(instance);
         }
         Ok(Prepared {
             sync,
@@ -123,6 +116,28 @@ impl<S: StateStore> SyncEngine<'_, S> {
             rows_read: 0,
         })
     }
+}
+
+/// The pace of a destination's calls: its declared `rate` for `writers`,
+/// drawing from the budget its credentials share with every other run
+/// when the run has a shared budget store.
+fn pacer_for(
+    rate: Option<&RateLimit>,
+    writers: usize,
+    retry: &RetryPolicy,
+    dest_cfg: &PluginInstance,
+    spec: &PluginSpec,
+    options: &RunOptions,
+) -> Result<Arc<Pacer>> {
+    let mut pacer = Pacer::new(rate, writers, retry.max_wait)
+        .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?;
+    if let Some(budgets) = &options.budgets {
+        pacer = pacer.with_shared(SharedPace {
+            budgets: budgets.clone(),
+            key: BudgetKey::of(&spec.name, &dest_cfg.config),
+        });
+    }
+    Ok(Arc::new(pacer))
 }
 
 /// The rate a sync's destination calls go at: the sync's override wins over

@@ -1,0 +1,406 @@
+//! Shared rate budgets with real processes: three `sluice worker`s, each
+//! running one of three syncs that write to one HubSpot portal (one
+//! emulator, one token) limited to R requests per rolling window, draw from
+//! one budget in the real Redis (`--rate-budgets`). The emulator must
+//! refuse (429) at most 1% of the requests and the workers together must
+//! use at least 90% of R over the run.
+
+use sluice_tests as common;
+
+use common::*;
+use serde_json::{json, Value};
+use sluice_emulators::{EmulatorConfig, RateLimit, DEFAULT_HUBSPOT_TOKEN};
+use sluice_runtime::sandbox::policy::Grants;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "operator-token-for-budget-tests-0123";
+const REDIS: &str = "redis://127.0.0.1:6379";
+/// The API's limit: R requests in any rolling window W.
+const R: u32 = 60;
+const W: Duration = Duration::from_secs(2);
+/// The declared limit the workers keep: R per W plus 3%, the margin for
+/// a request's jitter between its slot and its arrival (the emulator
+/// counts arrivals in a rolling window, so evenly spaced requests at
+/// exactly R/W would trip it whenever one arrives a little late).
+const DECLARED_PER_MS: u32 = 2060;
+const SYNCS: [&str; 3] = ["alpha", "beta", "gamma"];
+const ROWS: usize = 200;
+const BATCH: usize = 2;
+
+fn spawn_worker(url: &str, work: &std::path::Path, budgets: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["worker", "--state", url, "--work-dir"])
+        .arg(work)
+        .args([
+            "--concurrency",
+            "1",
+            "--no-schedule",
+            "--rate-budgets",
+            budgets,
+        ])
+        .env("SLUICE_CACHE_DIR", shared_cache_dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.with_extension("log")).unwrap())
+        .spawn()
+        .expect("starting sluice worker")
+}
+
+fn log_of(work: &std::path::Path) -> String {
+    std::fs::read_to_string(work.with_extension("log")).unwrap_or_default()
+}
+
+/// Three syncs, one per CSV, to the contacts of one HubSpot portal.
+fn project(hs: &sluice_emulators::RunningEmulator) -> Value {
+    let mut yaml = format!(
+        r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  crm:
+    plugin: hubspot
+    config: {{ base_url: "{}", token: {DEFAULT_HUBSPOT_TOKEN}, object_type: contacts }}
+    grants: ["{}"]
+    rate_limit: {{ requests: {R}, per_ms: {DECLARED_PER_MS}, concurrency: 4 }}
+models:
+"#,
+        hs.base_url(),
+        Grants::pattern_for_url(&hs.base_url()).unwrap()
+    );
+    for s in SYNCS {
+        yaml.push_str(&format!(
+            "  {s}: {{ source: files, object: {s}.csv, primary_key: email }}\n"
+        ));
+    }
+    yaml.push_str("syncs:\n");
+    for s in SYNCS {
+        yaml.push_str(&format!(
+            "  {s}:\n    model: {s}\n    destination: crm\n    object: contacts\n    mode: upsert\n    identifier: email\n    batch_size: {BATCH}\n    mappings:\n      - {{ from: email, to: email }}\n      - {{ from: first, to: firstname }}\n"
+        ));
+    }
+    let mut files = json!({"sluice.yaml": yaml});
+    for s in SYNCS {
+        let mut csv = String::from("email,first\n");
+        for i in 0..ROWS {
+            csv.push_str(&format!("{s}{i:03}@example.com,{s}{i}\n"));
+        }
+        files[format!("data/{s}.csv")] = json!(csv);
+    }
+    json!({ "files": files })
+}
+
+async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Statuses of the tenant's runs.
+async fn statuses(sql: &tokio_postgres::Client) -> Vec<String> {
+    sql.query("SELECT status FROM sluice.runs WHERE tenant = 'acme'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_share_one_portals_budget_in_redis() {
+    let db = PgDatabase::create("budgets");
+    let work = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = sluice_server::start(
+        sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.path().join("server"),
+            app_role: "sluice_app".into(),
+            keyring: None,
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
+
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tenants"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tokens"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"tenant": "acme"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/project"))
+            .bearer_auth(&token)
+            .json(&project(&hs)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let dirs: Vec<_> = (0..3).map(|i| work.path().join(format!("w{i}"))).collect();
+    let mut workers: Vec<Child> = dirs
+        .iter()
+        .map(|d| spawn_worker(&db.url(), d, REDIS))
+        .collect();
+    // Every worker up (and its Redis check done) before the runs start, so
+    // each takes one sync.
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    while !dirs.iter().all(|d| log_of(d).contains("taking run jobs")) {
+        assert!(Instant::now() < ready_by, "the workers did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for d in &dirs {
+        assert!(
+            log_of(d).contains("shared rate budgets in force"),
+            "{}",
+            log_of(d)
+        );
+    }
+    for s in SYNCS {
+        let (status, b) = call(
+            http.post(format!("{base}/api/v1/syncs/{s}/runs"))
+                .bearer_auth(&token),
+        )
+        .await;
+        assert_eq!(status, 202, "{b}");
+    }
+
+    // The emulator's counts over time: when the first request came, when
+    // the last one did.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first: Option<Instant> = None;
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the runs did not end: {:?}",
+            statuses(&sql).await
+        );
+        let stats = hs.handle().stats();
+        if stats.requests > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if stats.requests > last.1 {
+            last = (Instant::now(), stats.requests);
+        }
+        let all = statuses(&sql).await;
+        if all.len() == SYNCS.len() && all.iter().all(|s| s != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = statuses(&sql).await;
+    let logs: String = dirs.iter().map(|d| log_of(d)).collect();
+    assert!(all.iter().all(|s| s == "succeeded"), "{all:?}\n{logs}");
+    assert_eq!(
+        hs.handle().record_count("contacts"),
+        SYNCS.len() * ROWS,
+        "every row delivered"
+    );
+
+    let stats = hs.handle().stats();
+    let admitted = stats.requests - stats.throttled;
+    let throttled_share = stats.throttled as f64 / stats.requests as f64;
+    let span = last.0 - first.unwrap();
+    let capacity = f64::from(R) * span.as_secs_f64() / W.as_secs_f64();
+    let used = admitted as f64 / capacity;
+    eprintln!(
+        "{} requests, {} throttled ({:.2}%), {admitted} admitted in {span:?}: {:.1}% of R used",
+        stats.requests,
+        stats.throttled,
+        throttled_share * 100.0,
+        used * 100.0
+    );
+    assert!(
+        throttled_share <= 0.01,
+        "{} of {} requests were throttled\n{logs}",
+        stats.throttled,
+        stats.requests
+    );
+    assert!(
+        used >= 0.9,
+        "only {:.1}% of the limit was used ({admitted} requests in {span:?})",
+        used * 100.0
+    );
+
+    // A job's row goes when its worker records the job done, just after
+    // the run's.
+    let jobs_gone_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = sql
+            .query_one("SELECT count(*) FROM sluice_queue._private_jobs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < jobs_gone_by,
+            "{left} jobs stay in the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The server's metrics count what the emulator saw: every request of
+    // every run (discovery included: it goes through the same gate).
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let throttled_waits: i64 = sql
+        .query_one("SELECT sum(throttled_waits)::bigint FROM sluice.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for line in [
+        "sluice_runs_total{status=\"succeeded\"} 3".to_owned(),
+        format!(
+            "sluice_sync_rows_total{{outcome=\"ok\"}} {}",
+            SYNCS.len() * ROWS
+        ),
+        format!(
+            "sluice_destination_requests_total{{outcome=\"sent\"}} {}",
+            stats.requests
+        ),
+        format!("sluice_destination_requests_total{{outcome=\"throttled\"}} {throttled_waits}"),
+        "sluice_queue_jobs{state=\"ready\"} 0".to_owned(),
+        "sluice_queue_jobs{state=\"running\"} 0".to_owned(),
+        "sluice_lease_takeovers_total 0".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// A Redis that does not answer: the worker says so, runs the sync on its
+/// local limits, and no password reaches its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_falls_back_to_local_limits_with_a_warning() {
+    let db = PgDatabase::create("budgets_down");
+    let work = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = sluice_server::start(
+        sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.path().join("server"),
+            app_role: "sluice_app".into(),
+            keyring: None,
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
+    let (s, _) = call(
+        http.post(format!("{base}/api/v1/tenants"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, b) = call(
+        http.post(format!("{base}/api/v1/tokens"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"tenant": "acme"})),
+    )
+    .await;
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/project"))
+            .bearer_auth(&token)
+            .json(&project(&hs)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    // Nothing listens on port 1.
+    let dir = work.path().join("w0");
+    let mut worker = spawn_worker(&db.url(), &dir, "redis://user:hunter2-secret@127.0.0.1:1");
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/syncs/alpha/runs"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end\n{}",
+            log_of(&dir)
+        );
+        let all = statuses(&sql).await;
+        if !all.is_empty() && all.iter().all(|s| s != "running") {
+            assert_eq!(all, ["succeeded"], "{}", log_of(&dir));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = log_of(&dir);
+    assert!(
+        log.contains("Redis is unreachable") && log.contains("locally"),
+        "no warning: {log}"
+    );
+    assert!(
+        !log.contains("hunter2"),
+        "the Redis password was logged: {log}"
+    );
+    assert_eq!(hs.handle().record_count("contacts"), ROWS);
+    assert_eq!(hs.handle().stats().throttled, 0, "the local limit held");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    server.shutdown().await.unwrap();
+}

@@ -1,0 +1,162 @@
+//! Rate budgets shared beyond one run: every run, in every process, that
+//! writes with the same credentials (one HubSpot portal, one Salesforce
+//! org) draws its requests from one budget kept in a store they all reach
+//! (`sluice worker --rate-budgets`, crates/server/src/budgets.rs).
+//!
+//! The engine only knows the [`SharedBudgets`] trait: the [`Pacer`]
+//! reserves a slot for each request under it after the local limiter
+//! admitted the request, and passes on what the API says (its reported
+//! quota, a Retry-After) so the other writers of those credentials slow
+//! down too. When the store cannot be reached the pacer keeps the local
+//! limits alone.
+//!
+//! [`Pacer`]: crate::pacing::Pacer
+
+use sha2::{Digest, Sha256};
+use sluice_config::ConfigValue;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// What a shared budget's store answers: a value, or why it could not be
+/// reached (the caller falls back to its local limits).
+pub type BudgetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// A store of rate budgets shared by processes.
+pub trait SharedBudgets: Send + Sync {
+    /// Reserves the next request slot of `key`'s budget, one every
+    /// `spacing` (or slower, when the API asked for slower), and answers
+    /// how long to wait until it. A slot further than `max_wait` away is
+    /// not reserved: the answer is then [`Reservation::TooFar`].
+    fn reserve<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        spacing: Duration,
+        max_wait: Duration,
+    ) -> BudgetFuture<'a, Reservation>;
+
+    /// Tells every user of `key`'s budget what the API said.
+    fn signal<'a>(&'a self, key: &'a BudgetKey, signal: Signal) -> BudgetFuture<'a, ()>;
+}
+
+/// The answer to [`SharedBudgets::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A slot is ours; send after waiting this long.
+    Wait(Duration),
+    /// The next free slot is this far away, beyond the longest wait.
+    TooFar(Duration),
+}
+
+/// What the API said about the budget, for every user of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// No request for this long (a Retry-After, a quota used up).
+    Hold(Duration),
+    /// The API's own pace (its reported limit spread over its window),
+    /// slower than the declared one, holding for `lasting` (its window).
+    Pace {
+        spacing: Duration,
+        lasting: Duration,
+    },
+}
+
+/// The budget one set of credentials draws from: the destination plugin's
+/// name and a digest of its credential identity. The digest is SHA-256,
+/// so the key names the account without revealing the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BudgetKey(String);
+
+/// The config keys that say which account a destination writes as and
+/// where: the credentials (and where they are valid), not what is written
+/// (`object_type`, batch sizes, timeouts), so syncs writing different
+/// objects with the same credentials share one budget.
+pub const CREDENTIAL_KEYS: [&str; 16] = [
+    "base_url",
+    "url",
+    "login_url",
+    "instance_url",
+    "host",
+    "port",
+    "account",
+    "token",
+    "api_key",
+    "access_token",
+    "auth",
+    "client_id",
+    "username",
+    "user",
+    "workspace",
+    "project",
+];
+
+impl BudgetKey {
+    /// The budget of a destination configured with `config`, whose plugin
+    /// names itself `plugin`: the config entries of [`CREDENTIAL_KEYS`] and
+    /// every secret value, digested.
+    pub fn of(plugin: &str, config: &BTreeMap<String, ConfigValue>) -> BudgetKey {
+        let mut hasher = Sha256::new();
+        for (key, value) in config {
+            if CREDENTIAL_KEYS.contains(&key.as_str()) || value.contains_secret() {
+                hasher.update(key.as_bytes());
+                hasher.update([0]);
+                hasher.update(canonical(value).as_bytes());
+                hasher.update([0]);
+            }
+        }
+        let digest = hex::encode(&hasher.finalize()[..16]);
+        BudgetKey(format!("{plugin}:{digest}"))
+    }
+
+    /// `plugin:digest`, the name the store keeps the budget under.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The value as the plugin receives it (secrets included: it is digested,
+/// never kept).
+fn canonical(value: &ConfigValue) -> String {
+    value.to_plugin_json().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_config::Str;
+
+    fn destination(entries: &[(&str, ConfigValue)]) -> BTreeMap<String, ConfigValue> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn s(text: &str) -> ConfigValue {
+        ConfigValue::String(Str::plain(text))
+    }
+
+    #[test]
+    fn syncs_writing_other_objects_with_one_token_share_a_budget() {
+        let contacts = destination(&[("token", s("pat-1")), ("object_type", s("contacts"))]);
+        let companies = destination(&[("token", s("pat-1")), ("object_type", s("companies"))]);
+        let other_portal = destination(&[("token", s("pat-2")), ("object_type", s("contacts"))]);
+        let a = BudgetKey::of("hubspot", &contacts);
+        assert_eq!(a, BudgetKey::of("hubspot", &companies));
+        assert_ne!(a, BudgetKey::of("hubspot", &other_portal));
+        assert_ne!(a, BudgetKey::of("salesforce", &contacts));
+    }
+
+    #[test]
+    fn the_key_never_holds_the_secret() {
+        let secret = "pat-na1-0123456789abcdef";
+        let cfg = destination(&[("private", ConfigValue::String(Str::secret(secret)))]);
+        let key = BudgetKey::of("hubspot", &cfg);
+        assert!(!key.as_str().contains(secret), "{key:?}");
+        assert!(key.as_str().starts_with("hubspot:"));
+        // A secret under any key is part of the identity.
+        let other = destination(&[("private", ConfigValue::String(Str::secret("another")))]);
+        assert_ne!(key, BudgetKey::of("hubspot", &other));
+    }
+}

@@ -1,0 +1,399 @@
+//! Shared rate budgets in Redis (`sluice worker --rate-budgets redis://…`):
+//! the store behind [`sluice_engine::budget::SharedBudgets`], so every
+//! worker process and every sync writing with the same credentials draws
+//! from one budget.
+//!
+//! **Algorithm.** GCRA in its scheduling form, one Lua script run
+//! atomically by Redis (after redis-cell's `CL.THROTTLE` and Losant's
+//! redis-gcra): per budget, the theoretical arrival time `tat` of the next
+//! free slot. A request takes the slot `max(now, tat, hold)` and moves
+//! `tat` one spacing on, so concurrent requests of any process get
+//! successive slots and the API sees them evenly spread (a burst of one).
+//! The clock is Redis's own (`TIME`), so workers on hosts whose clocks
+//! differ still share one timeline. The API's signals are kept beside it:
+//! `hold` (no request before this instant: a Retry-After, a used-up quota)
+//! and `pace` (the API's own spacing when slower than the declared one,
+//! expiring with the API's window).
+//!
+//! **Bounded.** Every Redis call has a connection and a response timeout
+//! and an outer [`CALL_TIMEOUT`]; a slot further than the caller's longest
+//! wait is not reserved.
+//!
+//! **Redis unreachable.** A call that fails makes the store answer "not
+//! reachable" at once for [`DOWN_BACKOFF`] (no request waits on a dead
+//! Redis), with one warning logged each time it goes down; the engine's
+//! pacer then keeps the destination's declared limit and the API's reports
+//! locally, per run, as without shared budgets. Once Redis answers again
+//! the shared budget takes over (logged).
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sluice_engine::budget::{BudgetFuture, BudgetKey, Reservation, SharedBudgets, Signal};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The longest any one call to Redis may take, connection included.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long the store stays "unreachable" after a failed call before it
+/// asks Redis again.
+pub const DOWN_BACKOFF: Duration = Duration::from_secs(5);
+/// Where the budgets' keys live.
+pub const KEY_PREFIX: &str = "sluice:budget:";
+
+/// Reserve the next slot. KEYS: tat, hold, pace. ARGV: the declared
+/// spacing and the longest wait, in microseconds. Returns {reserved 0|1,
+/// wait µs}. Lua numbers are doubles: microseconds since the epoch (~2^51)
+/// are exact, and they are stored with `%.0f` so no digit is lost.
+const RESERVE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local spacing = tonumber(ARGV[1])
+local api = tonumber(redis.call('GET', KEYS[3]) or '0')
+if api > spacing then spacing = api end
+local slot = now
+local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+if hold > slot then slot = hold end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat > slot then slot = tat end
+local wait = slot - now
+if wait > tonumber(ARGV[2]) then return {0, wait} end
+local next_tat = slot + spacing
+local ttl_ms = math.floor((next_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl_ms)
+return {1, wait}
+"#;
+
+/// Hold every request. KEYS: hold. ARGV: how long, µs. A longer hold
+/// already in place stays.
+const HOLD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local untl = now + tonumber(ARGV[1])
+local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
+if hold >= untl then return 0 end
+redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+return 1
+"#;
+
+/// The shared budgets of one Redis.
+pub struct RedisBudgets {
+    manager: ConnectionManager,
+    /// Redis I/O runs on the worker's runtime: runs execute on runtimes of
+    /// their own that end with them, and the connection's tasks must not.
+    runtime: tokio::runtime::Handle,
+    reserve: redis::Script,
+    hold: redis::Script,
+    /// Until when Redis counts as unreachable (after a failed call).
+    down_until: Mutex<Option<Instant>>,
+    /// The Redis address without credentials, for messages.
+    shown: String,
+}
+
+impl std::fmt::Debug for RedisBudgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBudgets")
+            .field("redis", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBudgets {
+    /// The budgets in the Redis at `url` (`redis://host:port[/db]`). Must be
+    /// called on the runtime that outlives the runs (the worker's); does not
+    /// connect yet, so a Redis that is down does not stop the worker.
+    pub fn open(url: &str) -> anyhow::Result<RedisBudgets> {
+        let shown = without_credentials(url);
+        let client = redis::Client::open(url.trim())
+            .map_err(|e| anyhow::anyhow!("--rate-budgets `{shown}` is not a Redis URL: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| anyhow::anyhow!("preparing the Redis connection to `{shown}`: {e}"))?;
+        Ok(RedisBudgets {
+            manager,
+            runtime: tokio::runtime::Handle::current(),
+            reserve: redis::Script::new(RESERVE),
+            hold: redis::Script::new(HOLD),
+            down_until: Mutex::new(None),
+            shown,
+        })
+    }
+
+    /// Asks Redis once (PING), so the worker says at start whether the
+    /// shared budgets are in force or it falls back to local limits.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut conn = self.manager.clone();
+        self.call("PING", async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs `op` on the worker's runtime within [`CALL_TIMEOUT`], unless
+    /// Redis is known to be down; tracks whether it is.
+    async fn call<T: Send + 'static>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+    ) -> Result<T, String> {
+        if let Some(until) = *lock(&self.down_until) {
+            if Instant::now() < until {
+                return Err(format!("Redis `{}` is unreachable", self.shown));
+            }
+        }
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(CALL_TIMEOUT, op).await });
+        let outcome = match task.await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) => Err(format!("{what}: {e}")),
+            Ok(Err(_)) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
+            Err(e) => Err(format!("{what}: the call's task ended abnormally: {e}")),
+        };
+        self.note(&outcome);
+        outcome
+    }
+
+    /// Records whether Redis answered, logging each change.
+    fn note<T>(&self, outcome: &Result<T, String>) {
+        let mut down = lock(&self.down_until);
+        match outcome {
+            Ok(_) => {
+                if down.take().is_some() {
+                    tracing::info!(redis = %self.shown, "shared rate budgets: Redis answers again; the shared budgets are back in force");
+                }
+            }
+            Err(why) => {
+                if down.is_none() {
+                    tracing::warn!(redis = %self.shown, error = %why, retry_in = ?DOWN_BACKOFF, "shared rate budgets: Redis is unreachable; each run keeps its destination's limits locally until it answers");
+                }
+                *down = Some(Instant::now() + DOWN_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The Redis keys of one budget: the slot clock, the hold and the API's
+/// pace. One hash tag, so a Redis Cluster keeps them on one node (a
+/// script's keys must share a slot).
+fn keys(key: &BudgetKey) -> [String; 3] {
+    let base = format!("{KEY_PREFIX}{{{}}}", key.as_str());
+    [
+        format!("{base}:tat"),
+        format!("{base}:hold"),
+        format!("{base}:pace"),
+    ]
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl SharedBudgets for RedisBudgets {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        spacing: Duration,
+        max_wait: Duration,
+    ) -> BudgetFuture<'a, Reservation> {
+        let [tat, hold, pace] = keys(key);
+        let script = self.reserve.clone();
+        let mut conn = self.manager.clone();
+        let (spacing, max_wait) = (micros(spacing), micros(max_wait));
+        Box::pin(async move {
+            let (reserved, wait): (i64, i64) = self
+                .call("reserving a slot", async move {
+                    let mut invocation = script.key(tat);
+                    invocation.key(hold).key(pace).arg(spacing).arg(max_wait);
+                    let answer = invocation.invoke_async(&mut conn).await;
+                    answer
+                })
+                .await?;
+            let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
+            Ok(if reserved == 1 {
+                Reservation::Wait(wait)
+            } else {
+                Reservation::TooFar(wait)
+            })
+        })
+    }
+
+    fn signal<'a>(&'a self, key: &'a BudgetKey, signal: Signal) -> BudgetFuture<'a, ()> {
+        let [_, hold_key, pace_key] = keys(key);
+        let mut conn = self.manager.clone();
+        let hold = self.hold.clone();
+        Box::pin(async move {
+            match signal {
+                Signal::Hold(d) => {
+                    self.call("holding the budget", async move {
+                        let mut invocation = hold.key(hold_key);
+                        invocation.arg(micros(d));
+                        let answer = invocation.invoke_async::<i64>(&mut conn).await;
+                        answer
+                    })
+                    .await?;
+                }
+                Signal::Pace { spacing, lasting } => {
+                    let ttl_ms = u64::try_from(lasting.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1);
+                    self.call("setting the API's pace", async move {
+                        redis::cmd("SET")
+                            .arg(pace_key)
+                            .arg(micros(spacing))
+                            .arg("PX")
+                            .arg(ttl_ms)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    })
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `url` with any password (or user) replaced, for logs and errors.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() || !parsed.username().is_empty() {
+                let _ = parsed.set_password(None);
+                let _ = parsed.set_username("");
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_password_never_reaches_a_message() {
+        let shown = without_credentials("redis://user:s3cret@127.0.0.1:6379/2");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+        assert_eq!(without_credentials("not a url"), "(not a URL)");
+    }
+
+    /// A budget no other test (or earlier run) uses.
+    fn fresh_key() -> BudgetKey {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let token = format!("test-{}-{nanos}", std::process::id());
+        let config = [(
+            "token".to_owned(),
+            sluice_config::ConfigValue::String(sluice_config::Str::plain(token)),
+        )]
+        .into_iter()
+        .collect();
+        BudgetKey::of("budget-test", &config)
+    }
+
+    fn wait_of(r: Reservation) -> Duration {
+        match r {
+            Reservation::Wait(d) => d,
+            Reservation::TooFar(d) => panic!("not reserved: {d:?} away"),
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn slots_follow_each_other_one_spacing_apart_in_real_redis() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        let max = Duration::from_secs(10);
+        let first = wait_of(budgets.reserve(&key, 100 * MS, max).await.unwrap());
+        assert_eq!(first, Duration::ZERO);
+        // A second caller (any process) gets the next slot, 100 ms on.
+        let second = wait_of(budgets.reserve(&key, 100 * MS, max).await.unwrap());
+        assert!(second > 80 * MS && second <= 100 * MS, "{second:?}");
+        let third = wait_of(budgets.reserve(&key, 100 * MS, max).await.unwrap());
+        assert!(third > 180 * MS && third <= 200 * MS, "{third:?}");
+        // A slot beyond the longest wait is not taken.
+        let far = budgets.reserve(&key, 100 * MS, 50 * MS).await.unwrap();
+        assert!(
+            matches!(far, Reservation::TooFar(d) if d > 250 * MS),
+            "{far:?}"
+        );
+        let after = wait_of(budgets.reserve(&key, 100 * MS, max).await.unwrap());
+        assert!(
+            after > 280 * MS && after <= 300 * MS,
+            "the refused slot stayed free: {after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_apis_signals_hold_and_slow_every_user() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        let max = Duration::from_secs(10);
+        // A Retry-After of 2 s seen by one writer holds everyone.
+        budgets
+            .signal(&key, Signal::Hold(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        // A shorter one does not shorten it.
+        budgets.signal(&key, Signal::Hold(100 * MS)).await.unwrap();
+        let held = wait_of(budgets.reserve(&key, Duration::ZERO, max).await.unwrap());
+        assert!(held > 1900 * MS && held <= 2000 * MS, "{held:?}");
+
+        // The API's pace, slower than the declared one, spaces the slots.
+        let key = fresh_key();
+        budgets
+            .signal(
+                &key,
+                Signal::Pace {
+                    spacing: 500 * MS,
+                    lasting: Duration::from_secs(5),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            wait_of(budgets.reserve(&key, 10 * MS, max).await.unwrap()),
+            Duration::ZERO
+        );
+        let next = wait_of(budgets.reserve(&key, 10 * MS, max).await.unwrap());
+        assert!(next > 450 * MS && next <= 500 * MS, "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_does_not_answer_is_skipped_for_a_while_not_waited_on() {
+        // Nothing listens on port 1.
+        let budgets = RedisBudgets::open("redis://127.0.0.1:1").unwrap();
+        let key = fresh_key();
+        let start = Instant::now();
+        let first = budgets.reserve(&key, MS, Duration::from_secs(1)).await;
+        assert!(first.is_err(), "{first:?}");
+        assert!(start.elapsed() <= CALL_TIMEOUT + Duration::from_millis(500));
+        // Known down: the next calls answer at once, without Redis.
+        let again = Instant::now();
+        assert!(budgets.signal(&key, Signal::Hold(MS)).await.is_err());
+        assert!(budgets.reserve(&key, MS, MS).await.is_err());
+        assert!(again.elapsed() < Duration::from_millis(50));
+        assert!(budgets.check().await.is_err());
+    }
+
+    #[test]
+    fn a_budgets_keys_share_one_hash_tag() {
+        let key = BudgetKey::of("hubspot", &Default::default());
+        let [tat, hold, pace] = keys(&key);
+        let tag = format!("{{{}}}", key.as_str());
+        assert!(tat.contains(&tag) && hold.contains(&tag) && pace.contains(&tag));
+        assert!(tat.starts_with(KEY_PREFIX));
+    }
+}
