@@ -285,7 +285,8 @@ fn missing_components(project: &Project, stored: &[(String, String)]) -> Vec<Dia
             line: cfg.location.line,
             column: cfg.location.column,
             message: format!(
-                "`{}` uses uploaded component `{name}@sha256:{sha}`, which this tenant has not                  uploaded (POST /api/v1/components/{name}; GET /api/v1/components lists them)",
+                "`{}` uses uploaded component `{name}@sha256:{sha}`, which this tenant has not \
+                 uploaded (POST /api/v1/components/{name}; GET /api/v1/components lists them)",
                 cfg.name
             ),
             expected: Some("a component listed by GET /api/v1/components".into()),
