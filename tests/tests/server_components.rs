@@ -68,6 +68,7 @@ impl Server {
                         stale_after: Duration::from_secs(3),
                     },
                     schedule_every: None,
+                    rate_budgets: None,
                 })
                 .await
                 .unwrap(),

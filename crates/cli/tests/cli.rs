@@ -719,3 +719,31 @@ fn databricks_is_listed_and_its_emulator_banner_says_what_to_grant() {
         );
     }
 }
+
+#[test]
+fn plugin_list_shows_every_source() {
+    // Issue 11: every source a project can name is built in and listed.
+    let out = sluice(&["plugin", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = stdout(&out);
+    let names: Vec<&str> = list.lines().map(str::trim).collect();
+    for source in [
+        "files",
+        "postgres",
+        "mysql",
+        "snowflake",
+        "bigquery",
+        "databricks",
+    ] {
+        assert!(names.contains(&source), "`{source}` missing from {list}");
+        let spec = sluice(&["plugin", "inspect", source, "--json"]);
+        assert!(spec.status.success(), "{source}: {}", stderr(&spec));
+        let spec: serde_json::Value = serde_json::from_slice(&spec.stdout).unwrap();
+        assert!(
+            spec["world"]
+                .as_str()
+                .is_some_and(|world| world.ends_with("source")),
+            "{source} is a source: {spec}"
+        );
+    }
+}

@@ -489,6 +489,9 @@ fn plugin_ref_text(plugin: &sluice_config::PluginRef) -> String {
             .map_or_else(|| p.display().to_string(), |f| f.to_string_lossy().into()),
         sluice_config::PluginRef::Installed(name) => name.clone(),
         sluice_config::PluginRef::Pinned { name, pin } => format!("{name}@{pin}"),
+        sluice_config::PluginRef::Uploaded { name, sha256 } => {
+            format!("{}{name}@sha256:{sha256}", sluice_config::UPLOADED_PREFIX)
+        }
     }
 }
 

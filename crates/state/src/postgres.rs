@@ -89,12 +89,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_6,
     },
     Migration {
-        version: 8,
+        version: 7,
         description: "server mode: uploaded components (pinned by sha256, row-level security) and each tenant's resource ceilings (crates/server/src/components.rs, resources.rs)",
-        sql: MIGRATION_8,
+        sql: MIGRATION_7,
     },
     Migration {
-        version: 9,
+        version: 8,
         description: "console: a sync's schedule can be paused (crates/server/src/console_api.rs)",
         sql: "ALTER TABLE sluice.schedule_ticks ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;",
     },
@@ -105,7 +105,7 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Sluice plugin before they were stored; and the operator's per-tenant
 /// resource ceilings (crates/server/src/resources.rs), NULL meaning the
 /// server's default.
-const MIGRATION_8: &str = "
+const MIGRATION_7: &str = "
 CREATE TABLE sluice.components (
     tenant TEXT NOT NULL REFERENCES sluice.tenants (tenant) ON DELETE CASCADE,
     name TEXT NOT NULL,
