@@ -38,21 +38,11 @@ use client::{Answer, Client};
 use config::Config;
 use properties::Properties;
 use sluice_sdk::prelude::*;
-use sluice_sdk::RateLimitedInfo;
 pub use writer::HubSpotWriter;
 
 /// Prefix an error's message with what was being done, keeping its kind.
 pub(crate) fn with_context(error: PluginError, context: &str) -> PluginError {
-    match error {
-        PluginError::Config(m) => PluginError::Config(format!("{context}: {m}")),
-        PluginError::Auth(m) => PluginError::Auth(format!("{context}: {m}")),
-        PluginError::RateLimited(r) => PluginError::RateLimited(RateLimitedInfo {
-            retry_after_ms: r.retry_after_ms,
-            message: format!("{context}: {}", r.message),
-        }),
-        PluginError::Retryable(m) => PluginError::Retryable(format!("{context}: {m}")),
-        PluginError::Permanent(m) => PluginError::Permanent(format!("{context}: {m}")),
-    }
+    error.context(context)
 }
 
 fn properties(client: &Client, object: &str) -> Result<Vec<properties::Property>, PluginError> {

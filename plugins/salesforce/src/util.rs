@@ -1,6 +1,6 @@
 //! Small helpers: URL encoding, error context, message truncation.
 
-use sluice_sdk::{PluginError, RateLimitedInfo};
+use sluice_sdk::PluginError;
 
 /// Percent-encode everything but RFC 3986 unreserved characters.
 pub fn percent_encode(s: &str) -> String {
@@ -37,16 +37,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 /// Prefix an error's message with what was being done, keeping its kind.
 pub fn with_context(error: PluginError, context: &str) -> PluginError {
-    match error {
-        PluginError::Config(m) => PluginError::Config(format!("{context}: {m}")),
-        PluginError::Auth(m) => PluginError::Auth(format!("{context}: {m}")),
-        PluginError::RateLimited(r) => PluginError::RateLimited(RateLimitedInfo {
-            retry_after_ms: r.retry_after_ms,
-            message: format!("{context}: {}", r.message),
-        }),
-        PluginError::Retryable(m) => PluginError::Retryable(format!("{context}: {m}")),
-        PluginError::Permanent(m) => PluginError::Permanent(format!("{context}: {m}")),
-    }
+    error.context(context)
 }
 
 #[cfg(test)]
