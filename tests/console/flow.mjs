@@ -5,9 +5,10 @@
 // environment. Any console error or uncaught exception fails the flow.
 //
 // Signs in as tenant A, opens the syncs, plans and runs the sync from its
-// page, watches the progress reach 100%, opens the run, finds the planted
-// rejected row by its key, downloads the CSV and checks it, retries the
-// rejected row, pauses and resumes the schedule; then signs in as tenant B
+// page, watches the progress reach 100%, opens the run (its stage timings),
+// finds the planted rejected row by its key, downloads the CSV and checks
+// it, pauses and resumes the schedule, finds the row in the sync's whole
+// ledger and its CSV, retries the rejected row; then signs in as tenant B
 // and checks nothing of A shows; then as the operator (tenants).
 // Screenshots of every page go to $SCREENSHOTS.
 
@@ -109,6 +110,9 @@ try {
   await page.getByRole("link", { name: /Open run #\d+/ }).click();
   await page.getByRole("heading", { name: /Run #\d+ of/ }).waitFor();
   const runHash = new URL(page.url()).hash;
+  const stageRows = await page.locator("tr.stage-row").allInnerTexts();
+  check(stageRows.length === 9 && stageRows.every((t) => /\d ms/.test(t)),
+    `the run page shows how long each stage took: ${stageRows.join(" | ")}`);
   await page.getByLabel("Search").fill(planted);
   const row = page.locator("tr.rejected-row", { hasText: planted });
   await row.waitFor();
@@ -151,6 +155,25 @@ try {
   await page.getByRole("button", { name: "Unlock stale run" }).click();
   await page.getByText("No stale run: nothing to unlock.").waitFor();
 
+  // ----- the sync's whole rejected-row ledger -----
+  await page.getByRole("link", { name: /open the ledger/ }).click();
+  await page.getByRole("heading", { name: `Rejected rows of ${sync}` }).waitFor();
+  await page.getByLabel("Search").fill(planted);
+  await page.locator("tr.ledger-row", { hasText: planted }).waitFor();
+  check((await page.locator("tr.ledger-row").count()) === 1, "the ledger search finds exactly the planted row");
+  await shot("ledger");
+  const [ledgerDownload] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download CSV" }).click(),
+  ]);
+  await ledgerDownload.saveAs(`${csvOut}.ledger`);
+  const ledgerCsv = (await readFile(`${csvOut}.ledger`, "utf8")).trim().split(/\r?\n/);
+  check(ledgerCsv[0] === "key,message,attempts,first_run,last_run", `ledger CSV header: ${ledgerCsv[0]}`);
+  check(ledgerCsv.length === 2 && ledgerCsv[1].includes(planted) && ledgerCsv[1].includes("400"),
+    `ledger CSV rows: ${ledgerCsv.join(" | ")}`);
+  await page.getByRole("link", { name: `← Sync ${sync}` }).click();
+  await page.getByRole("heading", { name: `Sync ${sync}` }).waitFor();
+
   await page.getByRole("button", { name: "Retry rejected rows (1)" }).click();
   await page.waitForFunction(() => document.getElementById("progress-text")?.dataset.percent === "100",
     null, { timeout: 180_000 });
@@ -180,7 +203,7 @@ try {
   await page.getByRole("link", { name: "beta_contacts" }).waitFor();
   check(!(await bodyText()).includes(sync), "B's syncs list does not show A's sync");
   expecting404 = true;
-  for (const hash of [runHash, `#/syncs/${sync}`, `#/plan/${sync}`]) {
+  for (const hash of [runHash, `#/syncs/${sync}`, `#/plan/${sync}`, `#/rejected/${sync}`]) {
     await page.goto(`${base}/${hash}`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     const text = await bodyText();
@@ -191,7 +214,8 @@ try {
   const statuses = await page.evaluate(async ({ runId, sync }) => {
     const auth = { authorization: `Bearer ${sessionStorage.getItem("sluice.token")}` };
     const paths = [`/api/v1/runs/${runId}/rejected.csv`, `/api/v1/runs/${runId}/rejected/search?q=`,
-      `/api/v1/syncs/${sync}/progress`, `/api/v1/console/syncs/${sync}`];
+      `/api/v1/syncs/${sync}/progress`, `/api/v1/console/syncs/${sync}`, `/api/v1/syncs/${sync}/rejected?q=`,
+      `/api/v1/syncs/${sync}/rejected.csv`];
     const out = [];
     for (const p of paths) out.push((await fetch(p, { headers: auth })).status);
     for (const p of ["pause", "resume", "unlock", "retry", "plan"]) {

@@ -187,7 +187,7 @@ pub fn psql(sql: &str) {
 
 /// Runs one statement on database `db` of the test PostgreSQL; whether it
 /// succeeded.
-fn psql_on(db: &str, sql: &str) -> bool {
+pub fn psql_on(db: &str, sql: &str) -> bool {
     std::process::Command::new("psql")
         .args([
             "-h",

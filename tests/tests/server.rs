@@ -484,6 +484,155 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syncs_whole_ledger_is_paged_searched_and_downloaded_and_runs_record_stage_timings() {
+    let server = Server::start("serve_ledger").await;
+    let (ta, tb) = (server.tenant("acme").await, server.tenant("beta").await);
+    let rx = receiver().await;
+    // Every request is refused: the webhook rejects each row of a 400'd
+    // batch (30 batches of 2).
+    rx.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((400, None), 30));
+    let emails: Vec<String> = (0..60).map(|i| format!("u{i:02}@x.com")).collect();
+    let rows: Vec<(&str, &str)> = emails.iter().map(|e| (e.as_str(), "pro")).collect();
+    // Run lifecycle events go to the tenant's hook receiver; its URL must be
+    // inside the tenant's grant ceiling, like a plugin's grant.
+    let hooks = receiver().await;
+    let with_notify = |mut p: Value, url: &str| {
+        let yaml = p["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+        p["files"]["sluice.yaml"] = json!(format!("{yaml}notify: {{ url: \"{url}\" }}\n"));
+        p
+    };
+    let tc = server.tenant_within("gamma", Value::Null).await;
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            "/api/v1/project",
+            Some(&tc),
+            Some(with_notify(project(&rx, "contacts", &rows), &hooks.url)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("`notify.url` reaches"), "{b}");
+    let run = apply_and_run(
+        &server,
+        &ta,
+        with_notify(project(&rx, "contacts", &rows), &hooks.url),
+        "contacts",
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["rejected"], 60, "{run}");
+    // The worker sends the end events once the run is on the record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hooks.requests.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events: Vec<Value> = hooks
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["run.started", "run.succeeded", "run.rejected"],
+        "{events:?}"
+    );
+    assert!(
+        events.iter().all(|e| e["data"]["run_id"] == run["id"]),
+        "{events:?}"
+    );
+
+    // The run recorded how long each stage took; the stages follow one
+    // another, so they fit in the run's duration.
+    let t = &run["timings"];
+    let ms = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k} in {t}"));
+    let stages =
+        ms("load_ms") + ms("discover_ms") + ms("mappings_ms") + ms("run_ms") + ms("deletes_ms");
+    let duration_ms =
+        (run["finished_at"].as_i64().unwrap() - run["started_at"].as_i64().unwrap()) / 1000;
+    assert!(
+        stages <= duration_ms as u64 + 5,
+        "{stages} ms of stages in {duration_ms} ms: {t}"
+    );
+    assert_eq!(ms("deletes_ms"), 0, "an upsert sync deletes nothing: {t}");
+    for part in ["read_ms", "transform_ms", "write_ms", "commit_ms"] {
+        ms(part);
+    }
+
+    // Paged in key order, the whole ledger counted.
+    let page = |q: &str, offset: i64| {
+        format!("/api/v1/syncs/contacts/rejected?q={q}&offset={offset}&limit=25")
+    };
+    let (s, first) = server.get(&page("", 0), &ta).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["total"], 60);
+    let keys = |b: &Value| -> Vec<String> {
+        b["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&first).len(), 25);
+    assert!(keys(&first)[0].contains("u00@x.com"), "{first}");
+    assert!(keys(&first).windows(2).all(|w| w[0] < w[1]), "{first}");
+    assert_eq!(first["rows"][0]["attempts"], 1);
+    assert_eq!(first["rows"][0]["first_run"], run["id"]);
+    let (_, last) = server.get(&page("", 50), &ta).await;
+    assert_eq!(keys(&last).len(), 10, "{last}");
+    assert!(keys(&last)[9].contains("u59@x.com"), "{last}");
+    // A search matches the key as printed, or the message, in any case.
+    let (_, found) = server.get(&page("U17@X", 0), &ta).await;
+    assert_eq!(
+        (found["total"].as_i64(), keys(&found).len()),
+        (Some(1), 1),
+        "{found}"
+    );
+    let (_, by_message) = server.get(&page("400", 40), &ta).await;
+    assert_eq!(
+        (by_message["total"].as_i64(), keys(&by_message).len()),
+        (Some(60), 20)
+    );
+    let (s, b) = server.get(&page("", -1), &ta).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+
+    // The CSV holds every row.
+    let csv = server
+        .http
+        .get(format!(
+            "{}/api/v1/syncs/contacts/rejected.csv",
+            server.base
+        ))
+        .bearer_auth(&ta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "key,message,attempts,first_run,last_run");
+    assert_eq!(lines.len(), 61, "{csv}");
+    assert!(
+        lines[1].contains("u00@x.com") && lines[1].contains("400"),
+        "{csv}"
+    );
+
+    // Another tenant gets 404, as for a sync that does not exist.
+    for path in [page("", 0), "/api/v1/syncs/contacts/rejected.csv".into()] {
+        let (s, b) = server.get(&path, &tb).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {b}");
+        assert!(!b.to_string().contains("u00@x.com"), "{b}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_shown_once_and_stored_only_as_its_hash() {
     let server = Server::start("serve_tokens").await;
     let first = server.tenant("acme").await;

@@ -915,3 +915,103 @@ async fn a_destination_failing_every_call_fails_the_run_and_blames_no_row() {
         rerun.error
     );
 }
+
+/// The events a hook receiver got, each checked against its Standard
+/// Webhooks signature with the reference library.
+fn signed_events(hooks: &Receiver, secret: &str) -> Vec<serde_json::Value> {
+    let verifier = standardwebhooks::Webhook::new(secret).unwrap();
+    hooks
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            verifier
+                .verify(&r.raw, &r.headers)
+                .unwrap_or_else(|e| panic!("bad signature ({e}) on {}", r.body));
+            r.body.clone()
+        })
+        .collect()
+}
+
+fn types(events: &[serde_json::Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_post_signed_lifecycle_events_in_order_and_a_dead_receiver_changes_nothing() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, hooks) = (receiver().await, receiver().await);
+    let notify = |url: &str| {
+        format!("notify:\n  url: \"{url}\"\n  secret: {SECRET}\n  rejected_threshold: 2\n")
+    };
+    project(dir.path(), &rx, "upsert", &notify(&hooks.url));
+    let rows = [
+        ("a@x.com", "1", "1"),
+        ("b@x.com", "2", "2"),
+        ("c@x.com", "3", "3"),
+    ];
+    csv(dir.path(), &rows);
+    // The first batch (two rows) is refused: a `rejected` event too.
+    rx.script.lock().unwrap().push_back((400, None));
+    let first = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(
+        (first.status, first.counts.rejected),
+        (RunStatus::Succeeded, 2)
+    );
+    let events = signed_events(&hooks, SECRET);
+    assert_eq!(
+        types(&events),
+        ["run.started", "run.succeeded", "run.rejected"]
+    );
+    for e in &events {
+        assert_eq!(e["data"]["run_id"].as_i64(), first.run_id, "{e}");
+        assert_eq!(e["data"]["sync"], "customers", "{e}");
+        assert!(e["timestamp"].as_str().unwrap().ends_with('Z'), "{e}");
+    }
+    assert_eq!(events[1]["data"]["counts"]["rejected"], 2);
+    assert_eq!(events[2]["data"]["rejected_threshold"], 2);
+    let ids: std::collections::BTreeSet<String> = hooks
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3, "each message has its own id");
+
+    // A failed run (the destination answers 410 Gone to the batch and to
+    // each of its rows): started, failed, with the stage; no `rejected`.
+    rx.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((410, None), 3));
+    let failed = run(dir.path(), RunOptions::default()).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    let events = signed_events(&hooks, SECRET);
+    assert_eq!(types(&events[3..]), ["run.started", "run.failed"]);
+    assert_eq!(events[4]["data"]["stage"], "run");
+    assert!(
+        events[4]["data"]["error"].as_str().unwrap().contains("410"),
+        "{}",
+        events[4]
+    );
+
+    // A receiver that is gone: the run is the same, the wait bounded.
+    project(
+        dir.path(),
+        &rx,
+        "upsert",
+        &notify("http://127.0.0.1:1/hooks"),
+    );
+    let started = std::time::Instant::now();
+    let third = run(dir.path(), RunOptions::default()).await;
+    assert_eq!((third.status, third.counts.ok), (RunStatus::Succeeded, 2));
+    assert!(
+        started.elapsed()
+            < sluice_engine::notify::END_DEADLINE + std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -28,6 +28,23 @@ pub struct DemoArgs {
     /// (its sluice.yaml, data/customers.csv and .sluice state are replaced).
     #[arg(long)]
     pub force: bool,
+    /// Run the demo as a service, to see the web console on a real run:
+    /// `sluice serve` and a worker start in this process over the
+    /// PostgreSQL database at this URL (created if missing), a tenant
+    /// `demo` uploads the project (two customers' emails are invalid, so
+    /// Salesforce rejects them) and runs it; the run page's address is
+    /// printed and the tenant's token written to DIR/.sluice/demo.token.
+    /// Serves until Ctrl-C.
+    #[arg(long, value_name = "POSTGRES_URL")]
+    pub serve: Option<String>,
+    /// With --serve: the address the server listens on (port 0: any).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR",
+        requires = "serve"
+    )]
+    pub listen: String,
 }
 
 /// The first line of every project the demo writes; a folder whose
@@ -35,7 +52,7 @@ pub struct DemoArgs {
 const MARKER: &str = "# Written by `sluice demo`.";
 
 const CUSTOMERS: usize = 250;
-const SYNC: &str = "customers_to_salesforce";
+pub const SYNC: &str = "customers_to_salesforce";
 
 struct Customer {
     id: usize,
@@ -69,11 +86,14 @@ fn customers(changed: &[usize]) -> Vec<Customer> {
         .collect()
 }
 
-fn write_csv(dir: &Path, changed: &[usize]) -> Result<()> {
+/// The customers as CSV; those in `invalid` get an email Salesforce
+/// refuses (no `@`).
+fn write_csv(dir: &Path, changed: &[usize], invalid: &[usize]) -> Result<()> {
     let mut csv = String::from("customer_id,email,first_name,last_name,lifetime_value\n");
     for c in customers(changed) {
+        let at = if invalid.contains(&c.id) { " at " } else { "@" };
         csv.push_str(&format!(
-            "{},{}.{}{}@example.com,{},{},{:.2}\n",
+            "{},{}.{}{}{at}example.com,{},{},{:.2}\n",
             c.id,
             c.first.to_lowercase(),
             c.last.to_lowercase(),
@@ -160,31 +180,13 @@ fn check_dir_is_ours(dir: &Path, force: bool) -> Result<()> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let dir = &args.dir;
-    check_dir_is_ours(dir, args.force)?;
-    std::fs::create_dir_all(dir.join("data"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    // A demo starts from nothing: forget this demo's earlier runs.
-    match std::fs::remove_dir_all(dir.join(".sluice")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("resetting {}/.sluice", dir.display()))
-        }
-        _ => {}
+    if let Some(url) = &args.serve {
+        return super::demo_serve::run(&args, url).await;
     }
-
-    let emulator = sluice_emulators::start_salesforce(
-        ([127, 0, 0, 1], args.port).into(),
-        EmulatorConfig::default(),
-    )
-    .await?;
-    emulator.handle().declare_field(
-        "Contact",
-        FieldSpec::new("Lifetime_Value__c", FieldType::Currency).label("Lifetime Value"),
-    )?;
+    let dir = &args.dir;
+    let emulator = start_emulator(args.port).await?;
     println!("1. Salesforce emulator running at {}", emulator.base_url());
-
-    write_csv(dir, &[])?;
-    write_project(dir, &emulator.base_url())?;
+    write_demo_project(&args, &emulator.base_url(), &[])?;
     println!(
         "2. Wrote {0}/data/customers.csv ({CUSTOMERS} customers) and {0}/sluice.yaml",
         dir.display()
@@ -200,7 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     show_landed(&emulator, 3);
 
     let changed = [7, 42, 199];
-    write_csv(dir, &changed)?;
+    write_csv(dir, &changed, &[])?;
     println!("4. Changed the lifetime value of customers {changed:?}; running again.");
     let second = run_one(&project, &runtime, &store, SYNC, Default::default(), false).await?;
     print_report(&second, &store)?;
@@ -223,6 +225,45 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         anyhow::bail!("the demo sync failed");
     }
     Ok(())
+}
+
+/// The Salesforce emulator the demo syncs into, with the demo's custom
+/// field.
+pub(crate) async fn start_emulator(port: u16) -> Result<sluice_emulators::RunningEmulator> {
+    let emulator = sluice_emulators::start_salesforce(
+        ([127, 0, 0, 1], port).into(),
+        EmulatorConfig::default(),
+    )
+    .await?;
+    emulator.handle().declare_field(
+        "Contact",
+        FieldSpec::new("Lifetime_Value__c", FieldType::Currency).label("Lifetime Value"),
+    )?;
+    Ok(emulator)
+}
+
+/// Writes the demo project into `dir` (refusing a project the demo did not
+/// write, unless forced), forgetting its earlier runs: its sluice.yaml
+/// pointing at `emulator_url`, and the customers, `invalid` ones with a
+/// bad email.
+pub(crate) fn write_demo_project(
+    args: &DemoArgs,
+    emulator_url: &str,
+    invalid: &[usize],
+) -> Result<()> {
+    let dir = &args.dir;
+    check_dir_is_ours(dir, args.force)?;
+    std::fs::create_dir_all(dir.join("data"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    // A demo starts from nothing: forget this demo's earlier runs.
+    match std::fs::remove_dir_all(dir.join(".sluice")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("resetting {}/.sluice", dir.display()))
+        }
+        _ => {}
+    }
+    write_csv(dir, &[], invalid)?;
+    write_project(dir, emulator_url)
 }
 
 fn show_landed(emulator: &sluice_emulators::RunningEmulator, n: usize) {

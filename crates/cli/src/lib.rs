@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 pub mod demo;
+mod demo_serve;
 pub mod emulator;
 pub mod plugin;
 pub mod serve;

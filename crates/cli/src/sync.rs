@@ -731,6 +731,17 @@ fn print_counts(c: &RunCounts) {
     }
 }
 
+fn print_timings(t: &sluice_state::StageTimings) {
+    println!(
+        "  stages: load {} ms  discover {} ms  mappings {} ms  run {} ms  deletes {} ms",
+        t.load_ms, t.discover_ms, t.mappings_ms, t.run_ms, t.deletes_ms
+    );
+    println!(
+        "  busy within run: read {} ms  diff/map/transform {} ms  write {} ms  commit {} ms",
+        t.read_ms, t.transform_ms, t.write_ms, t.commit_ms
+    );
+}
+
 fn print_samples(samples: &[sluice_state::Sample]) {
     if samples.is_empty() {
         return;
@@ -792,6 +803,9 @@ pub fn runs(project: &ProjectArg, args: RunsArgs) -> Result<()> {
         } else {
             print_record(&record);
             print_counts(&record.counts);
+            if let Some(t) = &record.timings {
+                print_timings(t);
+            }
             if let Some(e) = &record.error {
                 match &record.stage {
                     Some(stage) => println!("  error (at {stage}): {e}"),

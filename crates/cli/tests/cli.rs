@@ -58,6 +58,109 @@ fn demo_syncs_customers_then_only_the_changed_ones() {
 }
 
 #[test]
+fn demo_serve_reaches_a_run_page_with_rejected_rows_in_one_command() {
+    use std::io::BufRead;
+    // A database that does not exist yet: the demo creates it.
+    let db = common::PgDatabase::create("demo_serve");
+    assert!(common::psql_on(
+        "postgres",
+        &format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name)
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "demo",
+            "--dir",
+            project.to_str().unwrap(),
+            "--serve",
+            &db.url(),
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SLUICE_CACHE_DIR", common::shared_cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let (lines, read) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    let page = loop {
+        match read.recv_timeout(std::time::Duration::from_secs(300)) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("Open the console at ") {
+                    break url.to_owned();
+                }
+                printed.push(line);
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!(
+                    "no console address ({e}): {}\n{}",
+                    printed.join("\n"),
+                    std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+                );
+            }
+        }
+    };
+    let text = printed.join("\n");
+    assert!(text.contains("rejected 2"), "{text}");
+    // The token went to a file, never to the terminal.
+    let token = std::fs::read_to_string(project.join(".sluice/demo.token")).unwrap();
+    let token = token.trim();
+    assert!(token.starts_with("slk_") && !text.contains(token), "{text}");
+    let (base, run) = page.split_once("/#/runs/").expect("a run page's address");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (html, rejected) = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let html = http.get(format!("{base}/")).send().await.unwrap();
+        let html = (html.status(), html.text().await.unwrap());
+        let rejected: serde_json::Value = http
+            .get(format!(
+                "{base}/api/v1/runs/{run}/rejected/search?q=invalid%20email"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (html, rejected)
+    });
+    assert_eq!(html.0, reqwest::StatusCode::OK);
+    assert!(html.1.contains("Sluice"), "{}", html.1);
+    assert_eq!(rejected["total"], 2, "{rejected}");
+    // Ctrl-C stops it cleanly.
+    let stopped = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop on Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+    );
+}
+
+#[test]
 fn demo_never_replaces_a_project_it_did_not_write_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = "sources: {}\n";

@@ -143,6 +143,62 @@ pub struct Project {
     pub transforms: BTreeMap<String, PluginInstance>,
     pub models: BTreeMap<String, Model>,
     pub syncs: BTreeMap<String, SyncConfig>,
+    /// `notify:`: where run lifecycle events are posted, if anywhere.
+    pub notify: Option<Notify>,
+}
+
+/// A run lifecycle event a project can be notified of (`notify.events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RunEvent {
+    /// A run began (its row is recorded, nothing read yet).
+    Started,
+    Succeeded,
+    Failed,
+    /// A run, succeeded or failed, rejected at least `rejected_threshold`
+    /// rows.
+    Rejected,
+}
+
+/// The key of a `whsec_` secret, when what follows the prefix is base64.
+fn base64_decodes(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+impl RunEvent {
+    pub const ALL: [RunEvent; 4] = [
+        RunEvent::Started,
+        RunEvent::Succeeded,
+        RunEvent::Failed,
+        RunEvent::Rejected,
+    ];
+
+    /// The name in `notify.events`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunEvent::Started => "started",
+            RunEvent::Succeeded => "succeeded",
+            RunEvent::Failed => "failed",
+            RunEvent::Rejected => "rejected",
+        }
+    }
+}
+
+/// `notify:`: run lifecycle events POSTed as JSON to `url`, signed with
+/// Standard Webhooks like the webhook destination when `secret` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    /// `http://` or `https://`.
+    pub url: Str,
+    /// `whsec_` and a base64 key (usually `${NAME}`); unsigned without it.
+    pub secret: Option<Str>,
+    /// Which events are sent (all by default).
+    pub events: Vec<RunEvent>,
+    /// A `rejected` event is sent when a run rejects at least this many
+    /// rows (default 1).
+    pub rejected_threshold: u64,
+    /// Where `notify:` is, for messages.
+    pub location: Location,
 }
 
 impl Project {
@@ -154,7 +210,17 @@ impl Project {
             .values()
             .chain(self.transforms.values())
             .chain(self.destinations.values().map(|d| &d.instance));
-        instances.flat_map(PluginInstance::secret_values).collect()
+        let notify_secret = self
+            .notify
+            .iter()
+            .flat_map(|n| [Some(&n.url), n.secret.as_ref()])
+            .flatten()
+            .filter(|s| s.is_secret())
+            .map(|s| s.expose().to_owned());
+        instances
+            .flat_map(PluginInstance::secret_values)
+            .chain(notify_secret)
+            .collect()
     }
 
     /// The state directory, `<project>/.sluice`.

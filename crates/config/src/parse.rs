@@ -15,8 +15,8 @@ use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::{
     close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, LimitsConfig,
-    Location, Mapping, MappingSource, MaxDeletes, Model, ModelRead, PluginInstance, PluginPin,
-    PluginRef, Project, RateLimitOverride, SyncConfig, SyncMode,
+    Location, Mapping, MappingSource, MaxDeletes, Model, ModelRead, Notify, PluginInstance,
+    PluginPin, PluginRef, Project, RateLimitOverride, RunEvent, SyncConfig, SyncMode,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -26,7 +26,9 @@ const TOP_KEYS: &[&str] = &[
     "models",
     "syncs",
     "limits",
+    "notify",
 ];
+const NOTIFY_KEYS: &[&str] = &["url", "secret", "events", "rejected_threshold"];
 const PLUGIN_KEYS: &[&str] = &["plugin", "config", "grants", "limits"];
 const DESTINATION_KEYS: &[&str] = &["plugin", "config", "grants", "rate_limit", "limits"];
 /// `limits:` keys that bound a plugin's instances.
@@ -181,6 +183,7 @@ impl<'a> Reader<'a> {
             transforms: BTreeMap::new(),
             models: BTreeMap::new(),
             syncs: BTreeMap::new(),
+            notify: None,
         };
         if let Some(node) = f.get("limits").filter(|n| !n.is_null()) {
             let ctx = "the project's `limits`";
@@ -227,7 +230,109 @@ impl<'a> Reader<'a> {
             }
         }
         self.check_sequences(&project.syncs, &after_positions);
+        if let Some(node) = f.get("notify").filter(|n| !n.is_null()) {
+            project.notify = self.notify(node);
+        }
         Some(project)
+    }
+
+    /// `notify: { url, secret, events, rejected_threshold }`.
+    fn notify(&mut self, node: &Node) -> Option<Notify> {
+        let ctx = "`notify`";
+        let f = self.fields(node, ctx, NOTIFY_KEYS)?;
+        let Some(url_node) = f.get("url") else {
+            self.error(
+                node.pos,
+                format!("{ctx} has no `url`"),
+                Some("`url: https://...`"),
+            );
+            return None;
+        };
+        // Every field is read, so all their problems are reported at once.
+        let url = self.non_empty(url_node, ctx, "url");
+        let scheme_ok = url.as_ref().is_some_and(|url| {
+            ["http://", "https://"].iter().any(|p| {
+                url.expose()
+                    .get(..p.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(p))
+            })
+        });
+        if let (Some(url), false) = (&url, scheme_ok) {
+            self.error(
+                url_node.pos,
+                format!("`url` of {ctx} is `{url}`, not an http(s) URL"),
+                Some("`https://host/path` (or `http://`)"),
+            );
+        }
+        let secret = match f.get("secret").filter(|n| !n.is_null()) {
+            Some(n) => self.notify_secret(n, ctx).map(Some),
+            None => Some(None),
+        };
+        let events = match f.get("events").filter(|n| !n.is_null()) {
+            Some(n) => self.run_events(n, ctx),
+            None => Some(RunEvent::ALL.to_vec()),
+        };
+        let rejected_threshold = match f.get("rejected_threshold") {
+            Some(n) => self
+                .number(n, &format!("`rejected_threshold` of {ctx}"), 1, u32::MAX)
+                .map(u64::from),
+            None => Some(1),
+        };
+        Some(Notify {
+            url: url.filter(|_| scheme_ok)?,
+            secret: secret?,
+            events: events?,
+            rejected_threshold: rejected_threshold?,
+            location: self.location(node.pos),
+        })
+    }
+
+    /// A Standard Webhooks secret: `whsec_` and a base64 key.
+    fn notify_secret(&mut self, node: &Node, ctx: &str) -> Option<Str> {
+        let secret = self.non_empty(node, ctx, "secret")?;
+        let key = secret.expose().strip_prefix("whsec_");
+        if key.is_none_or(|k| crate::base64_decodes(k).is_none()) {
+            // Never the value itself: it is a secret.
+            self.error(
+                node.pos,
+                format!("`secret` of {ctx} is not `whsec_` followed by base64"),
+                Some("a Standard Webhooks secret, e.g. `${NOTIFY_SECRET}` holding whsec_..."),
+            );
+            return None;
+        }
+        Some(secret)
+    }
+
+    /// `events: [started, succeeded, failed, rejected]`.
+    fn run_events(&mut self, node: &Node, ctx: &str) -> Option<Vec<RunEvent>> {
+        let expected = "a list among: started, succeeded, failed, rejected";
+        let NodeKind::Seq(items) = &node.kind else {
+            let msg = format!(
+                "`events` of {ctx} must be a list, found {}",
+                node.describe()
+            );
+            self.error(node.pos, msg, Some(expected));
+            return None;
+        };
+        let mut events = Vec::new();
+        let mut all_known = true;
+        for item in items {
+            let Some(name) = self.name_string(item, &format!("`events` of {ctx}")) else {
+                all_known = false;
+                continue;
+            };
+            match RunEvent::ALL.iter().find(|e| e.name() == name) {
+                Some(e) if !events.contains(e) => events.push(*e),
+                Some(_) => {}
+                None => {
+                    let msg = format!("unknown event `{name}` in `events` of {ctx}");
+                    self.error(item.pos, msg, Some(expected));
+                    all_known = false;
+                }
+            }
+        }
+        events.sort();
+        all_known.then_some(events)
     }
 
     // ----- sections -------------------------------------------------------

@@ -512,3 +512,47 @@ fn a_schedule_names_its_latest_tick() {
         assert!(config::Schedule::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn notify_reads_its_url_secret_and_events_and_names_what_is_wrong() {
+    let good = format!(
+        "{GOOD}notify:\n  url: \"https://hooks.example.com/${{HOOK_TOKEN}}\"\n  secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n  events: [failed, started, failed]\n  rejected_threshold: 50\n"
+    );
+    let dir = write_project(&good);
+    let project = config::validate_with_env(dir.path(), &env).unwrap();
+    let notify = project.notify.as_ref().unwrap();
+    assert_eq!(notify.url.expose(), "https://hooks.example.com/tok-123");
+    assert_eq!(
+        notify.events,
+        [config::RunEvent::Started, config::RunEvent::Failed],
+        "deduplicated, in lifecycle order"
+    );
+    assert_eq!(notify.rejected_threshold, 50);
+    // A URL holding a secret is hidden wherever the project's secrets are.
+    assert!(project
+        .secret_values()
+        .contains(&"https://hooks.example.com/tok-123".to_owned()));
+    let defaults = write_project(&format!("{GOOD}notify: {{ url: \"http://h/x\" }}\n"));
+    let n = config::validate_with_env(defaults.path(), &env)
+        .unwrap()
+        .notify
+        .unwrap();
+    assert_eq!(
+        (n.events.len(), n.rejected_threshold, n.secret),
+        (4, 1, None)
+    );
+
+    let diags = errors(&format!(
+        "{GOOD}notify:\n  url: ftp://h/x\n  secret: whsec_not base64!\n  events: [started, done]\n  rejected_threshold: 0\n  retries: 3\n"
+    ));
+    let line = |needle: &str| find(&diags, needle).line;
+    let base = GOOD.lines().count();
+    assert_eq!(line("not an http(s) URL"), base + 2);
+    assert_eq!(line("is not `whsec_` followed by base64"), base + 3);
+    assert!(!find(&diags, "whsec_").message.contains("not base64!"));
+    assert_eq!(line("unknown event `done`"), base + 4);
+    assert_eq!(line("`rejected_threshold` of `notify`"), base + 5);
+    assert_eq!(line("unknown key `retries`"), base + 6);
+    let missing = errors(&format!("{GOOD}notify: {{ secret: x }}\n"));
+    find(&missing, "has no `url`");
+}

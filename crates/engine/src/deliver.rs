@@ -58,6 +58,8 @@ pub(super) struct Delivered {
     pub commit: CommitBatch,
     pub counts: RunCounts,
     pub error: Option<anyhow::Error>,
+    /// How long the delivery took, pacing and retries included.
+    pub busy: std::time::Duration,
 }
 
 /// One write, retried: per row, `Some(Ok)` once acknowledged,
@@ -105,6 +107,7 @@ impl Writer {
         mut counts: RunCounts,
     ) -> JoinHandle<Delivered> {
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let error = self
                 .deliver(&ctx, chunk, &mut commit, &mut counts)
                 .await
@@ -114,6 +117,7 @@ impl Writer {
                 commit,
                 counts,
                 error,
+                busy: started.elapsed(),
             }
         })
     }

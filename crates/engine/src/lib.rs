@@ -18,6 +18,7 @@
 //! - [`retry`]: the one retry policy (backoff with jitter, rate-limit waits);
 //! - [`reconcile`]: what mirror mode may delete (by identifier) and the
 //!   per-sync deletion guard;
+//! - [`notify`]: run lifecycle events POSTed to the project's `notify:` URL;
 //! - [`run`]: a run end to end.
 
 pub mod budget;
@@ -26,6 +27,7 @@ mod deliver;
 pub mod diff;
 pub mod fingerprint;
 pub mod mapping;
+pub mod notify;
 pub mod pacing;
 pub mod reconcile;
 pub mod retry;

@@ -94,6 +94,7 @@ pub fn router(state: Shared) -> Router {
             post(secret_routes::rewrap_secrets),
         )
         .merge(crate::console_api::routes())
+        .merge(crate::ledger_routes::routes())
         .merge(crate::components::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -226,6 +227,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::components::ComponentsDoc::openapi());
     doc.merge(crate::console_api::ConsoleApiDoc::openapi());
+    doc.merge(crate::ledger_routes::LedgerDoc::openapi());
     Json(doc)
 }
 
@@ -821,6 +823,12 @@ pub struct RunOut {
     /// requests, outcome_unknown.
     #[schema(value_type = Object)]
     pub counts: serde_json::Value,
+    /// How long each stage took in milliseconds (`StageTimings`: load,
+    /// discover, mappings, run and deletes add up to the run; read,
+    /// transform, write and commit are the busy time of the run stage's
+    /// overlapping parts); `null` until the run ends.
+    #[schema(value_type = Option<Object>)]
+    pub timings: Option<sluice_state::StageTimings>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -852,7 +860,7 @@ pub(crate) async fn read_runs(
         .join(", ");
     let sql = format!(
         "SELECT id, sync, status, full_resync, started_at, finished_at, error, stage,
-                jsonb_build_object({counts})
+                jsonb_build_object({counts}), stage_ms
          FROM sluice.runs
          WHERE tenant = $1 AND ($2::text IS NULL OR sync = $2) AND ($3::bigint IS NULL OR id = $3)
          ORDER BY id DESC LIMIT $4"
@@ -872,6 +880,7 @@ pub(crate) async fn read_runs(
             error: r.get(6),
             stage: r.get(7),
             counts: r.get(8),
+            timings: sluice_state::StageTimings::from_json(r.get(9)),
         })
         .collect())
 }

@@ -2,8 +2,9 @@
 //! core API of [`crate::api`]: a sync overview (schedule, next run, rows in
 //! the snapshot), plans, the console's actions (retry rejected rows, pause
 //! and resume a schedule, unlock a stale run), live run progress as
-//! server-sent events, a searchable rejected-rows page and its CSV, and
-//! the project's plugins.
+//! server-sent events, a searchable page of a run's rejected rows and its
+//! CSV, and the project's plugins. (A sync's whole rejected-row ledger is
+//! [`crate::ledger_routes`].)
 //!
 //! Every route acts for the tenant of the caller's token ([`AsTenant`]) and
 //! reads as that tenant ([`tenant_tx`], row-level security), so the console
@@ -144,7 +145,7 @@ async fn current_project(state: &AppState, tenant: &str) -> Result<Project, ApiE
 }
 
 /// The tenant's project, refusing a sync it does not have (404).
-async fn project_with_sync(
+pub(crate) async fn project_with_sync(
     state: &AppState,
     tenant: &str,
     sync: &str,
@@ -1015,6 +1016,7 @@ mod tests {
             error: None,
             stage: None,
             counts: serde_json::json!({"added": added, "unchanged": 10}),
+            timings: None,
         };
         assert_eq!(progress_event(&run("running", 10), Some(40))["percent"], 50);
         assert_eq!(progress_event(&run("running", 90), Some(40))["percent"], 99);

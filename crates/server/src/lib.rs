@@ -45,6 +45,7 @@ pub mod console_api;
 pub mod db;
 pub mod dbt_routes;
 pub mod error;
+pub mod ledger_routes;
 pub mod metrics;
 pub mod project;
 pub mod queue;

@@ -192,6 +192,37 @@ pub fn validate(dir: &Path, policy: &TenantPolicy) -> Result<Project, serde_json
     }
 }
 
+/// The `notify:` URL is reached by the worker itself, so it must stay
+/// inside the tenant's ceiling like a plugin's grant. (Checked by the URL's
+/// literal host, as the ceiling checks grants: a public name that resolves
+/// to a restricted address is not caught here.)
+fn notify_outside(project: &Project, ceiling: &Ceiling) -> Option<Diagnostic> {
+    let notify = project.notify.as_ref()?;
+    let pattern = sluice_runtime::sandbox::policy::Grants::pattern_for_url(notify.url.expose());
+    let grant = pattern
+        .as_deref()
+        .and_then(|p| sluice_runtime::sandbox::policy::NetGrant::parse(p).ok());
+    if grant.is_some_and(|g| ceiling.allows(&g)) {
+        return None;
+    }
+    // A URL from a secret is not shown.
+    let shown = match (&pattern, notify.url.is_secret()) {
+        (Some(p), false) => format!("`{p}`"),
+        _ => "its host".to_owned(),
+    };
+    Some(Diagnostic {
+        file: notify.location.file.to_path_buf(),
+        line: notify.location.line,
+        column: notify.location.column,
+        message: format!(
+            "`notify.url` reaches {shown}, beyond what the operator allows this tenant \
+             (grant ceiling: {}); ask the operator to add it",
+            ceiling.describe()
+        ),
+        expected: Some("a URL inside the tenant's grant ceiling".into()),
+    })
+}
+
 /// The config crate's words for a missing `${NAME}` speak of the
 /// environment; on a server it names a secret the tenant has not stored.
 fn on_a_server(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
@@ -217,12 +248,12 @@ fn on_a_server(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
 /// tenant's project, the server's files and the host are not a tenant's to
 /// read. Network grants must stay inside the tenant's ceiling.
 fn reaches_outside(project: &Project, ceiling: &Ceiling) -> Vec<Diagnostic> {
+    let mut problems: Vec<Diagnostic> = notify_outside(project, ceiling).into_iter().collect();
     let instances = project
         .sources
         .values()
         .chain(project.transforms.values())
         .chain(project.destinations.values().map(|d| &d.instance));
-    let mut problems = Vec::new();
     for cfg in instances {
         let at = |message: String, expected: &str| Diagnostic {
             file: cfg.location.file.to_path_buf(),

@@ -236,6 +236,53 @@ pub struct RunRecord {
     /// (before anything was read), `run` (reading and writing), `deletes`.
     pub stage: Option<String>,
     pub counts: RunCounts,
+    /// How long each stage took, recorded when the run ended (`None` for a
+    /// run still going, or one killed before it could record them).
+    pub timings: Option<StageTimings>,
+}
+
+/// How long a run's stages took, in milliseconds.
+///
+/// `load`, `discover`, `mappings`, `run` and `deletes` follow one another,
+/// so they add up to the run's duration. Within `run` the pipeline's parts
+/// overlap (the source is read in its own task, several writers deliver at
+/// once), so `read`, `transform`, `write` and `commit` are each one part's
+/// busy time, summed over its workers: they show which part the run waited
+/// on, and together can exceed `run`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StageTimings {
+    /// Loading and instantiating the plugins (transforms included).
+    pub load_ms: u64,
+    /// Asking the destination for its objects (authenticates too).
+    pub discover_ms: u64,
+    /// Checking the mappings against the destination's fields.
+    pub mappings_ms: u64,
+    /// Reading, diffing, mapping, transforming, writing and committing.
+    pub run_ms: u64,
+    /// Mirror mode's deletes and their guard.
+    pub deletes_ms: u64,
+    /// The source's calls (its query and each batch).
+    pub read_ms: u64,
+    /// Diffing against the snapshot, mapping and the transforms.
+    pub transform_ms: u64,
+    /// Delivering chunks to the destination, pacing and retries included,
+    /// summed over the concurrent writers.
+    pub write_ms: u64,
+    /// Committing acknowledged rows to the state store.
+    pub commit_ms: u64,
+}
+
+impl StageTimings {
+    /// The JSON the stores keep in `runs.stage_ms`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads `runs.stage_ms`; `None` for a missing or unreadable value (a
+    /// run that ended before timings were recorded), never an error.
+    pub fn from_json(text: Option<&str>) -> Option<Self> {
+        text.and_then(|t| serde_json::from_str(t).ok())
+    }
 }
 
 /// What a sample row is.
@@ -373,6 +420,10 @@ pub trait StateStore: Send {
     /// Ends a running run as failed at `stage` (see [`RunRecord::stage`]).
     fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError>;
 
+    /// Records how long a running run's stages took (call it just before
+    /// the run ends). Fails, changing nothing, if the run is not `running`.
+    fn record_timings(&mut self, run: RunId, timings: &StageTimings) -> Result<(), StateError>;
+
     /// Marks `running` runs whose lease is free (their process is gone) as
     /// `killed` (call at startup); returns their ids.
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError>;
@@ -467,6 +518,9 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
     }
     fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError> {
         (**self).fail_run(run, stage, error)
+    }
+    fn record_timings(&mut self, run: RunId, timings: &StageTimings) -> Result<(), StateError> {
+        (**self).record_timings(run, timings)
     }
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
         (**self).mark_interrupted_runs()

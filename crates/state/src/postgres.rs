@@ -40,7 +40,7 @@ use postgres::{Client, NoTls, Row, Transaction};
 use super::schema::{COUNT_COLUMNS, MAX_SAMPLES};
 use super::{
     owner, Ack, CommitBatch, DeliveredRow, LedgerEntry, RunCounts, RunId, RunRecord, RunStatus,
-    Sample, SampleKind, StateError, StateStore,
+    Sample, SampleKind, StageTimings, StateError, StateStore,
 };
 use crate::{DestId, RowHash, RowKey, Snapshot};
 
@@ -97,6 +97,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         description: "console: a sync's schedule can be paused (crates/server/src/console_api.rs)",
         sql: "ALTER TABLE sluice.schedule_ticks ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;",
+    },
+    Migration {
+        version: 9,
+        description: "runs.stage_ms: how long each stage of a run took (StageTimings as JSON)",
+        sql: "ALTER TABLE sluice.runs ADD COLUMN stage_ms TEXT;",
     },
 ];
 
@@ -963,6 +968,21 @@ impl StateStore for PostgresStore {
         self.end_run(run, RunStatus::Failed, Some(stage), Some(error))
     }
 
+    fn record_timings(&mut self, run: RunId, timings: &StageTimings) -> Result<(), StateError> {
+        let tenant = self.tenant.clone();
+        let json = timings.to_json();
+        self.with_conn(&format!("recording the stage timings of run {run}"), |c| {
+            let mut tx = c.transaction()?;
+            running_sync(&mut tx, &tenant, run)?;
+            tx.execute(
+                "UPDATE sluice.runs SET stage_ms = $3 WHERE tenant = $1 AND id = $2",
+                &[&tenant, &run, &json],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
         let mine: Vec<RunId> = self.leases.keys().copied().collect();
         let tenant = self.tenant.clone();
@@ -1214,13 +1234,14 @@ impl PostgresStore {
             error: r.get(8),
             stage: r.get(9 + COUNT_COLUMNS.len()),
             counts: RunCounts::from_array(counts),
+            timings: StageTimings::from_json(r.get(10 + COUNT_COLUMNS.len())),
         })
     }
 }
 
 fn select_runs() -> String {
     format!(
-        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {}, stage
+        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {}, stage, stage_ms
          FROM sluice.runs",
         COUNT_COLUMNS.join(", ")
     )

@@ -17,8 +17,9 @@
 //! Tables:
 //! - `runs`: one row per run of a sync, with its status, owner (which
 //!   process runs it), heartbeat, error and the stage it failed at
-//!   (`load`, `discover`, `mappings`, `run`, `deletes`), and the counters
-//!   of [`RunCounts`];
+//!   (`load`, `discover`, `mappings`, `run`, `deletes`), the counters
+//!   of [`RunCounts`] and how long each stage took (`stage_ms`, the JSON of
+//!   [`StageTimings`]);
 //! - `run_samples`: up to [`MAX_SAMPLES`] rejected or invalid rows per run,
 //!   with the destination's message;
 //! - `delivered`: per sync, primary key → 16-byte content hash and the
@@ -30,22 +31,25 @@
 //!   why rows will be re-sent).
 //!
 //! [`RunCounts`]: super::RunCounts
+//! [`StageTimings`]: super::StageTimings
 
 /// Bumped when the schema changes; stores refuse a newer database.
 /// 2: `runs.stage` (where a failed run failed), `sync_fingerprints`.
 /// 3: `runs.paced_waits`, `runs.write_calls` and `runs.requests` (throttling
 /// by the API and pacing by the host counted apart; calls and HTTP requests).
 /// 4: `runs.outcome_unknown` (requests sent that got no response).
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: `runs.stage_ms` (how long each stage took, as JSON).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Columns added after version 1, with their type: a store adds the ones an
 /// older database lacks when it opens it.
-pub const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+pub const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("runs", "stage", "TEXT"),
     ("runs", "paced_waits", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "write_calls", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "requests", "BIGINT NOT NULL DEFAULT 0"),
     ("runs", "outcome_unknown", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "stage_ms", "TEXT"),
 ];
 
 /// Rejected/invalid rows kept per run as samples.
@@ -99,7 +103,8 @@ CREATE TABLE IF NOT EXISTS runs (
     paced_waits BIGINT NOT NULL DEFAULT 0,
     write_calls BIGINT NOT NULL DEFAULT 0,
     requests BIGINT NOT NULL DEFAULT 0,
-    outcome_unknown BIGINT NOT NULL DEFAULT 0
+    outcome_unknown BIGINT NOT NULL DEFAULT 0,
+    stage_ms TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_sync ON runs (sync, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);

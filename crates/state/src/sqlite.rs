@@ -15,7 +15,7 @@ use super::owner::{Lease, LeaseError};
 use super::schema::{self, Dialect, COUNT_COLUMNS, MAX_SAMPLES, SCHEMA_VERSION};
 use super::{
     owner, Ack, CommitBatch, DeliveredRow, LedgerEntry, RunCounts, RunId, RunRecord, RunStatus,
-    Sample, SampleKind, StateError, StateStore,
+    Sample, SampleKind, StageTimings, StateError, StateStore,
 };
 use crate::{DestId, RowHash, RowKey, Snapshot};
 
@@ -127,6 +127,24 @@ impl SqliteStore {
         db(&self.name(), action, e)
     }
 
+    /// The sync of `run`, which must exist and be `running`, inside a
+    /// transaction.
+    fn running_sync(
+        tx: &Transaction<'_>,
+        run: RunId,
+        store: &str,
+        action: &str,
+    ) -> Result<String, StateError> {
+        match Self::run_state(tx, run).map_err(|e| db(store, action, e))? {
+            None => Err(StateError::UnknownRun { run }),
+            Some((sync, s)) if s != "running" => {
+                let status = RunStatus::parse(&s).unwrap_or(RunStatus::Failed);
+                Err(StateError::NotRunning { run, sync, status })
+            }
+            Some((sync, _)) => Ok(sync),
+        }
+    }
+
     /// The sync and status of a run, inside a transaction.
     fn run_state(tx: &Transaction<'_>, run: RunId) -> rusqlite::Result<Option<(String, String)>> {
         tx.query_row("SELECT sync, status FROM runs WHERE id = ?1", [run], |r| {
@@ -204,14 +222,7 @@ impl StateStore for SqliteStore {
         let store = self.name();
         let action = format!("committing a batch of run {run}");
         let tx = begin(&mut self.conn, &store, &action)?;
-        let sync = match Self::run_state(&tx, run).map_err(|e| db(&store, &action, e))? {
-            None => return Err(StateError::UnknownRun { run }),
-            Some((sync, status)) if status != "running" => {
-                let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
-                return Err(StateError::NotRunning { run, sync, status });
-            }
-            Some((sync, _)) => sync,
-        };
+        let sync = Self::running_sync(&tx, run, &store, &action)?;
         let action = format!("committing a batch of run {run} (sync `{sync}`)");
         apply_batch(&tx, run, &sync, batch).map_err(|e| db(&store, &action, e))?;
         tx.commit().map_err(|e| db(&store, &action, e))
@@ -228,6 +239,19 @@ impl StateStore for SqliteStore {
 
     fn fail_run(&mut self, run: RunId, stage: &str, error: &str) -> Result<(), StateError> {
         self.end_run(run, RunStatus::Failed, Some(stage), Some(error))
+    }
+
+    fn record_timings(&mut self, run: RunId, timings: &StageTimings) -> Result<(), StateError> {
+        let store = self.name();
+        let action = format!("recording the stage timings of run {run}");
+        let tx = begin(&mut self.conn, &store, &action)?;
+        Self::running_sync(&tx, run, &store, &action)?;
+        tx.execute(
+            "UPDATE runs SET stage_ms = ?2 WHERE id = ?1",
+            params![run, timings.to_json()],
+        )
+        .map_err(|e| db(&store, &action, e))?;
+        tx.commit().map_err(|e| db(&store, &action, e))
     }
 
     fn mark_interrupted_runs(&mut self) -> Result<Vec<RunId>, StateError> {
@@ -508,14 +532,7 @@ impl SqliteStore {
         let store = self.name();
         let action = format!("finishing run {run}");
         let tx = begin(&mut self.conn, &store, &action)?;
-        match Self::run_state(&tx, run).map_err(|e| db(&store, &action, e))? {
-            None => return Err(StateError::UnknownRun { run }),
-            Some((sync, s)) if s != "running" => {
-                let status = RunStatus::parse(&s).unwrap_or(RunStatus::Failed);
-                return Err(StateError::NotRunning { run, sync, status });
-            }
-            Some(_) => {}
-        }
+        Self::running_sync(&tx, run, &store, &action)?;
         tx.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?3, error = ?4, stage = ?5 WHERE id = ?1",
             params![run, status.as_str(), now_micros(), error, stage],
@@ -752,7 +769,7 @@ fn record_samples(tx: &Transaction<'_>, run: RunId, batch: &CommitBatch) -> rusq
 
 fn select_runs() -> String {
     format!(
-        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {}, stage FROM runs",
+        "SELECT id, sync, status, full_resync, owner, started_at, heartbeat_at, finished_at, error, {}, stage, stage_ms FROM runs",
         COUNT_COLUMNS.join(", ")
     )
 }
@@ -783,5 +800,9 @@ fn read_run(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
         error: r.get(8)?,
         stage: r.get(9 + COUNT_COLUMNS.len())?,
         counts: RunCounts::from_array(counts),
+        timings: StageTimings::from_json(
+            r.get::<_, Option<String>>(10 + COUNT_COLUMNS.len())?
+                .as_deref(),
+        ),
     }))
 }

@@ -205,7 +205,37 @@ both!(
     unlock_clears_the_stale_runs_of_a_free_sync,
     a_key_twice_in_one_batch_is_applied_in_order,
     fingerprints_are_kept_per_sync,
+    stage_timings_are_recorded_with_a_running_run_only,
 );
+
+fn stage_timings_are_recorded_with_a_running_run_only<B: Backend>() {
+    let b = B::fresh();
+    let mut store = b.open();
+    let run = store.begin_run("users", false).unwrap();
+    assert_eq!(store.run(run).unwrap().unwrap().timings, None);
+    let timings = sluice_state::StageTimings {
+        load_ms: 12,
+        discover_ms: 30,
+        run_ms: 950,
+        write_ms: 1400,
+        ..Default::default()
+    };
+    store.record_timings(run, &timings).unwrap();
+    store.finish_run(run, RunStatus::Succeeded, None).unwrap();
+    let record = store.run(run).unwrap().unwrap();
+    assert_eq!(record.timings.as_ref(), Some(&timings));
+    assert_eq!(
+        store.runs(Some("users"), 1).unwrap()[0].timings,
+        Some(timings.clone())
+    );
+    // An ended run's timings stay what they were.
+    let late = sluice_state::StageTimings::default();
+    assert!(matches!(
+        store.record_timings(run, &late),
+        Err(StateError::NotRunning { .. })
+    ));
+    assert_eq!(store.run(run).unwrap().unwrap().timings, Some(timings));
+}
 
 fn key(i: i64) -> RowKey {
     RowKey::from_values(&[Value::Integer(i)])
@@ -897,18 +927,36 @@ fn postgres_migrations_create_reopen_and_refuse_a_newer_schema() {
         .map(|m| m.version)
         .collect();
     assert_eq!(applied, known);
-    let tables: i64 = client
-        .query_one(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sluice'",
+    // Every table a migration creates exists, and nothing else does.
+    let mut tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'sluice' \
+             ORDER BY 1",
             &[],
         )
         .unwrap()
-        .get(0);
-    assert_eq!(
-        tables, 11,
-        "five state tables, the migrations table, the server's tenants, api_tokens, projects \
-         and secrets, and the schedules' ticks"
-    );
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables.sort();
+    let mut created: Vec<String> = sluice_state::postgres::MIGRATIONS
+        .iter()
+        .flat_map(|m| m.sql.split("CREATE TABLE sluice.").skip(1))
+        .map(|rest| rest.split([' ', '(']).next().unwrap().to_string())
+        .chain(["schema_migrations".to_string()])
+        .collect();
+    created.sort();
+    assert_eq!(tables, created);
+    for table in [
+        "runs",
+        "delivered",
+        "tenants",
+        "secrets",
+        "components",
+        "schedule_ticks",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} missing");
+    }
     // Row-level security is on for every table that carries a tenant.
     let unprotected: Vec<String> = client
         .query(

@@ -9,10 +9,11 @@ fn spawn_reader(
     config: String,
     read: ReadRequest,
     batch_rows: u32,
+    clock: Arc<StageClock>,
 ) -> tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>> {
     let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
     tokio::spawn(async move {
-        let reader = match source.read(&config, &read).await {
+        let reader = match clock.time(Part::Read, source.read(&config, &read)).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -20,7 +21,9 @@ fn spawn_reader(
             }
         };
         loop {
-            let next = source.next_batch(&reader, batch_rows).await;
+            let next = clock
+                .time(Part::Read, source.next_batch(&reader, batch_rows))
+                .await;
             let done = !matches!(next, Ok(Some(_)));
             let item = match next {
                 Ok(Some(batch)) => Ok(batch),
@@ -71,6 +74,7 @@ impl Prepared<'_> {
             self.source_config.clone(),
             self.read.clone(),
             rows,
+            self.clock.clone(),
         ))
     }
 }

@@ -51,7 +51,9 @@ impl Prepared<'_> {
                 let (chunks, mut pending) = match rx.recv().await {
                     Some(batch) => {
                         let mut counts = RunCounts::default();
-                        let out = self.classify(&mut differ, batch?, &mut counts).await?;
+                        let clock = self.clock.clone();
+                        let classified = self.classify(&mut differ, batch?, &mut counts);
+                        let out = clock.time(Part::Transform, classified).await?;
                         let chunks = coalescer.push(out.batch, out.meta);
                         (chunks, Some((out.commit, counts)))
                     }
@@ -104,7 +106,7 @@ impl Prepared<'_> {
         }
         let summary = differ.finish();
         if let Some(reconciler) = self.reconciler.take() {
-            self.deleting = true;
+            self.clock.enter(Stage::Deletes);
             let reconciled = reconciler.reconcile(self.sync, summary.removed);
             self.mirror(store, run, &mut idle, &ctx, reconciled, &mut total, options)
                 .await?;
@@ -161,7 +163,9 @@ impl Prepared<'_> {
             commit,
             counts,
             error,
+            busy,
         } = done;
+        self.clock.add(Part::Write, busy);
         self.commit(store, run, commit, counts, total, options)?;
         match error {
             None => Ok(writer),
@@ -183,7 +187,9 @@ impl Prepared<'_> {
         counts.rejected += commit.rejected.len() as u64;
         commit.progress = counts;
         self.scrub(&mut commit);
+        let started = Instant::now();
         lock(store).commit_batch(run, &commit)?;
+        self.clock.add(Part::Commit, started.elapsed());
         *total += counts;
         if let Some(p) = &options.progress {
             p(total);

@@ -11,6 +11,7 @@ use crate::deliver::{Delivered, DeliveryContext, InFlight, RowMeta, Writer};
 use crate::diff::{Change, Differ, RowDiff};
 use crate::fingerprint::{self, PluginIdentity};
 use crate::mapping::{self, Mapper};
+use crate::notify::Notifier;
 use crate::pacing::{self, Pacer};
 use crate::reconcile::{Reconciled, Reconciler};
 use crate::retry::RetryPolicy;
@@ -39,7 +40,11 @@ mod load;
 mod mirror;
 mod plan;
 mod prepare;
+mod stages;
 mod verify;
+
+pub use stages::Stage;
+use stages::{Part, StageClock};
 
 pub use verify::{VerifyOptions, VerifyReport};
 
@@ -140,7 +145,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let sync = self.project.sync(name).map_err(|e| anyhow!(e))?;
         if options.dry_run {
             let mut prepared = self
-                .prepare(sync, options, &mut Stage::Load)
+                .prepare(sync, options, Arc::default())
                 .await
                 .with_context(|| format!("sync `{name}`"))?;
             let config_changed = self.config_changed(name, prepared.fingerprint)?;
@@ -158,21 +163,20 @@ impl<S: StateStore> SyncEngine<'_, S> {
             store.mark_interrupted_runs()?;
             store.begin_run(name, options.full_resync)?
         };
-        let mut stage = Stage::Load;
+        let notifier = self.project.notify.as_ref().and_then(Notifier::new);
+        let started_note = notifier.as_ref().map(|n| n.started(name, run_id));
+        let clock = Arc::new(StageClock::default());
         let mut config_changed = false;
         let mut mirror = MirrorSummary::default();
         let running = async {
-            let mut prepared = self.prepare(sync, options, &mut stage).await?;
-            stage = Stage::Run;
+            let mut prepared = self.prepare(sync, options, clock.clone()).await?;
+            clock.enter(Stage::Run);
             config_changed = self.config_changed(name, prepared.fingerprint)?;
             if options.full_resync {
                 lock(self.store).forget_snapshot(name)?;
             }
             let executed = prepared.execute(self.store, run_id, options).await;
             mirror = std::mem::take(&mut prepared.mirror);
-            if prepared.deleting {
-                stage = Stage::Deletes;
-            }
             executed.map(|()| prepared.fingerprint)
         };
         // Commits happen batch by batch as the destination acknowledges, so
@@ -184,6 +188,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 .unwrap_or_else(|_| Err(run_deadline_reached(limit))),
             None => running.await,
         };
+        let stage = clock.stage();
         let error = outcome.as_ref().err().map(|e| {
             let text = Scrubber::new(self.project.secret_values())
                 .scrub(&format!("{e:#}"))
@@ -196,6 +201,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         });
         let record = {
             let mut store = lock(self.store);
+            store.record_timings(run_id, &clock.timings())?;
             match (&outcome, &error) {
                 (Ok(fingerprint), _) => {
                     store.record_fingerprint(name, *fingerprint, run_id)?;
@@ -208,7 +214,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             store.run(run_id)?
         };
         let counts = record.map(|r| r.counts).unwrap_or_default();
-        Ok(RunReport {
+        let report = RunReport {
             run_id: Some(run_id),
             sync: name.to_string(),
             status: if outcome.is_ok() {
@@ -224,7 +230,13 @@ impl<S: StateStore> SyncEngine<'_, S> {
             scan_bytes: None,
             mirror,
             config_changed,
-        })
+        };
+        // After the run is on the record: a receiver that reads the run
+        // back finds it ended.
+        if let (Some(notifier), Some(started)) = (notifier, started_note) {
+            notifier.ended(started, &report).await;
+        }
+        Ok(report)
     }
 
     /// Whether `fingerprint` differs from the one the last successful run
@@ -243,33 +255,6 @@ fn run_deadline_reached(limit: std::time::Duration) -> anyhow::Error {
          acknowledged before is committed, the rest is sent by the next run",
         limit.as_secs_f64()
     )
-}
-
-/// Where a run failed, recorded with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Loading and instantiating the plugins.
-    Load,
-    /// Asking the destination for its objects (authenticates too).
-    Discover,
-    /// Checking the mappings against the destination.
-    Mappings,
-    /// Reading, diffing, mapping, transforming and writing.
-    Run,
-    /// Mirror mode's deletes and their guard.
-    Deletes,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Load => "load",
-            Stage::Discover => "discover",
-            Stage::Mappings => "mappings",
-            Stage::Run => "run",
-            Stage::Deletes => "deletes",
-        }
-    }
 }
 
 fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
@@ -301,8 +286,8 @@ struct Prepared<'p> {
     reconciler: Option<Reconciler>,
     /// Mirror mode: what the run did about removed keys.
     mirror: MirrorSummary,
-    /// The run reached mirror mode's deletes.
-    deleting: bool,
+    /// Which stage the run is in and how long each took.
+    clock: Arc<StageClock>,
     /// `sluice retry`: only rows with these keys are classified and sent.
     only_keys: Option<std::collections::HashSet<RowKey>>,
     /// Rows of the model read before the batch being classified, so an

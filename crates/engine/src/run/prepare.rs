@@ -11,9 +11,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         &self,
         sync: &'p SyncConfig,
         options: &RunOptions,
-        stage: &mut Stage,
+        clock: Arc<StageClock>,
     ) -> Result<Prepared<'p>> {
-        *stage = Stage::Load;
+        clock.enter(Stage::Load);
         let project = self.project;
         let model = project.model_of(sync);
         let source_cfg = project.source_of(model);
@@ -38,13 +38,13 @@ impl<S: StateStore> SyncEngine<'_, S> {
         // shared pace, whichever call makes it, discovery included: the
         // API counts it against the same limit.
         destination.set_request_gate(pacer.request_gate());
-        *stage = Stage::Discover;
+        clock.enter(Stage::Discover);
         let config = dest_cfg.config_json();
         let objects = retry
             .run(async || destination.discover(&config).await)
             .await?;
         let object = find_object(&objects, dest_cfg, sync)?;
-        *stage = Stage::Mappings;
+        clock.enter(Stage::Mappings);
         check_mappings(sync, dest_cfg, &object)?;
         let mapper = Mapper::new(sync).map_err(|problems| {
             anyhow!(
@@ -56,7 +56,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
                     .join("; ")
             )
         })?;
-        *stage = Stage::Load;
+        clock.enter(Stage::Load);
         let mut transforms = Vec::new();
         let mut transform_identities = Vec::new();
         for t in &sync.transforms {
@@ -111,7 +111,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             fingerprint,
             reconciler: None,
             mirror: MirrorSummary::default(),
-            deleting: false,
+            clock,
             only_keys: None,
             rows_read: 0,
         })

@@ -1,5 +1,6 @@
 // The console's shell: sign-in state, navigation and the hash router
-// (#/syncs, #/syncs/NAME, #/runs/ID, #/plan/NAME, #/plugins, #/tenants).
+// (#/syncs, #/syncs/NAME, #/runs/ID, #/rejected/NAME, #/plan/NAME,
+// #/plugins, #/tenants).
 
 import * as api from "./api.js";
 import * as views from "./views.js";
@@ -36,6 +37,7 @@ async function route() {
     tenants: () => views.tenantsPage(main),
     syncs: () => (arg ? views.syncPage(main, arg, route) : views.syncsPage(main)),
     runs: () => views.runPage(main, arg),
+    rejected: () => views.ledgerPage(main, arg),
     plan: () => views.planPage(main, arg),
     plugins: () => views.pluginsPage(main),
   };

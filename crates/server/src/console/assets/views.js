@@ -178,7 +178,10 @@ export async function syncPage(main, name, rerender) {
     h("div", { class: "grid" },
       stat("Last run", s.last_run ? s.last_run.status : "never"),
       stat("Rows in snapshot", s.snapshot_rows.toLocaleString()),
-      stat("Rejected (ledger)", s.rejected_rows.toLocaleString()),
+      stat("Rejected (ledger)", s.rejected_rows
+        ? h("a", { href: `#/rejected/${enc(s.name)}`, "aria-label": `${s.rejected_rows} rejected row(s): open the ledger` },
+          s.rejected_rows.toLocaleString())
+        : "0"),
       stat("Schedule", s.schedule ? (s.paused ? `${s.schedule} (paused)` : s.schedule) : "manual"),
       stat("Next run", s.next_run ? whenSeconds(s.next_run) : "—")),
     actions, message, live,
@@ -200,26 +203,57 @@ function runsTable(runs) {
 
 const PAGE = 25;
 
-export async function runPage(main, id) {
-  const run = await api.get(`/api/v1/runs/${enc(id)}`);
-  const c = run.counts;
-  const search = h("input", { type: "search", id: "rejected-search", placeholder: "Find a row by key or message" });
+/** The paged results of a search box: `fetchPage(q, offset)` answers
+ * {total, rows}; `empty(q)` draws no match, `draw(rows)` a page. */
+function pagedSearch(search, fetchPage, empty, draw) {
   const results = h("div");
   let offset = 0;
   const load = async () => {
     const q = search.value.trim();
-    const page = await api.get(`/api/v1/runs/${enc(id)}/rejected/search?q=${enc(q)}&offset=${offset}&limit=${PAGE}`);
+    const page = await fetchPage(q, offset);
     const pager = h("div", { class: "pager" },
       h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "← Previous"),
-      h("span", { class: "muted" }, page.total ? `${offset + 1}–${offset + page.rows.length} of ${page.total}` : ""),
+      h("span", { class: "muted" }, page.total ? `${offset + 1}–${offset + page.rows.length} of ${page.total.toLocaleString()}` : ""),
       h("button", { type: "button", disabled: offset + PAGE >= page.total, onclick: () => { offset += PAGE; load(); } }, "Next →"));
-    results.replaceChildren(page.total === 0
-      ? h("p", { class: "muted" }, q ? `No rejected row matches “${q}”.` : "No row was rejected or invalid in this run.")
-      : h("div", {}, table([["Key"], ["Kind"], ["Destination's message"]], page.rows.map((r) =>
-        h("tr", { class: "rejected-row" }, h("td", {}, h("code", {}, r.key ?? "(no key)")), h("td", {}, r.kind), h("td", {}, r.message))), "Rejected rows"), pager));
+    results.replaceChildren(page.total === 0 ? empty(q) : h("div", {}, draw(page.rows), pager));
   };
   let timer;
   search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => { offset = 0; load(); }, 250); });
+  return { results, load };
+}
+
+/** How long each stage of a run took: the stages in order, then the busy
+ * time of the run stage's parts, which overlap. */
+function stageTimings(t) {
+  if (!t) return h("p", { class: "muted" }, "Stage timings are recorded when the run ends.");
+  const row = (name, ms, what) => h("tr", { class: "stage-row" },
+    h("td", {}, name), h("td", { class: "num" }, `${ms.toLocaleString()} ms`), h("td", { class: "hide-narrow muted" }, what));
+  return h("div", {},
+    table([["Stage"], ["Took", "num"], ["What it covers", "hide-narrow"]], [
+      row("load", t.load_ms, "loading and instantiating the plugins"),
+      row("discover", t.discover_ms, "asking the destination for its objects (authenticates)"),
+      row("mappings", t.mappings_ms, "checking the mappings against the destination's fields"),
+      row("run", t.run_ms, "reading, diffing, mapping, transforming, writing, committing"),
+      row("deletes", t.deletes_ms, "mirror mode's deletes"),
+    ], "Stages"),
+    table([["Within run", ""], ["Busy", "num"], ["What it covers", "hide-narrow"]], [
+      row("read", t.read_ms, "the source's calls"),
+      row("diff, map, transform", t.transform_ms, "against the snapshot, mappings, transforms"),
+      row("write", t.write_ms, "delivering chunks, pacing and retries included, summed over writers"),
+      row("commit", t.commit_ms, "recording acknowledged rows in the state"),
+    ], "Busy time within the run stage"),
+    h("p", { class: "muted" }, "The parts of the run stage overlap (the source is read while earlier rows are written), so their busy times can add up to more than the stage."));
+}
+
+export async function runPage(main, id) {
+  const run = await api.get(`/api/v1/runs/${enc(id)}`);
+  const c = run.counts;
+  const search = h("input", { type: "search", id: "rejected-search", placeholder: "Find a row by key or message" });
+  const { results, load } = pagedSearch(search,
+    (q, offset) => api.get(`/api/v1/runs/${enc(id)}/rejected/search?q=${enc(q)}&offset=${offset}&limit=${PAGE}`),
+    (q) => h("p", { class: "muted" }, q ? `No rejected row matches “${q}”.` : "No row was rejected or invalid in this run."),
+    (rows) => table([["Key"], ["Kind"], ["Destination's message"]], rows.map((r) =>
+      h("tr", { class: "rejected-row" }, h("td", {}, h("code", {}, r.key ?? "(no key)")), h("td", {}, r.kind), h("td", {}, r.message))), "Rejected rows"));
   const downloadMessage = h("div", { "aria-live": "polite" });
   main.replaceChildren(
     h("p", {}, h("a", { href: `#/syncs/${enc(run.sync)}` }, `← Sync ${run.sync}`)),
@@ -232,12 +266,40 @@ export async function runPage(main, id) {
       stat("Paced waits (Sluice)", c.paced_waits), stat("Write calls", c.write_calls), stat("HTTP requests", c.requests),
       stat("Outcome unknown", c.outcome_unknown)),
     run.error ? h("div", { class: "error" }, h("strong", {}, `Failed at stage ${run.stage || "run"}: `), run.error) : "",
-    h("p", { class: "muted" }, "Stages: a run goes load → discover → mappings → run (→ deletes); Sluice records where a failed run stopped, not how long each stage took."),
+    h("h2", {}, "Stages"), stageTimings(run.timings),
     h("h2", {}, "Rejected and invalid rows"),
+    h("p", { class: "muted" }, "The rows this run rejected or found invalid, as the state samples them (up to 100 per run). ",
+      h("a", { href: `#/rejected/${enc(run.sync)}` }, "Every row still rejected for this sync →")),
     h("label", { for: "rejected-search" }, "Search"), search,
     h("div", { class: "actions" }, h("button", { type: "button", id: "download-csv", onclick: async () => {
       downloadMessage.replaceChildren();
       try { await api.download(`/api/v1/runs/${enc(id)}/rejected.csv`, `run-${id}-rejected.csv`); }
+      catch (e) { downloadMessage.replaceChildren(errorBox(e)); }
+    } }, "Download CSV")), downloadMessage, results);
+  await load();
+}
+
+// ----- a sync's whole rejected-row ledger -----
+
+export async function ledgerPage(main, name) {
+  const search = h("input", { type: "search", id: "ledger-search", placeholder: "Find a row by key or message" });
+  const { results, load } = pagedSearch(search,
+    (q, offset) => api.get(`/api/v1/syncs/${enc(name)}/rejected?q=${enc(q)}&offset=${offset}&limit=${PAGE}`),
+    (q) => h("p", { class: "muted" }, q ? `No rejected row matches “${q}”.` : "No row of this sync is waiting in the ledger: every rejected row was delivered since."),
+    (rows) => table([["Key"], ["Destination's message"], ["Attempts", "num hide-narrow"], ["Runs", "hide-narrow"]], rows.map((r) =>
+      h("tr", { class: "ledger-row" }, h("td", {}, h("code", {}, r.key)), h("td", {}, r.message),
+        h("td", { class: "num hide-narrow" }, r.attempts),
+        h("td", { class: "hide-narrow" }, h("a", { href: `#/runs/${r.first_run}` }, `#${r.first_run}`),
+          r.last_run !== r.first_run ? [" … ", h("a", { href: `#/runs/${r.last_run}` }, `#${r.last_run}`)] : ""))), "Rejected-row ledger"));
+  const downloadMessage = h("div", { "aria-live": "polite" });
+  main.replaceChildren(
+    h("p", {}, h("a", { href: `#/syncs/${enc(name)}` }, `← Sync ${name}`)),
+    h("h1", {}, `Rejected rows of ${name}`),
+    h("p", {}, "Every row the destination refused that no later run delivered. Each run sends them again; “Retry rejected rows” on the sync's page sends only them, now."),
+    h("label", { for: "ledger-search" }, "Search"), search,
+    h("div", { class: "actions" }, h("button", { type: "button", id: "download-ledger-csv", onclick: async () => {
+      downloadMessage.replaceChildren();
+      try { await api.download(`/api/v1/syncs/${enc(name)}/rejected.csv`, `${name}-rejected.csv`); }
       catch (e) { downloadMessage.replaceChildren(errorBox(e)); }
     } }, "Download CSV")), downloadMessage, results);
   await load();
