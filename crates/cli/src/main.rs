@@ -4,7 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
-        0 => "sluice=info,sluice_server=info,sluice_runtime::log=warn,error",
+        0 => "sluice=info,sluice_server=info,sluice_engine=warn,sluice_runtime::log=warn,error",
         1 => "sluice=debug,info",
         _ => "trace",
     };

@@ -145,7 +145,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         keyring,
     };
     let server = sluice_server::start(config, listener).await?;
-    eprintln!("sluice serve: listening on http://{}", server.addr);
+    // Through the log, so `--log-format json` keeps stderr all JSON.
+    tracing::info!("sluice serve: listening on http://{}", server.addr);
     tokio::select! {
         result = server.wait() => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
@@ -172,7 +173,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         rate_budgets: args.rate_budgets,
     };
     let worker = sluice_server::worker::start(config).await?;
-    eprintln!("sluice worker: taking run jobs");
+    tracing::info!("sluice worker: taking run jobs");
     // Ctrl-C or SIGTERM: no new jobs; the runs under way get a grace
     // period, after which their jobs go back to the queue (a run still
     // going then ends before the process does, so whoever takes its job

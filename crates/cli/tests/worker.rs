@@ -313,3 +313,163 @@ fn a_worker_refuses_bad_settings_naming_them() {
     assert!(!err.status.success());
     assert!(!text.contains("secret"), "the password was printed: {text}");
 }
+
+/// Issue 13, item 8: a worker's JSON log lines carry the tenant, sync and
+/// run of the run they speak of, and a tenant's secret appears in none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_json_logs_name_tenant_sync_and_run_and_never_a_secret() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let db = PgDatabase::create("worker_logs");
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    std::fs::write(&keys, "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = sluice_server::start(
+        sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.path().join("server"),
+            app_role: "sluice_app".into(),
+            keyring: sluice_server::secrets::Keyring::parse(
+                &std::fs::read_to_string(&keys).unwrap(),
+            )
+            .ok(),
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let rx = receiver().await;
+    // The first batch is refused: its rows are rejected, which is logged.
+    rx.script.lock().unwrap().push_back((400, None));
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tenants"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", rx.grant()]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, b) = call(
+        http.post(format!("{base}/api/v1/tokens"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"tenant": "acme"})),
+    )
+    .await;
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/secrets/HOOK_SECRET"))
+            .bearer_auth(&token)
+            .json(&json!({"value": SECRET})),
+    )
+    .await;
+    assert!(s == 200 || s == 201 || s == 204, "{s} {b}");
+    let mut upload = project(&rx);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().replace(
+        "config: { url: \"",
+        "config: { secret: \"${HOOK_SECRET}\", url: \"",
+    );
+    assert!(yaml.contains("${HOOK_SECRET}"), "{yaml}");
+    upload["files"]["sluice.yaml"] = json!(yaml);
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/project"))
+            .bearer_auth(&token)
+            .json(&upload),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    let log = work.path().join("worker.log");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--log-format",
+            "json",
+            "worker",
+            "--state",
+            &db.url(),
+            "--work-dir",
+        ])
+        .arg(work.path().join("w"))
+        .arg("--secrets-key-file")
+        .arg(&keys)
+        .args(["--no-schedule", "--concurrency", "1"])
+        .env("SLUICE_CACHE_DIR", shared_cache_dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/syncs/customers/runs"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let ended = runs(&sql).await.into_iter().find(|r| r.1 != "running");
+        if let Some((id, status, _)) = ended {
+            assert_eq!(status, "succeeded");
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run ended: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The run's last lines are written as it ends.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait();
+    server.shutdown().await.unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains("MfKQ9r8GKYqr"),
+        "a secret in the log:\n{text}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // A field of the event or of any span it is in.
+    let field = |line: &Value, name: &str| -> Option<String> {
+        let scopes = std::iter::once(&line["fields"])
+            .chain(line["spans"].as_array().into_iter().flatten())
+            .chain(std::iter::once(&line["span"]));
+        scopes
+            .filter_map(|s| s.get(name))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .next()
+    };
+    let ended = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run ended")
+        .unwrap_or_else(|| panic!("no `run ended` line:\n{text}"));
+    assert_eq!(field(ended, "tenant").as_deref(), Some("acme"), "{ended}");
+    assert_eq!(
+        field(ended, "sync").as_deref(),
+        Some("customers"),
+        "{ended}"
+    );
+    assert_eq!(field(ended, "run"), Some(run.to_string()), "{ended}");
+    // Every line the run's span covers names its tenant and sync.
+    let in_run: Vec<&Value> = lines.iter().filter(|l| field(l, "run").is_some()).collect();
+    assert!(!in_run.is_empty());
+    for l in in_run {
+        assert_eq!(field(l, "tenant").as_deref(), Some("acme"), "{l}");
+        assert_eq!(field(l, "sync").as_deref(), Some("customers"), "{l}");
+    }
+}

@@ -260,7 +260,7 @@ impl Executor {
                 if let Some(id) = report.run_id {
                     tracing::Span::current().record("run", id);
                 }
-                tracing::info!(tenant = %job.tenant, sync = %job.sync, trigger = %job.trigger, run = ?report.run_id, status = report.status.as_str(), "run ended");
+                tracing::info!(tenant = %job.tenant, sync = %job.sync, trigger = %job.trigger, run = report.run_id, status = report.status.as_str(), "run ended");
                 Ok(report.status == sluice_state::RunStatus::Succeeded)
             }
             Err(e) => {
