@@ -2,10 +2,11 @@
 //! every type hint and one JSON Lines file with every JSON type, each with
 //! NULLs, extremes, time zones, non-ASCII text and large decimals, read
 //! through a sync into a webhook receiver; every value is checked against
-//! the mapping table in plugins/files/README.md. (Parquet's mapping is
-//! proven natively, `plugins/files/tests/files.rs`
-//! `parquet_maps_physical_and_logical_types`: the host workspace has no
-//! Parquet writer to make the file with.)
+//! the mapping table in plugins/files/README.md. Parquet goes the same way
+//! with `tests/fixtures/every_type.parquet`, a file with a column per
+//! physical and logical type written by the plugin's native test
+//! (`plugins/files/tests/files.rs` `the_hosts_parquet_fixture_is_the_types_file`
+//! keeps it what that test writes; the host workspace has no Parquet writer).
 
 use sluice_tests as common;
 
@@ -40,6 +41,11 @@ fn project(dir: &Path, url: &str, grant: &str) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/every_type.csv"), CSV).unwrap();
     std::fs::write(dir.join("data/every_type.jsonl"), JSONL).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/every_type.parquet"),
+        dir.join("data/every_type.parquet"),
+    )
+    .unwrap();
     let yaml = format!(
         r#"
 sources:
@@ -54,9 +60,11 @@ destinations:
 models:
   csv: {{ source: files, object: every_type.csv, primary_key: id }}
   jsonl: {{ source: files, object: every_type.jsonl, primary_key: id }}
+  parquet: {{ source: files, object: every_type.parquet, primary_key: id }}
 syncs:
   csv: {{ model: csv, destination: hook, object: csv, mode: upsert, identifier: id }}
   jsonl: {{ model: jsonl, destination: hook, object: jsonl, mode: upsert, identifier: id }}
+  parquet: {{ model: parquet, destination: hook, object: parquet, mode: upsert, identifier: id }}
 "#
     );
     std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
@@ -170,5 +178,32 @@ async fn jsonl_every_json_type_arrives_as_documented() {
     assert_row(
         &rows[3],
         json!({"id": 4, "huge": 1.2345678901234568e29, "ts": "2024-05-01T12:30:00+02:00"}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_every_physical_and_logical_type_arrives_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver().await;
+    project(dir.path(), &rx.url, &rx.grant());
+    let report = run_sync(dir.path(), "parquet", &Default::default()).await;
+    assert_eq!(report.counts.ok, 2, "{:?}", report.error);
+    let (rows, raw) = received(&rx);
+    assert_eq!(rows.len(), 2);
+    assert_row(
+        &rows[0],
+        json!({"id": 1, "name": "Ada", "score": 0.25, "ratio": 0.1,
+               "ts_ms": "2024-05-01T12:30:00.123000Z", "ts_ns": "2024-05-01T12:30:00.123456Z",
+               "day": "2024-05-01", "active": true, "blob": "dead",
+               "address": {"city": "Paris", "zip": null}, "tags": ["a", "b"]}),
+    );
+    // A DECIMAL(…, 2) stored as INT32 keeps its scale, as sent.
+    assert!(raw.contains("\"amount\":-12.34"), "{raw}");
+    // The second row is NULL wherever the schema allows (all but id).
+    let nulls = rows[1].as_object().unwrap();
+    assert_eq!(nulls.len(), 12, "{nulls:?}");
+    assert!(
+        nulls.iter().all(|(k, v)| (k == "id") != v.is_null()),
+        "{nulls:?}"
     );
 }

@@ -374,6 +374,30 @@ fn parquet_maps_physical_and_logical_types() {
     assert_eq!(batch.rows[1], expected_nulls);
 }
 
+/// The Parquet file the host's end-to-end test syncs through the sandbox
+/// (`tests/tests/files_types.rs`), committed as
+/// `tests/fixtures/every_type.parquet`: it must read back exactly as a file
+/// written now by `write_types_parquet`. `SLUICE_WRITE_PARQUET_FIXTURE=1`
+/// rewrites it.
+#[test]
+fn the_hosts_parquet_fixture_is_the_types_file() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/every_type.parquet");
+    if std::env::var_os("SLUICE_WRITE_PARQUET_FIXTURE").is_some() {
+        std::fs::create_dir_all(fixture.parent().unwrap()).unwrap();
+        write_types_parquet(&fixture);
+    }
+    let dir = dir_with(&[("fixture.parquet", &std::fs::read(&fixture).unwrap())]);
+    write_types_parquet(&dir.path().join("fresh.parquet"));
+    let cfg = config(&dir, "");
+    let (committed, fresh) = (
+        read_all(&cfg, "fixture.parquet"),
+        read_all(&cfg, "fresh.parquet"),
+    );
+    assert_eq!(committed.columns, fresh.columns);
+    assert_eq!(committed.rows, fresh.rows);
+}
+
 #[test]
 fn parquet_garbage_is_a_clear_error() {
     let dir = dir_with(&[("bad.parquet", b"this is not parquet at all")]);
