@@ -313,6 +313,24 @@ impl Applying {
     fn snapshot(&self) -> BTreeMap<String, usize> {
         self.applied.lock().unwrap().clone()
     }
+
+    /// Waits until requests the killed process had sent before it died are
+    /// all applied: on a loaded machine the receiver may read one after the
+    /// kill, and a snapshot taken before would miss rows it then applies.
+    /// Nothing new can come (the sender is dead), so once the count has not
+    /// moved for half a second it is final.
+    async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.requests.load(Ordering::SeqCst);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.requests.load(Ordering::SeqCst);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
 }
 
 fn emails(range: std::ops::Range<usize>) -> BTreeSet<String> {
@@ -373,6 +391,7 @@ async fn kill_inside(dir: &Path, rx: &Applying, after: usize) -> bool {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    rx.settle().await;
     true
 }
 
