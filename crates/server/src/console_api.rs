@@ -902,13 +902,35 @@ async fn run_samples(state: &AppState, tenant: &str, id: RunId) -> Result<Vec<Fo
         .collect())
 }
 
-fn matches_query(row: &FoundRow, needle: &str) -> bool {
-    needle.is_empty()
-        || row
-            .key
-            .as_deref()
-            .is_some_and(|k| k.to_lowercase().contains(needle))
-        || row.message.to_lowercase().contains(needle)
+/// A search request, checked: what to find (lowercased), and which page.
+pub(crate) struct SearchPage {
+    pub needle: String,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl SearchPage {
+    pub fn of(query: Result<Query<SearchQuery>, QueryRejection>) -> Result<Self, ApiError> {
+        let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+        let limit = page_limit(q.limit, 25)?;
+        let offset = q.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(ApiError::invalid("offset", "offset must be 0 or more"));
+        }
+        Ok(SearchPage {
+            needle: q.q.unwrap_or_default().trim().to_lowercase(),
+            offset,
+            limit,
+        })
+    }
+
+    /// Whether a row with this key and message matches (case-insensitive;
+    /// everything matches an empty search).
+    pub fn matches(&self, key: Option<&str>, message: &str) -> bool {
+        self.needle.is_empty()
+            || key.is_some_and(|k| k.to_lowercase().contains(&self.needle))
+            || message.to_lowercase().contains(&self.needle)
+    }
 }
 
 /// A page of a run's rejected and invalid rows whose key or message
@@ -923,29 +945,23 @@ async fn search_rejected(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<RejectedSearch>, ApiError> {
     let id = run_id(&id)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let limit = page_limit(q.limit, 25)?;
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::invalid("offset", "offset must be 0 or more"));
-    }
-    let needle = q.q.unwrap_or_default().trim().to_lowercase();
+    let page = SearchPage::of(query)?;
     let found: Vec<FoundRow> = run_samples(&state, &tenant, id)
         .await?
         .into_iter()
-        .filter(|r| matches_query(r, &needle))
+        .filter(|r| page.matches(r.key.as_deref(), &r.message))
         .collect();
     let rows = found
         .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
+        .skip(page.offset as usize)
+        .take(page.limit as usize)
         .cloned()
         .collect();
     Ok(Json(RejectedSearch {
         run_id: id,
         total: found.len() as i64,
         rows,
-        offset,
+        offset: page.offset,
     }))
 }
 
@@ -1029,14 +1045,16 @@ mod tests {
 
     #[test]
     fn a_search_matches_key_or_message_case_insensitively() {
-        let row = FoundRow {
-            kind: "rejected".into(),
-            key: Some("Bad@X.com".into()),
-            message: "status 400".into(),
+        let search = |q: &str| SearchPage {
+            needle: q.to_lowercase(),
+            offset: 0,
+            limit: 25,
         };
-        assert!(matches_query(&row, ""));
-        assert!(matches_query(&row, "bad@x"));
-        assert!(matches_query(&row, "400"));
-        assert!(!matches_query(&row, "other"));
+        let (key, message) = (Some("Bad@X.com"), "status 400");
+        assert!(search("").matches(key, message));
+        assert!(search("BAD@x").matches(key, message));
+        assert!(search("400").matches(key, message));
+        assert!(search("400").matches(None, message));
+        assert!(!search("other").matches(key, message));
     }
 }

@@ -13,8 +13,8 @@
 //! Like every tenant route, both read as the caller's tenant (row-level
 //! security), and a sync outside the tenant's project answers 404.
 
-use crate::api::{page_limit, AsTenant};
-use crate::console_api::{project_with_sync, SearchQuery};
+use crate::api::AsTenant;
+use crate::console_api::{project_with_sync, SearchPage, SearchQuery};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ErrorBody};
 use crate::{AppState, Shared};
@@ -82,12 +82,6 @@ fn ledger_row(r: &Row) -> LedgerRow {
     }
 }
 
-fn matches(row: &LedgerRow, needle: &str) -> bool {
-    needle.is_empty()
-        || row.key.to_lowercase().contains(needle)
-        || row.message.to_lowercase().contains(needle)
-}
-
 /// A page of a sync's rejected-row ledger, in key order, with the rows whose
 /// key or message contains `q` (case-insensitive) when it is given.
 #[utoipa::path(get, path = "/api/v1/syncs/{name}/rejected", params(("name" = String, Path), SearchQuery),
@@ -99,23 +93,17 @@ async fn sync_rejected(
     Path(name): Path<String>,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<LedgerPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let limit = page_limit(q.limit, 25)?;
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::invalid("offset", "offset must be 0 or more"));
-    }
+    let page = SearchPage::of(query)?;
     project_with_sync(&state, &tenant, &name).await?;
-    let needle = q.q.unwrap_or_default().trim().to_lowercase();
-    let (total, rows) = if needle.is_empty() {
-        ledger_page(&state, &tenant, &name, offset, limit).await?
+    let (total, rows) = if page.needle.is_empty() {
+        ledger_page(&state, &tenant, &name, page.offset, page.limit).await?
     } else {
-        search_ledger(&state, &tenant, &name, &needle, offset, limit).await?
+        search_ledger(&state, &tenant, &name, &page).await?
     };
     Ok(Json(LedgerPage {
         sync: name,
         total,
-        offset,
+        offset: page.offset,
         rows,
     }))
 }
@@ -147,15 +135,13 @@ async fn ledger_page(
     Ok((total, rows.iter().map(ledger_row).collect()))
 }
 
-/// The page of the rows matching `needle`, read through the whole ledger,
-/// and how many match.
+/// The page of the rows matching the search, read through the whole
+/// ledger, and how many match.
 async fn search_ledger(
     state: &AppState,
     tenant: &str,
     sync: &str,
-    needle: &str,
-    offset: i64,
-    limit: i64,
+    page: &SearchPage,
 ) -> Result<(i64, Vec<LedgerRow>), ApiError> {
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, &state.app_role, tenant).await?;
@@ -166,19 +152,19 @@ async fn search_ledger(
         )
         .await?;
     pin_mut!(stream);
-    let (mut total, mut page) = (0i64, Vec::new());
+    let (mut total, mut rows) = (0i64, Vec::new());
     while let Some(r) = stream.try_next().await? {
         let row = ledger_row(&r);
-        if !matches(&row, needle) {
+        if !page.matches(Some(&row.key), &row.message) {
             continue;
         }
-        if total >= offset && (page.len() as i64) < limit {
-            page.push(row);
+        if total >= page.offset && (rows.len() as i64) < page.limit {
+            rows.push(row);
         }
         total += 1;
     }
     tx.commit().await?;
-    Ok((total, page))
+    Ok((total, rows))
 }
 
 /// A sync's whole rejected-row ledger as CSV
@@ -286,21 +272,6 @@ fn csv_file_stem(sync: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_search_matches_key_or_message_whatever_the_case() {
-        let row = LedgerRow {
-            key: "\"ACME-7\"".into(),
-            message: "400 INVALID_EMAIL".into(),
-            attempts: 1,
-            first_run: 1,
-            last_run: 1,
-        };
-        assert!(matches(&row, ""));
-        assert!(matches(&row, "acme-7"));
-        assert!(matches(&row, "invalid_email"));
-        assert!(!matches(&row, "acme-8"));
-    }
 
     #[test]
     fn file_names_keep_only_safe_characters() {
