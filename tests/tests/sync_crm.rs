@@ -494,7 +494,13 @@ async fn hubspot_daily_limit_pauses_the_sync_and_the_next_day_finishes_it() {
         dir.path(),
         &table,
         &hubspot_destination(&hs, ""),
-        &format!("{CONTACT_SYNC}    batch_size: 100\n"),
+        // One writer: discovery, then one batch after another, so the
+        // allowance of 4 requests runs out mid-run whatever the timing
+        // (with several writers, each opening its own instance, the
+        // allowance could go before any batch was sent).
+        &format!(
+            "{CONTACT_SYNC}    batch_size: 100\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1 }}\n"
+        ),
     );
     hs.handle().set_daily_limit(4);
 

@@ -406,7 +406,14 @@ async fn an_exhausted_daily_allowance_pauses_the_sync_and_the_next_day_finishes_
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path(), &sf.base_url(), "");
+    // One writer, so the requests come in order (login, describe, then one
+    // batch after another) and the allowance runs out mid-run whatever
+    // the timing.
+    project(
+        dir.path(),
+        &sf.base_url(),
+        "rate_limit: { requests: 100, per_ms: 1000, concurrency: 1 }",
+    );
     // Enough for the describe and a few of the 16 batches of 20.
     sf.handle().set_daily_limit(6);
 
