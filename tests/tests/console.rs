@@ -189,6 +189,7 @@ async fn the_console_runs_a_sync_shows_its_rejected_row_and_keeps_tenants_apart(
         recovery: Default::default(),
         schedule_every: None,
         rate_budgets: None,
+        metrics_listen: None,
     })
     .await
     .unwrap();

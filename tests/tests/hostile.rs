@@ -819,6 +819,62 @@ async fn the_tenant_instance_ceiling_holds() {
     plugin.instantiate(&sandbox).await.unwrap();
 }
 
+/// Reserving a run's instances in one piece: all or nothing, waiting for
+/// the tenant's to free up, never more than the ceiling, and the reserved
+/// view's instances draw only from the reservation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_instances_are_reserved_all_at_once_within_the_ceiling() {
+    use sluice_runtime::InstanceReservation as Reserve;
+    let test = runtime();
+    let tenant = test.runtime.for_tenant(
+        "acme",
+        Limits {
+            instances_per_tenant: 3,
+            ..Limits::default()
+        },
+    );
+    let wait = Duration::from_millis(200);
+    assert!(matches!(
+        tenant.reserve_instances(4, wait).await,
+        Reserve::AboveCeiling {
+            needed: 4,
+            limit: 3
+        }
+    ));
+    let Reserve::Reserved(two) = tenant.reserve_instances(2, wait).await else {
+        panic!("two of three instances are free");
+    };
+    // Two of three are taken: a run needing two waits, then is told busy,
+    // holding nothing meanwhile (one instance can still be made).
+    assert!(matches!(
+        tenant.reserve_instances(2, wait).await,
+        Reserve::Busy
+    ));
+    let plugin = Plugin::from_bytes(&tenant, "pii-hash", plugins::PII_HASH).unwrap();
+    let lone = plugin.instantiate(&sandbox(&[])).await.unwrap();
+    // The reserved view makes exactly its two instances, not a third.
+    let reserved = Plugin::from_bytes(&two, "pii-hash", plugins::PII_HASH).unwrap();
+    let first = reserved.instantiate(&sandbox(&[])).await.unwrap();
+    let _second = reserved.instantiate(&sandbox(&[])).await.unwrap();
+    let err = reserved.instantiate(&sandbox(&[])).await.err().unwrap();
+    assert!(
+        matches!(err.kind, FailureKind::InstanceLimit { .. }),
+        "{err}"
+    );
+    drop(first);
+    let third = reserved.instantiate(&sandbox(&[])).await.unwrap();
+    assert_eq!(test.runtime.live_instances(), 3);
+    // A waiter gets its instances as soon as the reservation ends.
+    let waiting = tokio::spawn({
+        let tenant = tenant.clone();
+        async move { tenant.reserve_instances(2, Duration::from_secs(30)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop((reserved, _second, third, two, lone));
+    assert!(matches!(waiting.await.unwrap(), Reserve::Reserved(_)));
+    assert_eq!(test.runtime.live_instances(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_a_plugin_echoes_is_never_printed_or_stored() {
     let secret = "sk_live_hostile_4242";

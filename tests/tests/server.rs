@@ -50,6 +50,7 @@ fn worker_config(
         },
         schedule_every,
         rate_budgets: None,
+        metrics_listen: Some("127.0.0.1:0".into()),
     }
 }
 
@@ -206,6 +207,19 @@ impl Server {
             assert!(Instant::now() < deadline, "no run of {sync} ended: {runs}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The worker's own `GET /metrics`.
+    async fn worker_metrics(&self) -> String {
+        let addr = self.worker.as_ref().unwrap().metrics_addr.unwrap();
+        let response = self
+            .http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
     }
 
     async fn stop(mut self) {
@@ -488,8 +502,10 @@ async fn a_syncs_whole_ledger_is_paged_searched_and_downloaded_and_runs_record_s
     let server = Server::start("serve_ledger").await;
     let (ta, tb) = (server.tenant("acme").await, server.tenant("beta").await);
     let rx = receiver().await;
-    // Every request is refused: the webhook rejects each row of a 400'd
-    // batch (30 batches of 2).
+    // The first request is throttled (retried after 1 s); then every
+    // request is refused: the webhook rejects each row of a 400'd batch
+    // (30 batches of 2).
+    rx.script.lock().unwrap().push_back((429, Some("1")));
     rx.script
         .lock()
         .unwrap()
@@ -546,6 +562,27 @@ async fn a_syncs_whole_ledger_is_paged_searched_and_downloaded_and_runs_record_s
         events.iter().all(|e| e["data"]["run_id"] == run["id"]),
         "{events:?}"
     );
+
+    // The worker's own metrics saw every destination request as it went:
+    // the throttled one and the 30 refused, timed; no instance outlives
+    // the run.
+    // (Polled: the run's thread ends a moment after its last event.)
+    let expected = [
+        "sluice_destination_request_duration_seconds_count{destination=\"webhook\",outcome=\"4xx\"} 31",
+        "sluice_destination_throttled_total{destination=\"webhook\"} 1",
+        "sluice_worker_runs_total{status=\"succeeded\"} 1",
+        "sluice_worker_runs_active 0",
+        "sluice_instances 0",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = server.worker_metrics().await;
+    while !expected.iter().all(|e| metrics.lines().any(|l| l == *e)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = server.worker_metrics().await;
+    }
+    for line in expected {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // The run recorded how long each stage took; the stages follow one
     // another, so they fit in the run's duration.

@@ -69,6 +69,7 @@ impl Server {
                     },
                     schedule_every: None,
                     rate_budgets: None,
+                    metrics_listen: None,
                 })
                 .await
                 .unwrap(),
@@ -487,6 +488,48 @@ async fn a_tenants_resource_ceilings_refuse_clamp_stop_and_queue() {
     server.stop().await;
 }
 
+/// A run holds a source and a destination instance; with a ceiling of two
+/// instances and a worker taking two jobs at once, the second run cannot
+/// have its instances while the first holds them. It waits for them (or
+/// goes back to the queue) and succeeds after, instead of failing on the
+/// ceiling; the worker's instances are reserved per run in one piece, so
+/// two runs never each hold half of what they need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_at_its_instance_ceiling_queues_its_runs_instead_of_failing() {
+    let server = Server::start("components_instances", true).await;
+    let acme = server.tenant("acme").await;
+    let bytes = hostile_bytes();
+    let sha = sha256_hex(&bytes);
+    let (s, b) = server.upload(&acme, "hostile", bytes).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    server.set_resources("acme", json!({"instances": 2})).await;
+    let (s, b) = server
+        .apply(
+            &acme,
+            hostile_project(&sha, "sleep-a-second", &["first", "second"], ""),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    server.trigger(&acme, "first").await;
+    server.trigger(&acme, "second").await;
+    let a = server.finished_run(&acme, "first").await;
+    let b = server.finished_run(&acme, "second").await;
+    assert_eq!(a["status"], "succeeded", "{a}");
+    assert_eq!(b["status"], "succeeded", "{b}");
+    let span = |r: &Value| {
+        (
+            r["started_at"].as_i64().unwrap(),
+            r["finished_at"].as_i64().unwrap(),
+        )
+    };
+    let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
+    assert!(
+        a1 <= b0 || b1 <= a0,
+        "two runs held the two instances at once: first {a0}..{a1}, second {b0}..{b1}"
+    );
+    server.stop().await;
+}
+
 /// A project whose models read the dbt project `analytics` (its manifest
 /// uploaded with it), one sync per model, and one sync of a file.
 fn dbt_project() -> Value {
@@ -604,6 +647,7 @@ fn completed_event(status: &str) -> Vec<u8> {
             "runId": "9001", "environmentId": "1234", "environmentName": "Production",
             "dbtVersion": "1.10", "projectName": "analytics", "projectId": "6789",
             "runStatus": status, "runStatusCode": if status == "Success" { 10 } else { 20 },
+            "runErroredAt": if status == "Errored" { json!("2026-12-07T11:02:41Z") } else { Value::Null },
             "runStatusMessage": "None", "runReason": "Kicked off from the UI",
             "runStartedAt": "2026-12-07T11:02:37Z", "runFinishedAt": "2026-12-07T11:02:41Z"
         }
@@ -711,6 +755,17 @@ async fn dbt_runs_enqueue_the_syncs_of_the_models_they_rebuilt() {
             ("customers_sync".to_owned(), "dbt run_results".to_owned()),
         ]
     );
+    // dbt Cloud redelivers an event it saw no answer to; the same eventId
+    // is the same job, not a second run.
+    let (s, again) = server
+        .send(hook("acme", event.clone(), sign("whsec-for-tests", &event)))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(
+        again["enqueued"][0]["job_id"], answer["enqueued"][0]["job_id"],
+        "{again}"
+    );
+    assert_eq!(queued(&server.db_url).await.len(), 2);
 
     // A wrong signature, another tenant's secret, a tenant without one and
     // an unknown tenant all answer the same 401 and enqueue nothing.
@@ -730,7 +785,7 @@ async fn dbt_runs_enqueue_the_syncs_of_the_models_they_rebuilt() {
     }
     let _ = beta;
     // A run that did not succeed triggers nothing.
-    let failed = completed_event("Error");
+    let failed = completed_event("Errored");
     let (s, answer) = server
         .send(hook(
             "acme",
@@ -740,7 +795,7 @@ async fn dbt_runs_enqueue_the_syncs_of_the_models_they_rebuilt() {
         .await;
     assert_eq!(s, StatusCode::OK, "{answer}");
     assert!(
-        answer["ignored"].as_str().unwrap().contains("`Error`"),
+        answer["ignored"].as_str().unwrap().contains("`Errored`"),
         "{answer}"
     );
     assert_eq!(queued(&server.db_url).await.len(), 2);

@@ -61,6 +61,7 @@ pub async fn run(args: &DemoArgs, state_url: &str) -> Result<()> {
         recovery: Default::default(),
         schedule_every: None,
         rate_budgets: None,
+        metrics_listen: None,
     })
     .await
     .context("starting the worker")?;

@@ -83,6 +83,12 @@ pub struct WorkerArgs {
         value_name = "URL"
     )]
     pub rate_budgets: Option<String>,
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics:
+    /// destination request latency and throttles per destination plugin,
+    /// live plugin instances, runs under way and ended. The run, row and
+    /// queue totals of every worker are on `sluice serve`'s /metrics.
+    #[arg(long, value_name = "ADDR", env = "SLUICE_WORKER_METRICS")]
+    pub metrics_listen: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -171,6 +177,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         },
         schedule_every: (!args.no_schedule).then_some(args.schedule_every),
         rate_budgets: args.rate_budgets,
+        metrics_listen: args.metrics_listen,
     };
     let worker = sluice_server::worker::start(config).await?;
     tracing::info!("sluice worker: taking run jobs");

@@ -18,6 +18,8 @@
 //! - [`retry`]: the one retry policy (backoff with jitter, rate-limit waits);
 //! - [`reconcile`]: what mirror mode may delete (by identifier) and the
 //!   per-sync deletion guard;
+//! - [`observe`]: what a run's destination does on the wire, for a
+//!   worker's metrics;
 //! - [`notify`]: run lifecycle events POSTed to the project's `notify:` URL;
 //! - [`run`]: a run end to end.
 
@@ -28,6 +30,7 @@ pub mod diff;
 pub mod fingerprint;
 pub mod mapping;
 pub mod notify;
+pub mod observe;
 pub mod pacing;
 pub mod reconcile;
 pub mod retry;

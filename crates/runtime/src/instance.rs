@@ -18,7 +18,9 @@ use super::limits::{cap_message, Limits};
 use super::log::{LogGate, LogSource};
 use super::plugin::{Plugin, PluginKind, PluginPre};
 use super::sandbox::dirs::{self, DirRefusal};
-use super::sandbox::http::{HttpMode, HttpTimeouts, InFlight, RequestGate, SandboxedHttp};
+use super::sandbox::http::{
+    HttpMode, HttpTimeouts, InFlight, RequestGate, RequestObserver, SandboxedHttp,
+};
 use super::sandbox::policy::Grants;
 use super::sandbox::protected;
 use super::sandbox::scrub::Scrubber;
@@ -101,6 +103,23 @@ pub struct Instance {
     cpu: Arc<CpuMeter>,
     poisoned: bool,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _live: LiveInstance,
+}
+
+/// Counts an instance in [`crate::Runtime::live_instances`] while it lives.
+struct LiveInstance(Arc<std::sync::atomic::AtomicUsize>);
+
+impl LiveInstance {
+    fn count(live: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LiveInstance(live.clone())
+    }
+}
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Plugin {
@@ -120,7 +139,7 @@ impl Plugin {
         // tenant's, whatever the sandbox says.
         let tenant = runtime.tenant.as_deref().unwrap_or(&sandbox.tenant);
         let permit = runtime
-            .tenant_permits(tenant, limits.instances_per_tenant)
+            .instance_permits(tenant, limits.instances_per_tenant)
             .try_acquire_owned()
             .map_err(|_| {
                 fail(FailureKind::InstanceLimit {
@@ -210,6 +229,7 @@ impl Plugin {
                 stalls: stalls.clone(),
                 mode: sandbox.http.clone(),
                 gate: None,
+                observer: None,
                 in_flight: InFlight::new(limits.requests_in_flight),
                 unknown: Default::default(),
             },
@@ -285,6 +305,7 @@ impl Plugin {
             cpu,
             poisoned: false,
             _permit: permit,
+            _live: LiveInstance::count(&runtime.live),
         })
     }
 }
@@ -423,6 +444,12 @@ impl Instance {
     /// first (after its grant check, never in replay).
     pub fn set_request_gate(&mut self, gate: RequestGate) {
         self.store.data_mut().http_hooks.gate = Some(gate);
+    }
+
+    /// Tell `observer` how each of this instance's HTTP requests that went
+    /// to the network ended and how long it took (never in replay).
+    pub fn set_request_observer(&mut self, observer: RequestObserver) {
+        self.store.data_mut().http_hooks.observer = Some(observer);
     }
 
     /// HTTP requests whose outcome is unknown (sent, no response came

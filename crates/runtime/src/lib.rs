@@ -46,6 +46,7 @@ use state::PluginState;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
@@ -126,6 +127,30 @@ pub(crate) struct RuntimeInner {
     pub(crate) tenant: Option<String>,
     /// Whether instances come from the pooling allocator.
     pub(crate) pooled: bool,
+    /// Instances alive now, of every tenant and view.
+    pub(crate) live: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by [`Runtime::reserve_instances`]: the permits this view's
+    /// instances take, reserved from the tenant's all at once.
+    pub(crate) reserved: Option<Arc<ReservedInstances>>,
+}
+
+/// Instance permits taken from a tenant's semaphore in one piece, and the
+/// semaphore a run's instances draw them from.
+pub(crate) struct ReservedInstances {
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    /// Held until the last instance and view of the reservation are gone.
+    _held: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The answer to [`Runtime::reserve_instances`].
+pub enum InstanceReservation {
+    /// A view of the runtime whose instances draw from the reserved
+    /// permits; they go back to the tenant when it and its instances drop.
+    Reserved(Runtime),
+    /// The tenant's instances did not free up within the wait.
+    Busy,
+    /// More than the tenant's whole ceiling: no wait could satisfy it.
+    AboveCeiling { needed: usize, limit: usize },
 }
 
 type TenantPermits = HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>;
@@ -143,6 +168,8 @@ impl Runtime {
                 tenants: Arc::new(Mutex::new(HashMap::new())),
                 tenant: None,
                 pooled,
+                live: Arc::default(),
+                reserved: None,
             }),
         })
     }
@@ -163,8 +190,58 @@ impl Runtime {
                 tenants: inner.tenants.clone(),
                 tenant: Some(tenant.to_owned()),
                 pooled: inner.pooled,
+                live: inner.live.clone(),
+                reserved: None,
             }),
         }
+    }
+
+    /// Reserve `needed` of this tenant view's instances at once, waiting at
+    /// most `within` for them to free up. A run that takes its instances
+    /// one by one at a full ceiling would fail, and runs that waited for
+    /// them one by one could each hold part of what they need and wait for
+    /// each other forever; reserving them in one piece (the semaphore is
+    /// fair and takes all or nothing) lets runs queue without deadlock. A
+    /// runtime that is not a tenant view counts against no ceiling and is
+    /// returned as it is.
+    pub async fn reserve_instances(&self, needed: usize, within: Duration) -> InstanceReservation {
+        let Some(tenant) = self.inner.tenant.as_deref() else {
+            return InstanceReservation::Reserved(self.clone());
+        };
+        let limit = self.inner.options.limits.instances_per_tenant;
+        if needed > limit {
+            return InstanceReservation::AboveCeiling { needed, limit };
+        }
+        let semaphore = self.inner.tenant_permits(tenant, limit);
+        let count = u32::try_from(needed).unwrap_or(u32::MAX);
+        let held = match tokio::time::timeout(within, semaphore.acquire_many_owned(count)).await {
+            Ok(Ok(held)) => held,
+            // Timed out, or the semaphore was replaced and closed (never:
+            // semaphores are not closed); either way, not now.
+            _ => return InstanceReservation::Busy,
+        };
+        let inner = &self.inner;
+        InstanceReservation::Reserved(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine: inner.engine.clone(),
+                linker: inner.linker.clone(),
+                options: inner.options.clone(),
+                tenants: inner.tenants.clone(),
+                tenant: inner.tenant.clone(),
+                pooled: inner.pooled,
+                live: inner.live.clone(),
+                reserved: Some(Arc::new(ReservedInstances {
+                    permits: Arc::new(tokio::sync::Semaphore::new(needed)),
+                    _held: held,
+                })),
+            }),
+        })
+    }
+
+    /// Plugin instances alive now, across every tenant view of this
+    /// runtime (the worker's `sluice_instances` gauge).
+    pub fn live_instances(&self) -> usize {
+        self.inner.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether instances come from the pooling allocator (it was asked for
@@ -199,6 +276,19 @@ impl RuntimeInner {
             .iter()
             .map(|dir| sandbox::protected::Protected::new(dir, "the compile cache"))
             .collect()
+    }
+
+    /// The semaphore an instance of `tenant` takes its permit from: the
+    /// view's reservation if it has one, else the tenant's.
+    pub(crate) fn instance_permits(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Arc<tokio::sync::Semaphore> {
+        match &self.reserved {
+            Some(reserved) => reserved.permits.clone(),
+            None => self.tenant_permits(tenant, limit),
+        }
     }
 
     /// The instance semaphore of a tenant, created on first use and made

@@ -22,6 +22,13 @@
 //!   (default `https://cloud.getdbt.com`), which must be inside the tenant's
 //!   grant ceiling like any address a tenant's plugin reaches.
 //!
+//! dbt Cloud retries a delivery it saw no timely answer to, and its docs
+//! say to deduplicate on `eventId`: each sync's job is keyed by the event
+//! (`dbt-cloud:{eventId}:{sync}`), so a redelivery while the job waits is
+//! the same job, not a second one. (A redelivery after the run started
+//! enqueues the sync again; that run finds nothing changed and sends
+//! nothing.)
+//!
 //! An unknown tenant, a tenant without `DBT_WEBHOOK_SECRET` and a wrong
 //! signature all answer the same 401, so the route reveals no tenant.
 
@@ -122,6 +129,7 @@ async fn trigger_after(
     run_results: &str,
     label: &str,
     trigger: &str,
+    event: Option<&str>,
 ) -> Result<Triggered, ApiError> {
     let (revision, files) = project::stored(&state.pool, &state.app_role, tenant).await?;
     let policy =
@@ -144,7 +152,8 @@ async fn trigger_after(
             full_resync: false,
             trigger: trigger.to_owned(),
         };
-        let job_id = queue::enqueue(&state.pool, job, None)
+        let key = event.map(|id| format!("dbt-cloud:{id}:{sync}"));
+        let job_id = queue::enqueue(&state.pool, job, key)
             .await
             .map_err(|e| ApiError::unavailable(format!("enqueueing a run of `{sync}`: {e}")))?;
         tracing::info!(tenant = %tenant, sync = %sync, trigger, "dbt: run enqueued");
@@ -180,6 +189,7 @@ pub(crate) async fn upload_run_results(
         text,
         "(uploaded run_results.json)",
         "dbt run_results",
+        None,
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(triggered)))
@@ -189,6 +199,9 @@ pub(crate) async fn upload_run_results(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WebhookEvent {
+    /// Unique per event, the same in each redelivery of it.
+    #[serde(default)]
+    event_id: Option<String>,
     event_type: String,
     account_id: IdValue,
     data: WebhookData,
@@ -326,6 +339,7 @@ pub(crate) async fn dbt_cloud_webhook(
         &text,
         &label,
         &format!("dbt cloud run {run}"),
+        event.event_id.as_deref(),
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(triggered)))

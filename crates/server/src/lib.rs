@@ -54,6 +54,7 @@ pub mod schedule;
 pub mod secret_routes;
 pub mod secrets;
 pub mod worker;
+pub mod worker_metrics;
 
 use anyhow::Context;
 use std::net::SocketAddr;

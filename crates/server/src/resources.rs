@@ -354,24 +354,52 @@ impl RunSlot {
     }
 }
 
+/// The database's current time.
+async fn database_now(
+    pool: &deadpool_postgres::Pool,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| format!("reading the database's time: {e}"))?;
+    let micros: i64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the database's time: {}",
+                crate::error::describe_pg(&e)
+            )
+        })?
+        .get(0);
+    chrono::DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| format!("the database's time {micros} µs is out of range"))
+}
+
 /// Puts `job` back on its sync's queue to be tried after [`SLOT_RETRY`]:
-/// its tenant had no free run slot. The job at hand then ends.
+/// its tenant was at a ceiling (`why`: which). The job at hand then ends.
 pub async fn requeue_later(
     pool: &deadpool_postgres::Pool,
     job: crate::queue::RunJob,
+    why: &str,
 ) -> Result<(), String> {
     let mut spec = graphile_worker::JobSpec::builder()
         .queue_name(crate::queue::sync_queue(&job.tenant, &job.sync))
         .max_attempts(crate::queue::MAX_ATTEMPTS)
         .build();
+    // By the database's clock, which decides when a job is due: this
+    // host's may be minutes off.
     spec.run_at =
-        Some(chrono::Utc::now() + chrono::TimeDelta::seconds(SLOT_RETRY.as_secs() as i64));
+        Some(database_now(pool).await? + chrono::TimeDelta::seconds(SLOT_RETRY.as_secs() as i64));
     let (tenant, sync) = (job.tenant.clone(), job.sync.clone());
     crate::queue::utils(pool)
         .add_job(job, spec)
         .await
-        .map_err(|e| format!("requeueing `{sync}` of tenant `{tenant}` for a run slot: {e}"))?;
-    tracing::info!(tenant = %tenant, sync = %sync, "no free run slot (concurrent-run ceiling): requeued");
+        .map_err(|e| format!("requeueing `{sync}` of tenant `{tenant}` ({why}): {e}"))?;
+    tracing::info!(tenant = %tenant, sync = %sync, "{why}: requeued");
     Ok(())
 }
 

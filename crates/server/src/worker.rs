@@ -11,14 +11,20 @@
 //! own connection) went with its process, its `running` row is marked
 //! interrupted, and the engine sends only what the dead run had not
 //! committed.
+//!
+//! A restart of the database (or a failover) stops graphile-worker's loop
+//! in every worker; each builds its queue's worker again ([`supervise`])
+//! rather than exit.
 
 use crate::error::ApiError;
 use crate::queue::{self, RunJob};
+use crate::worker_metrics::WorkerMetrics;
 use crate::{db, project};
 use anyhow::Context;
+use futures::FutureExt;
 use graphile_worker::{WorkerOptions, WorkerRecoveryConfig};
 use sluice_engine::budget::SharedBudgets;
-use sluice_engine::run::{RunOptions, SyncEngine};
+use sluice_engine::run::{instances_needed, RunOptions, SyncEngine};
 use sluice_state::PostgresStore;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -67,6 +73,9 @@ pub struct WorkerConfig {
     /// (`redis://host:port`, [`crate::budgets`]); `None`: each run keeps
     /// its destination's limits on its own.
     pub rate_budgets: Option<String>,
+    /// Where to serve this worker's `GET /metrics`
+    /// ([`crate::worker_metrics`]); `None`: not served.
+    pub metrics_listen: Option<String>,
 }
 
 /// What a job's run needs; shared by the jobs of one worker.
@@ -78,6 +87,7 @@ pub struct Executor {
     runtime: sluice_runtime::Runtime,
     keyring: Option<crate::secrets::Keyring>,
     budgets: Option<Arc<dyn SharedBudgets>>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -88,6 +98,10 @@ impl std::fmt::Debug for Executor {
             .finish_non_exhaustive()
     }
 }
+
+/// Why a job went back to the queue.
+const NO_RUN_SLOT: &str = "no free run slot (concurrent-run ceiling)";
+const NO_INSTANCES: &str = "the run's plugin instances are not free (instance ceiling)";
 
 /// Whether an API error means the job has nothing to run (the tenant, its
 /// project or the sync is gone, or the project no longer validates):
@@ -126,7 +140,9 @@ impl Executor {
                 .await?
                 {
                     Some(slot) => Some(slot),
-                    None => return crate::resources::requeue_later(&self.pool, job).await,
+                    None => {
+                        return crate::resources::requeue_later(&self.pool, job, NO_RUN_SLOT).await
+                    }
                 }
             }
             None => None,
@@ -151,6 +167,7 @@ impl Executor {
         // The engine's run holds plugin stores that are not `Sync`, so its
         // future is not `Send`: it runs on a thread of its own with a
         // runtime of its own.
+        self.metrics.runs_active.inc();
         let succeeded = tokio::task::spawn_blocking(move || {
             // The store's client blocks: opened before any runtime runs here.
             let store = me.store_of(&ran.tenant)?;
@@ -158,18 +175,63 @@ impl Executor {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting a runtime for the run: {e}"))?;
-            rt.block_on(me.run(&ran, &project, &runtime, store).instrument(span))
+            rt.block_on(async {
+                let Some(runtime) = me.reserve_instances(&ran, &project, runtime).await else {
+                    return Ok(None);
+                };
+                let run = me.run(&ran, &project, &runtime, store);
+                run.instrument(span).await.map(Some)
+            })
         })
         .await
         .map_err(|e| format!("the run's thread ended abnormally: {e}"));
+        self.metrics.runs_active.dec();
         if let Some(slot) = slot {
             slot.release().await;
         }
-        let succeeded = succeeded??;
-        if succeeded {
-            self.enqueue_followers(&job, followers).await?;
+        match succeeded?? {
+            None => crate::resources::requeue_later(&self.pool, job, NO_INSTANCES).await?,
+            Some(true) => self.enqueue_followers(&job, followers).await?,
+            Some(false) => {}
         }
         Ok(())
+    }
+
+    /// The run's plugin instances, reserved from the tenant's instance
+    /// ceiling in one piece (see [`sluice_runtime::Runtime::reserve_instances`]):
+    /// the runtime view to run with, or `None` when they did not free up
+    /// within [`crate::resources::SLOT_WAIT`] (the job then goes back to the
+    /// queue: a tenant at its ceiling queues, it does not fail). A sync that
+    /// needs more than the whole ceiling, or whose destination does not
+    /// load, runs unreserved: the run fails and records why, naming the
+    /// limit or the plugin.
+    async fn reserve_instances(
+        &self,
+        job: &RunJob,
+        project: &sluice_config::Project,
+        runtime: sluice_runtime::Runtime,
+    ) -> Option<sluice_runtime::Runtime> {
+        use sluice_runtime::InstanceReservation as Reserve;
+        let wait = crate::resources::SLOT_WAIT;
+        // One instance first, to read the destination's spec (its writers).
+        let counting = match runtime.reserve_instances(1, wait).await {
+            Reserve::Reserved(view) => view,
+            Reserve::Busy => return None,
+            Reserve::AboveCeiling { .. } => return Some(runtime),
+        };
+        let needed = instances_needed(&counting, project, &job.sync).await;
+        drop(counting);
+        let Ok(needed) = needed else {
+            return Some(runtime);
+        };
+        match runtime.reserve_instances(needed, wait).await {
+            Reserve::Reserved(view) => Some(view),
+            Reserve::Busy => None,
+            Reserve::AboveCeiling { needed, limit } => {
+                tracing::warn!(tenant = %job.tenant, sync = %job.sync, needed, limit, "the sync needs more plugin instances than the tenant's ceiling allows; the run will fail");
+                Some(runtime)
+            }
+        }
     }
 
     /// Enqueues the syncs that follow `job`'s (`after:`) once its run
@@ -253,6 +315,7 @@ impl Executor {
             full_resync: job.full_resync,
             retry_rejected: job.trigger == crate::console_api::RETRY_TRIGGER,
             budgets: self.budgets.clone(),
+            observer: Some(self.metrics.clone()),
             ..Default::default()
         };
         match engine.run(&job.sync, &options).await {
@@ -261,6 +324,10 @@ impl Executor {
                     tracing::Span::current().record("run", id);
                 }
                 tracing::info!(tenant = %job.tenant, sync = %job.sync, trigger = %job.trigger, run = report.run_id, status = report.status.as_str(), "run ended");
+                self.metrics
+                    .runs
+                    .with_label_values(&[report.status.as_str()])
+                    .inc();
                 Ok(report.status == sluice_state::RunStatus::Succeeded)
             }
             Err(e) => {
@@ -275,6 +342,8 @@ impl Executor {
 /// A worker taking jobs, until [`RunningWorker::shutdown`] or the process
 /// ends.
 pub struct RunningWorker {
+    /// Where `GET /metrics` is served, if it is.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
@@ -338,6 +407,11 @@ pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
     let budgets = shared_budgets(config.rate_budgets.as_deref()).await?;
+    let metrics = Arc::new(WorkerMetrics::new());
+    let metrics_addr = match &config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, metrics.clone(), config.runtime.clone()).await?),
+        None => None,
+    };
     let executor = Arc::new(Executor {
         pool: pool.clone(),
         state_url: config.state_url.clone(),
@@ -346,56 +420,168 @@ pub async fn start(config: WorkerConfig) -> anyhow::Result<RunningWorker> {
         runtime: config.runtime,
         keyring: config.keyring,
         budgets,
+        metrics,
     });
-    let pg_config: tokio_postgres::Config = config
+    let mut pg_config: tokio_postgres::Config = config
         .state_url
         .trim()
         .parse()
         .context("--state is not a valid PostgreSQL URL")?;
-    // A pool of the queue's own (with its LISTEN connection, so a job is
-    // taken as soon as it is added), sized for the jobs and the heartbeat.
-    let queue_db = graphile_worker::tokio_postgres::TokioPostgresDatabase::from_config(
+    if pg_config.get_connect_timeout().is_none() {
+        // A reconnect must not hang on a host that does not answer.
+        pg_config.connect_timeout(QUEUE_CONNECT_TIMEOUT);
+    }
+    let queue = Queue {
         pg_config,
-        config.concurrency + 4,
-    )
-    .map_err(|e| anyhow::anyhow!("connecting the job queue: {e}"))?;
-    let recovery = WorkerRecoveryConfig::default()
-        .enabled(true)
-        .heartbeat_interval(config.recovery.heartbeat)
-        .sweep_interval(config.recovery.heartbeat)
-        .sweep_threshold(config.recovery.stale_after)
-        .recovery_delay(Duration::ZERO);
+        concurrency: config.concurrency,
+        recovery: WorkerRecoveryConfig::default()
+            .enabled(true)
+            .heartbeat_interval(config.recovery.heartbeat)
+            .sweep_interval(config.recovery.heartbeat)
+            .sweep_threshold(config.recovery.stale_after)
+            .recovery_delay(Duration::ZERO),
+        executor,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = WorkerOptions::default()
-        .database(queue_db)
-        .schema(queue::SCHEMA)
-        .concurrency(config.concurrency)
-        .define_job::<RunJob>()
-        .add_extension(executor)
-        .worker_recovery(recovery)
-        .listen_os_shutdown_signals(false)
-        .shutdown_grace_period(SHUTDOWN_GRACE)
-        .shutdown_interrupted_job_retry_delay(Duration::ZERO)
-        .shutdown_signal(async {
-            let _ = stopped.await;
-        })
-        .init()
+    // Every incarnation of the queue's worker stops on the same signal.
+    let stopped: Stopped = stopped.map(|_| ()).boxed().shared();
+    let worker = queue
+        .connect(&stopped)
         .await
         .map_err(|e| anyhow::anyhow!("starting the job queue's worker: {e}"))?;
-    let task = tokio::spawn(async move {
-        worker
-            .run()
-            .await
-            .map_err(|e| anyhow::anyhow!("the job queue's worker stopped: {e}"))
-    });
+    let task = tokio::spawn(supervise(queue, worker, stopped));
     let scheduler = config
         .schedule_every
         .map(|every| tokio::spawn(crate::schedule::run(pool, every)));
     Ok(RunningWorker {
+        metrics_addr,
         stop,
         task,
         scheduler,
     })
+}
+
+/// Binds `addr` and serves the worker's metrics there; the address bound.
+async fn serve_metrics(
+    addr: &str,
+    metrics: Arc<WorkerMetrics>,
+    runtime: sluice_runtime::Runtime,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-listen {addr}: cannot listen there"))?;
+    let bound = listener.local_addr()?;
+    crate::worker_metrics::serve(listener, metrics, runtime);
+    tracing::info!("sluice worker: metrics on http://{bound}/metrics");
+    Ok(bound)
+}
+
+/// The stop signal, shared by every incarnation of the queue's worker.
+type Stopped = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// How long one connection attempt of the job queue may take.
+const QUEUE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker keeps trying to get its job queue going again after
+/// it stopped (PostgreSQL restarted or failed over, the network went)
+/// before it gives up and exits, for whatever supervises the process.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
+/// The wait before the first new try, doubled after each failed one up to
+/// [`RECONNECT_MAX_WAIT`].
+const RECONNECT_FIRST_WAIT: Duration = Duration::from_millis(500);
+const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(15);
+/// A queue that worked this long before it stopped was healthy: its
+/// failure starts a new count of [`RECONNECT_PATIENCE`].
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// What the job queue's worker is built from, again after each failure.
+struct Queue {
+    pg_config: tokio_postgres::Config,
+    concurrency: usize,
+    recovery: WorkerRecoveryConfig,
+    executor: Arc<Executor>,
+}
+
+impl Queue {
+    /// A graphile-worker worker on a pool of its own (with its LISTEN
+    /// connection, so a job is taken as soon as it is added), sized for
+    /// the jobs and the heartbeat, stopping on `stopped`. Migrates the
+    /// queue's schema and registers the worker: the database must answer.
+    async fn connect(&self, stopped: &Stopped) -> anyhow::Result<graphile_worker::Worker> {
+        let db = graphile_worker::tokio_postgres::TokioPostgresDatabase::from_config(
+            self.pg_config.clone(),
+            self.concurrency + 4,
+        )
+        .map_err(|e| anyhow::anyhow!("connecting the job queue: {e}"))?;
+        WorkerOptions::default()
+            .database(db)
+            .schema(queue::SCHEMA)
+            .concurrency(self.concurrency)
+            .define_job::<RunJob>()
+            .add_extension(self.executor.clone())
+            .worker_recovery(self.recovery.clone())
+            .listen_os_shutdown_signals(false)
+            .shutdown_grace_period(SHUTDOWN_GRACE)
+            .shutdown_interrupted_job_retry_delay(Duration::ZERO)
+            .shutdown_signal(stopped.clone())
+            .init()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Runs the queue's worker until the stop signal. graphile-worker's loop
+/// ends when a query of its own fails (fetching a job, recording one done):
+/// after a PostgreSQL restart that is every worker. So the worker is built
+/// again, with a growing wait between tries, and the process rides out
+/// the restart. Its jobs are not lost: one whose run the restart cut off
+/// is retried (the run's store cannot go on: its connections and lease
+/// went with the server) or, if its failure could not be recorded, handed
+/// back by the heartbeat sweep once the old incarnation's heartbeat is
+/// stale. A database that stays away for [`RECONNECT_PATIENCE`] ends the
+/// process with the last error.
+async fn supervise(
+    queue: Queue,
+    mut worker: graphile_worker::Worker,
+    stopped: Stopped,
+) -> anyhow::Result<()> {
+    let mut down_since: Option<tokio::time::Instant> = None;
+    loop {
+        let started = tokio::time::Instant::now();
+        let ended = worker.run().await;
+        if stopped.peek().is_some() {
+            return ended.map_err(|e| anyhow::anyhow!("the job queue's worker stopped: {e}"));
+        }
+        let mut why = match ended {
+            Ok(()) => "it ended".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= HEALTHY_AFTER {
+            down_since = None;
+        }
+        let since = *down_since.get_or_insert_with(tokio::time::Instant::now);
+        tracing::warn!(error = %why, "the job queue's worker stopped; reconnecting");
+        let mut wait = RECONNECT_FIRST_WAIT;
+        worker = loop {
+            if since.elapsed() > RECONNECT_PATIENCE {
+                anyhow::bail!(
+                    "the job queue's worker stopped and did not reconnect within {RECONNECT_PATIENCE:?}: {why}"
+                );
+            }
+            tokio::select! {
+                () = stopped.clone() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+            match queue.connect(&stopped).await {
+                Ok(worker) => break worker,
+                Err(e) => {
+                    why = e.to_string();
+                    tracing::debug!(error = %why, "the job queue is not back yet");
+                }
+            }
+        };
+        tracing::info!("the job queue's worker reconnected");
+    }
 }
 
 /// The shared rate budgets at `url`, if one is given. A Redis that does not

@@ -48,7 +48,7 @@ use stages::{Part, StageClock};
 
 pub use verify::{VerifyOptions, VerifyReport};
 
-pub use prepare::{check_destination, discover_destination, DestinationCheck};
+pub use prepare::{check_destination, discover_destination, instances_needed, DestinationCheck};
 
 /// Called after every batch with the run's counts so far.
 pub type ProgressFn = Arc<dyn Fn(&RunCounts) + Send + Sync>;
@@ -71,6 +71,8 @@ pub struct RunOptions {
     /// [`crate::budget`]); `None`: each run keeps its destination's limit
     /// on its own.
     pub budgets: Option<Arc<dyn crate::budget::SharedBudgets>>,
+    /// Told how each destination request went (a worker's metrics).
+    pub observer: Option<Arc<dyn crate::observe::RunObserver>>,
 }
 
 /// A row the plan would send, for `sluice plan`.

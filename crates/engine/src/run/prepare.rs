@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::budget::BudgetKey;
+use crate::observe;
 use crate::pacing::SharedPace;
 
 impl<S: StateStore> SyncEngine<'_, S> {
@@ -33,15 +34,28 @@ impl<S: StateStore> SyncEngine<'_, S> {
         } else {
             pacing::concurrency(rate.as_ref())
         };
-        let pacer = pacer_for(rate.as_ref(), writers, &retry, dest_cfg, &spec, options)?;
+        let pacer = pacer_for(
+            rate.as_ref(),
+            writers,
+            &retry,
+            (dest_cfg, &spec),
+            options.budgets.as_ref(),
+        )?;
         // Every HTTP request a destination instance makes waits for the
         // shared pace, whichever call makes it, discovery included: the
         // API counts it against the same limit.
         destination.set_request_gate(pacer.request_gate());
+        if let Some(observer) = &options.observer {
+            observe::watch_requests(&mut destination, observer, &spec.name);
+        }
         clock.enter(Stage::Discover);
         let config = dest_cfg.config_json();
+        let plugin = destination.plugin_name().to_owned();
         let objects = retry
-            .run(async || destination.discover(&config).await)
+            .run(async || {
+                let discovering = destination.discover(&config);
+                pacer.call(&plugin, "discover", discovering).await
+            })
             .await?;
         let object = find_object(&objects, dest_cfg, sync)?;
         clock.enter(Stage::Mappings);
@@ -88,6 +102,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
             let (mut instance, _, _) =
                 open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
             instance.set_request_gate(pacer.request_gate());
+            if let Some(observer) = &options.observer {
+                observe::watch_requests(&mut instance, observer, &spec.name);
+            }
             destinations.push(instance);
         }
         Ok(Prepared {
@@ -118,23 +135,41 @@ impl<S: StateStore> SyncEngine<'_, S> {
     }
 }
 
+/// How many plugin instances a run of sync `name` holds at once: its
+/// source, its transforms and one destination instance per writer. (The
+/// instance that answers a plugin's `spec` while it loads comes and goes
+/// before the instance it precedes, so it fits in the count.) A server
+/// reserves them in one piece before the run starts
+/// ([`sluice_runtime::Runtime::reserve_instances`]), so runs queue at a
+/// tenant's instance ceiling instead of failing there. Loads the
+/// destination's spec with one instance of `runtime`.
+pub async fn instances_needed(runtime: &Runtime, project: &Project, name: &str) -> Result<usize> {
+    let sync = project.sync(name).map_err(|e| anyhow!(e))?;
+    let dest_cfg = &project.destination_of(sync).instance;
+    let plugin = load_plugin(runtime, &project.dir, dest_cfg)
+        .with_context(|| format!("loading destination `{}`", dest_cfg.name))?;
+    let spec = plugin.spec().await?;
+    let writers = pacing::concurrency(sync_rate(project, sync, &spec).as_ref());
+    Ok(1 + sync.transforms.len() + writers)
+}
+
 /// The pace of a destination's calls: its declared `rate` for `writers`,
 /// drawing from the budget its credentials share with every other run
 /// when the run has a shared budget store.
-fn pacer_for(
+pub(super) fn pacer_for(
     rate: Option<&RateLimit>,
     writers: usize,
     retry: &RetryPolicy,
-    dest_cfg: &PluginInstance,
-    spec: &PluginSpec,
-    options: &RunOptions,
+    (dest_cfg, spec): (&PluginInstance, &PluginSpec),
+    budgets: Option<&Arc<dyn crate::budget::SharedBudgets>>,
 ) -> Result<Arc<Pacer>> {
     let mut pacer = Pacer::new(rate, writers, retry.max_wait)
         .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?;
-    if let Some(budgets) = &options.budgets {
+    if let Some(budgets) = budgets {
         pacer = pacer.with_shared(SharedPace {
             budgets: budgets.clone(),
             key: BudgetKey::of(&spec.name, &dest_cfg.config),
+            concurrency: rate.map_or(0, |r| pacing::concurrency(Some(r)) as u32),
         });
     }
     Ok(Arc::new(pacer))

@@ -51,6 +51,9 @@ pub struct SandboxedHttp {
     /// plugin's own retries and follow-up calls count against the API's
     /// limit like its first request.
     pub gate: Option<RequestGate>,
+    /// Told how each request that went to the network ended and how long
+    /// it took (the worker's latency and throttle metrics).
+    pub observer: Option<RequestObserver>,
     /// One permit per request in flight (`limits.requests_in_flight`).
     pub in_flight: InFlight,
     /// Requests sent whose response never came back, see [`UnknownOutcomes`].
@@ -80,6 +83,22 @@ impl UnknownOutcomes {
 /// What every outgoing request of an instance waits for first (the
 /// destination's pace), see [`SandboxedHttp::gate`].
 pub type RequestGate = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// How one request that went to the network ended: its response status,
+/// or none (no response head: refused, timed out, connection lost), and
+/// the time from sending (after the gate) to the response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSample {
+    pub status: Option<u16>,
+    /// The response carried `Retry-After` or was a 429: the API asked to
+    /// slow down.
+    pub throttled: bool,
+    pub took: Duration,
+}
+
+/// Called once per request that went to the network, see
+/// [`SandboxedHttp::observer`].
+pub type RequestObserver = Arc<dyn Fn(RequestSample) + Send + Sync>;
 
 /// The cap on an instance's outgoing requests in flight. A request holds
 /// its permit from `handle` until its response body is read to the end or
@@ -249,6 +268,7 @@ impl WasiHttpHooks for SandboxedHttp {
             }
         };
         let gate = self.gate.clone();
+        let observer = self.observer.clone();
         let unknown = self.unknown.clone();
         let sending = async move {
             let target = Target::from_uri(request.uri())?;
@@ -286,15 +306,37 @@ impl WasiHttpHooks for SandboxedHttp {
                 stalls: &stalls,
                 unknown: &unknown,
             };
-            match &mode {
+            let started = std::time::Instant::now();
+            let sent = match &mode {
                 HttpMode::Record(recorder) => record(recorder, request, send, &denials).await,
                 _ => send.send(request).await,
+            };
+            if let Some(observe) = observer {
+                observe(sample_of(&sent, started.elapsed()));
             }
+            sent
         };
         Box::new(async move {
             let (response, done) = sending.await?;
             Ok((response.map(|body| PermitBody::hold(body, permit)), done))
         })
+    }
+}
+
+/// What [`RequestObserver`]s are told of a request that went out.
+fn sample_of(sent: &SendResult, took: Duration) -> RequestSample {
+    match sent {
+        Ok((response, _)) => RequestSample {
+            status: Some(response.status().as_u16()),
+            throttled: response.status() == http::StatusCode::TOO_MANY_REQUESTS
+                || response.headers().contains_key(http::header::RETRY_AFTER),
+            took,
+        },
+        Err(_) => RequestSample {
+            status: None,
+            throttled: false,
+            took,
+        },
     }
 }
 
