@@ -1,9 +1,12 @@
 //! Support shared by the end-to-end tests: runtimes with collected logs,
-//! sandboxes, a scripted webhook receiver, the hostile plugin's path, and
-//! database servers with TLS started for a test (`tls_servers`).
+//! sandboxes, a scripted webhook receiver, the hostile plugin's path,
+//! database servers started for a test (`tls_servers`: with TLS, or a
+//! PostgreSQL that may be restarted), and `sluice serve` with a tenant for
+//! the tests of `sluice worker` (`service`).
 
 include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
 
+pub mod service;
 pub mod tls_servers;
 
 use sluice_runtime::log::{LogLine, LogSink};

@@ -1,18 +1,20 @@
-//! Database servers with TLS, started by the test itself: the machine's
-//! PostgreSQL and MariaDB (which CI uses as they are) may run without TLS
-//! or with a certificate nobody can verify, so the TLS tests need servers
-//! whose certificates come from a CA they generated.
+//! Database servers started by the test itself. The machine's PostgreSQL
+//! and MariaDB (which CI uses as they are) may run without TLS or with a
+//! certificate nobody can verify, so the TLS tests need servers whose
+//! certificates come from a CA they generated; and they are shared, so a
+//! test that stops its database needs one of its own.
 //!
 //! [`TestPki`] is a private CA and a server certificate it issued for
-//! `localhost` only (rcgen), written as PEM files. [`TlsPostgres`] runs
-//! `initdb` and `postgres` (from `/usr/lib/postgresql/*/bin`), and
-//! [`TlsMariadb`] `mariadb-install-db` and `mariadbd`, in a temp dir on a
-//! free port with TLS on and password users. Startup waits are bounded
-//! (`STARTUP`); when the value drops the server is asked to stop (SIGINT:
-//! PostgreSQL's fast shutdown, mariadbd's clean one), and killed if it is
-//! still running after `SHUTDOWN`. Run as root (as on the CI machine),
-//! PostgreSQL runs as the `postgres` user and mariadbd with `--user=root`,
-//! which they demand.
+//! `localhost` only (rcgen), written as PEM files. [`PrivatePostgres`]
+//! runs `initdb` and `postgres` (from `/usr/lib/postgresql/*/bin`) in a
+//! temp dir on a free port, and can be stopped and started again;
+//! [`TlsPostgres`] is one with TLS on and password users, and
+//! [`TlsMariadb`] runs `mariadb-install-db` and `mariadbd` the same way.
+//! Startup waits are bounded (`STARTUP`); when the value drops the server
+//! is asked to stop (SIGINT: PostgreSQL's fast shutdown, mariadbd's clean
+//! one), and killed if it is still running after `SHUTDOWN`. Run as root
+//! (as on the CI machine), PostgreSQL runs as the `postgres` user and
+//! mariadbd with `--user=root`, which they demand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,7 +108,12 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn spawn(mut command: Command, log: PathBuf) -> ServerProcess {
-        let out = std::fs::File::create(&log).unwrap();
+        // Appended to: a server started again keeps its earlier lines.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         command
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -139,10 +146,14 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
-    /// Stop cleanly (so PostgreSQL releases its shared memory), within
-    /// [`SHUTDOWN`], else kill.
-    fn drop(&mut self) {
+impl ServerProcess {
+    /// Asks the server to stop (SIGINT: PostgreSQL's fast shutdown,
+    /// mariadbd's clean one) and waits up to [`SHUTDOWN`]; kills it after
+    /// that. Whether it stopped by itself.
+    fn stop(&mut self) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
         let asked = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -150,12 +161,21 @@ impl Drop for ServerProcess {
         let start = Instant::now();
         while asked && start.elapsed() < SHUTDOWN {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for ServerProcess {
+    /// Stop cleanly (so PostgreSQL releases its shared memory), within
+    /// [`SHUTDOWN`], else kill.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -175,32 +195,38 @@ fn run(mut command: Command, what: &str) -> String {
     text
 }
 
-/// A PostgreSQL server with `ssl=on`, the [`TestPki`] server certificate,
-/// and only `hostssl` lines in pg_hba.conf: TCP without TLS is refused.
-/// Users: `postgres` (trust), `scram_user` (SCRAM-SHA-256) and `md5_user`
-/// (MD5), passwords [`TlsPostgres::SCRAM_PASSWORD`] and
-/// [`TlsPostgres::MD5_PASSWORD`]; database `test`.
-pub struct TlsPostgres {
+/// A PostgreSQL cluster of the test's own: `initdb` into a temp dir, then
+/// `postgres` on a free port of 127.0.0.1 (trust for `postgres` over TCP
+/// and the Unix socket in the data directory). Unlike the machine's
+/// PostgreSQL, which other tests share, it may be stopped
+/// ([`PrivatePostgres::stop`], a fast shutdown: every session is ended)
+/// and started again on the same port and data
+/// ([`PrivatePostgres::start_again`]).
+pub struct PrivatePostgres {
     pub port: u16,
-    pub pki: TestPki,
     data: PathBuf,
-    // Drops before `_dir`: the server stops before its files go.
-    _process: ServerProcess,
-    _dir: tempfile::TempDir,
+    /// `postgres` options beyond the data directory, port and socket.
+    options: Vec<String>,
+    // Drops before `dir`: the server stops before its files go.
+    process: Option<ServerProcess>,
+    dir: tempfile::TempDir,
 }
 
-impl TlsPostgres {
-    pub const SCRAM_PASSWORD: &'static str = "scram-secret-1";
-    pub const MD5_PASSWORD: &'static str = "md5-secret-1";
+impl PrivatePostgres {
+    /// A new cluster, running.
+    pub fn start() -> PrivatePostgres {
+        let mut pg = PrivatePostgres::init(&[]);
+        pg.start_again();
+        pg
+    }
 
-    pub fn start() -> TlsPostgres {
-        let bin = postgres_bin();
-        let pki = TestPki::new();
+    /// `initdb` with trust authentication, not started yet; `options` are
+    /// added to the server's command line at every start.
+    fn init(options: &[&str]) -> PrivatePostgres {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let port = free_port();
         chown_to_server_user(dir.path());
-        let mut initdb = as_server_user(&bin.join("initdb"), dir.path());
+        let mut initdb = as_server_user(&postgres_bin().join("initdb"), dir.path());
         initdb.args(["-D", &data.display().to_string()]).args([
             "-U",
             "postgres",
@@ -210,6 +236,95 @@ impl TlsPostgres {
             "--no-sync",
         ]);
         run(initdb, "initdb");
+        PrivatePostgres {
+            port: free_port(),
+            data,
+            options: options.iter().map(|o| o.to_string()).collect(),
+            process: None,
+            dir,
+        }
+    }
+
+    /// Starts the server (again) on its port and data, waiting until it
+    /// answers.
+    pub fn start_again(&mut self) {
+        assert!(self.process.is_none(), "PostgreSQL is already running");
+        chown_to_server_user(self.dir.path());
+        let data = self.data.display().to_string();
+        let mut command = as_server_user(&postgres_bin().join("postgres"), self.dir.path());
+        command
+            .args(["-D", &data, "-p", &self.port.to_string(), "-k", &data])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(&self.options);
+        let log = self.dir.path().join("server.log");
+        let mut process = ServerProcess::spawn(command, log);
+        process.wait_until("postgres", || self.psql("postgres", "SELECT 1").is_ok());
+        self.process = Some(process);
+    }
+
+    /// A fast shutdown (SIGINT: sessions ended, no waiting for clients),
+    /// waited for; panics with the server's log if it had to be killed.
+    pub fn stop(&mut self) {
+        let mut process = self.process.take().expect("PostgreSQL is not running");
+        assert!(
+            process.stop(),
+            "PostgreSQL did not stop within {SHUTDOWN:?}: {}",
+            process.log_text()
+        );
+    }
+
+    /// [`PrivatePostgres::stop`], then [`PrivatePostgres::start_again`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DB`
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL as `postgres` on `db` through the Unix socket; the output,
+    /// or the error text.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        psql_socket(&self.data, self.port, db, sql)
+    }
+
+    /// The server's log so far (every start's).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// A PostgreSQL server with `ssl=on`, the [`TestPki`] server certificate,
+/// and only `hostssl` lines in pg_hba.conf: TCP without TLS is refused.
+/// Users: `postgres` (trust), `scram_user` (SCRAM-SHA-256) and `md5_user`
+/// (MD5), passwords [`TlsPostgres::SCRAM_PASSWORD`] and
+/// [`TlsPostgres::MD5_PASSWORD`]; database `test`. A [`PrivatePostgres`]
+/// with TLS.
+pub struct TlsPostgres {
+    pub port: u16,
+    pub pki: TestPki,
+    server: PrivatePostgres,
+}
+
+impl TlsPostgres {
+    pub const SCRAM_PASSWORD: &'static str = "scram-secret-1";
+    pub const MD5_PASSWORD: &'static str = "md5-secret-1";
+
+    pub fn start() -> TlsPostgres {
+        let pki = TestPki::new();
+        let mut server = PrivatePostgres::init(&[
+            "-c",
+            "ssl=on",
+            "-c",
+            "ssl_cert_file=server.crt",
+            "-c",
+            "ssl_key_file=server.key",
+            "-c",
+            "max_connections=30",
+        ]);
+        let data = server.data.clone();
         std::fs::write(
             data.join("pg_hba.conf"),
             "local all all trust\n\
@@ -225,22 +340,7 @@ impl TlsPostgres {
             std::fs::copy(from, data.join(to)).unwrap();
         }
         set_mode(&data.join("server.key"), 0o600);
-        chown_to_server_user(dir.path());
-        let mut command = as_server_user(&bin.join("postgres"), dir.path());
-        command
-            .args(["-D", &data.display().to_string()])
-            .args(["-p", &port.to_string(), "-k", &data.display().to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
-            .args([
-                "-c",
-                "ssl_cert_file=server.crt",
-                "-c",
-                "ssl_key_file=server.key",
-            ])
-            .args(["-c", "fsync=off", "-c", "max_connections=30"]);
-        let mut process = ServerProcess::spawn(command, dir.path().join("server.log"));
-        let server = |sql: &str| psql_socket(&data, port, "postgres", sql);
-        process.wait_until("postgres", || server("SELECT 1").is_ok());
+        server.start_again();
         let setup = format!(
             "CREATE DATABASE test; \
              SET password_encryption = 'scram-sha-256'; \
@@ -251,21 +351,19 @@ impl TlsPostgres {
             Self::MD5_PASSWORD
         );
         for statement in setup.split("; ") {
-            server(statement).unwrap();
+            server.psql("postgres", statement).unwrap();
         }
         TlsPostgres {
-            port,
+            port: server.port,
             pki,
-            data,
-            _process: process,
-            _dir: dir,
+            server,
         }
     }
 
     /// Run SQL as `postgres` on database `test` (through the server's Unix
     /// socket, which needs no TLS); the output, or the error text.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        psql_socket(&self.data, self.port, "test", sql)
+        self.server.psql("test", sql)
     }
 }
 

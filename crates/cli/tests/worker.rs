@@ -7,36 +7,27 @@
 
 use sluice_tests as common;
 
+use common::service::{call, worker_command, Service};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OPERATOR: &str = "operator-token-for-worker-tests-0123";
 const ROWS: usize = 300;
 const KILLS: usize = 3;
 /// The most batches one run has in flight at once (the engine's writers).
 const MAX_WRITERS: usize = 4;
 
 fn spawn_worker(url: &str, work: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["worker", "--state", url, "--work-dir"])
-        .arg(work)
-        .args([
-            "--concurrency",
-            "1",
-            "--heartbeat",
-            "1s",
-            "--stale-after",
-            "3s",
-            "--no-schedule",
-        ])
-        .env("SLUICE_CACHE_DIR", shared_cache_dir())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.with_extension("log")).unwrap())
-        .spawn()
-        .expect("starting sluice worker")
+    worker_command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sluice")),
+        url,
+        work,
+    )
+    .args(["--heartbeat", "1s", "--stale-after", "3s"])
+    .spawn()
+    .expect("starting sluice worker")
 }
 
 /// Every worker's stderr, each headed by its file name.
@@ -79,12 +70,6 @@ syncs:
     json!({"files": {"sluice.yaml": yaml, "data/customers.csv": csv}})
 }
 
-async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = req.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// (id, status, owner pid) of every run of the sync, oldest first.
 async fn runs(sql: &tokio_postgres::Client) -> Vec<(i64, String, u32)> {
     sql.query(
@@ -110,48 +95,12 @@ async fn runs(sql: &tokio_postgres::Client) -> Vec<(i64, String, u32)> {
 async fn three_workers_one_killed_repeatedly_deliver_every_row() {
     let db = PgDatabase::create("worker_kill");
     let work = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_server::start(
-        sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().join("server"),
-            app_role: "sluice_app".into(),
-            keyring: None,
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
     let rx = receiver().await;
     // Slow enough that a run is under way for seconds: time to kill it.
     *rx.delay.lock().unwrap() = Duration::from_millis(40);
-
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tenants"))
-            .bearer_auth(OPERATOR)
-            // The receiver is on loopback, beyond the default ceiling.
-            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", rx.grant()]})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tokens"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"tenant": "acme"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let token = b["token"].as_str().unwrap().to_owned();
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/project"))
-            .bearer_auth(&token)
-            .json(&project(&rx)),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    // The receiver is on loopback, beyond the default ceiling.
+    let service = Service::start(&db.url(), work.path().join("server"), None, &rx.grant()).await;
+    service.put_project(&project(&rx)).await;
 
     let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
         .await
@@ -161,12 +110,7 @@ async fn three_workers_one_killed_repeatedly_deliver_every_row() {
     let mut workers: Vec<Child> = (0..3)
         .map(|i| spawn_worker(&db.url(), &work.path().join(format!("w{i}"))))
         .collect();
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/syncs/customers/runs"))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_eq!(s, 202, "{b}");
+    service.trigger("customers").await;
 
     // Kill whichever worker runs the sync, each time a new run is under
     // way, and start another in its place.
@@ -277,7 +221,7 @@ async fn three_workers_one_killed_repeatedly_deliver_every_row() {
         "{KILLS} kills, {} runs, {repeated} rows delivered twice",
         all.len()
     );
-    server.shutdown().await.unwrap();
+    service.shutdown().await;
 }
 
 #[test]
@@ -323,44 +267,17 @@ async fn a_workers_json_logs_name_tenant_sync_and_run_and_never_a_secret() {
     let work = tempfile::tempdir().unwrap();
     let keys = work.path().join("keys");
     std::fs::write(&keys, "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_server::start(
-        sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().join("server"),
-            app_role: "sluice_app".into(),
-            keyring: sluice_server::secrets::Keyring::parse(
-                &std::fs::read_to_string(&keys).unwrap(),
-            )
-            .ok(),
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
     let rx = receiver().await;
     // The first batch is refused: its rows are rejected, which is logged.
     rx.script.lock().unwrap().push_back((400, None));
+    let keyring =
+        sluice_server::secrets::Keyring::parse(&std::fs::read_to_string(&keys).unwrap()).ok();
+    let service = Service::start(&db.url(), work.path().join("server"), keyring, &rx.grant()).await;
     let (s, b) = call(
-        http.post(format!("{base}/api/v1/tenants"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", rx.grant()]})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let (_, b) = call(
-        http.post(format!("{base}/api/v1/tokens"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"tenant": "acme"})),
-    )
-    .await;
-    let token = b["token"].as_str().unwrap().to_owned();
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/secrets/HOOK_SECRET"))
-            .bearer_auth(&token)
+        service
+            .http
+            .put(format!("{}/api/v1/secrets/HOOK_SECRET", service.base))
+            .bearer_auth(&service.token)
             .json(&json!({"value": SECRET})),
     )
     .await;
@@ -372,13 +289,7 @@ async fn a_workers_json_logs_name_tenant_sync_and_run_and_never_a_secret() {
     );
     assert!(yaml.contains("${HOOK_SECRET}"), "{yaml}");
     upload["files"]["sluice.yaml"] = json!(yaml);
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/project"))
-            .bearer_auth(&token)
-            .json(&upload),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    service.put_project(&upload).await;
 
     let log = work.path().join("worker.log");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -399,12 +310,7 @@ async fn a_workers_json_logs_name_tenant_sync_and_run_and_never_a_secret() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/syncs/customers/runs"))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_eq!(s, 202, "{b}");
+    service.trigger("customers").await;
     let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -429,7 +335,7 @@ async fn a_workers_json_logs_name_tenant_sync_and_run_and_never_a_secret() {
         .args(["-TERM", &worker.id().to_string()])
         .status();
     let _ = worker.wait();
-    server.shutdown().await.unwrap();
+    service.shutdown().await;
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
