@@ -27,12 +27,14 @@
 //! lock, held by its session whatever the time; a worker's liveness is
 //! its heartbeat row, written with the database's `now()` and judged stale
 //! by the sweep against the database's `now()` (graphile-worker's
-//! `worker_heartbeat` and `list_stale_workers`); jobs are due by the
-//! database's `now()` too, and a job put back for a run slot is given a
-//! time read from the database (`crates/server/src/resources.rs`,
-//! `requeue_later`). A worker's own clock only stamps its runs'
-//! `started_at`/`finished_at`, which the test reads back to prove the skew
-//! was in force.
+//! `worker_heartbeat` and `list_stale_workers`; its one comparison with
+//! the local clock, a longer threshold for workers holding jobs flagged
+//! `infrastructure_resilient`, never applies: run jobs carry no flags);
+//! jobs are due by the database's `now()` too, and a job put back for a
+//! run slot is given a time read from the database
+//! (`crates/server/src/resources.rs`, `requeue_later`). A worker's own
+//! clock only stamps its runs' `started_at`/`finished_at`, which the test
+//! reads back to prove the skew was in force.
 
 use sluice_tests as common;
 
