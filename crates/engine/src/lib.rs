@@ -20,6 +20,8 @@
 //!   per-sync deletion guard;
 //! - [`observe`]: what a run's destination does on the wire, for a
 //!   worker's metrics;
+//! - [`outbound`]: the host's own requests for a project (notifications),
+//!   held to the addresses the tenant may reach;
 //! - [`notify`]: run lifecycle events POSTed to the project's `notify:` URL;
 //! - [`run`]: a run end to end.
 
@@ -31,6 +33,7 @@ pub mod fingerprint;
 pub mod mapping;
 pub mod notify;
 pub mod observe;
+pub mod outbound;
 pub mod pacing;
 pub mod reconcile;
 pub mod retry;

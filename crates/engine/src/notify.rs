@@ -17,6 +17,7 @@
 
 use crate::run::RunReport;
 use sluice_config::{Notify, RunEvent};
+use sluice_runtime::sandbox::policy::NetPolicy;
 use sluice_state::RunId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +44,10 @@ pub struct Started(Option<JoinHandle<()>>);
 
 impl Notifier {
     /// The notifier of a project's `notify:`; `None` (with a warning) when
-    /// it cannot be built, since notifications never stop a run.
-    pub fn new(config: &Notify) -> Option<Arc<Notifier>> {
+    /// it cannot be built, since notifications never stop a run. With
+    /// `reach` (a tenant's grant ceiling) it reaches only the addresses
+    /// that allows, however the URL's name resolves ([`crate::outbound`]).
+    pub fn new(config: &Notify, reach: Option<&Arc<NetPolicy>>) -> Option<Arc<Notifier>> {
         let signer = match config
             .secret
             .as_ref()
@@ -57,10 +60,11 @@ impl Notifier {
                 return None;
             }
         };
-        let http = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
+        let http = match crate::outbound::client_for(config.url.expose(), reach, REQUEST_TIMEOUT) {
             Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("notifications are off: no HTTP client ({e})");
+            Err(why) => {
+                // The reason names an address, never the URL (a secret).
+                tracing::warn!(at = %config.location, "notifications are off: {why}");
                 return None;
             }
         };
@@ -183,7 +187,7 @@ impl Notifier {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| (true, without_url(e).to_string()))?;
+            .map_err(|e| (true, crate::outbound::describe(e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -193,11 +197,6 @@ impl Notifier {
     }
 }
 
-/// reqwest's error without the URL, which may hold a secret.
-fn without_url(e: reqwest::Error) -> reqwest::Error {
-    e.without_url()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,17 +204,20 @@ mod tests {
     use sluice_state::RunCounts;
 
     fn notifier(events: Vec<RunEvent>, threshold: u64) -> Arc<Notifier> {
-        Notifier::new(&Notify {
-            url: Str::plain("http://127.0.0.1:9/hook"),
-            secret: Some(Str::secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
-            events,
-            rejected_threshold: threshold,
-            location: Location {
-                file: std::path::Path::new("sluice.yaml").into(),
-                line: 1,
-                column: 1,
+        Notifier::new(
+            &Notify {
+                url: Str::plain("http://127.0.0.1:9/hook"),
+                secret: Some(Str::secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                events,
+                rejected_threshold: threshold,
+                location: Location {
+                    file: std::path::Path::new("sluice.yaml").into(),
+                    line: 1,
+                    column: 1,
+                },
             },
-        })
+            None,
+        )
         .unwrap()
     }
 

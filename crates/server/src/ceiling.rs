@@ -12,7 +12,7 @@
 //! services or the cloud metadata endpoint unless the operator names them.
 
 use sluice_runtime::sandbox::intersect::covers;
-use sluice_runtime::sandbox::policy::NetGrant;
+use sluice_runtime::sandbox::policy::{NetGrant, NetPolicy};
 
 /// Every public host, any scheme and port; no restricted address.
 pub const DEFAULT: &str = "*://*:*";
@@ -57,6 +57,13 @@ impl Ceiling {
     /// Whether a project may grant `grant`.
     pub fn allows(&self, grant: &NetGrant) -> bool {
         self.grants.iter().any(|c| covers(c, grant))
+    }
+
+    /// The ceiling as the sandbox's network policy: what the host's own
+    /// requests for the tenant (notifications, dbt Cloud) may reach, by
+    /// resolved address ([`sluice_engine::outbound`]).
+    pub fn policy(&self) -> NetPolicy {
+        NetPolicy::new(self.grants.clone())
     }
 
     /// For messages: the patterns, or that nothing is allowed.

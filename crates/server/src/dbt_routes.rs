@@ -396,20 +396,24 @@ async fn fetch_run_results(
             format!("reading run {run}'s run_results.json from dbt Cloud: {why}"),
         )
     };
-    let client = reqwest::Client::builder()
-        .timeout(CLOUD_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(|e| ApiError::internal("building the dbt Cloud client", e))?;
+    // Only to addresses the ceiling allows, however the name resolves.
+    let reach = std::sync::Arc::new(policy.ceiling.policy());
+    let client =
+        sluice_engine::outbound::client_for(&url, Some(&reach), CLOUD_TIMEOUT).map_err(|why| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "dbt_cloud_url_refused",
+                CLOUD_URL,
+                format!("the dbt Cloud URL in secret `{CLOUD_URL}` cannot be reached: {why}"),
+            )
+        })?;
     let response = client
         .get(&url)
         .header(header::AUTHORIZATION, format!("Token {token}"))
         .header(header::ACCEPT, "application/json")
         .send()
         .await
-        // reqwest's errors name the URL, which holds no secret.
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
+        .map_err(|e| unavailable(sluice_engine::outbound::describe(e)))?;
     let status = response.status();
     if !status.is_success() {
         tracing::warn!(tenant = %tenant, run, %status, "dbt Cloud refused the artifact request");

@@ -25,6 +25,7 @@ use futures::FutureExt;
 use graphile_worker::{WorkerOptions, WorkerRecoveryConfig};
 use sluice_engine::budget::SharedBudgets;
 use sluice_engine::run::{instances_needed, RunOptions, SyncEngine};
+use sluice_runtime::sandbox::policy::NetPolicy;
 use sluice_state::PostgresStore;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,15 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// What a job runs: the tenant's project and its ceilings.
+struct TenantRun {
+    project: sluice_config::Project,
+    resources: crate::resources::ResourceCeiling,
+    /// What the host's own requests for the run (its notifications) may
+    /// reach: the tenant's grant ceiling, by resolved address.
+    reach: Arc<NetPolicy>,
+}
+
 /// Why a job went back to the queue.
 const NO_RUN_SLOT: &str = "no free run slot (concurrent-run ceiling)";
 const NO_INSTANCES: &str = "the run's plugin instances are not free (instance ceiling)";
@@ -117,7 +127,12 @@ impl Executor {
     /// ended, whatever its status, is recorded in the state and the job is
     /// done.
     pub async fn execute(self: Arc<Self>, job: RunJob) -> Result<(), String> {
-        let Some((mut project, resources)) = self.project_of(&job).await? else {
+        let Some(TenantRun {
+            mut project,
+            resources,
+            reach,
+        }) = self.project_of(&job).await?
+        else {
             return Ok(());
         };
         // The tenant's ceilings: a run deadline for syncs without one, and
@@ -179,7 +194,7 @@ impl Executor {
                 let Some(runtime) = me.reserve_instances(&ran, &project, runtime).await else {
                     return Ok(None);
                 };
-                let run = me.run(&ran, &project, &runtime, store);
+                let run = me.run(&ran, &project, &runtime, store, reach);
                 run.instrument(span).await.map(Some)
             })
         })
@@ -254,12 +269,8 @@ impl Executor {
     }
 
     /// The tenant's current project, if it still has the job's sync, with
-    /// its uploaded components written out, and the tenant's resource
-    /// ceilings.
-    async fn project_of(
-        &self,
-        job: &RunJob,
-    ) -> Result<Option<(sluice_config::Project, crate::resources::ResourceCeiling)>, String> {
+    /// its uploaded components written out, and the tenant's ceilings.
+    async fn project_of(&self, job: &RunJob) -> Result<Option<TenantRun>, String> {
         let loaded = async {
             let (revision, files) =
                 project::stored(&self.pool, &self.app_role, &job.tenant).await?;
@@ -271,14 +282,19 @@ impl Executor {
             )
             .await?;
             let resources = policy.resources.clone();
+            let reach = Arc::new(policy.ceiling.policy());
             let project =
                 project::load(&self.work_dir, &job.tenant, revision, &files, policy).await?;
             crate::components::materialize(&self.pool, &self.app_role, &job.tenant, &project)
                 .await?;
-            Ok::<_, ApiError>((project, resources))
+            Ok::<_, ApiError>(TenantRun {
+                project,
+                resources,
+                reach,
+            })
         };
         match loaded.await {
-            Ok((p, r)) if p.syncs.contains_key(&job.sync) => Ok(Some((p, r))),
+            Ok(run) if run.project.syncs.contains_key(&job.sync) => Ok(Some(run)),
             Ok(_) => {
                 tracing::warn!(tenant = %job.tenant, sync = %job.sync, "job dropped: the sync is no longer in the tenant's project");
                 Ok(None)
@@ -304,6 +320,7 @@ impl Executor {
         project: &sluice_config::Project,
         runtime: &sluice_runtime::Runtime,
         store: PostgresStore,
+        reach: Arc<NetPolicy>,
     ) -> Result<bool, String> {
         let store = Mutex::new(store);
         let engine = SyncEngine {
@@ -316,6 +333,7 @@ impl Executor {
             retry_rejected: job.trigger == crate::console_api::RETRY_TRIGGER,
             budgets: self.budgets.clone(),
             observer: Some(self.metrics.clone()),
+            reach: Some(reach),
             ..Default::default()
         };
         match engine.run(&job.sync, &options).await {

@@ -73,6 +73,10 @@ pub struct RunOptions {
     pub budgets: Option<Arc<dyn crate::budget::SharedBudgets>>,
     /// Told how each destination request went (a worker's metrics).
     pub observer: Option<Arc<dyn crate::observe::RunObserver>>,
+    /// What the host's own requests for this run (its notifications) may
+    /// reach, by resolved address: a tenant's grant ceiling on a server;
+    /// `None`: anywhere (`sluice run`, the operator's own project).
+    pub reach: Option<Arc<sluice_runtime::sandbox::policy::NetPolicy>>,
 }
 
 /// A row the plan would send, for `sluice plan`.
@@ -165,7 +169,11 @@ impl<S: StateStore> SyncEngine<'_, S> {
             store.mark_interrupted_runs()?;
             store.begin_run(name, options.full_resync)?
         };
-        let notifier = self.project.notify.as_ref().and_then(Notifier::new);
+        let notifier = self
+            .project
+            .notify
+            .as_ref()
+            .and_then(|n| Notifier::new(n, options.reach.as_ref()));
         let started_note = notifier.as_ref().map(|n| n.started(name, run_id));
         let clock = Arc::new(StageClock::default());
         let mut config_changed = false;
