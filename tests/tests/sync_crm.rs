@@ -414,7 +414,10 @@ async fn verify_finds_records_deleted_in_the_crm_and_the_next_run_restores_them(
     let dry = engine
         .verify(
             "people",
-            sluice_engine::run::VerifyOptions { dry_run: true },
+            sluice_engine::run::VerifyOptions {
+                dry_run: true,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

@@ -69,7 +69,13 @@ async fn run(dir: &Path) -> RunReport {
 async fn verify(dir: &Path, dry_run: bool) -> sluice_engine::run::VerifyReport {
     Loaded::open(dir)
         .engine()
-        .verify("people", sluice_engine::run::VerifyOptions { dry_run })
+        .verify(
+            "people",
+            sluice_engine::run::VerifyOptions {
+                dry_run,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap()
 }

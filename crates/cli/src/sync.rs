@@ -128,6 +128,16 @@ pub struct VerifyArgs {
     pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
+    /// The Redis holding the rate budgets the workers share (`sluice
+    /// worker --rate-budgets`): the lookups draw from the budget of the
+    /// destination's credentials, beside the runs writing with them.
+    #[arg(
+        long,
+        env = "SLUICE_RATE_BUDGETS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub rate_budgets: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -951,6 +961,23 @@ pub async fn retry(project: &ProjectArg, args: RetryArgs) -> Result<()> {
     }
 }
 
+/// The shared rate budgets at `url`, if one is given; a Redis that does
+/// not answer leaves the lookups on the sync's own limit, with a warning.
+async fn verify_budgets(
+    url: Option<&str>,
+) -> Result<Option<std::sync::Arc<dyn sluice_engine::budget::SharedBudgets>>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let budgets = sluice_server::budgets::RedisBudgets::open(url)?;
+    if let Err(e) = budgets.check().await {
+        eprintln!(
+            "warning: the shared rate budgets cannot be reached ({e}); the lookups keep the sync's own limit"
+        );
+    }
+    Ok(Some(std::sync::Arc::new(budgets)))
+}
+
 pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
     let state = project.state.as_deref();
     let project = load_project(&project.project)?;
@@ -963,6 +990,7 @@ pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
     };
     let options = VerifyOptions {
         dry_run: args.dry_run,
+        budgets: verify_budgets(args.rate_budgets.as_deref()).await?,
     };
     let report = engine.verify(&args.sync, options).await?;
     if args.json {

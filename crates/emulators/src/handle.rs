@@ -365,6 +365,13 @@ impl EmulatorHandle {
         self.shared.limiter.lock().reset_daily_usage();
     }
 
+    /// When the newest admitted requests (at most 100,000) arrived, oldest
+    /// first: how much of the rate limit a client used over any stretch of
+    /// time. Throttled requests are not in it.
+    pub fn admissions(&self) -> Vec<Instant> {
+        self.shared.limiter.lock().admissions()
+    }
+
     /// Calls counted against the daily allowance so far.
     pub fn daily_usage(&self) -> u64 {
         self.shared.limiter.lock().daily_used()

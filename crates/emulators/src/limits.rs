@@ -19,6 +19,10 @@ pub(crate) enum Admission {
     OverDaily,
 }
 
+/// How many admitted requests' arrival times the limiter remembers (for
+/// tests and benchmarks measuring how much of the limit a client used).
+pub const ADMISSION_LOG: usize = 100_000;
+
 /// Rolling window plus daily counter. Throttled requests do not consume budget.
 #[derive(Debug)]
 pub(crate) struct Limiter {
@@ -26,6 +30,8 @@ pub(crate) struct Limiter {
     window: VecDeque<Instant>,
     daily_limit: u64,
     daily_used: u64,
+    /// When the newest admitted requests arrived (at most [`ADMISSION_LOG`]).
+    admitted: VecDeque<Instant>,
 }
 
 impl Limiter {
@@ -35,7 +41,13 @@ impl Limiter {
             window: VecDeque::new(),
             daily_limit,
             daily_used: 0,
+            admitted: VecDeque::new(),
         }
+    }
+
+    /// When the newest admitted requests arrived, oldest first.
+    pub fn admissions(&self) -> Vec<Instant> {
+        self.admitted.iter().copied().collect()
     }
 
     pub fn set_rate(&mut self, rate: Option<RateLimit>) {
@@ -95,6 +107,10 @@ impl Limiter {
             self.window.push_back(now);
         }
         self.daily_used += 1;
+        if self.admitted.len() == ADMISSION_LOG {
+            self.admitted.pop_front();
+        }
+        self.admitted.push_back(now);
         Admission::Allowed
     }
 
@@ -109,6 +125,17 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_admitted_requests_are_logged_with_their_arrival() {
+        let start = Instant::now();
+        let mut l = Limiter::new(Some(RateLimit::new(1, Duration::from_secs(10))), 100);
+        let later = start + Duration::from_secs(11);
+        assert_eq!(l.admit(start), Admission::Allowed);
+        assert!(matches!(l.admit(start), Admission::OverInterval { .. }));
+        assert_eq!(l.admit(later), Admission::Allowed);
+        assert_eq!(l.admissions(), [start, later]);
+    }
 
     #[test]
     fn rolling_window_frees_slots_as_they_age() {

@@ -1,14 +1,32 @@
 //! Rate budgets shared beyond one run: every run, in every process, that
 //! writes with the same credentials (one HubSpot portal, one Salesforce
-//! org) draws its requests from one budget kept in a store they all reach
+//! org) draws from one budget kept in a store they all reach
 //! (`sluice worker --rate-budgets`, crates/server/src/budgets.rs).
 //!
-//! The engine only knows the [`SharedBudgets`] trait: the [`Pacer`]
-//! reserves a slot for each request under it after the local limiter
-//! admitted the request, and passes on what the API says (its reported
-//! quota, a Retry-After) so the other writers of those credentials slow
-//! down too. When the store cannot be reached the pacer keeps the local
-//! limits alone.
+//! What is shared, per [`BudgetKey`]:
+//!
+//! - **the request rate**: the [`Pacer`] reserves a slot for each HTTP
+//!   request under it after the local limiter admitted the request, one
+//!   slot per declared spacing for all users together;
+//! - **the calls in flight**: each destination call (discover, open
+//!   writer, write, lookup) holds one of the declared `concurrency` leases
+//!   while it runs, so all runs together never have more calls under way
+//!   than one run may. A lease expires unless renewed, so the leases of a
+//!   process that died come back within [`crate::pacing::LEASE_TTL`];
+//! - **what the API said**: its reported quota (a slower pace, a window
+//!   used up) and its Retry-After hold every user, not only the run that
+//!   was told. A hold longer than a run may wait (a daily allowance used
+//!   up, "retry in an hour") pauses every run of the budget at its next
+//!   call until it ends, without a request spent to find out.
+//!
+//! Not shared: a daily allowance's count. The contract declares no daily
+//! cap (`rate-limit` has requests, a window and concurrency), and the
+//! plugins do not report the daily headers, so the budget learns that the
+//! allowance is used up only from the API's refusal, then shares it.
+//!
+//! The engine only knows the [`SharedBudgets`] trait. When the store
+//! cannot be reached the pacer keeps the local limits alone (the run's own
+//! rate, its writers as its concurrency).
 //!
 //! [`Pacer`]: crate::pacing::Pacer
 
@@ -38,6 +56,53 @@ pub trait SharedBudgets: Send + Sync {
 
     /// Tells every user of `key`'s budget what the API said.
     fn signal<'a>(&'a self, key: &'a BudgetKey, signal: Signal) -> BudgetFuture<'a, ()>;
+
+    /// Takes one of `key`'s `request.limit` call leases for
+    /// `request.holder` (a name no other lease uses), expiring
+    /// `request.ttl` from now unless renewed; expired leases are reclaimed
+    /// first. A hold further than `request.max_wait` away is answered
+    /// before anything else ([`Lease::Held`]).
+    fn acquire<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        request: LeaseRequest<'a>,
+    ) -> BudgetFuture<'a, Lease>;
+
+    /// Moves `holder`'s lease expiry to `ttl` from now; false when it had
+    /// expired (and was reclaimed) already.
+    fn renew<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BudgetFuture<'a, bool>;
+
+    /// Gives `holder`'s lease back (nothing if it has none).
+    fn release<'a>(&'a self, key: &'a BudgetKey, holder: &'a str) -> BudgetFuture<'a, ()>;
+}
+
+/// What [`SharedBudgets::acquire`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest<'a> {
+    pub holder: &'a str,
+    /// Leases at once for all holders (0: no cap).
+    pub limit: u32,
+    pub ttl: Duration,
+    /// The longest a run may wait: a hold beyond it is answered.
+    pub max_wait: Duration,
+}
+
+/// The answer to [`SharedBudgets::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The lease is the holder's.
+    Taken,
+    /// Every lease is taken; the first of them expires in this long (they
+    /// are usually given back sooner).
+    Full(Duration),
+    /// The budget is held this long, beyond the longest wait (the API said
+    /// its allowance is used up): no lease taken.
+    Held(Duration),
 }
 
 /// The answer to [`SharedBudgets::reserve`].
@@ -52,7 +117,8 @@ pub enum Reservation {
 /// What the API said about the budget, for every user of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// No request for this long (a Retry-After, a quota used up).
+    /// No request for this long (a Retry-After, a quota used up). Longer
+    /// than a run may wait, it pauses every run of the budget.
     Hold(Duration),
     /// The API's own pace (its reported limit spread over its window),
     /// slower than the declared one, holding for `lasting` (its window).

@@ -80,11 +80,13 @@ impl Writer {
         ctx: &DeliveryContext,
         target: &WriteTarget,
     ) -> Result<Writer, PluginFailure> {
+        let plugin = instance.plugin_name().to_owned();
         let handle = ctx
             .retry
             .run(async || {
                 ctx.pacer.ready().await;
-                let opened = instance.open_writer(&ctx.config, target).await;
+                let opening = instance.open_writer(&ctx.config, target);
+                let opened = ctx.pacer.call(&plugin, "open-writer", opening).await;
                 observe_quota(&mut instance, ctx).await;
                 opened
             })
@@ -285,7 +287,9 @@ impl Writer {
                 counts.paced_waits += 1;
             }
             counts.write_calls += 1;
-            let written = self.instance.write(&self.handle, sub).await;
+            let plugin = self.instance.plugin_name().to_owned();
+            let writing = self.instance.write(&self.handle, sub);
+            let written = ctx.pacer.call(&plugin, "write", writing).await;
             observe_quota(&mut self.instance, ctx).await;
             let (requests, paced) = ctx.pacer.take_request_counts();
             counts.requests += requests;
@@ -351,6 +355,8 @@ impl Writer {
             }
             let throttled_only = again.iter().all(|(_, m)| m.is_none());
             if throttled_only && throttled < retry.max_throttle_waits {
+                // As for a refused call: everyone sharing the budget holds off.
+                ctx.pacer.throttled(wait).await;
                 throttled += 1;
                 counts.throttled_waits += 1;
                 stalled = if again.len() == asked_again {

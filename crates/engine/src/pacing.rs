@@ -14,12 +14,17 @@
 //! every request also reserves a slot in the budget of the destination's
 //! credentials, shared by every run in every process, after the local
 //! limiter admitted it; what the API reports then goes to the shared
-//! budget, so all of its users slow down. While the budget's store cannot
-//! be reached the local limits and reports act alone.
+//! budget, so all of its users slow down. Every destination call
+//! ([`Pacer::call`]) holds one of the credentials' call leases while it
+//! runs, so the declared concurrency caps the calls of all runs together,
+//! and a hold longer than a run may wait pauses the call before it sends
+//! anything. While the budget's store cannot be reached the local limits
+//! and reports act alone.
 
-use crate::budget::{BudgetKey, Reservation, SharedBudgets, Signal};
+use crate::budget::{BudgetKey, Lease, LeaseRequest, Reservation, SharedBudgets, Signal};
 use sluice_runtime::bindings::types::RateLimit;
 use sluice_runtime::sandbox::http::RequestGate;
+use sluice_runtime::PluginFailure;
 use sluice_runtime::QuotaHint;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -29,6 +34,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 type Limiter = governor::DefaultDirectRateLimiter;
+
+/// How long a call lease lasts unless renewed: the leases of a process
+/// killed mid-call come back within this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(20);
+/// How often a call under way renews its lease (well within its TTL, so a
+/// slow Redis answer does not lose it).
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often a call waiting for a lease asks again: the leases are given
+/// back by other processes, which cannot wake it.
+const LEASE_POLL: Duration = Duration::from_millis(10);
 
 /// The pace of one destination's calls.
 pub struct Pacer {
@@ -56,6 +71,9 @@ pub struct Pacer {
 pub struct SharedPace {
     pub budgets: Arc<dyn SharedBudgets>,
     pub key: BudgetKey,
+    /// The declared concurrency: calls under way at once, all runs of the
+    /// credentials together (0: no declared limit, no cap).
+    pub concurrency: u32,
 }
 
 /// What the newest quota report asks for, and until when it holds.
@@ -210,11 +228,74 @@ impl Pacer {
     }
 
     /// The API refused a call for `asked` (Retry-After): every user of the
-    /// shared budget holds its requests that long (at most `max_wait`).
+    /// shared budget holds its requests that long. Longer than `max_wait`
+    /// (a daily allowance used up) it pauses their runs at their next call,
+    /// as it pauses this one, without a request spent to learn it.
     pub async fn throttled(&self, asked: Duration) {
         if let Some(shared) = self.sharing() {
-            let hold = Signal::Hold(asked.min(self.max_wait));
-            self.send_signal(shared, hold).await;
+            self.send_signal(shared, Signal::Hold(asked)).await;
+        }
+    }
+
+    /// Run the destination call `what` of `plugin` (`f`) holding one of
+    /// the shared budget's call leases, given back when it ends. The wait
+    /// for a lease is bounded by `max_wait`: after it the call goes
+    /// without one (the API's refusals, bounded too, decide). A budget
+    /// held beyond `max_wait` fails the call as paused before it starts.
+    /// Without a shared budget, or while its store does not answer, the
+    /// call just runs: the run's writers are its concurrency.
+    pub async fn call<T>(
+        &self,
+        plugin: &str,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, PluginFailure>>,
+    ) -> Result<T, PluginFailure> {
+        let lease = self.take_lease(plugin, what).await?;
+        let outcome = f.await;
+        if let Some(lease) = lease {
+            lease.give_back().await;
+        }
+        outcome
+    }
+
+    /// A lease for one call, when the budget caps calls and answers.
+    async fn take_lease(
+        &self,
+        plugin: &str,
+        what: &str,
+    ) -> Result<Option<CallLease>, PluginFailure> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let holder = lease_holder();
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            let request = LeaseRequest {
+                holder: &holder,
+                limit: shared.concurrency,
+                ttl: LEASE_TTL,
+                max_wait: self.max_wait,
+            };
+            let answer = shared.budgets.acquire(&shared.key, request).await;
+            self.shared_reachable
+                .store(answer.is_ok(), Ordering::Relaxed);
+            let now = Instant::now();
+            match answer {
+                Ok(Lease::Taken) if shared.concurrency == 0 => return Ok(None),
+                Ok(Lease::Taken) => return Ok(Some(CallLease::renewed(shared, holder))),
+                Ok(Lease::Held(until)) => {
+                    return Err(crate::retry::paused(plugin, what, until, self.max_wait))
+                }
+                Ok(Lease::Full(_)) if now < deadline => {
+                    tokio::time::sleep(LEASE_POLL.min(deadline - now)).await;
+                }
+                Ok(Lease::Full(_)) => {
+                    tracing::warn!(budget = shared.key.as_str(), limit = shared.concurrency, waited = ?self.max_wait, "every shared call lease stayed taken for the longest wait; the call goes without one");
+                    return Ok(None);
+                }
+                // The store's own warning says why; the writers cap alone.
+                Err(_) => return Ok(None),
+            }
         }
     }
 
@@ -310,6 +391,75 @@ impl Pacer {
         reported.next_slot = Some(slot + reported.spacing);
         (slot > now).then_some(slot)
     }
+}
+
+/// One call's lease in a shared budget, renewed in the background while
+/// the call runs; given back by [`CallLease::give_back`], or when dropped
+/// (a call cancelled) by a task of its own.
+struct CallLease {
+    budgets: Arc<dyn SharedBudgets>,
+    key: BudgetKey,
+    holder: String,
+    renewing: tokio::task::JoinHandle<()>,
+    given_back: bool,
+}
+
+impl CallLease {
+    fn renewed(shared: &SharedPace, holder: String) -> CallLease {
+        let (budgets, key, name) = (shared.budgets.clone(), shared.key.clone(), holder.clone());
+        let renewing = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEW_EVERY).await;
+                match budgets.renew(&key, &name, LEASE_TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(budget = key.as_str(), "a call lease expired before it was renewed (the process stalled); the call goes on without it");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        CallLease {
+            budgets: shared.budgets.clone(),
+            key: shared.key.clone(),
+            holder,
+            renewing,
+            given_back: false,
+        }
+    }
+
+    async fn give_back(mut self) {
+        self.renewing.abort();
+        self.given_back = true;
+        // A store that does not answer: the lease expires on its own.
+        let _ = self.budgets.release(&self.key, &self.holder).await;
+    }
+}
+
+impl Drop for CallLease {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        if self.given_back {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (budgets, key, holder) =
+                (self.budgets.clone(), self.key.clone(), self.holder.clone());
+            runtime.spawn(async move {
+                let _ = budgets.release(&key, &holder).await;
+            });
+        }
+    }
+}
+
+/// A lease holder's name, unique across processes and hosts: a random
+/// process id and a counter.
+fn lease_holder() -> String {
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(rand::random);
+    format!("{process:016x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A limiter for `requests` calls every `per_ms` milliseconds, spread
@@ -463,10 +613,27 @@ mod tests {
     }
 
     /// A shared budget store that records what it is told; `reachable`
-    /// false makes it fail like a Redis that does not answer.
+    /// false makes it fail like a Redis that does not answer. Its lease
+    /// answers come from `leases`, then `otherwise`.
     struct Recorder {
         reachable: bool,
         signals: Mutex<Vec<Signal>>,
+        leases: Mutex<VecDeque<Lease>>,
+        otherwise: Lease,
+        /// Holders asked for, and given back.
+        acquired: Mutex<Vec<String>>,
+        released: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn answer<T: Send + 'static>(&self, value: T) -> crate::budget::BudgetFuture<'static, T> {
+            let answer = if self.reachable {
+                Ok(value)
+            } else {
+                Err("down".to_owned())
+            };
+            Box::pin(async move { answer })
+        }
     }
 
     impl SharedBudgets for Recorder {
@@ -476,12 +643,7 @@ mod tests {
             _: Duration,
             _: Duration,
         ) -> crate::budget::BudgetFuture<'a, Reservation> {
-            let answer = if self.reachable {
-                Ok(Reservation::Wait(Duration::from_millis(40)))
-            } else {
-                Err("down".to_owned())
-            };
-            Box::pin(async move { answer })
+            self.answer(Reservation::Wait(Duration::from_millis(40)))
         }
 
         fn signal<'a>(
@@ -490,25 +652,150 @@ mod tests {
             signal: Signal,
         ) -> crate::budget::BudgetFuture<'a, ()> {
             lock(&self.signals).push(signal);
-            let answer = if self.reachable {
-                Ok(())
-            } else {
-                Err("down".to_owned())
-            };
-            Box::pin(async move { answer })
+            self.answer(())
+        }
+
+        fn acquire<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            request: LeaseRequest<'a>,
+        ) -> crate::budget::BudgetFuture<'a, Lease> {
+            lock(&self.acquired).push(request.holder.to_owned());
+            let lease = lock(&self.leases).pop_front().unwrap_or(self.otherwise);
+            self.answer(lease)
+        }
+
+        fn renew<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            _: &'a str,
+            _: Duration,
+        ) -> crate::budget::BudgetFuture<'a, bool> {
+            self.answer(true)
+        }
+
+        fn release<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            holder: &'a str,
+        ) -> crate::budget::BudgetFuture<'a, ()> {
+            lock(&self.released).push(holder.to_owned());
+            self.answer(())
         }
     }
 
-    fn shared_pacer(reachable: bool) -> (Pacer, Arc<Recorder>) {
-        let recorder = Arc::new(Recorder {
+    fn recorder(reachable: bool, leases: &[Lease], otherwise: Lease) -> Arc<Recorder> {
+        Arc::new(Recorder {
             reachable,
             signals: Mutex::default(),
-        });
-        let pacer = Pacer::new(None, 1, MAX).unwrap().with_shared(SharedPace {
-            budgets: recorder.clone(),
-            key: BudgetKey::of("hubspot", &Default::default()),
-        });
-        (pacer, recorder)
+            leases: Mutex::new(leases.iter().copied().collect()),
+            otherwise,
+            acquired: Mutex::default(),
+            released: Mutex::default(),
+        })
+    }
+
+    fn pacer_sharing(recorder: &Arc<Recorder>, max_wait: Duration) -> Pacer {
+        Pacer::new(None, 1, max_wait)
+            .unwrap()
+            .with_shared(SharedPace {
+                budgets: recorder.clone(),
+                key: BudgetKey::of("hubspot", &Default::default()),
+                concurrency: 2,
+            })
+    }
+
+    fn shared_pacer(reachable: bool) -> (Pacer, Arc<Recorder>) {
+        let recorder = recorder(reachable, &[], Lease::Taken);
+        (pacer_sharing(&recorder, MAX), recorder)
+    }
+
+    /// A destination call that records that it ran.
+    async fn a_call(ran: &AtomicBool) -> Result<u32, PluginFailure> {
+        ran.store(true, Ordering::Relaxed);
+        Ok(7)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_a_shared_lease_and_gives_it_back() {
+        let full = Lease::Full(Duration::from_secs(20));
+        let recorder = recorder(true, &[full, full], Lease::Taken);
+        let pacer = pacer_sharing(&recorder, MAX);
+        let ran = AtomicBool::new(false);
+        let start = Instant::now();
+        assert_eq!(
+            pacer.call("hubspot", "write", a_call(&ran)).await.unwrap(),
+            7
+        );
+        assert!(ran.load(Ordering::Relaxed));
+        // Asked three times, one poll apart, then given back by its holder.
+        assert_eq!(start.elapsed(), 2 * LEASE_POLL);
+        let acquired = lock(&recorder.acquired).clone();
+        assert_eq!(acquired.len(), 3);
+        assert!(acquired.iter().all(|h| *h == acquired[0]), "{acquired:?}");
+        assert_eq!(*lock(&recorder.released), [acquired[0].clone()]);
+        // The next call is another holder.
+        pacer.call("hubspot", "write", a_call(&ran)).await.unwrap();
+        let released = lock(&recorder.released).clone();
+        assert_eq!(released.len(), 2);
+        assert_ne!(released[0], released[1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_that_stay_taken_hold_a_call_at_most_max_wait() {
+        let recorder = recorder(true, &[], Lease::Full(Duration::from_secs(20)));
+        let pacer = pacer_sharing(&recorder, Duration::from_secs(2));
+        let ran = AtomicBool::new(false);
+        let start = Instant::now();
+        assert_eq!(
+            pacer.call("hubspot", "write", a_call(&ran)).await.unwrap(),
+            7
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert!(lock(&recorder.released).is_empty(), "no lease was taken");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_held_beyond_max_wait_pauses_the_call_before_it_sends() {
+        let hour = Duration::from_secs(3600);
+        let recorder = recorder(true, &[Lease::Held(hour)], Lease::Taken);
+        let pacer = pacer_sharing(&recorder, Duration::from_secs(60));
+        let ran = AtomicBool::new(false);
+        let failure = pacer
+            .call("hubspot", "write", a_call(&ran))
+            .await
+            .unwrap_err();
+        assert!(!ran.load(Ordering::Relaxed), "nothing sent");
+        assert!(
+            matches!(
+                failure.kind,
+                sluice_runtime::FailureKind::Paused {
+                    asked_ms: 3_600_000,
+                    max_ms: 60_000,
+                    ..
+                }
+            ),
+            "{failure}"
+        );
+        // The API's "used up for an hour" reaches the budget whole, not cut
+        // to this run's longest wait.
+        pacer.throttled(hour).await;
+        assert_eq!(*lock(&recorder.signals), [Signal::Hold(hour)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_store_leaves_calls_to_the_writers_cap() {
+        let recorder = recorder(false, &[], Lease::Full(Duration::from_secs(20)));
+        let pacer = pacer_sharing(&recorder, MAX);
+        let ran = AtomicBool::new(false);
+        let start = Instant::now();
+        assert_eq!(
+            pacer.call("hubspot", "write", a_call(&ran)).await.unwrap(),
+            7
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait on a dead store");
+        assert_eq!(lock(&recorder.acquired).len(), 1, "asked once");
+        assert!(lock(&recorder.released).is_empty());
     }
 
     #[tokio::test(start_paused = true)]

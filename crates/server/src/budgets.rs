@@ -15,6 +15,21 @@
 //! and `pace` (the API's own spacing when slower than the declared one,
 //! expiring with the API's window).
 //!
+//! **Calls in flight.** A sorted set per budget holds the leases of the
+//! calls under way, each holder scored by its expiry (Redis time). One
+//! script reclaims the expired holders, then adds the caller if fewer than
+//! the limit remain (the pattern of Redis's counting semaphores, e.g.
+//! redis-semaphore's); another moves a holder's expiry on (the engine
+//! renews while its call runs); `ZREM` gives it back. A worker killed
+//! mid-call leaves its leases until they expire (`LEASE_TTL` in the
+//! engine), then they are reclaimed by the next caller.
+//!
+//! **Holds beyond a run's wait.** A hold (Retry-After, a daily allowance
+//! used up) is kept for its whole length; the lease script answers it
+//! first when it is further than the caller's longest wait, so every run
+//! of the budget pauses at its next call instead of sending a request to
+//! be refused.
+//!
 //! **Bounded.** Every Redis call has a connection and a response timeout
 //! and an outer [`CALL_TIMEOUT`]; a slot further than the caller's longest
 //! wait is not reserved.
@@ -27,7 +42,9 @@
 //! the shared budget takes over (logged).
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sluice_engine::budget::{BudgetFuture, BudgetKey, Reservation, SharedBudgets, Signal};
+use sluice_engine::budget::{
+    BudgetFuture, BudgetKey, Lease, LeaseRequest, Reservation, SharedBudgets, Signal,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -74,6 +91,42 @@ redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', math.floor(tonumbe
 return 1
 "#;
 
+/// Take a call lease. KEYS: leases (sorted set), hold. ARGV: holder,
+/// limit (0: none), ttl µs, longest wait µs. Returns {0 taken | 1 full |
+/// 2 held, µs}: for full, until the first lease expires; for held, until
+/// the hold ends.
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+if hold - now > tonumber(ARGV[4]) then return {2, hold - now} end
+local limit = tonumber(ARGV[2])
+if limit == 0 then return {0, 0} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+local ttl = tonumber(ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], math.floor(ttl / 1000) + 1000)
+  return {0, 0}
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {1, tonumber(first[2]) - now}
+"#;
+
+/// Renew a lease. KEYS: leases. ARGV: holder, ttl µs. Returns 1, or 0 when
+/// the lease had expired (reclaimed or about to be: not revived, its slot
+/// may be someone else's now).
+const RENEW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= now then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + ttl), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.floor(ttl / 1000) + 1000)
+return 1
+"#;
+
 /// The shared budgets of one Redis.
 pub struct RedisBudgets {
     manager: ConnectionManager,
@@ -82,6 +135,8 @@ pub struct RedisBudgets {
     runtime: tokio::runtime::Handle,
     reserve: redis::Script,
     hold: redis::Script,
+    acquire: redis::Script,
+    renew: redis::Script,
     /// Until when Redis counts as unreachable (after a failed call).
     down_until: Mutex<Option<Instant>>,
     /// The Redis address without credentials, for messages.
@@ -115,6 +170,8 @@ impl RedisBudgets {
             runtime: tokio::runtime::Handle::current(),
             reserve: redis::Script::new(RESERVE),
             hold: redis::Script::new(HOLD),
+            acquire: redis::Script::new(ACQUIRE),
+            renew: redis::Script::new(RENEW),
             down_until: Mutex::new(None),
             shown,
         })
@@ -187,6 +244,11 @@ fn keys(key: &BudgetKey) -> [String; 3] {
     ]
 }
 
+/// The sorted set of a budget's call leases (same hash tag as [`keys`]).
+fn leases_key(key: &BudgetKey) -> String {
+    format!("{KEY_PREFIX}{{{}}}:leases", key.as_str())
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -252,6 +314,80 @@ impl SharedBudgets for RedisBudgets {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        request: LeaseRequest<'a>,
+    ) -> BudgetFuture<'a, Lease> {
+        let [_, hold, _] = keys(key);
+        let leases = leases_key(key);
+        let script = self.acquire.clone();
+        let mut conn = self.manager.clone();
+        let holder = request.holder.to_owned();
+        let (limit, ttl, max_wait) = (request.limit, micros(request.ttl), micros(request.max_wait));
+        Box::pin(async move {
+            let (answer, us): (i64, i64) = self
+                .call("taking a call lease", async move {
+                    let mut invocation = script.key(leases);
+                    invocation
+                        .key(hold)
+                        .arg(holder)
+                        .arg(limit)
+                        .arg(ttl)
+                        .arg(max_wait);
+                    let answer = invocation.invoke_async(&mut conn).await;
+                    answer
+                })
+                .await?;
+            let after = Duration::from_micros(u64::try_from(us).unwrap_or(0));
+            Ok(match answer {
+                0 => Lease::Taken,
+                1 => Lease::Full(after),
+                _ => Lease::Held(after),
+            })
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a BudgetKey,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BudgetFuture<'a, bool> {
+        let leases = leases_key(key);
+        let script = self.renew.clone();
+        let mut conn = self.manager.clone();
+        let holder = holder.to_owned();
+        Box::pin(async move {
+            let renewed: i64 = self
+                .call("renewing a call lease", async move {
+                    let mut invocation = script.key(leases);
+                    invocation.arg(holder).arg(micros(ttl));
+                    let answer = invocation.invoke_async(&mut conn).await;
+                    answer
+                })
+                .await?;
+            Ok(renewed == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a BudgetKey, holder: &'a str) -> BudgetFuture<'a, ()> {
+        let leases = leases_key(key);
+        let mut conn = self.manager.clone();
+        let holder = holder.to_owned();
+        Box::pin(async move {
+            self.call("giving a call lease back", async move {
+                redis::cmd("ZREM")
+                    .arg(leases)
+                    .arg(holder)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await
+            .map(|_| ())
         })
     }
 }
@@ -384,8 +520,124 @@ mod tests {
         let again = Instant::now();
         assert!(budgets.signal(&key, Signal::Hold(MS)).await.is_err());
         assert!(budgets.reserve(&key, MS, MS).await.is_err());
+        assert!(budgets.acquire(&key, lease("a", 1, MS)).await.is_err());
+        assert!(budgets.release(&key, "a").await.is_err());
         assert!(again.elapsed() < Duration::from_millis(50));
         assert!(budgets.check().await.is_err());
+    }
+
+    fn lease(holder: &str, limit: u32, ttl: Duration) -> LeaseRequest<'_> {
+        LeaseRequest {
+            holder,
+            limit,
+            ttl,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn call_leases_cap_the_calls_in_flight_of_every_holder_in_real_redis() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        let ttl = Duration::from_secs(30);
+        assert_eq!(
+            budgets.acquire(&key, lease("a", 2, ttl)).await,
+            Ok(Lease::Taken)
+        );
+        assert_eq!(
+            budgets.acquire(&key, lease("b", 2, ttl)).await,
+            Ok(Lease::Taken)
+        );
+        // Taking one's own lease again does not take a second one.
+        assert_eq!(
+            budgets.acquire(&key, lease("b", 2, ttl)).await,
+            Ok(Lease::Taken)
+        );
+        let full = budgets.acquire(&key, lease("c", 2, ttl)).await.unwrap();
+        assert!(
+            matches!(full, Lease::Full(d) if d > Duration::from_secs(29) && d <= ttl),
+            "{full:?}"
+        );
+        budgets.release(&key, "a").await.unwrap();
+        assert_eq!(
+            budgets.acquire(&key, lease("c", 2, ttl)).await,
+            Ok(Lease::Taken)
+        );
+        assert_eq!(budgets.renew(&key, "b", ttl).await, Ok(true));
+        assert_eq!(budgets.renew(&key, "a", ttl).await, Ok(false), "given back");
+        // No cap: nothing is counted.
+        assert_eq!(
+            budgets.acquire(&key, lease("d", 0, ttl)).await,
+            Ok(Lease::Taken)
+        );
+        assert_eq!(
+            budgets
+                .acquire(&key, lease("e", 2, ttl))
+                .await
+                .map(|l| matches!(l, Lease::Full(_))),
+            Ok(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_leases_of_a_holder_that_died_come_back_when_they_expire() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        let short = 200 * MS;
+        for holder in ["dead-1", "dead-2"] {
+            assert_eq!(
+                budgets.acquire(&key, lease(holder, 2, short)).await,
+                Ok(Lease::Taken)
+            );
+        }
+        let full = budgets
+            .acquire(&key, lease("alive", 2, short))
+            .await
+            .unwrap();
+        assert!(matches!(full, Lease::Full(d) if d <= short), "{full:?}");
+        // Nobody renews or gives them back: they expire and are reclaimed.
+        tokio::time::sleep(300 * MS).await;
+        assert_eq!(budgets.renew(&key, "dead-1", short).await, Ok(false));
+        assert_eq!(
+            budgets.acquire(&key, lease("alive", 2, short)).await,
+            Ok(Lease::Taken)
+        );
+        assert_eq!(
+            budgets.acquire(&key, lease("alive-2", 2, short)).await,
+            Ok(Lease::Taken)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hold_beyond_the_longest_wait_is_answered_before_any_lease() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        let hour = Duration::from_secs(3600);
+        // A daily allowance used up, "retry in an hour": held for all of it.
+        budgets.signal(&key, Signal::Hold(hour)).await.unwrap();
+        let held = budgets.acquire(&key, lease("a", 2, hour)).await.unwrap();
+        assert!(
+            matches!(held, Lease::Held(d) if d > hour - Duration::from_secs(5) && d <= hour),
+            "{held:?}"
+        );
+        // Without a cap too: the hold is not about leases.
+        let held = budgets.acquire(&key, lease("a", 0, hour)).await.unwrap();
+        assert!(matches!(held, Lease::Held(_)), "{held:?}");
+        // A caller that may wait longer takes its lease, and waits for its
+        // request slot instead.
+        let patient = LeaseRequest {
+            max_wait: 2 * hour,
+            ..lease("a", 2, hour)
+        };
+        assert_eq!(budgets.acquire(&key, patient).await, Ok(Lease::Taken));
+        let far = budgets
+            .reserve(&key, MS, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            matches!(far, Reservation::TooFar(d) if d > hour - Duration::from_secs(5)),
+            "{far:?}"
+        );
     }
 
     #[test]
@@ -395,5 +647,6 @@ mod tests {
         let tag = format!("{{{}}}", key.as_str());
         assert!(tat.contains(&tag) && hold.contains(&tag) && pace.contains(&tag));
         assert!(tat.starts_with(KEY_PREFIX));
+        assert!(leases_key(&key).contains(&tag));
     }
 }

@@ -7,14 +7,18 @@
 //! Only destinations that export `lookup-api` can answer; the lookup runs
 //! under the sync's rate limit, like its writes.
 
-use super::prepare::{open_instance, sync_rate};
+use super::prepare::{open_instance, pacer_for, sync_rate};
 use super::*;
 
 /// How to verify.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct VerifyOptions {
     /// Report what is missing, forget nothing.
     pub dry_run: bool,
+    /// Rate budgets shared with runs and other processes, as for runs
+    /// ([`RunOptions::budgets`]): the lookups draw from the budget of the
+    /// destination's credentials.
+    pub budgets: Option<Arc<dyn crate::budget::SharedBudgets>>,
 }
 
 /// What `verify` found.
@@ -53,10 +57,13 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 .with_context(|| format!("verifying sync `{name}`"))?;
         let rate = sync_rate(self.project, sync, &spec);
         let retry = RetryPolicy::default();
-        let pacer = Arc::new(
-            Pacer::new(rate.as_ref(), 1, retry.max_wait)
-                .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?,
-        );
+        let pacer = pacer_for(
+            rate.as_ref(),
+            1,
+            &retry,
+            (dest_cfg, &spec),
+            options.budgets.as_ref(),
+        )?;
         instance.set_request_gate(pacer.request_gate());
         let target = WriteTarget {
             object: sync.object.expose().to_string(),
@@ -74,11 +81,15 @@ impl<S: StateStore> SyncEngine<'_, S> {
             ..Default::default()
         };
         let config = dest_cfg.config_json();
+        let plugin = instance.plugin_name().to_owned();
         let mut missing = Vec::new();
         for part in delivered.entries.chunks(LOOKUP_CHUNK) {
             let ids: Vec<sluice_runtime::Value> = part.iter().map(|(_, id)| id.clone()).collect();
             let answers = retry
-                .run(async || instance.exists(&config, &target, &ids).await)
+                .run(async || {
+                    let asking = instance.exists(&config, &target, &ids);
+                    pacer.call(&plugin, "exists", asking).await
+                })
                 .await
                 .map_err(|e| anyhow!(e))
                 .with_context(|| {
