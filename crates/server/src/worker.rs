@@ -350,7 +350,7 @@ impl Executor {
             }
             Err(e) => {
                 let text = format!("{e:#}");
-                tracing::warn!(tenant = %job.tenant, sync = %job.sync, error = %text, "run not started; the job will be retried");
+                tracing::warn!(tenant = %job.tenant, sync = %job.sync, error = %text, "run did not end on the record (it could not start, or lost its state database); the job will be retried");
                 Err(text)
             }
         }
