@@ -194,10 +194,12 @@ async fn three_workers_share_one_portals_budget_in_redis() {
     }
 
     // The emulator's counts over time: when the first request came, when
-    // the last one did.
+    // the last one did; and the steady state: from when all three runs
+    // are under way until the first of them ends.
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut first: Option<Instant> = None;
     let mut last = (Instant::now(), 0u64);
+    let (mut all_running, mut first_ended) = (None::<Instant>, None::<Instant>);
     loop {
         assert!(
             Instant::now() < deadline,
@@ -212,6 +214,13 @@ async fn three_workers_share_one_portals_budget_in_redis() {
             last = (Instant::now(), stats.requests);
         }
         let all = statuses(&sql).await;
+        let running = all.iter().filter(|s| *s == "running").count();
+        if running == SYNCS.len() && all_running.is_none() {
+            all_running = Some(Instant::now());
+        }
+        if all_running.is_some() && running < SYNCS.len() && first_ended.is_none() {
+            first_ended = Some(Instant::now());
+        }
         if all.len() == SYNCS.len() && all.iter().all(|s| s != "running") {
             break;
         }
@@ -239,6 +248,20 @@ async fn three_workers_share_one_portals_budget_in_redis() {
         throttled_share * 100.0,
         used * 100.0
     );
+    // The steady state, from the emulator's own arrival times.
+    let (from, to) = (
+        all_running.expect("the three runs were under way at once"),
+        first_ended.expect("a run ended"),
+    );
+    let arrivals = hs.handle().admissions();
+    let steady = arrivals.iter().filter(|t| **t >= from && **t <= to).count();
+    let steady_capacity = f64::from(R) * (to - from).as_secs_f64() / W.as_secs_f64();
+    eprintln!(
+        "steady state (all three runs under way, {:?}): {steady} admitted, {:.1}% of R used",
+        to - from,
+        steady as f64 / steady_capacity * 100.0
+    );
+    assert_eq!(arrivals.len() as u64, admitted, "every admission logged");
     assert!(
         throttled_share <= 0.1,
         "{} of {} requests were throttled: the budget is not shared\n{logs}",
@@ -400,5 +423,251 @@ async fn an_unreachable_redis_falls_back_to_local_limits_with_a_warning() {
     assert_eq!(hs.handle().stats().throttled, 0, "the local limit held");
     let _ = worker.kill();
     let _ = worker.wait();
+    server.shutdown().await.unwrap();
+}
+
+/// The server with the tenant `acme` (its grant ceiling admits `hs`) and
+/// `project` put; its base URL, token, and a connection to the state.
+async fn serve_project(
+    db: &PgDatabase,
+    work: &std::path::Path,
+    hs: &sluice_emulators::RunningEmulator,
+    project: &Value,
+) -> (
+    sluice_server::RunningServer,
+    String,
+    String,
+    tokio_postgres::Client,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = sluice_server::start(
+        sluice_server::ServerConfig {
+            state_url: db.url(),
+            operator_token: OPERATOR.into(),
+            work_dir: work.join("server"),
+            app_role: "sluice_app".into(),
+            keyring: None,
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tenants"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        http.post(format!("{base}/api/v1/tokens"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"tenant": "acme"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        http.put(format!("{base}/api/v1/project"))
+            .bearer_auth(&token)
+            .json(project),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    (server, base, token, sql)
+}
+
+/// `n` workers on the shared budgets, each up and taking jobs.
+async fn start_workers(
+    db: &PgDatabase,
+    work: &std::path::Path,
+    n: usize,
+) -> (Vec<Child>, Vec<std::path::PathBuf>) {
+    let dirs: Vec<_> = (0..n).map(|i| work.join(format!("w{i}"))).collect();
+    let workers = dirs
+        .iter()
+        .map(|d| spawn_worker(&db.url(), d, REDIS))
+        .collect();
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    while !dirs.iter().all(|d| log_of(d).contains("taking run jobs")) {
+        assert!(Instant::now() < ready_by, "the workers did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (workers, dirs)
+}
+
+async fn start_run(base: &str, token: &str, sync: &str) {
+    let (status, b) = call(
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/syncs/{sync}/runs"))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_eq!(status, 202, "{b}");
+}
+
+/// Waits until `n` runs have ended; their (sync, status, error).
+async fn ended_runs(
+    sql: &tokio_postgres::Client,
+    n: usize,
+    logs: &[std::path::PathBuf],
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let runs: Vec<(String, String, String)> = sql
+            .query(
+                "SELECT sync, status, coalesce(error, '') FROM sluice.runs WHERE tenant = 'acme' ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        if runs.len() >= n && runs.iter().all(|r| r.1 != "running") {
+            return runs;
+        }
+        let text: String = logs.iter().map(|d| log_of(d)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "the runs did not end: {runs:?}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three workers, three syncs, one portal declared at 2 calls at once:
+/// the leases in Redis keep the calls of all runs together at 2, though
+/// each run alone opens 2 writers (6 without sharing: the emulator answers
+/// slowly, so the rate alone would let them overlap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_keep_one_portals_concurrency_together() {
+    const ROWS_EACH: usize = 40;
+    let db = PgDatabase::create("budgets_concurrency");
+    let work = tempfile::tempdir().unwrap();
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            latency: Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut project = project(&hs);
+    let yaml = project["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    assert!(yaml.contains("concurrency: 4"));
+    project["files"]["sluice.yaml"] = json!(yaml.replace("concurrency: 4", "concurrency: 2"));
+    for s in SYNCS {
+        let mut csv = String::from("email,first\n");
+        for i in 0..ROWS_EACH {
+            csv.push_str(&format!("{s}{i:03}@example.com,{s}{i}\n"));
+        }
+        project["files"][format!("data/{s}.csv")] = json!(csv);
+    }
+    let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project).await;
+    let (mut workers, dirs) = start_workers(&db, work.path(), SYNCS.len()).await;
+    for s in SYNCS {
+        start_run(&base, &token, s).await;
+    }
+    let runs = ended_runs(&sql, SYNCS.len(), &dirs).await;
+    let logs: String = dirs.iter().map(|d| log_of(d)).collect();
+    assert!(runs.iter().all(|r| r.1 == "succeeded"), "{runs:?}\n{logs}");
+    assert_eq!(
+        hs.handle().record_count("contacts"),
+        SYNCS.len() * ROWS_EACH
+    );
+    let stats = hs.handle().stats();
+    eprintln!(
+        "{} requests, at most {} in flight at once",
+        stats.requests, stats.max_in_flight
+    );
+    assert!(
+        stats.max_in_flight <= 2,
+        "{} requests in flight at once, over the declared 2\n{logs}",
+        stats.max_in_flight
+    );
+    assert_eq!(stats.max_in_flight, 2, "the runs did overlap");
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// A daily allowance used up: the run that is refused pauses until the
+/// reset the API gave, and so does every other run of the portal, in
+/// another worker, without a request sent to learn it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_used_up_daily_allowance_pauses_every_run_of_the_portal() {
+    let db = PgDatabase::create("budgets_daily");
+    let work = tempfile::tempdir().unwrap();
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Discovery, opening the writer and a few batches, then refused. One
+    // writer, so the batches come before the allowance is used up.
+    hs.handle().set_daily_limit(8);
+    let mut project = project(&hs);
+    let yaml = project["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    assert!(yaml.contains("concurrency: 4"));
+    // The emulator's Retry-After is the time to midnight UTC: a `max_wait`
+    // of 30 s pauses the runs at any hour but the day's last 30 s.
+    let yaml = yaml.replace("concurrency: 4", "concurrency: 1").replace(
+        &format!("    batch_size: {BATCH}\n"),
+        &format!("    batch_size: {BATCH}\n    max_wait: 30s\n"),
+    );
+    assert_eq!(yaml.matches("max_wait").count(), SYNCS.len());
+    project["files"]["sluice.yaml"] = json!(yaml);
+    let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project).await;
+    let (mut workers, dirs) = start_workers(&db, work.path(), 2).await;
+    start_run(&base, &token, "alpha").await;
+    let runs = ended_runs(&sql, 1, &dirs).await;
+    let logs: String = dirs.iter().map(|d| log_of(d)).collect();
+    assert_eq!(runs[0].1, "failed", "{runs:?}\n{logs}");
+    assert!(runs[0].2.contains("the sync is paused until"), "{runs:?}");
+    let stats = hs.handle().stats();
+    assert_eq!(
+        stats.requests - stats.throttled,
+        8,
+        "the allowance was used up"
+    );
+    let delivered = hs.handle().record_count("contacts");
+    assert!(delivered > 0 && delivered < ROWS, "{delivered} rows");
+
+    start_run(&base, &token, "beta").await;
+    start_run(&base, &token, "gamma").await;
+    let runs = ended_runs(&sql, 3, &dirs).await;
+    let logs: String = dirs.iter().map(|d| log_of(d)).collect();
+    for (sync, status, error) in &runs[1..] {
+        assert_eq!(status, "failed", "{sync}: {runs:?}\n{logs}");
+        assert!(
+            error.contains("the sync is paused until"),
+            "{sync}: {error}"
+        );
+    }
+    assert_eq!(
+        hs.handle().stats().requests,
+        stats.requests,
+        "the other runs sent nothing"
+    );
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
     server.shutdown().await.unwrap();
 }
