@@ -11,6 +11,7 @@ use common::*;
 use sluice_emulators::{
     EmulatorConfig, FaultConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HUBSPOT_TOKEN,
 };
+use sluice_engine::budget::{BudgetKey, SharedBudgets, Signal};
 use sluice_engine::run::{RunOptions, RunReport};
 use sluice_runtime::sandbox::policy::Grants;
 use sluice_state::{RunStatus, SqliteStore, StateStore};
@@ -450,6 +451,31 @@ async fn verify_finds_records_deleted_in_the_crm_and_the_next_run_restores_them(
     assert_eq!(hs.handle().record_count("contacts"), 250);
     let clean = engine.verify("people", Default::default()).await.unwrap();
     assert_eq!(clean.missing, 0);
+
+    // With the workers' shared budgets (real Redis), the lookups draw from
+    // the portal's budget: held for an hour (a run was told the daily
+    // allowance is used up), verify pauses without sending a request.
+    let budgets: std::sync::Arc<dyn SharedBudgets> = std::sync::Arc::new(
+        sluice_server::budgets::RedisBudgets::open("redis://127.0.0.1:6379").unwrap(),
+    );
+    let sync = loaded.project.sync("people").unwrap();
+    let config = &loaded.project.destination_of(sync).instance.config;
+    let hour = Duration::from_secs(3600);
+    budgets
+        .signal(&BudgetKey::of("hubspot", config), Signal::Hold(hour))
+        .await
+        .unwrap();
+    let requests = hs.handle().stats().requests;
+    let options = sluice_engine::run::VerifyOptions {
+        dry_run: true,
+        budgets: Some(budgets),
+    };
+    let held = engine.verify("people", options).await.unwrap_err();
+    assert!(
+        format!("{held:#}").contains("the sync is paused until"),
+        "{held:#}"
+    );
+    assert_eq!(hs.handle().stats().requests, requests, "no request sent");
     psql(&format!("DROP TABLE {table}"));
 }
 
