@@ -1433,3 +1433,65 @@ async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant
     assert!(b.to_string().contains("--secrets-key-file"), "{b}");
     server.stop().await;
 }
+
+/// After a job, a worker wakes the queue's job slots (graphile-worker's
+/// `jobs:insert` notification) while a job is due, and only then: without
+/// it a backlog drained at one job per slot per poll tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_wakes_the_job_slots_only_while_a_job_is_due() {
+    use futures::StreamExt;
+    let db = PgDatabase::create("queue_wake");
+    let pool = sluice_server::db::pool(&db.url()).unwrap();
+    sluice_server::queue::migrate(&pool).await.unwrap();
+    let (listener, mut connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.channel().to_owned());
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN \"jobs:insert\"")
+        .await
+        .unwrap();
+    // Whether a notification arrives within a generous bound, after
+    // draining those already sent (enqueueing notifies too).
+    let drain =
+        |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>| while rx.try_recv().is_ok() {};
+    async fn arrives(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .is_ok()
+    }
+    let job = |sync: &str| sluice_server::queue::RunJob {
+        tenant: "acme".into(),
+        sync: sync.into(),
+        full_resync: false,
+        trigger: "manual".into(),
+    };
+
+    // Nothing queued, or only a job due later: no wake-up.
+    sluice_server::queue::wake_if_waiting(&pool).await;
+    assert!(!arrives(&mut notified).await, "woken with an empty queue");
+    sluice_server::resources::requeue_later(&pool, job("later"), "a test")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drain(&mut notified);
+    sluice_server::queue::wake_if_waiting(&pool).await;
+    assert!(!arrives(&mut notified).await, "woken for a job not yet due");
+
+    // A due job: the slots are woken.
+    sluice_server::queue::enqueue(&pool, job("now"), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drain(&mut notified);
+    sluice_server::queue::wake_if_waiting(&pool).await;
+    assert!(arrives(&mut notified).await, "not woken with a job due");
+}

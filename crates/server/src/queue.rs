@@ -113,6 +113,35 @@ pub async fn enqueue_in(
     Ok(*added.id())
 }
 
+/// Wakes the workers' job slots when a job is waiting, after a job ended.
+///
+/// graphile-worker's slots take a job only on a signal: its poll tick
+/// (every second) or a `jobs:insert` notification, sent when a job is
+/// added. A slot that finished a run therefore idled until the next tick
+/// while jobs waited: a backlog (200 schedules due at one tick) drained at
+/// about one job per slot per second however short the runs
+/// (BENCHMARKS.md, "200 tenants on one host"). The same notification after
+/// each job, sent only while a job is due, keeps the slots busy. Best
+/// effort: a failure only leaves the poll tick to wake them.
+pub async fn wake_if_waiting(pool: &Pool) {
+    let sql = format!(
+        "SELECT pg_notify('jobs:insert', '') WHERE EXISTS (
+             SELECT 1 FROM {SCHEMA}._private_jobs
+             WHERE locked_at IS NULL AND run_at <= now() AND attempts < max_attempts)"
+    );
+    let woken = match pool.get().await {
+        Ok(client) => client
+            .execute(&sql, &[])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = woken {
+        tracing::debug!(error = %e, "waking the job slots; the poll tick will");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,6 +209,7 @@ impl Executor {
             Some(true) => self.enqueue_followers(&job, followers).await?,
             Some(false) => {}
         }
+        queue::wake_if_waiting(&self.pool).await;
         Ok(())
     }
 
