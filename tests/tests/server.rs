@@ -1119,6 +1119,60 @@ async fn a_sync_after_another_runs_when_that_one_succeeds() {
     server.stop().await;
 }
 
+/// `after_max_rejected` stops a sequence: a follower is not enqueued after
+/// a run that rejected more rows than it allows; one without it still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sequence_stops_after_a_run_that_rejected_more_than_its_threshold() {
+    let server = Server::start("serve_sequence_stop").await;
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    // The first run's only batch is refused: both of its rows are rejected.
+    rx.script.lock().unwrap().push_back((400, None));
+    let mut upload = project(&rx, "first", &[("a@x.com", "pro"), ("b@x.com", "free")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    let follower = |name: &str, extra: &str| {
+        format!(
+            "  {name}:\n    model: customers\n    destination: hook\n    object: {name}\n    mode: upsert\n    identifier: Email\n    after: first\n{extra}    mappings:\n      - {{ from: email, to: Email }}\n"
+        )
+    };
+    upload["files"]["sluice.yaml"] = json!(format!(
+        "{yaml}{}{}",
+        follower("plain", ""),
+        follower("guarded", "    after_max_rejected: 1\n")
+    ));
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(upload))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let trigger = || async {
+        let (s, b) = server
+            .call(Method::POST, "/api/v1/syncs/first/runs", Some(&token), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    };
+    trigger().await;
+    let first = server.next_finished_run(&token, "first", 0).await;
+    assert_eq!(first["counts"]["rejected"], 2, "{first}");
+    let plain = server.next_finished_run(&token, "plain", 0).await;
+    assert_eq!(plain["status"], "succeeded", "{plain}");
+    // Both followers were enqueued (or not) together, before `plain` ran.
+    let (_, guarded) = server.get("/api/v1/runs?sync=guarded", &token).await;
+    assert_eq!(
+        guarded["runs"],
+        json!([]),
+        "the sequence went on: {guarded}"
+    );
+
+    // The next run rejects nothing: the sequence goes on.
+    trigger().await;
+    let first_id = first["id"].as_i64().unwrap();
+    let again = server.next_finished_run(&token, "first", first_id).await;
+    assert_eq!(again["counts"]["rejected"], 0, "{again}");
+    let guarded = server.next_finished_run(&token, "guarded", 0).await;
+    assert_eq!(guarded["status"], "succeeded", "{guarded}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_grant_exceeds_the_tenants_ceiling_when_applied_or_when_run() {
     let server = Server::start("serve_ceiling").await;

@@ -42,6 +42,7 @@
 //!     rate_limit: { requests: 5, per_ms: 1000, concurrency: 1 }  # this sync only
 //!     schedule: "*/15 * * * *"         # cron (UTC) or `every 15m`; run by `sluice worker`
 //!     after: other_sync                # or: run after each successful run of another sync
+//!     after_max_rejected: 100          # ... unless that run rejected more rows than this
 //!     max_deletes: 10%                 # mirror: refuse a run that would delete more
 //!                                      # (a count, or a share of what was delivered)
 //!     allow_empty: false               # mirror: refuse an empty model (the default)
@@ -743,6 +744,9 @@ pub struct SyncConfig {
     /// A sequence: `sluice worker` enqueues this sync after each run of
     /// the named sync that succeeds (the CLI ignores it).
     pub after: Option<String>,
+    /// Stops the sequence: this sync is not enqueued after a run of
+    /// `after` that rejected more rows than this.
+    pub after_max_rejected: Option<u64>,
     /// Mirror mode: the most deletes one run may send; `None` sets no limit.
     pub max_deletes: Option<MaxDeletes>,
     /// Mirror mode: whether a model with no rows may delete what was

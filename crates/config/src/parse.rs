@@ -71,6 +71,7 @@ const SYNC_KEYS: &[&str] = &[
     "rate_limit",
     "schedule",
     "after",
+    "after_max_rejected",
     "max_deletes",
     "allow_empty",
     "max_wait",
@@ -678,6 +679,23 @@ impl<'a> Reader<'a> {
                 .map(Some),
             None => Some(None),
         };
+        let after_max_rejected = match f.get("after_max_rejected") {
+            Some(n) if f.get("after").is_none() => {
+                self.error(
+                    n.pos,
+                    format!(
+                        "`after_max_rejected` of {ctx} stops a sequence, but the sync has no \
+                         `after`: name the sync it runs after"
+                    ),
+                    Some("`after: <sync>` beside it"),
+                );
+                None
+            }
+            Some(n) => self
+                .number(n, &format!("`after_max_rejected` of {ctx}"), 0, u32::MAX)
+                .map(|n| Some(u64::from(n))),
+            None => Some(None),
+        };
         let max_deletes = match f.get("max_deletes") {
             Some(n) => self.max_deletes(n, &ctx).map(Some),
             None => Some(None),
@@ -712,6 +730,7 @@ impl<'a> Reader<'a> {
             rate_limit: rate_limit?,
             schedule: schedule?,
             after: after?,
+            after_max_rejected: after_max_rejected?,
             max_deletes: max_deletes?,
             allow_empty: allow_empty?,
             max_wait: max_wait?,

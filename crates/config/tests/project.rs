@@ -255,6 +255,7 @@ syncs:
     destination: hook
     object: C
     mode: upsert
+    after_max_rejected: 3
 "#;
     let diags = errors(text);
     for d in &diags {
@@ -283,6 +284,7 @@ syncs:
         "`after` of sync `s6` makes a loop: s6 after s7 after s6",
         "`after` of sync `s7` makes a loop: s7 after s6 after s7",
         "sync `s2` has no `identifier`",
+        "`after_max_rejected` of sync `s2` stops a sequence, but the sync has no `after`",
     ] {
         let d = find(&diags, needle);
         assert!(d.line > 0 && d.column > 0, "{d}");

@@ -109,6 +109,12 @@ struct TenantRun {
     reach: Arc<NetPolicy>,
 }
 
+/// How a run ended, as far as its sequence cares.
+struct Ended {
+    succeeded: bool,
+    rejected: u64,
+}
+
 /// Why a job went back to the queue.
 const NO_RUN_SLOT: &str = "no free run slot (concurrent-run ceiling)";
 const NO_INSTANCES: &str = "the run's plugin instances are not free (instance ceiling)";
@@ -162,11 +168,11 @@ impl Executor {
             }
             None => None,
         };
-        let followers: Vec<String> = project
+        let followers: Vec<(String, Option<u64>)> = project
             .syncs
             .values()
             .filter(|s| s.after.as_deref() == Some(job.sync.as_str()))
-            .map(|s| s.name.clone())
+            .map(|s| (s.name.clone(), s.after_max_rejected))
             .collect();
         let me = self.clone();
         let ran = job.clone();
@@ -206,8 +212,11 @@ impl Executor {
         }
         match succeeded?? {
             None => crate::resources::requeue_later(&self.pool, job, NO_INSTANCES).await?,
-            Some(true) => self.enqueue_followers(&job, followers).await?,
-            Some(false) => {}
+            Some(Ended {
+                succeeded: true,
+                rejected,
+            }) => self.enqueue_followers(&job, followers, rejected).await?,
+            Some(_) => {}
         }
         queue::wake_if_waiting(&self.pool).await;
         Ok(())
@@ -251,10 +260,21 @@ impl Executor {
     }
 
     /// Enqueues the syncs that follow `job`'s (`after:`) once its run
-    /// succeeded. A failure makes the queue retry the job, which reruns
-    /// the sync (nothing to send) and enqueues them then.
-    async fn enqueue_followers(&self, job: &RunJob, followers: Vec<String>) -> Result<(), String> {
-        for sync in followers {
+    /// succeeded, each unless the run rejected more rows than its
+    /// `after_max_rejected` (that stops the sequence there). A failure
+    /// makes the queue retry the job, which reruns the sync (nothing to
+    /// send) and enqueues them then.
+    async fn enqueue_followers(
+        &self,
+        job: &RunJob,
+        followers: Vec<(String, Option<u64>)>,
+        rejected: u64,
+    ) -> Result<(), String> {
+        for (sync, max_rejected) in followers {
+            if let Some(max) = max_rejected.filter(|max| rejected > *max) {
+                tracing::warn!(tenant = %job.tenant, sync = %sync, after = %job.sync, rejected, after_max_rejected = max, "sequence stopped: the run it follows rejected more rows than its after_max_rejected");
+                continue;
+            }
             let next = RunJob {
                 tenant: job.tenant.clone(),
                 sync: sync.clone(),
@@ -314,7 +334,7 @@ impl Executor {
             .map_err(|e| format!("opening the state of tenant `{tenant}`: {e}"))
     }
 
-    /// Runs the sync; whether the run succeeded.
+    /// Runs the sync; how it ended.
     async fn run(
         &self,
         job: &RunJob,
@@ -322,7 +342,7 @@ impl Executor {
         runtime: &sluice_runtime::Runtime,
         store: PostgresStore,
         reach: Arc<NetPolicy>,
-    ) -> Result<bool, String> {
+    ) -> Result<Ended, String> {
         let store = Mutex::new(store);
         let engine = SyncEngine {
             project,
@@ -347,7 +367,10 @@ impl Executor {
                     .runs
                     .with_label_values(&[report.status.as_str()])
                     .inc();
-                Ok(report.status == sluice_state::RunStatus::Succeeded)
+                Ok(Ended {
+                    succeeded: report.status == sluice_state::RunStatus::Succeeded,
+                    rejected: report.counts.rejected,
+                })
             }
             Err(e) => {
                 let text = format!("{e:#}");
