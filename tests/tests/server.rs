@@ -427,6 +427,45 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
     assert_eq!(runs["runs"], json!([]));
     let (_, syncs) = server.get("/api/v1/syncs", &tb).await;
     assert_eq!(syncs["syncs"].as_array().unwrap().len(), 1);
+    // Connections and models are the caller's own: beta's `hook` is the
+    // one pointing at beta's receiver.
+    let (s, conns) = server.get("/api/v1/connections", &tb).await;
+    assert_eq!(s, StatusCode::OK, "{conns}");
+    let listed: Vec<(&str, &str, &str)> = conns["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["plugin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("files", "source", "files"),
+            ("hook", "destination", "webhook")
+        ]
+    );
+    let (_, hook) = server.get("/api/v1/connections/hook", &tb).await;
+    assert_eq!(hook["config"]["url"], rx_b.url.as_str(), "{hook}");
+    assert_eq!(hook["grants"], json!([rx_b.grant()]), "{hook}");
+    assert!(!conns.to_string().contains(&rx_a.url), "{conns}");
+    let (_, model) = server.get("/api/v1/models/customers", &tb).await;
+    assert_eq!(
+        (&model["source"], &model["object"], &model["primary_key"]),
+        (&json!("files"), &json!("customers.csv"), &json!(["email"])),
+        "{model}"
+    );
+    let (_, models) = server.get("/api/v1/models", &tb).await;
+    assert_eq!(models["models"].as_array().unwrap().len(), 1, "{models}");
+    for missing in ["/api/v1/connections/nope", "/api/v1/models/nope"] {
+        let (s, b) = server.get(missing, &tb).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{missing}: {b}");
+    }
     assert_eq!(syncs["syncs"][0]["name"], "beta_contacts");
     let (_, proj) = server.get("/api/v1/project", &tb).await;
     assert!(!proj.to_string().contains(&rx_a.url), "{proj}");
@@ -940,6 +979,8 @@ async fn health_readiness_openapi_and_sluice_apply() {
         "/api/v1/project",
         "/api/v1/syncs/{name}/runs",
         "/api/v1/runs/{id}/rejected",
+        "/api/v1/connections/{name}",
+        "/api/v1/models",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} in {doc}");
     }
@@ -1363,10 +1404,18 @@ async fn secrets_are_sealed_at_rest_never_returned_and_read_only_by_their_tenant
         "/api/v1/project",
         "/api/v1/runs",
         "/api/v1/syncs",
+        "/api/v1/connections",
+        "/api/v1/connections/hook",
     ] {
         let (_, b) = server.get(path, &token).await;
         assert!(!b.to_string().contains(SECRET), "{path}: {b}");
     }
+    // The connection shows where the secret goes, not what it is.
+    let (_, hook) = server.get("/api/v1/connections/hook", &token).await;
+    assert_eq!(
+        hook["config"]["headers"]["X-Hook-Token"], "<redacted>",
+        "{hook}"
+    );
     // At rest it is ciphertext.
     let sql = server.sql().await;
     let row = sql

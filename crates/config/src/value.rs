@@ -78,17 +78,29 @@ impl ConfigValue {
     /// The JSON document handed to the plugin, secrets included. This is the
     /// one sanctioned way secrets leave the config.
     pub fn to_plugin_json(&self) -> serde_json::Value {
+        self.to_json_with(&|s| s.expose().to_owned())
+    }
+
+    /// The JSON document to show (an API's answer): each secret string is
+    /// `<redacted>`.
+    pub fn to_shown_json(&self) -> serde_json::Value {
+        self.to_json_with(&|s| s.to_string())
+    }
+
+    fn to_json_with(&self, string: &dyn Fn(&Str) -> String) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             ConfigValue::Null => J::Null,
             ConfigValue::Bool(b) => J::Bool(*b),
             ConfigValue::Integer(i) => J::from(*i),
             ConfigValue::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            ConfigValue::String(s) => J::String(s.expose().to_owned()),
-            ConfigValue::List(items) => J::Array(items.iter().map(Self::to_plugin_json).collect()),
+            ConfigValue::String(s) => J::String(string(s)),
+            ConfigValue::List(items) => {
+                J::Array(items.iter().map(|i| i.to_json_with(string)).collect())
+            }
             ConfigValue::Map(m) => J::Object(
                 m.iter()
-                    .map(|(k, v)| (k.clone(), v.to_plugin_json()))
+                    .map(|(k, v)| (k.clone(), v.to_json_with(string)))
                     .collect(),
             ),
         }

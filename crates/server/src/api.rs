@@ -95,6 +95,7 @@ pub fn router(state: Shared) -> Router {
         )
         .merge(crate::console_api::routes())
         .merge(crate::ledger_routes::routes())
+        .merge(crate::project_routes::routes())
         .merge(crate::components::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -228,6 +229,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::components::ComponentsDoc::openapi());
     doc.merge(crate::console_api::ConsoleApiDoc::openapi());
     doc.merge(crate::ledger_routes::LedgerDoc::openapi());
+    doc.merge(crate::project_routes::ProjectDoc::openapi());
     Json(doc)
 }
 
@@ -657,7 +659,7 @@ async fn get_project(
 }
 
 /// The revision and files of `tenant`'s project, read as that tenant.
-async fn stored_project(
+pub(crate) async fn stored_project(
     state: &AppState,
     tenant: &str,
 ) -> Result<(i64, BTreeMap<String, String>), ApiError> {
@@ -665,7 +667,7 @@ async fn stored_project(
 }
 
 /// The project of `revision`, written out (once) and validated.
-async fn loaded(
+pub(crate) async fn loaded(
     state: &AppState,
     tenant: &str,
     revision: i64,

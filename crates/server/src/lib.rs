@@ -48,6 +48,7 @@ pub mod error;
 pub mod ledger_routes;
 pub mod metrics;
 pub mod project;
+pub mod project_routes;
 pub mod queue;
 pub mod resources;
 pub mod schedule;
