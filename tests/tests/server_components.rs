@@ -81,7 +81,14 @@ impl Server {
             base: format!("http://{}", running.addr),
             db_url: db.url(),
             _db: db,
-            http: reqwest::Client::new(),
+            // A fresh connection per request: a refused upload is answered
+            // before its body is read, and the server then closes that
+            // connection; a pooled one could be reused as it closes
+            // (`IncompleteMessage`, seen once in CI).
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             running: Some(running),
             worker,
             _work: work,
