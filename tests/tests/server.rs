@@ -270,6 +270,11 @@ async fn apply_and_run(server: &Server, token: &str, project: Value, sync: &str)
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["syncs"], json!([sync]));
+    run_now(server, token, sync).await
+}
+
+/// Triggers `sync` through the API and waits for that run to end; its JSON.
+async fn run_now(server: &Server, token: &str, sync: &str) -> Value {
     let (_, before) = server
         .get(&format!("/api/v1/runs?sync={sync}&limit=1"), token)
         .await;
@@ -379,6 +384,7 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
         (Method::GET, format!("/api/v1/runs/{id_a}"), None),
         (Method::GET, format!("/api/v1/runs/{id_a}/rejected"), None),
         (Method::GET, "/api/v1/syncs/acme_contacts".into(), None),
+        (Method::DELETE, "/api/v1/syncs/acme_contacts".into(), None),
         (
             Method::POST,
             "/api/v1/syncs/acme_contacts/runs".into(),
@@ -533,6 +539,175 @@ async fn a_run_triggered_through_the_api_delivers_and_no_tenant_reaches_another(
         metrics.contains("sluice_http_requests_total{route=\"/api/v1/runs/{id}\",status=\"404\"}"),
         "{metrics}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_models_and_syncs_are_written_one_entry_at_a_time() {
+    let server = Server::start("serve_entries").await;
+    let token = server.tenant("acme").await;
+    let rx = receiver().await;
+    let mut upload = project(&rx, "everyone", &[("a@x.com", "pro"), ("b@x.com", "free")]);
+    let yaml = upload["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    upload["files"]["sluice.yaml"] = json!(format!("# acme's syncs, reviewed weekly\n{yaml}"));
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/project", Some(&token), Some(upload))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let put = |path: String, body: Value| {
+        let server = &server;
+        let token = token.clone();
+        async move {
+            server
+                .call(Method::PUT, &path, Some(&token), Some(body))
+                .await
+        }
+    };
+
+    // A model and a sync reading it, added one at a time, then run.
+    let model = json!({"source": "files", "object": "customers.csv", "primary_key": "email"});
+    let (s, b) = put("/api/v1/models/pros".into(), model).await;
+    assert_eq!((s, &b["revision"]), (StatusCode::OK, &json!(2)), "{b}");
+    let sync = json!({"model": "pros", "destination": "hook", "object": "contacts",
+        "mode": "upsert", "identifier": "Email", "mappings": [{"from": "email", "to": "Email"}]});
+    let (s, b) = put("/api/v1/syncs/pros_to_hook".into(), sync).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["syncs"], json!(["everyone", "pros_to_hook"]), "{b}");
+    let run = run_now(&server, &token, "pros_to_hook").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(emails(&rx), ["a@x.com", "b@x.com"]);
+    // The file keeps its comment and its other entries as written.
+    let (_, stored) = server.get("/api/v1/project", &token).await;
+    let text = stored["files"]["sluice.yaml"].as_str().unwrap();
+    assert!(
+        text.starts_with("# acme's syncs, reviewed weekly\nsources:\n  files: { plugin: files,"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  pros:\n    object: customers.csv\n"),
+        "{text}"
+    );
+    assert_eq!(stored["revision"], 3);
+
+    // Refused before storing: `<redacted>` (what a read shows for a
+    // secret), a body that is not an entry, a project the change breaks
+    // (422 with the line in the edited file), a stale If-Match.
+    let hook = json!({"kind": "destination", "plugin": "webhook",
+        "config": {"url": rx.url, "headers": {"x-key": "<redacted>"}}, "grants": [rx.grant()]});
+    let (s, b) = put("/api/v1/connections/hook".into(), hook).await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("config.headers.x-key")),
+        "{b}"
+    );
+    let (s, b) = put("/api/v1/models/pros".into(), json!(["files"])).await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("body")),
+        "{b}"
+    );
+    let (s, b) = put(
+        "/api/v1/models/pros".into(),
+        json!({"source": "nowhere", "object": "x.csv", "primary_key": "id"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_project")),
+        "{b}"
+    );
+    let problem = &b["error"]["problems"][0];
+    assert!(
+        problem["message"].as_str().unwrap().contains("nowhere"),
+        "{b}"
+    );
+    assert_eq!(problem["file"], "sluice.yaml", "{b}");
+    let (s, b) = server
+        .call(
+            Method::DELETE,
+            "/api/v1/connections/hook",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "deleting a destination two syncs use: {b}"
+    );
+    let stale = server
+        .http
+        .delete(format!("{}/api/v1/syncs/pros_to_hook", server.base))
+        .bearer_auth(&token)
+        .header("If-Match", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let (_, after) = server.get("/api/v1/project", &token).await;
+    assert_eq!(after["revision"], 3, "nothing refused was stored");
+
+    // Edits racing each other are all kept: each is redone on the
+    // revision the other stored.
+    let writes = (0..4).map(|i| {
+        put(
+            format!("/api/v1/models/m{i}"),
+            json!({"source": "files", "object": "customers.csv", "primary_key": "email"}),
+        )
+    });
+    for (s, b) in futures::future::join_all(writes).await {
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (_, models) = server.get("/api/v1/models", &token).await;
+    let names: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["customers", "m0", "m1", "m2", "m3", "pros"],
+        "{models}"
+    );
+    assert_eq!(models["revision"], 7);
+
+    // A connection replaced, then the sync and the model deleted (pinned
+    // to the current revision).
+    let hook = json!({"kind": "destination", "plugin": "webhook",
+        "config": {"url": rx.url, "max_retries": 2}, "grants": [rx.grant()]});
+    let (s, b) = put("/api/v1/connections/hook".into(), hook).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, hook) = server.get("/api/v1/connections/hook", &token).await;
+    assert_eq!(hook["config"]["max_retries"], 2, "{hook}");
+    let pinned = server
+        .http
+        .delete(format!("{}/api/v1/syncs/pros_to_hook", server.base))
+        .bearer_auth(&token)
+        .header("If-Match", "\"8\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pinned.status(), StatusCode::OK);
+    let (s, b) = server
+        .call(Method::DELETE, "/api/v1/models/pros", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["syncs"], json!(["everyone"]), "{b}");
+    let (s, _) = server
+        .call(Method::DELETE, "/api/v1/models/pros", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A tenant with no project yet starts one with its first entry.
+    let fresh = server.tenant("fresh").await;
+    let (s, b) = server
+        .call(Method::PUT, "/api/v1/connections/files", Some(&fresh),
+            Some(json!({"kind": "source", "plugin": "files", "config": {"path": "/data"}, "grants": ["dir:data:/data"]})))
+        .await;
+    assert_eq!((s, &b["revision"]), (StatusCode::OK, &json!(1)), "{b}");
+    let (_, conns) = server.get("/api/v1/connections", &fresh).await;
+    assert_eq!(conns["connections"][0]["name"], "files", "{conns}");
     server.stop().await;
 }
 
@@ -1000,6 +1175,14 @@ async fn health_readiness_openapi_and_sluice_apply() {
         let target = dir.path().join(path);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(target, text.as_str().unwrap()).unwrap();
+    }
+    for (path, method) in [
+        ("/api/v1/connections/{name}", "put"),
+        ("/api/v1/connections/{name}", "delete"),
+        ("/api/v1/models/{name}", "put"),
+        ("/api/v1/syncs/{name}", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     std::fs::create_dir_all(dir.path().join(".sluice")).unwrap();
     std::fs::write(dir.path().join(".sluice/state.db"), "not uploaded").unwrap();

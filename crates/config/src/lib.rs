@@ -63,6 +63,7 @@
 
 pub mod dbt;
 pub mod grant;
+pub mod edit;
 mod parse;
 mod value;
 mod yaml;

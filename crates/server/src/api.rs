@@ -79,7 +79,12 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .route("/api/v1/project", get(get_project).put(put_project))
         .route("/api/v1/syncs", get(list_syncs))
-        .route("/api/v1/syncs/{name}", get(get_sync))
+        .route(
+            "/api/v1/syncs/{name}",
+            get(get_sync)
+                .put(crate::project_routes::put_sync)
+                .delete(crate::project_routes::delete_sync),
+        )
         .route("/api/v1/syncs/{name}/runs", post(trigger_run))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(get_run))
@@ -586,55 +591,100 @@ async fn put_project(
     json: Result<Json<ProjectIn>, JsonRejection>,
 ) -> Result<Json<ProjectOut>, ApiError> {
     let input = body(json)?;
-    project::check_files(&input.files)?;
-    let staging = project::revision_dir(&state.work_dir, &tenant, 0)
-        .with_file_name(format!("check-{:016x}", rand::random::<u64>()));
-    let files = input.files.clone();
-    let dir = staging.clone();
-    let policy = project::TenantPolicy::read(
-        &state.pool,
-        &state.app_role,
-        state.keyring.as_ref(),
-        &tenant,
-    )
-    .await?;
-    let checked = tokio::task::spawn_blocking(move || {
-        project::write_files(&dir, &files)
-            .map_err(|e| ApiError::internal("writing the project files", e))?;
-        let result =
-            project::validate(&dir, &policy).map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok::<_, ApiError>(result)
-    })
-    .await
-    .map_err(|e| ApiError::internal("validating the project", e))??;
-    let syncs = match checked {
-        Ok(s) => s,
-        Err(problems) => {
-            let n = problems.as_array().map_or(0, Vec::len);
-            return Err(ApiError::invalid_project(n, problems));
-        }
-    };
-    let files = serde_json::to_value(&input.files)
-        .map_err(|e| ApiError::internal("encoding the project", e))?;
+    let stored = store_project(&state, &tenant, &input.files, Expect::Any).await?;
+    stored
+        .map(Json)
+        .ok_or_else(|| ApiError::internal("storing the project", "no revision returned"))
+}
+
+/// Which stored revision a write replaces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Expect {
+    /// Whatever is stored (`PUT /api/v1/project`: the upload is the whole
+    /// truth).
+    Any,
+    /// Exactly this revision: an edit made to it is not stored over a later
+    /// one.
+    Revision(i64),
+    /// No project yet.
+    Absent,
+}
+
+/// Validates `files` as the tenant's project and stores them as its next
+/// revision. `Ok(None)` when the stored revision is not what `expect`
+/// says (another write came first). Problems answer 422 `invalid_project`
+/// with each one's file, line and column.
+pub(crate) async fn store_project(
+    state: &AppState,
+    tenant: &str,
+    files: &BTreeMap<String, String>,
+    expect: Expect,
+) -> Result<Option<ProjectOut>, ApiError> {
+    project::check_files(files)?;
+    let syncs = validated_syncs(state, tenant, files).await?;
+    let files =
+        serde_json::to_value(files).map_err(|e| ApiError::internal("encoding the project", e))?;
     let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, &state.app_role, &tenant).await?;
-    let revision: i64 = tx
-        .query_one(
+    let tx = tenant_tx(&mut client, &state.app_role, tenant).await?;
+    let (sql, expected) = match expect {
+        Expect::Any => (
             "INSERT INTO sluice.projects (tenant, revision, files) VALUES ($1, 1, $2)
              ON CONFLICT (tenant) DO UPDATE
                  SET revision = sluice.projects.revision + 1, files = EXCLUDED.files, updated_at = now()
              RETURNING revision",
-            &[&tenant, &files],
-        )
-        .await?
-        .get(0);
+            None,
+        ),
+        Expect::Absent => (
+            "INSERT INTO sluice.projects (tenant, revision, files) VALUES ($1, 1, $2)
+             ON CONFLICT (tenant) DO NOTHING RETURNING revision",
+            None,
+        ),
+        Expect::Revision(r) => (
+            "UPDATE sluice.projects SET revision = revision + 1, files = $2, updated_at = now()
+             WHERE tenant = $1 AND revision = $3 RETURNING revision",
+            Some(r),
+        ),
+    };
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&tenant, &files];
+    if let Some(r) = &expected {
+        params.push(r);
+    }
+    let row = tx.query_opt(sql, &params).await?;
     tx.commit().await?;
-    Ok(Json(ProjectOut {
-        revision,
+    Ok(row.map(|row| ProjectOut {
+        revision: row.get(0),
         syncs,
         files: None,
     }))
+}
+
+/// The names of the syncs of `files`, validated exactly as a run will
+/// load them (against the tenant's ceiling, limits and secrets).
+async fn validated_syncs(
+    state: &AppState,
+    tenant: &str,
+    files: &BTreeMap<String, String>,
+) -> Result<Vec<String>, ApiError> {
+    let staging = project::revision_dir(&state.work_dir, tenant, 0)
+        .with_file_name(format!("check-{:016x}", rand::random::<u64>()));
+    let policy =
+        project::TenantPolicy::read(&state.pool, &state.app_role, state.keyring.as_ref(), tenant)
+            .await?;
+    let files = files.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        project::write_files(&staging, &files)
+            .map_err(|e| ApiError::internal("writing the project files", e))?;
+        let result = project::validate(&staging, &policy)
+            .map(|p| p.syncs.keys().cloned().collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&staging);
+        Ok::<_, ApiError>(result)
+    })
+    .await
+    .map_err(|e| ApiError::internal("validating the project", e))??;
+    checked.map_err(|problems| {
+        let n = problems.as_array().map_or(0, Vec::len);
+        ApiError::invalid_project(n, problems)
+    })
 }
 
 /// The calling tenant's stored project.

@@ -78,6 +78,12 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// A write pinned to a revision (`If-Match`) that is no longer the
+    /// stored one.
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PRECONDITION_FAILED, "revision_changed", message)
+    }
+
     /// A project the config crate refused, with its problems.
     pub fn invalid_project(count: usize, problems: serde_json::Value) -> Self {
         let mut e = Self::new(
