@@ -18,7 +18,8 @@
 //!     plugin: ./plugins/webhook.wasm
 //!     config: { url: "https://hooks.example.com/in" }
 //!     grants: ["https://hooks.example.com"]
-//!     rate_limit: { requests: 10, per_ms: 1000, concurrency: 2 }
+//!     rate_limit: { requests: 10, per_ms: 1000, concurrency: 2, daily: 250000 }
+//!                                      # daily (optional): requests per UTC day
 //! transforms:
 //!   hash_pii: { plugin: pii-hash, config: { fields: [email] } }
 //! models:
@@ -457,13 +458,18 @@ pub struct DestinationConfig {
     pub rate_limit: Option<RateLimitOverride>,
 }
 
-/// `rate_limit: {requests, per_ms, concurrency}`: at most `requests` calls
-/// per `per_ms` milliseconds, at most `concurrency` in flight. All > 0.
+/// `rate_limit: {requests, per_ms, concurrency[, daily]}`: at most
+/// `requests` calls per `per_ms` milliseconds, at most `concurrency` in
+/// flight, and with `daily` at most that many requests per UTC day for the
+/// credentials (every run that writes with them). All > 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitOverride {
     pub requests: u32,
     pub per_ms: u32,
     pub concurrency: u32,
+    /// Requests per UTC day. The plugin contract's `rate-limit` has no
+    /// daily field, so only the project declares one.
+    pub daily: Option<u32>,
 }
 
 impl From<RateLimitOverride> for RateLimit {
@@ -738,7 +744,8 @@ pub struct SyncConfig {
     /// Keys of [`Project::transforms`], applied in order after mapping.
     pub transforms: Vec<String>,
     pub batch_size: Option<u32>,
-    /// Wins over the destination's `rate_limit` and the plugin's spec.
+    /// Wins over the destination's `rate_limit` and the plugin's spec
+    /// (its `daily`, when it has none, is the destination's).
     pub rate_limit: Option<RateLimitOverride>,
     /// When `sluice worker` runs the sync on its own (the CLI ignores it).
     pub schedule: Option<Schedule>,

@@ -57,7 +57,7 @@ const PROJECT_LIMIT_KEYS: &[&str] = &[
 ];
 /// The most a count limit (`sockets`, `requests_in_flight`) may be.
 const MAX_COUNT_LIMIT: u32 = 100_000;
-const RATE_KEYS: &[&str] = &["requests", "per_ms", "concurrency"];
+const RATE_KEYS: &[&str] = &["requests", "per_ms", "concurrency", "daily"];
 const MODEL_KEYS: &[&str] = &["source", "query", "object", "dbt", "project", "primary_key"];
 const SYNC_KEYS: &[&str] = &[
     "model",
@@ -495,10 +495,17 @@ impl<'a> Reader<'a> {
         };
         let (requests, per_ms, concurrency) =
             (read("requests"), read("per_ms"), read("concurrency"));
+        let daily = match f.get("daily") {
+            Some(n) => self
+                .number(n, &format!("`daily` in {ctx}"), 1, u32::MAX)
+                .map(Some),
+            None => Some(None),
+        };
         Some(RateLimitOverride {
             requests: requests?,
             per_ms: per_ms?,
             concurrency: concurrency?,
+            daily: daily?,
         })
     }
 

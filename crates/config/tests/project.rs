@@ -435,6 +435,57 @@ fn bad_limits_are_reported_with_their_line() {
     );
 }
 
+#[test]
+fn a_daily_cap_is_read_per_destination_and_per_sync_and_a_bad_one_is_pinpointed() {
+    let with_daily = GOOD
+        .replace(
+            "rate_limit: { requests: 10, per_ms: 1000, concurrency: 2 }",
+            "rate_limit: { requests: 10, per_ms: 1000, concurrency: 2, daily: 250000 }",
+        )
+        .replace(
+            "    batch_size: 500\n",
+            "    batch_size: 500\n    rate_limit: { requests: 5, per_ms: 1000, concurrency: 1, daily: 40 }\n",
+        );
+    let dir = write_project(&with_daily);
+    let p = config::validate_with_env(dir.path(), &env).unwrap();
+    assert_eq!(
+        p.destinations["hook"].rate_limit.unwrap().daily,
+        Some(250_000)
+    );
+    assert_eq!(p.syncs["users_to_hook"].rate_limit.unwrap().daily, Some(40));
+    // Without `daily` there is no cap.
+    let plain = config::validate_with_env(write_project(GOOD).path(), &env).unwrap();
+    assert_eq!(plain.destinations["hook"].rate_limit.unwrap().daily, None);
+
+    for bad in ["0", "many", "-3", "4294967296"] {
+        let text = with_daily.replace("daily: 40", &format!("daily: {bad}"));
+        let diags = errors(&text);
+        let d = find(&diags, "`daily` in the rate_limit of sync `users_to_hook`");
+        let line = text.lines().position(|l| l.contains("daily: ")).unwrap();
+        let line = line
+            + 1
+            + text
+                .lines()
+                .skip(line + 1)
+                .position(|l| l.contains("daily: "))
+                .unwrap();
+        assert_eq!(d.line, line + 1, "{bad}: {d}");
+        let column = text
+            .lines()
+            .nth(line)
+            .unwrap()
+            .find(&format!("daily: {bad}"))
+            .unwrap()
+            + 8;
+        assert_eq!(d.column, column, "{bad}: {d}");
+        assert_eq!(
+            d.expected.as_deref(),
+            Some("an integer from 1 to 4294967295"),
+            "{d}"
+        );
+    }
+}
+
 /// A project whose dbt project (`analytics/`) has a manifest with one model.
 fn with_dbt_manifest(text: &str) -> tempfile::TempDir {
     let dir = write_project(text);

@@ -19,10 +19,19 @@
 //!   up, "retry in an hour") pauses every run of the budget at its next
 //!   call until it ends, without a request spent to find out.
 //!
-//! Not shared: a daily allowance's count. The contract declares no daily
-//! cap (`rate-limit` has requests, a window and concurrency), and the
-//! plugins do not report the daily headers, so the budget learns that the
-//! allowance is used up only from the API's refusal, then shares it.
+//! - **the day's count**: with a daily cap (`rate_limit: { daily: N }` in
+//!   sluice.yaml) every HTTP request takes one from the credentials'
+//!   allowance of the current UTC day, counted by the store on its own
+//!   clock; once N are taken no run sends another before the next UTC
+//!   midnight, and a run that may not wait that long pauses, naming the
+//!   cap and when it resets. The API's word raises the count, never lowers
+//!   it: a refusal whose Retry-After reaches the next midnight counts the
+//!   day as used up ([`SharedBudgets::raise_daily`]).
+//!
+//! The contract declares no daily cap (`rate-limit` has requests, a window
+//! and concurrency) and `report-quota` carries no daily figure (the
+//! plugins do not pass the daily headers up), so the cap is the project's
+//! and the API's own count reaches the budget only through its refusals.
 //!
 //! The engine only knows the [`SharedBudgets`] trait. When the store
 //! cannot be reached the pacer keeps the local limits alone (the run's own
@@ -32,10 +41,11 @@
 
 use sha2::{Digest, Sha256};
 use sluice_config::ConfigValue;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 /// What a shared budget's store answers: a value, or why it could not be
 /// reached (the caller falls back to its local limits).
@@ -79,6 +89,92 @@ pub trait SharedBudgets: Send + Sync {
 
     /// Gives `holder`'s lease back (nothing if it has none).
     fn release<'a>(&'a self, key: &'a BudgetKey, holder: &'a str) -> BudgetFuture<'a, ()>;
+
+    /// Takes one request from `key`'s allowance of the current UTC day (on
+    /// the store's clock): at most `cap` a day, all users together.
+    fn take_daily<'a>(&'a self, key: &'a BudgetKey, cap: u32) -> BudgetFuture<'a, Allowance>;
+
+    /// Raises `key`'s count of the current UTC day to `used`, what the API
+    /// says was spent; a higher count stays (Sluice's own count is never
+    /// lowered).
+    fn raise_daily<'a>(&'a self, key: &'a BudgetKey, used: u64) -> BudgetFuture<'a, ()>;
+}
+
+/// What a daily cap counts over: one UTC day. Unix time has no leap
+/// seconds, so day `n` starts at `n * 86 400` s, at midnight UTC.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// The answer to [`SharedBudgets::take_daily`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// One request of the day's allowance is the caller's.
+    Taken,
+    /// The day's allowance is used up; it comes back in this long (at the
+    /// next UTC midnight).
+    UsedUp(Duration),
+}
+
+/// The day's counts of one process, for when no shared store answers (the
+/// CLI, or Redis down): the same cap, kept per process.
+#[derive(Debug, Default)]
+pub struct LocalDailyCounts {
+    /// Per budget: the UTC day counted and the requests taken in it.
+    counts: Mutex<HashMap<BudgetKey, (u64, u64)>>,
+}
+
+impl LocalDailyCounts {
+    /// The counts of this process, shared by all of its runs.
+    pub fn of_process() -> &'static LocalDailyCounts {
+        static COUNTS: OnceLock<LocalDailyCounts> = OnceLock::new();
+        COUNTS.get_or_init(LocalDailyCounts::default)
+    }
+
+    /// [`SharedBudgets::take_daily`] at `now`, in this process.
+    pub fn take(&self, key: &BudgetKey, cap: u32, now: SystemTime) -> Allowance {
+        let (day, resets_in) = utc_day(now);
+        let mut counts = lock(&self.counts);
+        let used = today(&mut counts, key, day);
+        if *used >= u64::from(cap) {
+            return Allowance::UsedUp(resets_in);
+        }
+        *used += 1;
+        Allowance::Taken
+    }
+
+    /// [`SharedBudgets::raise_daily`] at `now`, in this process.
+    pub fn raise(&self, key: &BudgetKey, used: u64, now: SystemTime) {
+        let (day, _) = utc_day(now);
+        let mut counts = lock(&self.counts);
+        let count = today(&mut counts, key, day);
+        *count = (*count).max(used);
+    }
+}
+
+/// `key`'s count of `day`; a count of an earlier day starts over.
+fn today<'a>(
+    counts: &'a mut HashMap<BudgetKey, (u64, u64)>,
+    key: &BudgetKey,
+    day: u64,
+) -> &'a mut u64 {
+    let entry = counts.entry(key.clone()).or_insert((day, 0));
+    if entry.0 != day {
+        *entry = (day, 0);
+    }
+    &mut entry.1
+}
+
+/// The UTC day of `now` (days since the epoch) and how long until it ends.
+pub fn utc_day(now: SystemTime) -> (u64, Duration) {
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let day = since_epoch.as_secs() / DAY.as_secs();
+    let ends = Duration::from_secs((day + 1) * DAY.as_secs());
+    (day, ends.saturating_sub(since_epoch))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What [`SharedBudgets::acquire`] asks for.
@@ -212,6 +308,33 @@ mod tests {
         assert_eq!(a, BudgetKey::of("hubspot", &companies));
         assert_ne!(a, BudgetKey::of("hubspot", &other_portal));
         assert_ne!(a, BudgetKey::of("salesforce", &contacts));
+    }
+
+    #[test]
+    fn the_local_daily_count_stops_at_the_cap_until_the_next_utc_day() {
+        let counts = LocalDailyCounts::default();
+        let key = BudgetKey::of("hubspot", &destination(&[("token", s("pat-1"))]));
+        let other = BudgetKey::of("hubspot", &destination(&[("token", s("pat-2"))]));
+        // 2026-12-07T23:00:00Z: an hour before the day ends.
+        let late = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_684_400);
+        assert_eq!(counts.take(&key, 2, late), Allowance::Taken);
+        assert_eq!(counts.take(&key, 2, late), Allowance::Taken);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(counts.take(&key, 2, late), Allowance::UsedUp(hour));
+        // Other credentials count apart.
+        assert_eq!(counts.take(&other, 2, late), Allowance::Taken);
+        // The next UTC day starts over.
+        let next_day = late + hour;
+        assert_eq!(counts.take(&key, 2, next_day), Allowance::Taken);
+        // The API's count raises ours, and never lowers it.
+        counts.raise(&key, 5, next_day);
+        assert_eq!(counts.take(&key, 6, next_day), Allowance::Taken);
+        counts.raise(&key, 1, next_day);
+        assert_eq!(
+            counts.take(&key, 6, next_day),
+            Allowance::UsedUp(DAY),
+            "6 taken, the raise to 1 ignored"
+        );
     }
 
     #[test]

@@ -20,12 +20,22 @@
 //! and a hold longer than a run may wait pauses the call before it sends
 //! anything. While the budget's store cannot be reached the local limits
 //! and reports act alone.
+//!
+//! A daily cap (`rate_limit: { daily: N }`) is taken from before each
+//! request: from the shared budget's count of the UTC day, or, without a
+//! store that answers, from this process's count. A request the day has no
+//! room for is refused at the gate, before it is sent (the plugin sees a
+//! failed request); the call it belonged to, and every later call, then
+//! fails as paused until the next UTC midnight, unless that is within
+//! `max_wait`, which the request waits out instead.
 
-use crate::budget::{BudgetKey, Lease, LeaseRequest, Reservation, SharedBudgets, Signal};
+use crate::budget::{
+    Allowance, BudgetKey, Lease, LeaseRequest, LocalDailyCounts, Reservation, SharedBudgets, Signal,
+};
 use sluice_runtime::bindings::types::RateLimit;
 use sluice_runtime::sandbox::http::RequestGate;
-use sluice_runtime::PluginFailure;
 use sluice_runtime::QuotaHint;
+use sluice_runtime::{FailureKind, PluginFailure};
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +54,9 @@ const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often a call waiting for a lease asks again: the leases are given
 /// back by other processes, which cannot wake it.
 const LEASE_POLL: Duration = Duration::from_millis(10);
+/// How long after the UTC midnight a request held for the new day asks
+/// again: the store's clock and ours differ by a little.
+const DAY_TURN_MARGIN: Duration = Duration::from_millis(100);
 
 /// The pace of one destination's calls.
 pub struct Pacer {
@@ -64,6 +77,21 @@ pub struct Pacer {
     /// Whether the shared budget's store answered the last time it was
     /// asked; while it does not, the local reports pace as without one.
     shared_reachable: AtomicBool,
+    /// The credentials' requests per UTC day, if capped.
+    daily: Option<DailyCap>,
+    /// When the day's allowance comes back, once it was found used up.
+    daily_used_up: Mutex<Option<Instant>>,
+}
+
+/// A cap on a destination's requests per UTC day (`rate_limit.daily`).
+#[derive(Debug, Clone)]
+pub struct DailyCap {
+    pub cap: u32,
+    /// The destination's name in the project, for messages.
+    pub destination: String,
+    /// The budget of the destination's credentials: the day's count is
+    /// theirs, whichever sync or process spends it.
+    pub key: BudgetKey,
 }
 
 /// A budget shared beyond this run: its store and the key of the
@@ -118,7 +146,15 @@ impl Pacer {
             paced_requests: AtomicU64::new(0),
             shared: None,
             shared_reachable: AtomicBool::new(true),
+            daily: None,
+            daily_used_up: Mutex::default(),
         })
+    }
+
+    /// This pacer, taking every request from `daily` too.
+    pub fn with_daily_cap(mut self, daily: DailyCap) -> Pacer {
+        self.daily = Some(daily);
+        self
     }
 
     /// This pacer, drawing every request from `shared` too.
@@ -148,10 +184,11 @@ impl Pacer {
     }
 
     /// Wait until one more request may go out under the declared limit,
-    /// here and in the shared budget.
-    pub async fn admit_request(&self) {
+    /// here and in the shared budget, and take it from the day's
+    /// allowance; `Err` with why when the day has no room for it.
+    pub async fn admit_request(&self) -> Result<(), String> {
+        let mut paced = self.spend_daily_allowance().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut paced = false;
         if let Some(l) = &self.limiter {
             if l.check().is_err() {
                 paced = true;
@@ -164,6 +201,79 @@ impl Pacer {
         if paced {
             self.paced_requests.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Take one request from the day's allowance, if capped; whether it
+    /// waited. A day used up waits for the next UTC midnight when that is
+    /// within `max_wait`, else the request is refused (and so is every
+    /// call until then, see [`Pacer::call`]).
+    async fn spend_daily_allowance(&self) -> Result<bool, String> {
+        let Some(daily) = &self.daily else {
+            return Ok(false);
+        };
+        if let Some(used_up) = self.daily_used_up() {
+            return Err(used_up.to_string());
+        }
+        let mut waited = false;
+        loop {
+            match self.take_daily(daily).await {
+                Allowance::Taken => return Ok(waited),
+                Allowance::UsedUp(resets_in) if !waited && resets_in <= self.max_wait => {
+                    tokio::time::sleep(resets_in + DAY_TURN_MARGIN).await;
+                    waited = true;
+                }
+                Allowance::UsedUp(resets_in) => {
+                    *lock(&self.daily_used_up) = Some(Instant::now() + resets_in);
+                    tracing::warn!(destination = %daily.destination, cap = daily.cap, resets_in = ?resets_in, "the daily cap of the destination's credentials is used up; its runs pause until the next UTC midnight");
+                    return Err(self.daily_cap_used_up(daily, resets_in).to_string());
+                }
+            }
+        }
+    }
+
+    /// One request from the day's count: the shared one while its store
+    /// answers, else this process's.
+    async fn take_daily(&self, daily: &DailyCap) -> Allowance {
+        if let Some(shared) = &self.shared {
+            let answer = shared.budgets.take_daily(&daily.key, daily.cap).await;
+            self.shared_reachable
+                .store(answer.is_ok(), Ordering::Relaxed);
+            if let Ok(allowance) = answer {
+                return allowance;
+            }
+        }
+        LocalDailyCounts::of_process().take(&daily.key, daily.cap, std::time::SystemTime::now())
+    }
+
+    /// Why nothing may be sent while the day's allowance is known to be
+    /// used up (until it comes back).
+    fn daily_used_up(&self) -> Option<FailureKind> {
+        let daily = self.daily.as_ref()?;
+        let resets = (*lock(&self.daily_used_up))?;
+        let resets_in = resets.checked_duration_since(Instant::now())?;
+        Some(self.daily_cap_used_up(daily, resets_in))
+    }
+
+    fn daily_cap_used_up(&self, daily: &DailyCap, resets_in: Duration) -> FailureKind {
+        FailureKind::DailyCapUsedUp {
+            destination: daily.destination.clone(),
+            cap: daily.cap,
+            asked_ms: millis(resets_in),
+            max_ms: millis(self.max_wait),
+            until_unix_ms: u64::try_from(crate::retry::unix_ms_after(resets_in))
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Call `what` of `plugin` fails as paused while the day's allowance
+    /// is known to be used up.
+    fn daily_refusal(&self, plugin: &str, what: &str) -> Option<PluginFailure> {
+        Some(PluginFailure {
+            plugin: plugin.to_owned(),
+            call: what.to_owned(),
+            kind: self.daily_used_up()?,
+        })
     }
 
     /// Reserve a slot in the shared budget and wait for it; whether it
@@ -235,6 +345,28 @@ impl Pacer {
         if let Some(shared) = self.sharing() {
             self.send_signal(shared, Signal::Hold(asked)).await;
         }
+        self.count_day_used_up_when_told(asked).await;
+    }
+
+    /// A Retry-After that reaches the next UTC midnight says the API's
+    /// daily allowance is used up: the day's count goes to the cap, so no
+    /// run sends another request today (this process's too, without a
+    /// store).
+    async fn count_day_used_up_when_told(&self, asked: Duration) {
+        let Some(daily) = &self.daily else { return };
+        let now = std::time::SystemTime::now();
+        let (_, day_ends_in) = crate::budget::utc_day(now);
+        if asked < day_ends_in {
+            return;
+        }
+        let cap = u64::from(daily.cap);
+        let raised = match self.sharing() {
+            Some(shared) => shared.budgets.raise_daily(&daily.key, cap).await.is_ok(),
+            None => false,
+        };
+        if !raised {
+            LocalDailyCounts::of_process().raise(&daily.key, cap, now);
+        }
     }
 
     /// Run the destination call `what` of `plugin` (`f`) holding one of
@@ -250,12 +382,18 @@ impl Pacer {
         what: &str,
         f: impl std::future::Future<Output = Result<T, PluginFailure>>,
     ) -> Result<T, PluginFailure> {
+        if let Some(paused) = self.daily_refusal(plugin, what) {
+            return Err(paused);
+        }
         let lease = self.take_lease(plugin, what).await?;
         let outcome = f.await;
         if let Some(lease) = lease {
             lease.give_back().await;
         }
-        outcome
+        // A call that failed because the day had no room for one of its
+        // requests pauses; what the plugin made of the refusal is beside
+        // the point.
+        outcome.map_err(|failure| self.daily_refusal(plugin, what).unwrap_or(failure))
     }
 
     /// A lease for one call, when the budget caps calls and answers.
@@ -478,6 +616,10 @@ pub fn concurrency(rate: Option<&RateLimit>) -> usize {
     rate.map_or(1, |r| r.concurrency.clamp(1, MAX_WRITERS) as usize)
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -511,7 +653,7 @@ mod tests {
         let gate = pacer.request_gate();
         let start = std::time::Instant::now();
         for _ in 0..4 {
-            gate().await;
+            gate().await.unwrap();
         }
         assert!(start.elapsed() >= Duration::from_millis(25));
         assert_eq!(pacer.take_request_counts(), (4, 3));
@@ -623,6 +765,9 @@ mod tests {
         /// Holders asked for, and given back.
         acquired: Mutex<Vec<String>>,
         released: Mutex<Vec<String>>,
+        /// The answers to `take_daily` (then: taken), and the raises asked.
+        days: Mutex<VecDeque<Allowance>>,
+        raised: Mutex<Vec<u64>>,
     }
 
     impl Recorder {
@@ -682,6 +827,24 @@ mod tests {
             lock(&self.released).push(holder.to_owned());
             self.answer(())
         }
+
+        fn take_daily<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            _: u32,
+        ) -> crate::budget::BudgetFuture<'a, Allowance> {
+            let allowance = lock(&self.days).pop_front().unwrap_or(Allowance::Taken);
+            self.answer(allowance)
+        }
+
+        fn raise_daily<'a>(
+            &'a self,
+            _: &'a BudgetKey,
+            used: u64,
+        ) -> crate::budget::BudgetFuture<'a, ()> {
+            lock(&self.raised).push(used);
+            self.answer(())
+        }
     }
 
     fn recorder(reachable: bool, leases: &[Lease], otherwise: Lease) -> Arc<Recorder> {
@@ -692,6 +855,8 @@ mod tests {
             otherwise,
             acquired: Mutex::default(),
             released: Mutex::default(),
+            days: Mutex::default(),
+            raised: Mutex::default(),
         })
     }
 
@@ -802,7 +967,7 @@ mod tests {
     async fn with_a_shared_budget_requests_wait_for_its_slot_and_reports_go_to_it() {
         let (pacer, recorder) = shared_pacer(true);
         let start = Instant::now();
-        pacer.admit_request().await;
+        pacer.admit_request().await.unwrap();
         assert_eq!(
             start.elapsed(),
             Duration::from_millis(40),
@@ -832,12 +997,138 @@ mod tests {
     async fn an_unreachable_shared_budget_leaves_the_local_limits_in_charge() {
         let (pacer, _) = shared_pacer(false);
         let start = Instant::now();
-        pacer.admit_request().await;
+        pacer.admit_request().await.unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO, "no wait on a dead store");
         // The report is taken in locally: someone used the quota up.
         pacer.report(hint(0, 5, 3000)).await;
         assert!(pacer.ready().await);
         assert_eq!(start.elapsed(), Duration::from_millis(3000));
+    }
+
+    fn daily_cap(cap: u32, token: &str) -> DailyCap {
+        let config = [(
+            "token".to_owned(),
+            sluice_config::ConfigValue::String(sluice_config::Str::plain(token)),
+        )];
+        DailyCap {
+            cap,
+            destination: "crm".into(),
+            key: BudgetKey::of("hubspot", &config.into_iter().collect()),
+        }
+    }
+
+    /// A destination call that sends `requests` HTTP requests through
+    /// `gate`, failing as a plugin would when one is refused.
+    async fn sending(gate: &RequestGate, requests: usize) -> Result<u32, PluginFailure> {
+        for _ in 0..requests {
+            gate().await.map_err(|why| PluginFailure {
+                plugin: "hubspot".into(),
+                call: "write".into(),
+                kind: FailureKind::Plugin(sluice_runtime::PluginError::Retryable(why)),
+            })?;
+        }
+        Ok(7)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_used_up_day_refuses_the_request_and_pauses_its_call_and_every_later_one() {
+        let hour = Duration::from_secs(3600);
+        let recorder = recorder(true, &[], Lease::Taken);
+        lock(&recorder.days).extend([Allowance::Taken, Allowance::UsedUp(hour)]);
+        let pacer = Arc::new(
+            pacer_sharing(&recorder, Duration::from_secs(60)).with_daily_cap(daily_cap(1, "a")),
+        );
+        let gate = pacer.request_gate();
+        let failure = pacer
+            .call("hubspot", "write", sending(&gate, 2))
+            .await
+            .unwrap_err();
+        let message = failure.to_string();
+        assert!(
+            matches!(
+                failure.kind,
+                FailureKind::DailyCapUsedUp {
+                    cap: 1,
+                    asked_ms: 3_600_000,
+                    max_ms: 60_000,
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        for part in [
+            "destination `crm`",
+            "daily cap of 1 requests",
+            "resets at",
+            "paused until",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert_eq!(pacer.take_request_counts().0, 1, "one request went");
+        // The next call fails before it starts: nothing asked of the store.
+        let ran = AtomicBool::new(false);
+        let again = pacer.call("hubspot", "write", a_call(&ran)).await;
+        assert!(matches!(
+            again,
+            Err(PluginFailure {
+                kind: FailureKind::DailyCapUsedUp { .. },
+                ..
+            })
+        ));
+        assert!(!ran.load(Ordering::Relaxed));
+        assert_eq!(lock(&recorder.acquired).len(), 1, "no lease asked for");
+        assert!(gate().await.is_err(), "nor a request");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_day_that_turns_within_max_wait_is_waited_out() {
+        let recorder = recorder(true, &[], Lease::Taken);
+        lock(&recorder.days).push_back(Allowance::UsedUp(Duration::from_secs(2)));
+        let pacer =
+            pacer_sharing(&recorder, Duration::from_secs(60)).with_daily_cap(daily_cap(1, "b"));
+        let start = Instant::now();
+        pacer.admit_request().await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2) + DAY_TURN_MARGIN + Duration::from_millis(40)
+        );
+        assert_eq!(pacer.take_request_counts(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn without_a_store_the_daily_cap_is_counted_in_the_process() {
+        // Unique credentials: the process's counts are shared by its tests.
+        let token = format!("local-{}", rand::random::<u64>());
+        let pacer = Pacer::new(None, 1, Duration::from_millis(1))
+            .unwrap()
+            .with_daily_cap(daily_cap(2, &token));
+        pacer.admit_request().await.unwrap();
+        pacer.admit_request().await.unwrap();
+        let refused = pacer.admit_request().await.unwrap_err();
+        assert!(refused.contains("daily cap of 2 requests"), "{refused}");
+        // Another run of the process with the same credentials shares it.
+        let other = Pacer::new(None, 1, Duration::from_millis(1))
+            .unwrap()
+            .with_daily_cap(daily_cap(2, &token));
+        assert!(other.admit_request().await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_reaching_the_next_day_counts_the_day_as_used_up() {
+        let recorder = recorder(true, &[], Lease::Taken);
+        let pacer = pacer_sharing(&recorder, MAX).with_daily_cap(daily_cap(40, "c"));
+        // A minute's Retry-After says nothing about the day.
+        pacer.throttled(Duration::from_secs(60)).await;
+        pacer.throttled(crate::budget::DAY).await;
+        assert_eq!(*lock(&recorder.raised), [40]);
+        // Without a store, this process's count takes it.
+        let token = format!("local-{}", rand::random::<u64>());
+        let alone = Pacer::new(None, 1, Duration::from_millis(1))
+            .unwrap()
+            .with_daily_cap(daily_cap(40, &token));
+        alone.admit_request().await.unwrap();
+        alone.throttled(crate::budget::DAY).await;
+        assert!(alone.admit_request().await.is_err());
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub fn paused(plugin: &str, call: &str, asked: Duration, max: Duration) -> Plugi
     }
 }
 
-fn unix_ms_after(wait: Duration) -> u128 {
+/// Milliseconds since the Unix epoch `wait` from now.
+pub(crate) fn unix_ms_after(wait: Duration) -> u128 {
     std::time::SystemTime::now()
         .checked_add(wait)
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

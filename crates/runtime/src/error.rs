@@ -62,6 +62,21 @@ pub enum FailureKind {
         /// When the wait would end, in milliseconds since the Unix epoch.
         until_unix_ms: u128,
     },
+    /// The destination's daily cap (`rate_limit.daily`, requests per UTC
+    /// day for its credentials) is used up, and the next day begins later
+    /// than the sync may wait (`max_wait`); the sync stopped, paused until
+    /// then.
+    DailyCapUsedUp {
+        /// The destination's name in the project.
+        destination: String,
+        cap: u32,
+        /// How long until the allowance comes back (the next UTC midnight).
+        /// (u64 milliseconds: a day fits, and the failure stays small.)
+        asked_ms: u64,
+        max_ms: u64,
+        /// When it comes back, in milliseconds since the Unix epoch.
+        until_unix_ms: u64,
+    },
 }
 
 impl fmt::Display for FailureKind {
@@ -115,9 +130,7 @@ impl fmt::Display for FailureKind {
                 max_ms,
                 until_unix_ms,
             } => {
-                let until = i64::try_from(until_unix_ms.saturating_mul(1000))
-                    .map(crate::values::format_timestamp)
-                    .unwrap_or_else(|_| "the end of time".into());
+                let until = timestamp(*until_unix_ms);
                 write!(
                     f,
                     "asked to wait {} s, longer than the longest wait allowed ({} s, max_wait); \
@@ -126,8 +139,33 @@ impl fmt::Display for FailureKind {
                     max_ms / 1000
                 )
             }
+            FailureKind::DailyCapUsedUp {
+                destination,
+                cap,
+                asked_ms,
+                max_ms,
+                until_unix_ms,
+            } => {
+                let until = timestamp(u128::from(*until_unix_ms));
+                write!(
+                    f,
+                    "destination `{destination}` used up its daily cap of {cap} requests \
+                     (rate_limit.daily: per UTC day, for every run writing with its credentials); \
+                     it resets at {until}, in {} s, longer than the longest wait allowed ({} s, max_wait); \
+                     the sync is paused until {until}: what was delivered is committed, run it again then",
+                    asked_ms / 1000,
+                    max_ms / 1000
+                )
+            }
         }
     }
+}
+
+/// RFC 3339 of milliseconds since the Unix epoch.
+fn timestamp(unix_ms: u128) -> String {
+    i64::try_from(unix_ms.saturating_mul(1000))
+        .map(crate::values::format_timestamp)
+        .unwrap_or_else(|_| "the end of time".into())
 }
 
 /// A one-line description of a contract error. The plugin's message is

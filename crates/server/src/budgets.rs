@@ -30,6 +30,16 @@
 //! of the budget pauses at its next call instead of sending a request to
 //! be refused.
 //!
+//! **The day's count.** With a daily cap, one key per budget and UTC day
+//! (`…:daily:DAY`, DAY the days since the epoch on Redis's clock) counts
+//! the requests taken. One script reads the clock, names the day's key,
+//! refuses when the count is at the cap (answering how long until the next
+//! midnight) and otherwise increments it; the key expires when its day
+//! ends. Another raises the count to what the API says was used, never
+//! lowering it. The day's key is built inside the script from a declared
+//! prefix with the budget's hash tag, so it is on the same Redis Cluster
+//! slot as the prefix.
+//!
 //! **Bounded.** Every Redis call has a connection and a response timeout
 //! and an outer [`CALL_TIMEOUT`]; a slot further than the caller's longest
 //! wait is not reserved.
@@ -43,7 +53,8 @@
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sluice_engine::budget::{
-    BudgetFuture, BudgetKey, Lease, LeaseRequest, Reservation, SharedBudgets, Signal,
+    Allowance, BudgetFuture, BudgetKey, Lease, LeaseRequest, Reservation, SharedBudgets, Signal,
+    DAY,
 };
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -127,6 +138,39 @@ redis.call('PEXPIRE', KEYS[1], math.floor(ttl / 1000) + 1000)
 return 1
 "#;
 
+/// Take one request from the current period's count. KEYS: the count's
+/// prefix (the period's number is appended). ARGV: the cap, the period in
+/// seconds (a UTC day: periods start at multiples of it since the epoch).
+/// Returns {taken 1 | used up 0, µs until the period ends}.
+const TAKE_DAILY: &str = r#"
+local t = redis.call('TIME')
+local secs = tonumber(t[1])
+local period = tonumber(ARGV[2])
+local n = math.floor(secs / period)
+local ends = (n + 1) * period
+local left = (ends - secs) * 1000000 - tonumber(t[2])
+local key = KEYS[1] .. string.format('%.0f', n)
+local used = tonumber(redis.call('GET', key) or '0')
+if used >= tonumber(ARGV[1]) then return {0, left} end
+redis.call('INCR', key)
+redis.call('EXPIREAT', key, string.format('%.0f', ends))
+return {1, left}
+"#;
+
+/// Raise the current period's count to what the API says was used. KEYS:
+/// the count's prefix. ARGV: the count, the period in seconds. A higher
+/// count stays.
+const RAISE_DAILY: &str = r#"
+local t = redis.call('TIME')
+local period = tonumber(ARGV[2])
+local n = math.floor(tonumber(t[1]) / period)
+local key = KEYS[1] .. string.format('%.0f', n)
+local used = tonumber(redis.call('GET', key) or '0')
+if used >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', key, ARGV[1], 'EXAT', string.format('%.0f', (n + 1) * period))
+return 1
+"#;
+
 /// The shared budgets of one Redis.
 pub struct RedisBudgets {
     manager: ConnectionManager,
@@ -137,6 +181,8 @@ pub struct RedisBudgets {
     hold: redis::Script,
     acquire: redis::Script,
     renew: redis::Script,
+    take_daily: redis::Script,
+    raise_daily: redis::Script,
     /// Until when Redis counts as unreachable (after a failed call).
     down_until: Mutex<Option<Instant>>,
     /// The Redis address without credentials, for messages.
@@ -172,6 +218,8 @@ impl RedisBudgets {
             hold: redis::Script::new(HOLD),
             acquire: redis::Script::new(ACQUIRE),
             renew: redis::Script::new(RENEW),
+            take_daily: redis::Script::new(TAKE_DAILY),
+            raise_daily: redis::Script::new(RAISE_DAILY),
             down_until: Mutex::new(None),
             shown,
         })
@@ -186,6 +234,33 @@ impl RedisBudgets {
         })
         .await
         .map(|_| ())
+    }
+
+    /// [`SharedBudgets::take_daily`] over periods of `period` (a UTC day
+    /// but in tests) starting at multiples of it since the epoch.
+    async fn take_in_period(
+        &self,
+        key: &BudgetKey,
+        cap: u32,
+        period: Duration,
+    ) -> Result<Allowance, String> {
+        let prefix = daily_prefix(key);
+        let script = self.take_daily.clone();
+        let mut conn = self.manager.clone();
+        let period = period.as_secs().max(1);
+        let (taken, left): (i64, i64) = self
+            .call("taking a request from the day's count", async move {
+                let mut invocation = script.key(prefix);
+                invocation.arg(cap).arg(period);
+                let answer = invocation.invoke_async(&mut conn).await;
+                answer
+            })
+            .await?;
+        Ok(if taken == 1 {
+            Allowance::Taken
+        } else {
+            Allowance::UsedUp(Duration::from_micros(u64::try_from(left).unwrap_or(0)))
+        })
     }
 
     /// Runs `op` on the worker's runtime within [`CALL_TIMEOUT`], unless
@@ -242,6 +317,12 @@ fn keys(key: &BudgetKey) -> [String; 3] {
         format!("{base}:hold"),
         format!("{base}:pace"),
     ]
+}
+
+/// The prefix of a budget's per-day counts (same hash tag as [`keys`]);
+/// the scripts append the day.
+fn daily_prefix(key: &BudgetKey) -> String {
+    format!("{KEY_PREFIX}{{{}}}:daily:", key.as_str())
 }
 
 /// The sorted set of a budget's call leases (same hash tag as [`keys`]).
@@ -385,6 +466,26 @@ impl SharedBudgets for RedisBudgets {
                     .arg(holder)
                     .query_async::<i64>(&mut conn)
                     .await
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn take_daily<'a>(&'a self, key: &'a BudgetKey, cap: u32) -> BudgetFuture<'a, Allowance> {
+        Box::pin(self.take_in_period(key, cap, DAY))
+    }
+
+    fn raise_daily<'a>(&'a self, key: &'a BudgetKey, used: u64) -> BudgetFuture<'a, ()> {
+        let prefix = daily_prefix(key);
+        let script = self.raise_daily.clone();
+        let mut conn = self.manager.clone();
+        Box::pin(async move {
+            self.call("raising the day's count", async move {
+                let mut invocation = script.key(prefix);
+                invocation.arg(used).arg(DAY.as_secs());
+                let answer = invocation.invoke_async::<i64>(&mut conn).await;
+                answer
             })
             .await
             .map(|_| ())
@@ -640,6 +741,79 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn two_holders_share_one_days_count_in_real_redis() {
+        // Two stores, two connections: two workers' view of one Redis.
+        let one = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let two = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        for budgets in [&one, &two, &one] {
+            assert_eq!(budgets.take_daily(&key, 3).await, Ok(Allowance::Taken));
+        }
+        // The fourth request of the day is refused to both, until midnight.
+        let (_, day_ends_in) = sluice_engine::budget::utc_day(std::time::SystemTime::now());
+        for budgets in [&two, &one] {
+            let refused = budgets.take_daily(&key, 3).await.unwrap();
+            assert!(
+                matches!(refused, Allowance::UsedUp(d) if d.abs_diff(day_ends_in) < Duration::from_secs(5)),
+                "{refused:?}, the day ends in {day_ends_in:?}"
+            );
+        }
+        // The key expires when the day ends.
+        let mut conn = one.manager.clone();
+        let (day, _) = sluice_engine::budget::utc_day(std::time::SystemTime::now());
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("{}{day}", daily_prefix(&key)))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl.abs_diff(day_ends_in.as_secs() as i64) <= 5,
+            "TTL {ttl} s, the day ends in {day_ends_in:?}"
+        );
+        // Other credentials have their own count.
+        assert_eq!(one.take_daily(&fresh_key(), 3).await, Ok(Allowance::Taken));
+    }
+
+    #[tokio::test]
+    async fn the_apis_count_raises_the_days_and_a_new_period_starts_over_in_real_redis() {
+        let budgets = RedisBudgets::open("redis://127.0.0.1:6379").unwrap();
+        let key = fresh_key();
+        assert_eq!(budgets.take_daily(&key, 10).await, Ok(Allowance::Taken));
+        // The API says 9 were used (others' requests): one is left.
+        budgets.raise_daily(&key, 9).await.unwrap();
+        budgets.raise_daily(&key, 2).await.unwrap();
+        assert_eq!(budgets.take_daily(&key, 10).await, Ok(Allowance::Taken));
+        assert!(matches!(
+            budgets.take_daily(&key, 10).await,
+            Ok(Allowance::UsedUp(_))
+        ));
+
+        // A period's key is its own: over 1 s periods, the next one starts
+        // over. Start at the beginning of a period, so three calls fit in it.
+        let key = fresh_key();
+        let second = Duration::from_secs(1);
+        let Allowance::UsedUp(left) = budgets.take_in_period(&key, 0, second).await.unwrap() else {
+            panic!("a cap of 0 takes nothing");
+        };
+        tokio::time::sleep(left + 20 * MS).await;
+        assert_eq!(
+            budgets.take_in_period(&key, 1, second).await,
+            Ok(Allowance::Taken)
+        );
+        let used_up = budgets.take_in_period(&key, 1, second).await.unwrap();
+        let Allowance::UsedUp(left) = used_up else {
+            panic!("the period's one request was taken: {used_up:?}");
+        };
+        assert!(left <= second, "{left:?}");
+        tokio::time::sleep(left + 20 * MS).await;
+        assert_eq!(
+            budgets.take_in_period(&key, 1, second).await,
+            Ok(Allowance::Taken),
+            "a new period, a new count"
+        );
+    }
+
     #[test]
     fn a_budgets_keys_share_one_hash_tag() {
         let key = BudgetKey::of("hubspot", &Default::default());
@@ -648,5 +822,6 @@ mod tests {
         assert!(tat.contains(&tag) && hold.contains(&tag) && pace.contains(&tag));
         assert!(tat.starts_with(KEY_PREFIX));
         assert!(leases_key(&key).contains(&tag));
+        assert!(daily_prefix(&key).contains(&tag));
     }
 }

@@ -5,7 +5,7 @@
 use super::*;
 use crate::budget::BudgetKey;
 use crate::observe;
-use crate::pacing::SharedPace;
+use crate::pacing::{DailyCap, SharedPace};
 
 impl<S: StateStore> SyncEngine<'_, S> {
     pub(super) async fn prepare<'p>(
@@ -35,7 +35,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             pacing::concurrency(rate.as_ref())
         };
         let pacer = pacer_for(
-            rate.as_ref(),
+            (rate.as_ref(), sync_daily_cap(project, sync)),
             writers,
             &retry,
             (dest_cfg, &spec),
@@ -153,11 +153,11 @@ pub async fn instances_needed(runtime: &Runtime, project: &Project, name: &str) 
     Ok(1 + sync.transforms.len() + writers)
 }
 
-/// The pace of a destination's calls: its declared `rate` for `writers`,
-/// drawing from the budget its credentials share with every other run
-/// when the run has a shared budget store.
+/// The pace of a destination's calls: its declared `rate` for `writers`
+/// and its `daily` cap, drawing from the budget its credentials share with
+/// every other run when the run has a shared budget store.
 pub(super) fn pacer_for(
-    rate: Option<&RateLimit>,
+    (rate, daily): (Option<&RateLimit>, Option<u32>),
     writers: usize,
     retry: &RetryPolicy,
     (dest_cfg, spec): (&PluginInstance, &PluginSpec),
@@ -165,14 +165,32 @@ pub(super) fn pacer_for(
 ) -> Result<Arc<Pacer>> {
     let mut pacer = Pacer::new(rate, writers, retry.max_wait)
         .map_err(|e| anyhow!("destination `{}`: {e}", dest_cfg.name))?;
+    let key = BudgetKey::of(&spec.name, &dest_cfg.config);
+    if let Some(cap) = daily {
+        pacer = pacer.with_daily_cap(DailyCap {
+            cap,
+            destination: dest_cfg.name.clone(),
+            key: key.clone(),
+        });
+    }
     if let Some(budgets) = budgets {
         pacer = pacer.with_shared(SharedPace {
             budgets: budgets.clone(),
-            key: BudgetKey::of(&spec.name, &dest_cfg.config),
+            key,
             concurrency: rate.map_or(0, |r| pacing::concurrency(Some(r)) as u32),
         });
     }
     Ok(Arc::new(pacer))
+}
+
+/// The requests per UTC day a sync's destination calls may make: the
+/// sync's `rate_limit.daily`, else its destination's. (The cap belongs to
+/// the credentials, so a sync that overrides only the pace keeps it.)
+pub(super) fn sync_daily_cap(project: &Project, sync: &SyncConfig) -> Option<u32> {
+    sync.rate_limit.and_then(|r| r.daily).or(project
+        .destination_of(sync)
+        .rate_limit
+        .and_then(|r| r.daily))
 }
 
 /// The rate a sync's destination calls go at: the sync's override wins over

@@ -7,7 +7,7 @@
 //! Only destinations that export `lookup-api` can answer; the lookup runs
 //! under the sync's rate limit, like its writes.
 
-use super::prepare::{open_instance, pacer_for, sync_rate};
+use super::prepare::{open_instance, pacer_for, sync_daily_cap, sync_rate};
 use super::*;
 
 /// How to verify.
@@ -58,7 +58,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let rate = sync_rate(self.project, sync, &spec);
         let retry = RetryPolicy::default();
         let pacer = pacer_for(
-            rate.as_ref(),
+            (rate.as_ref(), sync_daily_cap(self.project, sync)),
             1,
             &retry,
             (dest_cfg, &spec),

@@ -81,8 +81,11 @@ impl UnknownOutcomes {
 }
 
 /// What every outgoing request of an instance waits for first (the
-/// destination's pace), see [`SandboxedHttp::gate`].
-pub type RequestGate = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// destination's pace), see [`SandboxedHttp::gate`]. `Err` refuses the
+/// request unsent (a daily cap used up), with why: the plugin sees a
+/// failed request carrying that message.
+pub type RequestGate =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// How one request that went to the network ended: its response status,
 /// or none (no response head: refused, timed out, connection lost), and
@@ -296,7 +299,9 @@ impl WasiHttpHooks for SandboxedHttp {
                 }
             };
             if let Some(gate) = gate {
-                gate().await;
+                gate()
+                    .await
+                    .map_err(|why| HttpError::InternalError(Some(why)))?;
             }
             let send = Outgoing {
                 target: &target,
