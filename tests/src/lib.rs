@@ -177,10 +177,76 @@ impl Receiver {
             .collect()
     }
 
+    /// Checks that the receiver got each of the `rows` rows
+    /// `user{i:03}@example.com` with its own `ltv` (`i`), under one
+    /// idempotency key per row; returns how many deliveries were repeats
+    /// (the at-least-once rows a killed worker sent again).
+    pub fn repeats_with_every_row(&self, rows: usize) -> usize {
+        let mut by_key: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut ltvs = std::collections::BTreeMap::new();
+        for request in self.requests.lock().unwrap().iter() {
+            let data = &request.body["data"];
+            let keys = data["idempotency_keys"].as_array().unwrap();
+            for (row, key) in data["rows"].as_array().unwrap().iter().zip(keys) {
+                *by_key.entry(key.as_str().unwrap().to_owned()).or_default() += 1;
+                ltvs.insert(
+                    row["email"].as_str().unwrap().to_owned(),
+                    row["ltv"].clone(),
+                );
+            }
+        }
+        assert_eq!(ltvs.len(), rows, "rows lost");
+        for (i, (email, ltv)) in ltvs.iter().enumerate() {
+            assert_eq!(email, &format!("user{i:03}@example.com"));
+            assert_eq!(ltv.to_string().trim_matches('"'), i.to_string());
+        }
+        assert_eq!(by_key.len(), rows, "one idempotency key per row");
+        by_key.values().map(|n| n - 1).sum()
+    }
+
     /// The grant that lets a plugin reach this receiver.
     pub fn grant(&self) -> String {
         sluice_runtime::sandbox::policy::Grants::pattern_for_url(&self.url).unwrap()
     }
+}
+
+/// The project the kill and restart tests run, as relative path → text:
+/// `rows` customers `user{i:03}@example.com` with `ltv` `i` in
+/// `data/customers.csv`, synced by the sync `customers` from a files source
+/// to a webhook at `receiver`, upserted by email in batches of `batch_size`.
+/// [`Receiver::repeats_with_every_row`] checks what arrived.
+pub fn customers_to_webhook(
+    receiver: &Receiver,
+    rows: usize,
+    batch_size: usize,
+) -> std::collections::BTreeMap<String, String> {
+    let yaml = format!(
+        r#"sources:
+  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
+destinations:
+  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
+models:
+  customers: {{ source: files, object: customers.csv, primary_key: email }}
+syncs:
+  customers:
+    model: customers
+    destination: hook
+    object: contacts
+    mode: upsert
+    identifier: email
+    batch_size: {batch_size}
+"#,
+        receiver.url,
+        receiver.grant()
+    );
+    let mut csv = String::from("email,ltv\n");
+    for i in 0..rows {
+        csv.push_str(&format!("user{i:03}@example.com,{i}\n"));
+    }
+    [("sluice.yaml", yaml), ("data/customers.csv", csv)]
+        .into_iter()
+        .map(|(path, text)| (path.to_owned(), text))
+        .collect()
 }
 
 /// Run SQL against the test PostgreSQL (127.0.0.1:5432, database `test`).

@@ -18,33 +18,11 @@ use std::time::{Duration, Instant};
 const ROWS: usize = 120;
 
 fn project(dir: &Path, receiver: &Receiver) {
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let mut csv = String::from("email,ltv\n");
-    for i in 0..ROWS {
-        csv.push_str(&format!("user{i:03}@example.com,{i}\n"));
+    for (path, text) in customers_to_webhook(receiver, ROWS, 10) {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
     }
-    std::fs::write(dir.join("data/customers.csv"), csv).unwrap();
-    let yaml = format!(
-        r#"
-sources:
-  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
-destinations:
-  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
-models:
-  customers: {{ source: files, object: customers.csv, primary_key: email }}
-syncs:
-  customers:
-    model: customers
-    destination: hook
-    object: contacts
-    mode: upsert
-    identifier: email
-    batch_size: 10
-"#,
-        receiver.url,
-        receiver.grant()
-    );
-    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
 }
 
 fn received(receiver: &Receiver) -> BTreeSet<String> {

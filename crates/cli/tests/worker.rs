@@ -10,7 +10,7 @@ use sluice_tests as common;
 use common::service::{call, worker_command, Service};
 use common::*;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,30 +44,7 @@ fn worker_logs(dir: &std::path::Path) -> String {
 }
 
 fn project(receiver: &Receiver) -> Value {
-    let yaml = format!(
-        r#"sources:
-  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
-destinations:
-  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
-models:
-  customers: {{ source: files, object: customers.csv, primary_key: email }}
-syncs:
-  customers:
-    model: customers
-    destination: hook
-    object: contacts
-    mode: upsert
-    identifier: email
-    batch_size: 5
-"#,
-        receiver.url,
-        receiver.grant()
-    );
-    let mut csv = String::from("email,ltv\n");
-    for i in 0..ROWS {
-        csv.push_str(&format!("user{i:03}@example.com,{i}\n"));
-    }
-    json!({"files": {"sluice.yaml": yaml, "data/customers.csv": csv}})
+    json!({"files": customers_to_webhook(receiver, ROWS, 5)})
 }
 
 /// (id, status, owner pid) of every run of the sync, oldest first.
@@ -186,30 +163,7 @@ async fn three_workers_one_killed_repeatedly_deliver_every_row() {
     );
 
     // Every row, with its own content; repeats counted by idempotency key.
-    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-    let mut emails = BTreeMap::new();
-    for request in rx.requests.lock().unwrap().iter() {
-        let data = &request.body["data"];
-        for (row, key) in data["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(data["idempotency_keys"].as_array().unwrap())
-        {
-            *by_key.entry(key.as_str().unwrap().to_owned()).or_default() += 1;
-            emails.insert(
-                row["email"].as_str().unwrap().to_owned(),
-                row["ltv"].clone(),
-            );
-        }
-    }
-    assert_eq!(emails.len(), ROWS, "rows lost");
-    for (i, (email, ltv)) in emails.iter().enumerate() {
-        assert_eq!(email, &format!("user{i:03}@example.com"));
-        assert_eq!(ltv.to_string().trim_matches('"'), i.to_string());
-    }
-    assert_eq!(by_key.len(), ROWS, "one idempotency key per row");
-    let repeated: usize = by_key.values().map(|n| n - 1).sum();
+    let repeated = rx.repeats_with_every_row(ROWS);
     // At least once: only the batches in flight at each kill (sent, not
     // yet answered and committed) may come again; the engine writes a few
     // batches of 5 at once.

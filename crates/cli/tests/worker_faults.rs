@@ -165,30 +165,7 @@ async fn wait_until_taking_jobs(workers: &mut [Worker]) {
 }
 
 fn project(receiver: &Receiver) -> Value {
-    let yaml = format!(
-        r#"sources:
-  files: {{ plugin: files, config: {{ path: /data }}, grants: ["dir:data:/data"] }}
-destinations:
-  hook: {{ plugin: webhook, config: {{ url: "{}" }}, grants: ["{}"] }}
-models:
-  customers: {{ source: files, object: customers.csv, primary_key: email }}
-syncs:
-  customers:
-    model: customers
-    destination: hook
-    object: contacts
-    mode: upsert
-    identifier: email
-    batch_size: {BATCH}
-"#,
-        receiver.url,
-        receiver.grant()
-    );
-    let mut csv = String::from("email,ltv\n");
-    for i in 0..ROWS {
-        csv.push_str(&format!("user{i:03}@example.com,{i}\n"));
-    }
-    json!({"files": {"sluice.yaml": yaml, "data/customers.csv": csv}})
+    json!({"files": customers_to_webhook(receiver, ROWS, BATCH)})
 }
 
 /// A run as the state records it.
@@ -234,35 +211,6 @@ async fn runs(url: &str) -> Option<Vec<Run>> {
             })
             .collect(),
     )
-}
-
-/// Checks that the receiver got every row with its own content and one
-/// idempotency key per row; returns how many deliveries were repeats.
-fn every_row_arrived(rx: &Receiver) -> usize {
-    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-    let mut emails = BTreeMap::new();
-    for request in rx.requests.lock().unwrap().iter() {
-        let data = &request.body["data"];
-        for (row, key) in data["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(data["idempotency_keys"].as_array().unwrap())
-        {
-            *by_key.entry(key.as_str().unwrap().to_owned()).or_default() += 1;
-            emails.insert(
-                row["email"].as_str().unwrap().to_owned(),
-                row["ltv"].clone(),
-            );
-        }
-    }
-    assert_eq!(emails.len(), ROWS, "rows lost");
-    for (i, (email, ltv)) in emails.iter().enumerate() {
-        assert_eq!(email, &format!("user{i:03}@example.com"));
-        assert_eq!(ltv.to_string().trim_matches('"'), i.to_string());
-    }
-    assert_eq!(by_key.len(), ROWS, "one idempotency key per row");
-    by_key.values().map(|n| n - 1).sum()
 }
 
 /// Polls the runs until `done` holds for them, failing after `limit` with
@@ -404,7 +352,7 @@ async fn workers_ride_out_postgresql_restarts_under_load() {
         })
         .collect();
     assert_eq!(killed, restarted, "the runs cut off by a restart: {all:?}");
-    let repeated = every_row_arrived(&rx);
+    let repeated = rx.repeats_with_every_row(ROWS);
     assert!(
         repeated <= RESTARTS * BATCH * MAX_WRITERS,
         "{repeated} repeated rows for {RESTARTS} restarts"
@@ -528,7 +476,7 @@ async fn workers_with_clocks_ten_minutes_apart_take_over_only_dead_runs() {
         "the first run was a skewed worker's: {skews:?}"
     );
 
-    let repeated = every_row_arrived(&rx);
+    let repeated = rx.repeats_with_every_row(ROWS);
     assert!(
         repeated <= KILLS * BATCH * MAX_WRITERS,
         "{repeated} repeated rows for {KILLS} kills"
