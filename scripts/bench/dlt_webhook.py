@@ -45,6 +45,17 @@ def _default(v):
     raise TypeError(type(v))
 
 
+def _rows(items):
+    """The batch as a list of row dicts. With the pyarrow backend dlt hands
+    over an Arrow table/RecordBatch: passed to json.dumps(default=str) as is,
+    it would serialise as a short summary, not the rows; fail loudly rather
+    than send that."""
+    rows = items.to_pylist() if hasattr(items, "to_pylist") else items
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"the destination got {type(items).__name__}, not a list of rows")
+    return rows
+
+
 @dlt.destination(
     batch_size=BATCH,
     loader_file_format="parquet",
@@ -54,7 +65,7 @@ def _default(v):
     max_table_nesting=0,
 )
 def webhook(items, table) -> None:
-    rows = items.to_pylist() if hasattr(items, "to_pylist") else items
+    rows = _rows(items)
     body = json.dumps(
         {
             "type": "sluice.rows",
