@@ -510,6 +510,46 @@ async fn verify_says_when_a_destination_cannot_look_records_up() {
     );
 }
 
+/// Without Redis a daily cap (`rate_limit.daily`) is counted by the
+/// process: a run capped at 4 requests a day, against a portal allowing
+/// 4, sends 4, none refused, and pauses naming the cap and its reset; the
+/// next run of the process sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_cap_without_redis_is_kept_by_the_process() {
+    let table = format!("sluice_hs_daily_cap_{}", std::process::id());
+    people_table(&table, 500, &[]);
+    let hs = hubspot(EmulatorConfig::default()).await;
+    hs.handle().set_daily_limit(4);
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &table,
+        &hubspot_destination(&hs, ""),
+        // The next UTC midnight is more than 30 s away at any hour but
+        // the day's last 30 s: the run pauses rather than wait for it.
+        &format!(
+            "{CONTACT_SYNC}    batch_size: 100\n    max_wait: 30s\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1, daily: 4 }}\n"
+        ),
+    );
+    let paused = "destination `crm` used up its daily cap of 4 requests";
+    let first = run(dir.path()).await;
+    assert_eq!(first.status, RunStatus::Failed);
+    let error = first.error.unwrap_or_default();
+    assert!(
+        error.contains(paused) && error.contains("it resets at"),
+        "{error}"
+    );
+    let stats = hs.handle().stats();
+    assert_eq!((stats.requests, stats.throttled), (4, 0), "{stats:?}");
+    assert!(hs.handle().record_count("contacts") > 0, "some rows went");
+
+    let again = run(dir.path()).await;
+    let error = again.error.unwrap_or_default();
+    assert!(error.contains(paused), "{error}");
+    assert_eq!(hs.handle().stats().requests, 4, "nothing sent");
+    psql(&format!("DROP TABLE {table}"));
+}
+
 /// HubSpot's `DAILY` 429 mid-run pauses the sync at once instead of retrying
 /// until midnight; what HubSpot accepted is kept, and once the allowance
 /// resets the next run sends only the rest.

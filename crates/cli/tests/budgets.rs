@@ -14,7 +14,7 @@ use common::*;
 use serde_json::{json, Value};
 use sluice_emulators::{EmulatorConfig, RateLimit, DEFAULT_HUBSPOT_TOKEN};
 use sluice_runtime::sandbox::policy::Grants;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "operator-token-for-budget-tests-0123";
@@ -32,19 +32,9 @@ const ROWS: usize = 200;
 const BATCH: usize = 2;
 
 fn spawn_worker(url: &str, work: &std::path::Path, budgets: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["worker", "--state", url, "--work-dir"])
-        .arg(work)
-        .args([
-            "--concurrency",
-            "1",
-            "--no-schedule",
-            "--rate-budgets",
-            budgets,
-        ])
-        .env("SLUICE_CACHE_DIR", shared_cache_dir())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.with_extension("log")).unwrap())
+    let sluice = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+    service::worker_command(sluice, url, work)
+        .args(["--rate-budgets", budgets])
         .spawn()
         .expect("starting sluice worker")
 }
@@ -689,4 +679,77 @@ async fn a_used_up_daily_allowance_pauses_every_run_of_the_portal() {
         let _ = w.wait();
     }
     server.shutdown().await.unwrap();
+}
+
+/// A daily cap shared by every worker: three syncs of one portal in two
+/// workers, `daily: 12` for its credentials, against a HubSpot portal
+/// whose own daily limit is 12. Together the runs send at most 12
+/// requests, none of them refused for the day, and every run pauses,
+/// naming the destination, the cap and when it resets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_daily_cap_keeps_every_worker_within_the_portals_day() {
+    const DAILY: u64 = 12;
+    let db = PgDatabase::create("budgets_daily_cap");
+    let work = tempfile::tempdir().unwrap();
+    let hs = sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    hs.handle().set_daily_limit(DAILY);
+    let mut project = project(&hs);
+    let yaml = project["files"]["sluice.yaml"].as_str().unwrap().to_owned();
+    // The next UTC midnight is further than 30 s away at any hour but the
+    // day's last 30 s: the runs pause rather than wait for it.
+    let yaml = yaml
+        .replace("concurrency: 4", &format!("concurrency: 2, daily: {DAILY}"))
+        .replace(
+            &format!("    batch_size: {BATCH}\n"),
+            &format!("    batch_size: {BATCH}\n    max_wait: 30s\n"),
+        );
+    assert!(yaml.contains("daily: 12") && yaml.matches("max_wait").count() == SYNCS.len());
+    project["files"]["sluice.yaml"] = json!(yaml);
+    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
+    let service =
+        service::Service::start(&db.url(), work.path().join("server"), None, &grant).await;
+    service.put_project(&project).await;
+    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (mut workers, dirs) = start_workers(&db, work.path(), 2).await;
+    for s in SYNCS {
+        service.trigger(s).await;
+    }
+    let runs = ended_runs(&sql, SYNCS.len(), &dirs).await;
+    let logs: String = dirs.iter().map(|d| log_of(d)).collect();
+    let stats = hs.handle().stats();
+    eprintln!("{} requests, {} refused", stats.requests, stats.throttled);
+    assert!(
+        stats.requests <= DAILY,
+        "{} requests, over the daily cap of {DAILY}\n{logs}",
+        stats.requests
+    );
+    assert_eq!(stats.throttled, 0, "the portal refused none\n{logs}");
+    assert!(hs.handle().record_count("contacts") > 0, "some rows went");
+    for (sync, status, error) in &runs {
+        assert_eq!(status, "failed", "{sync}: {runs:?}\n{logs}");
+        for part in [
+            "destination `crm` used up its daily cap of 12 requests",
+            "it resets at ",
+            "T00:00:00",
+            "the sync is paused until",
+        ] {
+            assert!(error.contains(part), "{sync}: no {part:?} in {error}");
+        }
+    }
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    service.shutdown().await;
 }
