@@ -475,23 +475,7 @@ async fn a_tenants_resource_ceilings_refuse_clamp_stop_and_queue() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    server.trigger(&acme, "first").await;
-    server.trigger(&acme, "second").await;
-    let a = server.finished_run(&acme, "first").await;
-    let b = server.finished_run(&acme, "second").await;
-    assert_eq!(a["status"], "succeeded", "{a}");
-    assert_eq!(b["status"], "succeeded", "{b}");
-    let span = |r: &Value| {
-        (
-            r["started_at"].as_i64().unwrap(),
-            r["finished_at"].as_i64().unwrap(),
-        )
-    };
-    let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
-    assert!(
-        a1 <= b0 || b1 <= a0,
-        "the runs overlapped: first {a0}..{a1}, second {b0}..{b1}"
-    );
+    assert_both_succeed_one_after_the_other(&server, &acme, "first", "second").await;
     server.stop().await;
 }
 
@@ -517,10 +501,22 @@ async fn a_tenant_at_its_instance_ceiling_queues_its_runs_instead_of_failing() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    server.trigger(&acme, "first").await;
-    server.trigger(&acme, "second").await;
-    let a = server.finished_run(&acme, "first").await;
-    let b = server.finished_run(&acme, "second").await;
+    assert_both_succeed_one_after_the_other(&server, &acme, "first", "second").await;
+    server.stop().await;
+}
+
+/// Triggers the syncs `first` and `second` together; both runs succeed,
+/// and neither started before the other ended.
+async fn assert_both_succeed_one_after_the_other(
+    server: &Server,
+    token: &str,
+    first: &str,
+    second: &str,
+) {
+    server.trigger(token, first).await;
+    server.trigger(token, second).await;
+    let a = server.finished_run(token, first).await;
+    let b = server.finished_run(token, second).await;
     assert_eq!(a["status"], "succeeded", "{a}");
     assert_eq!(b["status"], "succeeded", "{b}");
     let span = |r: &Value| {
@@ -532,9 +528,8 @@ async fn a_tenant_at_its_instance_ceiling_queues_its_runs_instead_of_failing() {
     let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
     assert!(
         a1 <= b0 || b1 <= a0,
-        "two runs held the two instances at once: first {a0}..{a1}, second {b0}..{b1}"
+        "the runs overlapped: {first} {a0}..{a1}, {second} {b0}..{b1}"
     );
-    server.stop().await;
 }
 
 /// A project whose models read the dbt project `analytics` (its manifest
