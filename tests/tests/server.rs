@@ -814,6 +814,17 @@ async fn a_syncs_whole_ledger_is_paged_searched_and_downloaded_and_runs_record_s
     for part in ["read_ms", "transform_ms", "write_ms", "commit_ms"] {
         ms(part);
     }
+    // Instantiation is measured per instance (the files source and the
+    // webhook's one writer) and happens inside the load stage. load_ms is
+    // truncated to whole milliseconds, so the stage lasted less than
+    // load_ms + 1 of them, and instantiate_us (µs) fits below that.
+    assert_eq!(ms("instances"), 2, "source and one writer: {t}");
+    let instantiate_us = ms("instantiate_us");
+    assert!(instantiate_us > 0, "{t}");
+    assert!(
+        instantiate_us < (ms("load_ms") + 1) * 1000,
+        "instantiation within the load stage: {t}"
+    );
 
     // Paged in key order, the whole ledger counted.
     let page = |q: &str, offset: i64| {

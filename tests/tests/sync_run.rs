@@ -352,6 +352,15 @@ async fn transforms_run_between_mapping_and_load() {
     assert_eq!(report.counts.ok, 1, "{:?}", report.error);
     // sha256("a@x.com"): normalised, then hashed inside the transform.
     assert_eq!(rx.rows()[0]["Email"], sha256_hex("a@x.com"));
+    // Every instance the run made was instantiated inside its load stage:
+    // source, transform and the webhook's one writer (the spec's instances
+    // are not the run's). load_ms is whole milliseconds, truncated.
+    let store = SqliteStore::open_project(dir.path()).unwrap();
+    let recorded = store.run(report.run_id.unwrap()).unwrap().unwrap();
+    let t = recorded.timings.expect("stage timings stored with the run");
+    assert_eq!(t.instances, 3, "{t:?}");
+    assert!(t.instantiate_us > 0, "{t:?}");
+    assert!(t.instantiate_us < (t.load_ms + 1) * 1000, "{t:?}");
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -750,6 +750,14 @@ fn print_timings(t: &sluice_state::StageTimings) {
         "  busy within run: read {} ms  diff/map/transform {} ms  write {} ms  commit {} ms",
         t.read_ms, t.transform_ms, t.write_ms, t.commit_ms
     );
+    // Runs recorded before instantiation was measured have no instances.
+    if t.instances > 0 {
+        println!(
+            "  within load: instantiating {} instance(s) {:.3} ms",
+            t.instances,
+            t.instantiate_us as f64 / 1000.0
+        );
+    }
 }
 
 fn print_samples(samples: &[sluice_state::Sample]) {

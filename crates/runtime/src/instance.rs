@@ -102,6 +102,8 @@ pub struct Instance {
     /// The guest execution time of the call under way.
     cpu: Arc<CpuMeter>,
     poisoned: bool,
+    /// How long [`Plugin::instantiate`] took to make this instance.
+    instantiated_in: std::time::Duration,
     _permit: tokio::sync::OwnedSemaphorePermit,
     _live: LiveInstance,
 }
@@ -123,8 +125,14 @@ impl Drop for LiveInstance {
 }
 
 impl Plugin {
-    /// Create a sandboxed instance for one run.
+    /// Create a sandboxed instance for one run. The call's wall time is
+    /// kept with the instance ([`Instance::instantiated_in`]).
     pub async fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, PluginFailure> {
+        // Timed from here: a run's per-instance cost is the sandbox set up
+        // (WASI context, directories opened, granted names resolved), the
+        // store and the component's instantiation; the compiled component
+        // and its `InstancePre` were ready before the call.
+        let started = std::time::Instant::now();
         let runtime = &self.runtime;
         let limits = sandbox
             .limits
@@ -304,6 +312,7 @@ impl Plugin {
             limits,
             cpu,
             poisoned: false,
+            instantiated_in: started.elapsed(),
             _permit: permit,
             _live: LiveInstance::count(&runtime.live),
         })
@@ -349,6 +358,12 @@ fn classify_trap(
 }
 
 impl Instance {
+    /// The wall time of the [`Plugin::instantiate`] call that made this
+    /// instance (what a run pays per instance, with no per-row part).
+    pub fn instantiated_in(&self) -> std::time::Duration {
+        self.instantiated_in
+    }
+
     pub fn plugin_name(&self) -> &str {
         &self.plugin
     }

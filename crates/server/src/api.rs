@@ -878,7 +878,9 @@ pub struct RunOut {
     /// How long each stage took in milliseconds (`StageTimings`: load,
     /// discover, mappings, run and deletes add up to the run; read,
     /// transform, write and commit are the busy time of the run stage's
-    /// overlapping parts); `null` until the run ends.
+    /// overlapping parts; `instantiate_us`, in microseconds, is the part of
+    /// load spent instantiating the run's `instances` plugin instances);
+    /// `null` until the run ends.
     #[schema(value_type = Option<Object>)]
     pub timings: Option<sluice_state::StageTimings>,
 }

@@ -218,6 +218,8 @@ fn stage_timings_are_recorded_with_a_running_run_only<B: Backend>() {
         discover_ms: 30,
         run_ms: 950,
         write_ms: 1400,
+        instantiate_us: 850,
+        instances: 3,
         ..Default::default()
     };
     store.record_timings(run, &timings).unwrap();

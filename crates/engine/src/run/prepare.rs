@@ -25,9 +25,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
         };
 
         let (source, _, _) =
-            open_instance(self.runtime, &project.dir, source_cfg, "source").await?;
+            open_run_instance(self.runtime, &project.dir, source_cfg, "source", &clock).await?;
         let (mut destination, spec, dest_identity) =
-            open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
+            open_run_instance(self.runtime, &project.dir, dest_cfg, "destination", &clock).await?;
         let rate = sync_rate(project, sync, &spec);
         let writers = if options.dry_run {
             1
@@ -76,7 +76,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         for t in &sync.transforms {
             let cfg = &project.transforms[t];
             let (mut instance, _, identity) =
-                open_instance(self.runtime, &project.dir, cfg, "transform").await?;
+                open_run_instance(self.runtime, &project.dir, cfg, "transform", &clock).await?;
             let handle = instance.open_transformer(&cfg.config_json()).await?;
             transforms.push((instance, handle));
             transform_identities.push((cfg, identity));
@@ -100,7 +100,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let mut destinations = vec![destination];
         while destinations.len() < writers {
             let (mut instance, _, _) =
-                open_instance(self.runtime, &project.dir, dest_cfg, "destination").await?;
+                open_run_instance(self.runtime, &project.dir, dest_cfg, "destination", &clock)
+                    .await?;
             instance.set_request_gate(pacer.request_gate());
             if let Some(observer) = &options.observer {
                 observe::watch_requests(&mut instance, observer, &spec.name);
@@ -204,6 +205,20 @@ pub(super) fn sync_rate(
         .or(project.destination_of(sync).rate_limit)
         .map(RateLimit::from)
         .or(spec.rate_limit)
+}
+
+/// [`open_instance`] for a run: the instantiation is counted on the run's
+/// clock (`instantiate_us`), every instance the run holds passing here.
+async fn open_run_instance(
+    runtime: &Runtime,
+    project_dir: &Path,
+    cfg: &PluginInstance,
+    role: &str,
+    clock: &StageClock,
+) -> Result<(Instance, PluginSpec, PluginIdentity)> {
+    let opened = open_instance(runtime, project_dir, cfg, role).await?;
+    clock.instantiated(opened.0.instantiated_in());
+    Ok(opened)
 }
 
 pub(super) async fn open_instance(

@@ -5,10 +5,12 @@
 //! The sequential stages are timed by the wall clock as the run enters
 //! each one. The parts of the `run` stage overlap (the reader task, the
 //! writers), so each adds the time it was busy; they are shared between
-//! tasks as atomics, touched once per batch, never per row.
+//! tasks as atomics, touched once per batch, never per row. Within
+//! `load`, the runtime's instantiate calls are summed as they happen, once
+//! per instance.
 
 use sluice_state::StageTimings;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -76,6 +78,9 @@ struct Current {
 pub struct StageClock {
     current: Mutex<Current>,
     busy_us: [AtomicU64; 4],
+    /// The run's instantiate calls: their summed wall time, their count.
+    instantiate_us: AtomicU64,
+    instances: AtomicU32,
 }
 
 impl Default for StageClock {
@@ -87,6 +92,8 @@ impl Default for StageClock {
                 wall: [Duration::ZERO; Stage::ALL.len()],
             }),
             busy_us: Default::default(),
+            instantiate_us: AtomicU64::new(0),
+            instances: AtomicU32::new(0),
         }
     }
 }
@@ -122,6 +129,13 @@ impl StageClock {
         out
     }
 
+    /// Counts an instance the run made, which took `took` to instantiate.
+    pub fn instantiated(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.instantiate_us.fetch_add(us, Ordering::Relaxed);
+        self.instances.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The timings so far, the current stage counted up to now.
     pub fn timings(&self) -> StageTimings {
         let c = self.lock();
@@ -139,6 +153,8 @@ impl StageClock {
             transform_ms: busy(Part::Transform),
             write_ms: busy(Part::Write),
             commit_ms: busy(Part::Commit),
+            instantiate_us: self.instantiate_us.load(Ordering::Relaxed),
+            instances: self.instances.load(Ordering::Relaxed),
         }
     }
 
@@ -171,5 +187,16 @@ mod tests {
         assert_eq!(t.mappings_ms, 0);
         assert_eq!(t.deletes_ms, 0);
         assert_eq!((t.write_ms, t.read_ms, t.transform_ms), (15, 2, 0));
+        assert_eq!((t.instantiate_us, t.instances), (0, 0));
+    }
+
+    #[test]
+    fn instantiations_are_summed_and_counted() {
+        let clock = StageClock::default();
+        clock.instantiated(Duration::from_micros(180));
+        clock.instantiated(Duration::from_micros(95));
+        clock.instantiated(Duration::from_nanos(1500));
+        let t = clock.timings();
+        assert_eq!((t.instantiate_us, t.instances), (276, 3), "{t:?}");
     }
 }

@@ -242,7 +242,17 @@ function stageTimings(t) {
       row("write", t.write_ms, "delivering chunks, pacing and retries included, summed over writers"),
       row("commit", t.commit_ms, "recording acknowledged rows in the state"),
     ], "Busy time within the run stage"),
-    h("p", { class: "muted" }, "The parts of the run stage overlap (the source is read while earlier rows are written), so their busy times can add up to more than the stage."));
+    h("p", { class: "muted" }, "The parts of the run stage overlap (the source is read while earlier rows are written), so their busy times can add up to more than the stage."),
+    instantiation(t));
+}
+
+/** The part of the load stage spent instantiating the run's plugin
+ * instances (microseconds; absent from runs recorded before it was). */
+function instantiation(t) {
+  if (!t.instances) return null;
+  const ms = (t.instantiate_us / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 });
+  return h("p", { class: "muted stage-instantiate" },
+    `Within load: instantiating ${t.instances} plugin instance${t.instances === 1 ? "" : "s"} took ${ms} ms.`);
 }
 
 export async function runPage(main, id) {
