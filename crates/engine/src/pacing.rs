@@ -261,8 +261,7 @@ impl Pacer {
             cap: daily.cap,
             asked_ms: millis(resets_in),
             max_ms: millis(self.max_wait),
-            until_unix_ms: u64::try_from(crate::retry::unix_ms_after(resets_in))
-                .unwrap_or(u64::MAX),
+            until_unix_ms: to_the_second(crate::retry::unix_ms_after(resets_in)),
         }
     }
 
@@ -614,6 +613,13 @@ fn limiter(rate: &RateLimit) -> Option<(Limiter, Duration)> {
 pub fn concurrency(rate: Option<&RateLimit>) -> usize {
     const MAX_WRITERS: u32 = 16;
     rate.map_or(1, |r| r.concurrency.clamp(1, MAX_WRITERS) as usize)
+}
+
+/// Milliseconds since the epoch rounded to the nearest second: the day
+/// turns at a whole second (midnight), and the store's clock and this
+/// host's differ by a few milliseconds, which the message need not show.
+fn to_the_second(unix_ms: u128) -> u64 {
+    u64::try_from(unix_ms.saturating_add(500) / 1000 * 1000).unwrap_or(u64::MAX)
 }
 
 fn millis(d: Duration) -> u64 {
