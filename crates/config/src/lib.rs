@@ -63,8 +63,8 @@
 //! ```
 
 pub mod dbt;
-pub mod grant;
 pub mod edit;
+pub mod grant;
 mod parse;
 mod value;
 mod yaml;
