@@ -1176,6 +1176,14 @@ async fn health_readiness_openapi_and_sluice_apply() {
         "the trigger answers 202: {doc}"
     );
     assert!(doc["components"]["schemas"]["Enqueued"]["properties"]["job_id"].is_object());
+    for (path, method) in [
+        ("/api/v1/connections/{name}", "put"),
+        ("/api/v1/connections/{name}", "delete"),
+        ("/api/v1/models/{name}", "put"),
+        ("/api/v1/syncs/{name}", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
 
     // `sluice apply` uploads the project folder as the tenant.
     let token = server.tenant("acme").await;
@@ -1186,14 +1194,6 @@ async fn health_readiness_openapi_and_sluice_apply() {
         let target = dir.path().join(path);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(target, text.as_str().unwrap()).unwrap();
-    }
-    for (path, method) in [
-        ("/api/v1/connections/{name}", "put"),
-        ("/api/v1/connections/{name}", "delete"),
-        ("/api/v1/models/{name}", "put"),
-        ("/api/v1/syncs/{name}", "delete"),
-    ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     std::fs::create_dir_all(dir.path().join(".sluice")).unwrap();
     std::fs::write(dir.path().join(".sluice/state.db"), "not uploaded").unwrap();
