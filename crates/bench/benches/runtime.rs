@@ -56,7 +56,20 @@ fn main() {
         .unwrap();
 
     if run("instantiate") {
+        println!("1a. instances allocated on demand (the CLI)");
         instantiate_bench(&tokio, &runtime, 5_000 / scale);
+        // What `sluice worker` uses: the pooling allocator's slots, reset
+        // (copy-on-write memory images) instead of mapped afresh.
+        let pooled = new_runtime_with(
+            Some(cache.clone()),
+            Some(sluice_runtime::Pooling::default()),
+        );
+        assert!(
+            pooled.is_pooled(),
+            "the pooling allocator reserved its slots"
+        );
+        println!("1b. instances from the pooling allocator (`sluice worker`)");
+        instantiate_bench(&tokio, &pooled, 5_000 / scale);
     }
     if run("fieldmap") {
         field_map_bench(
@@ -79,11 +92,19 @@ fn main() {
 // ---------------------------------------------------------------------------
 
 fn new_runtime(cache_dir: Option<PathBuf>) -> Runtime {
+    new_runtime_with(cache_dir, None)
+}
+
+fn new_runtime_with(
+    cache_dir: Option<PathBuf>,
+    pooling: Option<sluice_runtime::Pooling>,
+) -> Runtime {
     // Plugin log lines go nowhere: the benchmarked plugins print nothing.
     let log: sluice_runtime::log::LogSink = Arc::new(|_| {});
     Runtime::new(RuntimeOptions {
         cache_dir,
         log,
+        pooling,
         ..Default::default()
     })
     .expect("runtime")
