@@ -17,7 +17,6 @@ use sluice_runtime::sandbox::policy::Grants;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-const OPERATOR: &str = "operator-token-for-budget-tests-0123";
 const REDIS: &str = "redis://127.0.0.1:6379";
 /// The API's limit: R requests in any rolling window W.
 const R: u32 = 60;
@@ -113,21 +112,6 @@ async fn statuses(sql: &tokio_postgres::Client) -> Vec<String> {
 async fn three_workers_share_one_portals_budget_in_redis() {
     let db = PgDatabase::create("budgets");
     let work = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_server::start(
-        sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().join("server"),
-            app_role: "sluice_app".into(),
-            keyring: None,
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
     let hs = sluice_emulators::start_hubspot(
         "127.0.0.1:0".parse().unwrap(),
         EmulatorConfig {
@@ -137,35 +121,8 @@ async fn three_workers_share_one_portals_budget_in_redis() {
     )
     .await
     .unwrap();
-    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
-
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tenants"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tokens"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"tenant": "acme"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let token = b["token"].as_str().unwrap().to_owned();
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/project"))
-            .bearer_auth(&token)
-            .json(&project(&hs)),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-
-    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project(&hs)).await;
+    let http = reqwest::Client::new();
 
     let dirs: Vec<_> = (0..3).map(|i| work.path().join(format!("w{i}"))).collect();
     let mut workers: Vec<Child> = dirs
@@ -345,21 +302,6 @@ async fn three_workers_share_one_portals_budget_in_redis() {
 async fn an_unreachable_redis_falls_back_to_local_limits_with_a_warning() {
     let db = PgDatabase::create("budgets_down");
     let work = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_server::start(
-        sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.path().join("server"),
-            app_role: "sluice_app".into(),
-            keyring: None,
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
     let hs = sluice_emulators::start_hubspot(
         "127.0.0.1:0".parse().unwrap(),
         EmulatorConfig {
@@ -369,32 +311,8 @@ async fn an_unreachable_redis_falls_back_to_local_limits_with_a_warning() {
     )
     .await
     .unwrap();
-    let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
-    let (s, _) = call(
-        http.post(format!("{base}/api/v1/tenants"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (_, b) = call(
-        http.post(format!("{base}/api/v1/tokens"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"tenant": "acme"})),
-    )
-    .await;
-    let token = b["token"].as_str().unwrap().to_owned();
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/project"))
-            .bearer_auth(&token)
-            .json(&project(&hs)),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project(&hs)).await;
+    let http = reqwest::Client::new();
 
     // Nothing listens on port 1.
     let dir = work.path().join("w0");
@@ -448,48 +366,19 @@ async fn serve_project(
     String,
     tokio_postgres::Client,
 ) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = sluice_server::start(
-        sluice_server::ServerConfig {
-            state_url: db.url(),
-            operator_token: OPERATOR.into(),
-            work_dir: work.join("server"),
-            app_role: "sluice_app".into(),
-            keyring: None,
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
     let grant = Grants::pattern_for_url(&hs.base_url()).unwrap();
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tenants"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"name": "acme", "grant_ceiling": ["*://*:*", grant]})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = call(
-        http.post(format!("{base}/api/v1/tokens"))
-            .bearer_auth(OPERATOR)
-            .json(&json!({"tenant": "acme"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let token = b["token"].as_str().unwrap().to_owned();
-    let (s, b) = call(
-        http.put(format!("{base}/api/v1/project"))
-            .bearer_auth(&token)
-            .json(project),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let service = service::Service::start(&db.url(), work.join("server"), None, &grant).await;
+    service.put_project(project).await;
     let (sql, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
+    let service::Service {
+        server,
+        base,
+        token,
+        ..
+    } = service;
     (server, base, token, sql)
 }
 
