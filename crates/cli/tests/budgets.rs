@@ -98,6 +98,21 @@ fn delivered_per_sync(hs: &sluice_emulators::RunningEmulator) -> [usize; SYNCS.l
     counts
 }
 
+/// A HubSpot emulator whose portal admits R requests in any window W,
+/// answering each after `latency`.
+async fn portal_limited_to_r_per_w(latency: Duration) -> sluice_emulators::RunningEmulator {
+    sluice_emulators::start_hubspot(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorConfig {
+            rate_limit: Some(RateLimit::new(R, W)),
+            latency,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Statuses of the tenant's runs.
 async fn statuses(sql: &tokio_postgres::Client) -> Vec<String> {
     sql.query("SELECT status FROM sluice.runs WHERE tenant = 'acme'", &[])
@@ -112,15 +127,7 @@ async fn statuses(sql: &tokio_postgres::Client) -> Vec<String> {
 async fn three_workers_share_one_portals_budget_in_redis() {
     let db = PgDatabase::create("budgets");
     let work = tempfile::tempdir().unwrap();
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(RateLimit::new(R, W)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = portal_limited_to_r_per_w(Duration::ZERO).await;
     let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project(&hs)).await;
     let http = reqwest::Client::new();
 
@@ -302,15 +309,7 @@ async fn three_workers_share_one_portals_budget_in_redis() {
 async fn an_unreachable_redis_falls_back_to_local_limits_with_a_warning() {
     let db = PgDatabase::create("budgets_down");
     let work = tempfile::tempdir().unwrap();
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(RateLimit::new(R, W)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = portal_limited_to_r_per_w(Duration::ZERO).await;
     let (server, base, token, sql) = serve_project(&db, work.path(), &hs, &project(&hs)).await;
     let http = reqwest::Client::new();
 
@@ -450,16 +449,7 @@ async fn three_workers_keep_one_portals_concurrency_together() {
     const ROWS_EACH: usize = 40;
     let db = PgDatabase::create("budgets_concurrency");
     let work = tempfile::tempdir().unwrap();
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(RateLimit::new(R, W)),
-            latency: Duration::from_millis(200),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = portal_limited_to_r_per_w(Duration::from_millis(200)).await;
     let mut project = project(&hs);
     let yaml = project["files"]["sluice.yaml"].as_str().unwrap().to_owned();
     assert!(yaml.contains("concurrency: 4"));
@@ -508,15 +498,7 @@ async fn three_workers_keep_one_portals_concurrency_together() {
 async fn a_used_up_daily_allowance_pauses_every_run_of_the_portal() {
     let db = PgDatabase::create("budgets_daily");
     let work = tempfile::tempdir().unwrap();
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(RateLimit::new(R, W)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = portal_limited_to_r_per_w(Duration::ZERO).await;
     // Discovery, opening the writer and a few batches, then refused. One
     // writer, so the batches come before the allowance is used up.
     hs.handle().set_daily_limit(8);
@@ -580,15 +562,7 @@ async fn a_shared_daily_cap_keeps_every_worker_within_the_portals_day() {
     const DAILY: u64 = 12;
     let db = PgDatabase::create("budgets_daily_cap");
     let work = tempfile::tempdir().unwrap();
-    let hs = sluice_emulators::start_hubspot(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorConfig {
-            rate_limit: Some(RateLimit::new(R, W)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hs = portal_limited_to_r_per_w(Duration::ZERO).await;
     hs.handle().set_daily_limit(DAILY);
     let mut project = project(&hs);
     let yaml = project["files"]["sluice.yaml"].as_str().unwrap().to_owned();
