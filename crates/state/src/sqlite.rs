@@ -687,25 +687,39 @@ fn apply_acks(tx: &Transaction<'_>, run: RunId, sync: &str, acks: &[Ack]) -> rus
          ON CONFLICT (sync, row_key) DO NOTHING",
     )?;
     let mut clear = tx.prepare_cached("DELETE FROM rejected WHERE sync = ?1 AND row_key = ?2")?;
+    // Most syncs have no rejected rows: one probe per batch then spares a
+    // DELETE per acknowledged row.
+    let any_rejected = has_rejections(tx, sync)?;
+    let mut clear_rejection = |key: &RowKey| -> rusqlite::Result<()> {
+        if any_rejected {
+            clear.execute(params![sync, key.as_bytes()])?;
+        }
+        Ok(())
+    };
     for ack in acks {
         match ack {
             Ack::Delivered { key, hash, dest_id } => {
                 let id = dest_id.as_ref().map(DestId::as_bytes);
                 upsert.execute(params![sync, key.as_bytes(), &hash.to_bytes()[..], id, run])?;
-                clear.execute(params![sync, key.as_bytes()])?;
+                clear_rejection(key)?;
             }
             Ack::Deleted { key } => {
                 delete.execute(params![sync, key.as_bytes()])?;
-                clear.execute(params![sync, key.as_bytes()])?;
+                clear_rejection(key)?;
             }
             Ack::Rekeyed { from, to } => {
                 rekey.execute(params![sync, from.as_bytes(), to.as_bytes()])?;
                 delete.execute(params![sync, from.as_bytes()])?;
-                clear.execute(params![sync, from.as_bytes()])?;
+                clear_rejection(from)?;
             }
         }
     }
     Ok(())
+}
+
+fn has_rejections(tx: &Transaction<'_>, sync: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM rejected WHERE sync = ?1)")?
+        .query_row([sync], |r| r.get(0))
 }
 
 /// Same content rejected again: one more attempt. New content: a new
