@@ -566,9 +566,11 @@ async fn hubspot_daily_limit_pauses_the_sync_and_the_next_day_finishes_it() {
         // One writer: discovery, then one batch after another, so the
         // allowance of 4 requests runs out mid-run whatever the timing
         // (with several writers, each opening its own instance, the
-        // allowance could go before any batch was sent).
+        // allowance could go before any batch was sent). A max_wait below
+        // the time to the emulator's midnight keeps the run from waiting
+        // out the day when it falls in the last minutes before 00:00 UTC.
         &format!(
-            "{CONTACT_SYNC}    batch_size: 100\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1 }}\n"
+            "{CONTACT_SYNC}    batch_size: 100\n    max_wait: 30s\n    rate_limit: {{ requests: 100, per_ms: 1000, concurrency: 1 }}\n"
         ),
     );
     hs.handle().set_daily_limit(4);
