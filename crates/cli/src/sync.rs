@@ -5,8 +5,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use sluice_config::{self as config, Diagnostic, Project};
 use sluice_engine::run::{
-    check_destination, discover_destination, DestinationCheck, ProgressFn, RunOptions, RunReport,
-    SyncEngine, VerifyOptions,
+    check_destination, check_outcome_table, discover_destination, DestinationCheck, ProgressFn,
+    RunOptions, RunReport, SyncEngine, VerifyOptions,
 };
 use sluice_registry::{load_plugin, refused_grants};
 use sluice_runtime::log::escape;
@@ -363,6 +363,32 @@ async fn check_destinations(project: &Project, runtime: &Runtime) -> Vec<Diagnos
             ));
         }
     }
+    // Each sync's outcome table, as a run checks it before reading.
+    for sync in project.syncs.values() {
+        let (Some(outcomes), Some(dest)) = (&sync.outcomes, project.outcomes_destination_of(sync))
+        else {
+            continue;
+        };
+        if !discovered.contains_key(&outcomes.destination) {
+            let objects = discover_destination(runtime, project, &dest.instance).await;
+            if let Err(e) = &objects {
+                eprintln!(
+                    "note: destination `{}` could not be asked what it supports ({}); \
+                     `run` checks the outcome table of sync `{}`",
+                    outcomes.destination,
+                    escape(&format!("{e:#}")),
+                    sync.name
+                );
+            }
+            discovered.insert(outcomes.destination.clone(), objects.ok());
+        }
+        let Some(Some(objects)) = discovered.get(&outcomes.destination) else {
+            continue;
+        };
+        if let Err(why) = check_outcome_table(objects, sync) {
+            problems.push(diagnostic_at(project, Some(&outcomes.location), why, None));
+        }
+    }
     problems
 }
 
@@ -490,6 +516,12 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
         if sync.mode.deletes_removed() {
             print_mirror(sync, &report.mirror);
         }
+    }
+    if let Some(o) = &report.outcomes {
+        println!(
+            "  outcomes: each run appends its per-row outcomes (rows: {}) to `{}` on destination `{}` (checked)",
+            o.rows, o.object, o.destination
+        );
     }
     for row in &report.planned {
         println!(
@@ -699,6 +731,12 @@ pub fn print_report(report: &RunReport, store: &Mutex<Store>) -> Result<()> {
         println!(
             "  {} delivered record(s) kept under new keys (their identifier is still carried)",
             report.mirror.rekeyed
+        );
+    }
+    if let Some(o) = &report.outcomes {
+        println!(
+            "  outcomes: {} row(s) written to `{}` on destination `{}`",
+            o.written, o.object, o.destination
         );
     }
     if let Some(e) = &report.error {

@@ -248,6 +248,14 @@ impl Project {
         &self.destinations[&sync.destination]
     }
 
+    /// The destination a sync's `outcomes:` are written to, if it has any
+    /// (validated to exist).
+    pub fn outcomes_destination_of(&self, sync: &SyncConfig) -> Option<&DestinationConfig> {
+        sync.outcomes
+            .as_ref()
+            .map(|o| &self.destinations[&o.destination])
+    }
+
     /// The source a model reads (validated to exist).
     pub fn source_of(&self, model: &Model) -> &PluginInstance {
         &self.sources[&model.source]
@@ -768,7 +776,46 @@ pub struct SyncConfig {
     /// reaches it stops with what was acknowledged committed and is
     /// recorded as failed. `None`: no deadline.
     pub run_deadline: Option<std::time::Duration>,
+    /// Where each run's per-row outcomes are written (`outcomes:`), if
+    /// anywhere.
+    pub outcomes: Option<Outcomes>,
     pub location: Location,
+}
+
+/// `outcomes:` of a sync: every run's per-row results (key, operation,
+/// status, message, run id, sync, time) appended as rows to a table of a
+/// destination connection of the project, so analysts can query them
+/// beside their models.
+#[derive(Debug, Clone)]
+pub struct Outcomes {
+    /// A key of [`Project::destinations`].
+    pub destination: String,
+    /// The table (the destination's object) the outcome rows are appended to.
+    pub object: Str,
+    /// Which rows get an outcome row.
+    pub rows: OutcomeRows,
+    pub location: Location,
+}
+
+/// `rows:` of `outcomes:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeRows {
+    /// Every row the run wrote, deleted, rejected or found invalid (the
+    /// default).
+    All,
+    /// Only rows rejected or invalid.
+    Failed,
+}
+
+impl OutcomeRows {
+    pub const ALL: [OutcomeRows; 2] = [OutcomeRows::All, OutcomeRows::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeRows::All => "all",
+            OutcomeRows::Failed => "failed",
+        }
+    }
 }
 
 /// `max_deletes:` a count (`500`) or a share of the records the sync has

@@ -15,8 +15,9 @@ use super::value::{interpolate, ConfigValue, Str};
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::{
     close_matches, unknown_name_message, Coercion, DestinationConfig, Diagnostic, LimitsConfig,
-    Location, Mapping, MappingSource, MaxDeletes, Model, ModelRead, Notify, PluginInstance,
-    PluginPin, PluginRef, Project, RateLimitOverride, RunEvent, SyncConfig, SyncMode,
+    Location, Mapping, MappingSource, MaxDeletes, Model, ModelRead, Notify, OutcomeRows, Outcomes,
+    PluginInstance, PluginPin, PluginRef, Project, RateLimitOverride, RunEvent, SyncConfig,
+    SyncMode,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -76,7 +77,9 @@ const SYNC_KEYS: &[&str] = &[
     "allow_empty",
     "max_wait",
     "run_deadline",
+    "outcomes",
 ];
+const OUTCOMES_KEYS: &[&str] = &["destination", "object", "rows"];
 const MAPPING_KEYS: &[&str] = &["from", "constant", "to", "type"];
 
 /// Largest accepted `batch_size`; beyond this one batch alone would hold
@@ -721,6 +724,10 @@ impl<'a> Reader<'a> {
                 .map(Some),
             None => Some(self.run_deadline),
         };
+        let outcomes = match f.get("outcomes") {
+            Some(n) => self.outcomes(n, &ctx, names).map(Some),
+            None => Some(None),
+        };
         if let (Some(Some(id)), Some(maps), Some(ts)) = (&identifier, &mappings, &transforms) {
             self.check_identifier_mapped(id, maps, ts, f.get("identifier"), &ctx);
         }
@@ -742,6 +749,41 @@ impl<'a> Reader<'a> {
             allow_empty: allow_empty?,
             max_wait: max_wait?,
             run_deadline: run_deadline?,
+            outcomes: outcomes?,
+            location: self.location(node.pos),
+        })
+    }
+
+    /// `outcomes: { destination: NAME, object: TABLE, rows: all | failed }`.
+    fn outcomes(&mut self, node: &Node, sync_ctx: &str, names: &Names) -> Option<Outcomes> {
+        let ctx = format!("`outcomes` of {sync_ctx}");
+        let f = self.fields(node, &ctx, OUTCOMES_KEYS)?;
+        let destination =
+            self.reference(&f, "destination", &ctx, "destination", &names.destinations);
+        let object = self
+            .required(&f, "object", &ctx)
+            .and_then(|n| self.non_empty(n, &ctx, "object"));
+        let rows = match f.get("rows") {
+            Some(n) => {
+                let text = self.name_string(n, &format!("`rows` in {ctx}"));
+                let found = text
+                    .as_deref()
+                    .and_then(|t| OutcomeRows::ALL.into_iter().find(|r| r.as_str() == t));
+                if let (Some(t), None) = (&text, found) {
+                    self.error(
+                        n.pos,
+                        format!("`rows` in {ctx} is `{t}`, neither `all` nor `failed`"),
+                        Some("`all` (every row's outcome) or `failed` (rejected and invalid rows only)"),
+                    );
+                }
+                found
+            }
+            None => Some(OutcomeRows::All),
+        };
+        Some(Outcomes {
+            destination: destination?,
+            object: object?,
+            rows: rows?,
             location: self.location(node.pos),
         })
     }

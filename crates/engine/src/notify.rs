@@ -241,6 +241,7 @@ mod tests {
             scan_bytes: None,
             mirror: Default::default(),
             config_changed: false,
+            outcomes: None,
         }
     }
 

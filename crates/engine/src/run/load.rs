@@ -15,6 +15,7 @@ impl Prepared<'_> {
         // loads and the writers open.
         let mut rx = self.start_reader()?;
         let snapshot = lock(store).load_snapshot(&self.sync.name)?;
+        self.outcomes.start(run, self.sync);
         if options.retry_rejected {
             let ledger = lock(store).ledger(&self.sync.name)?;
             self.only_keys = Some(ledger.into_iter().map(|e| e.key).collect());
@@ -79,6 +80,9 @@ impl Prepared<'_> {
                 if let Some((commit, counts)) = pending {
                     self.commit(store, run, commit, counts, &mut total, options)?;
                 }
+                // Outcome rows go to their writer in full batches; waiting
+                // while it is behind bounds what the run holds of them.
+                self.outcomes.flush().await;
                 if end {
                     break;
                 }
@@ -190,6 +194,9 @@ impl Prepared<'_> {
         let started = Instant::now();
         lock(store).commit_batch(run, &commit)?;
         self.clock.add(Part::Commit, started.elapsed());
+        // Only once committed: outcomes report what state holds, and never
+        // change it.
+        self.outcomes.record(&commit);
         *total += counts;
         if let Some(p) = &options.progress {
             p(total);

@@ -121,9 +121,11 @@ impl Prepared<'_> {
             for (key, result) in keys.into_iter().zip(outcome.rows) {
                 match result {
                     Some(Ok(())) => commit.acknowledged.push(Ack::Deleted { key }),
-                    Some(Err(message)) => {
+                    Some(Err(mut message)) => {
                         counts.rejected += 1;
+                        self.secrets.scrub_in_place(&mut message);
                         tracing::warn!(sync = %self.sync.name, %key, "delete rejected: {message}");
+                        self.outcomes.record_rejected_delete(&key, &message);
                     }
                     // Not answered: still on record, deleted by a later run.
                     None => {}
@@ -134,6 +136,8 @@ impl Prepared<'_> {
             commit.progress = counts;
             self.scrub(&mut commit);
             lock(store).commit_batch(run, &commit)?;
+            self.outcomes.record(&commit);
+            self.outcomes.flush().await;
             *total += counts;
             if let Some(p) = &options.progress {
                 p(total);

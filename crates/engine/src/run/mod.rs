@@ -38,6 +38,7 @@ mod coalesce;
 mod extract;
 mod load;
 mod mirror;
+mod outcomes;
 mod plan;
 mod prepare;
 mod stages;
@@ -47,6 +48,8 @@ pub use stages::Stage;
 use stages::{Part, StageClock};
 
 pub use verify::{VerifyOptions, VerifyReport};
+
+pub use outcomes::{check_outcome_table, key_text, OutcomesReport, OUTCOME_COLUMNS};
 
 pub use prepare::{check_destination, discover_destination, instances_needed, DestinationCheck};
 
@@ -109,6 +112,10 @@ pub struct RunReport {
     /// successful run delivered under ([`crate::fingerprint`]): the rows
     /// delivered before count as changed.
     pub config_changed: bool,
+    /// Where the per-row outcomes went (`outcomes:` of the sync): a plan
+    /// says where they would go, a run how many were written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<OutcomesReport>,
 }
 
 /// Mirror mode: the keys that left the model, reconciled by identifier
@@ -178,6 +185,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let clock = Arc::new(StageClock::default());
         let mut config_changed = false;
         let mut mirror = MirrorSummary::default();
+        let mut outcomes = None;
         let running = async {
             let mut prepared = self.prepare(sync, options, clock.clone()).await?;
             clock.enter(Stage::Run);
@@ -187,6 +195,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
             }
             let executed = prepared.execute(self.store, run_id, options).await;
             mirror = std::mem::take(&mut prepared.mirror);
+            // The outcomes of what was committed, whatever the deliveries'
+            // end; their own failure changes nothing that was committed.
+            outcomes = prepared.outcomes.finish().await;
             executed.map(|()| prepared.fingerprint)
         };
         // Commits happen batch by batch as the destination acknowledges, so
@@ -198,8 +209,9 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 .unwrap_or_else(|_| Err(run_deadline_reached(limit))),
             None => running.await,
         };
-        let stage = clock.stage();
-        let error = outcome.as_ref().err().map(|e| {
+        let mut stage = clock.stage().as_str();
+        let outcomes_error = outcomes.as_ref().and_then(|o| o.error.clone());
+        let mut error = outcome.as_ref().err().map(|e| {
             let text = Scrubber::new(self.project.secret_values())
                 .scrub(&format!("{e:#}"))
                 .into_owned();
@@ -209,16 +221,40 @@ impl<S: StateStore> SyncEngine<'_, S> {
                 format!("sync `{name}`: {text}")
             }
         });
+        // Outcome write-back that failed fails the run at `outcomes`
+        // (after the deliveries, which stay committed), or is added to the
+        // error of a run that failed anyway.
+        if let Some(why) = &outcomes_error {
+            let why = Scrubber::new(self.project.secret_values())
+                .scrub(why)
+                .into_owned();
+            match &mut error {
+                Some(e) => {
+                    e.push_str("; also: ");
+                    e.push_str(&why);
+                }
+                None => {
+                    error = Some(why);
+                    stage = "outcomes";
+                }
+            }
+        }
         let record = {
             let mut store = lock(self.store);
             store.record_timings(run_id, &clock.timings())?;
             match (&outcome, &error) {
-                (Ok(fingerprint), _) => {
+                (Ok(fingerprint), None) => {
                     store.record_fingerprint(name, *fingerprint, run_id)?;
                     store.finish_run(run_id, RunStatus::Succeeded, None)?;
                 }
+                // Delivered in full, outcomes not: the deliveries are what
+                // they are, under this config.
+                (Ok(fingerprint), Some(error)) => {
+                    store.record_fingerprint(name, *fingerprint, run_id)?;
+                    store.fail_run(run_id, stage, error)?
+                }
                 (Err(_), error) => {
-                    store.fail_run(run_id, stage.as_str(), error.as_deref().unwrap_or_default())?
+                    store.fail_run(run_id, stage, error.as_deref().unwrap_or_default())?
                 }
             }
             store.run(run_id)?
@@ -227,19 +263,20 @@ impl<S: StateStore> SyncEngine<'_, S> {
         let report = RunReport {
             run_id: Some(run_id),
             sync: name.to_string(),
-            status: if outcome.is_ok() {
+            status: if error.is_none() {
                 RunStatus::Succeeded
             } else {
                 RunStatus::Failed
             },
             counts,
             elapsed_ms: started.elapsed().as_millis(),
-            stage: error.is_some().then(|| stage.as_str().to_owned()),
+            stage: error.is_some().then(|| stage.to_owned()),
             error,
             planned: Vec::new(),
             scan_bytes: None,
             mirror,
             config_changed,
+            outcomes,
         };
         // After the run is on the record: a receiver that reads the run
         // back finds it ended.
@@ -303,6 +340,8 @@ struct Prepared<'p> {
     /// Rows of the model read before the batch being classified, so an
     /// invalid row is named by its position in the source (1-based).
     rows_read: u64,
+    /// `outcomes:`: the per-row outcomes written back as the run goes.
+    outcomes: outcomes::Outcomes,
 }
 
 /// The rows of one source batch that should be sent (mapped and

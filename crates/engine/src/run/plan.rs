@@ -88,6 +88,13 @@ impl Prepared<'_> {
             scan_bytes,
             mirror,
             config_changed: false,
+            outcomes: self.sync.outcomes.as_ref().map(|o| OutcomesReport {
+                destination: o.destination.clone(),
+                object: o.object.expose().to_owned(),
+                rows: o.rows.as_str(),
+                written: 0,
+                error: None,
+            }),
         })
     }
 }

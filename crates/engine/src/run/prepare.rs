@@ -70,6 +70,12 @@ impl<S: StateStore> SyncEngine<'_, S> {
                     .join("; ")
             )
         })?;
+        // The outcome table is checked (and its writer opened) before
+        // anything is read, like the sync's own object.
+        clock.enter(Stage::Discover);
+        let outcomes =
+            super::outcomes::open_outcomes(self.runtime, project, sync, &retry, options, &clock)
+                .await?;
         clock.enter(Stage::Load);
         let mut transforms = Vec::new();
         let mut transform_identities = Vec::new();
@@ -132,12 +138,14 @@ impl<S: StateStore> SyncEngine<'_, S> {
             clock,
             only_keys: None,
             rows_read: 0,
+            outcomes: super::outcomes::Outcomes::new(outcomes),
         })
     }
 }
 
 /// How many plugin instances a run of sync `name` holds at once: its
-/// source, its transforms and one destination instance per writer. (The
+/// source, its transforms, one destination instance per writer and one
+/// for its `outcomes:`. (The
 /// instance that answers a plugin's `spec` while it loads comes and goes
 /// before the instance it precedes, so it fits in the count.) A server
 /// reserves them in one piece before the run starts
@@ -151,7 +159,9 @@ pub async fn instances_needed(runtime: &Runtime, project: &Project, name: &str) 
         .with_context(|| format!("loading destination `{}`", dest_cfg.name))?;
     let spec = plugin.spec().await?;
     let writers = pacing::concurrency(sync_rate(project, sync, &spec).as_ref());
-    Ok(1 + sync.transforms.len() + writers)
+    // `outcomes:` holds one instance of its destination for the whole run.
+    let outcomes = usize::from(sync.outcomes.is_some());
+    Ok(1 + sync.transforms.len() + writers + outcomes)
 }
 
 /// The pace of a destination's calls: its declared `rate` for `writers`
@@ -209,7 +219,7 @@ pub(super) fn sync_rate(
 
 /// [`open_instance`] for a run: the instantiation is counted on the run's
 /// clock (`instantiate_us`), every instance the run holds passing here.
-async fn open_run_instance(
+pub(super) async fn open_run_instance(
     runtime: &Runtime,
     project_dir: &Path,
     cfg: &PluginInstance,
