@@ -84,7 +84,7 @@ fn setup(db: &Db) {
         "INSERT INTO model_customers VALUES \
          (1, 'a@x.io', 1), (2, 'b@x.io', -2), (3, 'c@x.io', 3), (NULL, 'nokey@x.io', 4)",
     );
-    for table in ["customers", "customers_failed"] {
+    for table in ["customers", "customers_failed", "customers_mirror"] {
         db.sql(&format!(
             "CREATE TABLE {table} (id INT PRIMARY KEY, email TEXT NOT NULL, ltv NUMERIC(10,2), \
              CONSTRAINT {table}_ltv_positive CHECK (ltv >= 0))"
@@ -92,8 +92,9 @@ fn setup(db: &Db) {
     }
 }
 
-/// Two syncs of the same model: `customers` writes every row's outcome,
-/// `customers_failed` only the failures, both to `outcomes_table`.
+/// Syncs of the same model: `customers` writes every row's outcome,
+/// `customers_failed` only the failures, `customers_mirror` (mirror mode)
+/// its deletes too, all to `outcomes_table`.
 fn project(dir: &Path, db: &Db, outcomes_table: &str) {
     let conn = format!(
         "config: {{ host: 127.0.0.1, port: 5432, user: postgres, database: {} }}, \
@@ -130,6 +131,13 @@ syncs:
       destination: warehouse
       object: {outcomes_table}
       rows: failed
+  customers_mirror:
+    model: customers
+    destination: app
+    object: public.customers_mirror
+    mode: mirror
+    identifier: id
+    outcomes: {{ destination: warehouse, object: {outcomes_table} }}
 "#
     );
     std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
@@ -390,4 +398,37 @@ async fn a_missing_outcome_table_is_refused_before_anything_is_sent() {
     assert!(error.contains(expected), "{error}");
     assert_eq!(report.counts.sent, 0);
     assert_eq!(db.sql("SELECT count(*) FROM customers"), ["0"]);
+}
+
+/// Mirror mode: a row that left the model is deleted, and its outcome is a
+/// `delete` that the destination accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_deletes_have_outcomes_too() {
+    let db = Db::new("mirror");
+    setup(&db);
+    db.sql(OUTCOMES_DDL);
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &db, "public.sluice_outcomes");
+
+    let first = run(dir.path(), "customers_mirror").await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    db.sql("DELETE FROM model_customers WHERE id = 3");
+    let second = run(dir.path(), "customers_mirror").await;
+    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(second.mirror.deletes, 1);
+    let run2 = second.run_id.unwrap();
+    let rejected = ledger_message(dir.path(), "customers_mirror");
+    assert_eq!(
+        outcomes(&db, "sluice_outcomes", "customers_mirror")
+            .into_iter()
+            .filter(|r| r.starts_with(&format!("{run2}|")))
+            .collect::<Vec<_>>(),
+        [
+            format!("{run2}|2|upsert|rejected|{rejected}"),
+            format!("{run2}|3|delete|ok|∅"),
+            // Row 3 left the model: the null key is its third row now.
+            format!("{run2}|∅|upsert|invalid|source row 3: primary key column `id` is null"),
+        ]
+    );
+    assert_eq!(db.sql("SELECT id FROM customers_mirror ORDER BY id"), ["1"]);
 }
