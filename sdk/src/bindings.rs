@@ -91,3 +91,19 @@ pub mod lookup {
         },
     });
 }
+
+/// The `warehouse-diff` world: `warehouse-diff-api` alone. A component that
+/// exports it beside `source` is a `warehouse-diff-source`.
+pub mod warehouse_diff {
+    wit_bindgen::generate!({
+        world: "warehouse-diff",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_warehouse_diff_world",
+        default_bindings_module: "sluice_sdk::bindings::warehouse_diff",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::bindings::source::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": crate::bindings::source::sluice::plugin::host,
+        },
+    });
+}

@@ -49,9 +49,15 @@ pub use bindings::source::sluice::plugin::types::{
     Packed, PluginError, PluginSpec, RateLimit, RateLimitedInfo, ReadRequest, Row, RowError,
     RowResult, Transformed, Value, WriteMode, WriteTarget,
 };
-pub use plugin::{
-    ColumnarTransform, Destination, Estimate, Lookup, Reader, Source, Transform, Writer,
+pub use bindings::warehouse_diff::exports::sluice::plugin::warehouse_diff_api::{
+    DeliveredRow, DiffRequest,
 };
+pub use plugin::{
+    ColumnarTransform, Destination, Estimate, Lookup, Reader, Source, Transform, WarehouseDiff,
+    Writer,
+};
+/// The canonical form the warehouse diff hashes (`docs/warehouse-diff.md`).
+pub use sluice_values::canonical;
 pub use value::{
     format_date, format_timestamp, is_json_number, parse_date, parse_timestamp,
     write_timestamp_json,
@@ -86,6 +92,6 @@ pub mod prelude {
         Batch, Column, ColumnBatch, ColumnValues, ColumnarTransform, ColumnsTransformed,
         Destination, Estimate, Field, FieldType, Lookup, ObjectInfo, Packed, PluginError,
         PluginSpec, RateLimit, ReadRequest, Reader, Row, RowError, RowResult, Source, Transform,
-        Transformed, Value, WriteMode, WriteTarget, Writer,
+        Transformed, Value, WarehouseDiff, WriteMode, WriteTarget, Writer,
     };
 }

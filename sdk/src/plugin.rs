@@ -3,8 +3,8 @@
 //! matching `export_*!` macro; they never touch the bindings.
 
 use crate::{
-    Batch, ColumnBatch, ColumnsTransformed, ObjectInfo, PluginError, PluginSpec, ReadRequest,
-    RowResult, Transformed, Value, WriteTarget,
+    Batch, ColumnBatch, ColumnsTransformed, DeliveredRow, DiffRequest, ObjectInfo, PluginError,
+    PluginSpec, ReadRequest, RowResult, Transformed, Value, WriteTarget,
 };
 
 /// A source: reads rows out of a system, a batch at a time.
@@ -88,6 +88,23 @@ pub trait Estimate: Source {
     fn estimate_scan_bytes(config: &str, request: ReadRequest) -> Result<u64, PluginError>;
 }
 
+/// A source that diffs inside its warehouse (`diff: warehouse` on a
+/// model): it keeps each sync's delivered snapshot there, returns only the
+/// rows that changed, and records acknowledged rows when the host says so.
+/// Export it with [`export_warehouse_diff_source!`](crate::export_warehouse_diff_source).
+/// The content hash is [`crate::canonical`]'s form (`docs/warehouse-diff.md`).
+pub trait WarehouseDiff: Source {
+    /// The open diff.
+    type DiffReader: Reader;
+    /// Start the diff: the rows that are new or changed since the
+    /// snapshot, each with `__sluice_hash` (16 bytes) after the model's
+    /// columns.
+    fn diff(config: &str, request: DiffRequest) -> Result<Self::DiffReader, PluginError>;
+    /// Record rows the destination acknowledged in the sync's snapshot,
+    /// all or none.
+    fn advance(config: &str, sync: &str, rows: Vec<DeliveredRow>) -> Result<(), PluginError>;
+}
+
 /// An open write.
 pub trait Writer: 'static {
     /// Write a batch; return exactly one result per row, in order.
@@ -97,7 +114,9 @@ pub trait Writer: 'static {
 #[doc(hidden)]
 pub mod adapters {
     use super::*;
-    use crate::bindings::{columnar_transform, destination, estimate, lookup, source, transform};
+    use crate::bindings::{
+        columnar_transform, destination, estimate, lookup, source, transform, warehouse_diff,
+    };
     use std::cell::RefCell;
     use std::marker::PhantomData;
 
@@ -134,6 +153,39 @@ pub mod adapters {
         fn estimate_scan_bytes(config: String, request: ReadRequest) -> Result<u64, PluginError> {
             crate::log::report_panics();
             T::estimate_scan_bytes(&config, request)
+        }
+    }
+
+    use warehouse_diff::exports::sluice::plugin::warehouse_diff_api as diff_api;
+
+    pub struct DiffReaderAdapter<T: WarehouseDiff>(RefCell<T::DiffReader>);
+
+    impl<T: WarehouseDiff> diff_api::Guest for SourceAdapter<T> {
+        type DiffReader = DiffReaderAdapter<T>;
+        fn diff(
+            config: String,
+            request: diff_api::DiffRequest,
+        ) -> Result<diff_api::DiffReader, PluginError> {
+            crate::log::report_panics();
+            let reader = T::diff(&config, request)?;
+            Ok(diff_api::DiffReader::new(DiffReaderAdapter::<T>(
+                RefCell::new(reader),
+            )))
+        }
+        fn advance(
+            config: String,
+            sync: String,
+            rows: Vec<diff_api::DeliveredRow>,
+        ) -> Result<(), PluginError> {
+            crate::log::report_panics();
+            T::advance(&config, &sync, rows)
+        }
+    }
+
+    impl<T: WarehouseDiff> diff_api::GuestDiffReader for DiffReaderAdapter<T> {
+        fn next(&self, max_rows: u32) -> Result<Option<Batch>, PluginError> {
+            crate::log::report_panics();
+            self.0.borrow_mut().next(max_rows)
         }
     }
 
@@ -296,6 +348,22 @@ macro_rules! export_estimable_source {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::estimate::__export_estimate_world!(
             __SluiceEstimateExport with_types_in $crate::bindings::estimate
+        );
+    };
+}
+
+/// Export a [`WarehouseDiff`] source as this component's
+/// `warehouse-diff-source` world: `source` plus `warehouse-diff-api`, so a
+/// model can say `diff: warehouse`.
+#[macro_export]
+macro_rules! export_warehouse_diff_source {
+    ($t:ty) => {
+        $crate::export_source!($t);
+        #[cfg(target_arch = "wasm32")]
+        type __SluiceWarehouseDiffExport = $crate::__private::SourceAdapter<$t>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::warehouse_diff::__export_warehouse_diff_world!(
+            __SluiceWarehouseDiffExport with_types_in $crate::bindings::warehouse_diff
         );
     };
 }

@@ -80,6 +80,21 @@ mod verifiable_destination_world {
     });
 }
 
+/// Only its `warehouse-diff-api` export is used: a source that exports it
+/// is instantiated with the `source` bindings and its diff loaded from the
+/// same instance (see `instance.rs`).
+mod warehouse_diff_source_world {
+    wasmtime::component::bindgen!({
+        world: "warehouse-diff-source",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::source_world::sluice::plugin::types,
+            "sluice:plugin/host": super::source_world::sluice::plugin::host,
+        },
+    });
+}
+
 pub use columnar_transform_world::exports::sluice::plugin::columnar_transform_api;
 pub use columnar_transform_world::{ColumnarTransform, ColumnarTransformPre};
 pub use destination_world::exports::sluice::plugin::destination_api;
@@ -92,3 +107,4 @@ pub use source_world::{Source, SourceIndices, SourcePre};
 pub use transform_world::exports::sluice::plugin::transform_api;
 pub use transform_world::{Transform, TransformPre};
 pub use verifiable_destination_world::exports::sluice::plugin::lookup_api;
+pub use warehouse_diff_source_world::exports::sluice::plugin::warehouse_diff_api;

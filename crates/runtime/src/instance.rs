@@ -9,7 +9,7 @@ use super::bindings::types::{
     RowError, RowResult, Transformed, Value, WriteTarget,
 };
 use super::bindings::{
-    estimate_api, lookup_api, ColumnarTransform, Destination, Source, Transform,
+    estimate_api, lookup_api, warehouse_diff_api, ColumnarTransform, Destination, Source, Transform,
 };
 use super::columns;
 use super::deadline::{self, guarded, CpuMeter, WallDeadline};
@@ -28,6 +28,7 @@ use super::sandbox::stdio::CapturedOutput;
 use super::sandbox::{sockets, Denial, Denials, Stalls};
 use super::state::{MemoryLimiter, PluginState, QuotaHint};
 use std::sync::Arc;
+pub use warehouse_diff_api::{DeliveredRow, DiffRequest};
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -79,7 +80,11 @@ impl wasmtime_wasi::HostWallClock for FixedWallClock {
 }
 
 enum Exports {
-    Source(Source, Option<estimate_api::Guest>),
+    Source(
+        Source,
+        Option<estimate_api::Guest>,
+        Option<warehouse_diff_api::Guest>,
+    ),
     Transform(Transform),
     ColumnarTransform(ColumnarTransform),
     Destination(Destination, Option<lookup_api::Guest>),
@@ -89,6 +94,8 @@ enum Exports {
 pub struct ReaderHandle(ResourceAny);
 /// An open transformer.
 pub struct TransformerHandle(ResourceAny);
+/// An open warehouse diff.
+pub struct DiffReaderHandle(ResourceAny);
 /// An open destination writer.
 pub struct WriterHandle(ResourceAny);
 
@@ -261,17 +268,28 @@ impl Plugin {
 
         let instantiating = async {
             match &self.pre {
-                PluginPre::Source(pre, None) => pre
+                PluginPre::Source(pre, None, None) => pre
                     .instantiate_async(&mut store)
                     .await
-                    .map(|s| Exports::Source(s, None)),
-                PluginPre::Source(pre, Some(indices)) => {
-                    // One instance serves both: its source exports and its
-                    // estimate.
+                    .map(|s| Exports::Source(s, None, None)),
+                PluginPre::Source(pre, estimate, diff) => {
+                    // One instance serves all: its source exports, its
+                    // estimate and its warehouse diff.
                     let instance = pre.instance_pre().instantiate_async(&mut store).await?;
-                    let source = indices.source.load(&mut store, &instance)?;
-                    let estimate = indices.estimate.load(&mut store, &instance)?;
-                    Ok(Exports::Source(source, Some(estimate)))
+                    let source = match (estimate, diff) {
+                        (Some(e), _) => e.source.load(&mut store, &instance)?,
+                        (None, Some(d)) => d.source.load(&mut store, &instance)?,
+                        (None, None) => unreachable!("matched above"),
+                    };
+                    let estimate = match estimate {
+                        Some(e) => Some(e.estimate.load(&mut store, &instance)?),
+                        None => None,
+                    };
+                    let diff = match diff {
+                        Some(d) => Some(d.diff.load(&mut store, &instance)?),
+                        None => None,
+                    };
+                    Ok(Exports::Source(source, estimate, diff))
                 }
                 PluginPre::Transform(pre) => pre
                     .instantiate_async(&mut store)
@@ -489,7 +507,7 @@ impl Instance {
         self.begin("spec")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s, _) => {
+            Exports::Source(s, ..) => {
                 guarded(cpu, wall, s.sluice_plugin_source_api().call_spec(store)).await
             }
             Exports::Transform(t) => {
@@ -528,7 +546,7 @@ impl Instance {
         self.begin("check")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s, _) => {
+            Exports::Source(s, ..) => {
                 let api = s.sluice_plugin_source_api();
                 guarded(cpu, wall, api.call_check(store, config)).await
             }
@@ -552,7 +570,7 @@ impl Instance {
         self.begin("discover")?;
         let (cpu, wall, store) = (&self.cpu, self.limits.wall_deadline, &mut self.store);
         let outcome = match &self.exports {
-            Exports::Source(s, _) => {
+            Exports::Source(s, ..) => {
                 let api = s.sluice_plugin_source_api();
                 guarded(cpu, wall, api.call_discover(store, config)).await
             }
@@ -574,7 +592,7 @@ impl Instance {
         request: &ReadRequest,
     ) -> Result<ReaderHandle, PluginFailure> {
         self.begin("read")?;
-        let Exports::Source(s, _) = &self.exports else {
+        let Exports::Source(s, ..) = &self.exports else {
             return Err(self.wrong_world("read"));
         };
         let api = s.sluice_plugin_source_api();
@@ -590,7 +608,7 @@ impl Instance {
         max_rows: u32,
     ) -> Result<Option<Batch>, PluginFailure> {
         self.begin("reader.next")?;
-        let Exports::Source(s, _) = &self.exports else {
+        let Exports::Source(s, ..) = &self.exports else {
             return Err(self.wrong_world("reader.next"));
         };
         let api = s.sluice_plugin_source_api().reader();
@@ -748,16 +766,95 @@ impl Instance {
         config: &str,
         request: &ReadRequest,
     ) -> Result<Option<u64>, PluginFailure> {
-        if !matches!(&self.exports, Exports::Source(_, Some(_))) {
+        if !matches!(&self.exports, Exports::Source(_, Some(_), _)) {
             return Ok(None);
         }
         self.begin("estimate-scan-bytes")?;
-        let Exports::Source(_, Some(estimate)) = &self.exports else {
+        let Exports::Source(_, Some(estimate), _) = &self.exports else {
             return Ok(None);
         };
         let call = estimate.call_estimate_scan_bytes(&mut self.store, config, request);
         let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
         self.finish("estimate-scan-bytes", outcome).map(Some)
+    }
+
+    /// Whether this source diffs inside its warehouse (`warehouse-diff-api`).
+    pub fn can_diff_in_warehouse(&self) -> bool {
+        matches!(&self.exports, Exports::Source(_, _, Some(_)))
+    }
+
+    /// Start a diff inside the warehouse (`warehouse-diff-api`): a reader of
+    /// the model's rows that changed since the sync's snapshot.
+    pub async fn diff(
+        &mut self,
+        config: &str,
+        request: &DiffRequest,
+    ) -> Result<DiffReaderHandle, PluginFailure> {
+        self.begin("diff")?;
+        let Exports::Source(_, _, Some(diff)) = &self.exports else {
+            return Err(self.no_warehouse_diff("diff"));
+        };
+        let call = diff.call_diff(&mut self.store, config, request);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
+        self.finish("diff", outcome).map(DiffReaderHandle)
+    }
+
+    /// The next batch of a warehouse diff, or `None` at the end; every row
+    /// as wide as the batch's columns.
+    pub async fn next_diff_batch(
+        &mut self,
+        reader: &DiffReaderHandle,
+        max_rows: u32,
+    ) -> Result<Option<Batch>, PluginFailure> {
+        self.begin("diff-reader.next")?;
+        let Exports::Source(_, _, Some(diff)) = &self.exports else {
+            return Err(self.no_warehouse_diff("diff-reader.next"));
+        };
+        let api = diff.diff_reader();
+        let call = api.call_next(&mut self.store, reader.0, max_rows);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
+        let batch = self.finish("diff-reader.next", outcome)?;
+        if let Some(b) = &batch {
+            if let Some(bad) = b.rows.iter().position(|r| r.len() != b.columns.len()) {
+                return Err(self.failure(
+                    "diff-reader.next",
+                    FailureKind::Contract(format!(
+                        "row {bad} has {} values but the batch has {} columns",
+                        b.rows[bad].len(),
+                        b.columns.len()
+                    )),
+                ));
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Record rows the destination acknowledged in the sync's snapshot in
+    /// the warehouse (`warehouse-diff-api`).
+    pub async fn advance(
+        &mut self,
+        config: &str,
+        sync: &str,
+        rows: &[DeliveredRow],
+    ) -> Result<(), PluginFailure> {
+        self.begin("advance")?;
+        let Exports::Source(_, _, Some(diff)) = &self.exports else {
+            return Err(self.no_warehouse_diff("advance"));
+        };
+        let call = diff.call_advance(&mut self.store, config, sync, rows);
+        let outcome = guarded(&self.cpu, self.limits.wall_deadline, call).await;
+        self.finish("advance", outcome)
+    }
+
+    fn no_warehouse_diff(&self, call: &str) -> PluginFailure {
+        self.failure(
+            call,
+            FailureKind::Contract(
+                "the plugin cannot diff inside its warehouse: it does not export \
+                 warehouse-diff-api (the warehouse-diff-source world)"
+                    .into(),
+            ),
+        )
     }
 
     /// Which of `ids` exist in the destination's `target.object`

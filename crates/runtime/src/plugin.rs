@@ -5,8 +5,8 @@
 
 use super::bindings::types::PluginSpec;
 use super::bindings::{
-    estimate_api, lookup_api, ColumnarTransformPre, DestinationIndices, DestinationPre,
-    SourceIndices, SourcePre, TransformPre,
+    estimate_api, lookup_api, warehouse_diff_api, ColumnarTransformPre, DestinationIndices,
+    DestinationPre, SourceIndices, SourcePre, TransformPre,
 };
 use super::cache::{self, CacheOutcome};
 use super::state::PluginState;
@@ -44,8 +44,13 @@ impl std::fmt::Display for PluginKind {
 
 pub(crate) enum PluginPre {
     /// A source, and the indices of its exports when it also exports
-    /// `estimate-api` (`estimable-source`).
-    Source(SourcePre<PluginState>, Option<Arc<EstimateIndices>>),
+    /// `estimate-api` (`estimable-source`) or `warehouse-diff-api`
+    /// (`warehouse-diff-source`).
+    Source(
+        SourcePre<PluginState>,
+        Option<Arc<EstimateIndices>>,
+        Option<Arc<DiffIndices>>,
+    ),
     Transform(TransformPre<PluginState>),
     ColumnarTransform(ColumnarTransformPre<PluginState>),
     /// A destination, and the indices of its exports when it also exports
@@ -81,6 +86,22 @@ impl EstimateIndices {
     fn new(pre: &wasmtime::component::InstancePre<PluginState>) -> Option<Self> {
         Some(EstimateIndices {
             estimate: estimate_api::GuestIndices::new(pre).ok()?,
+            source: SourceIndices::new(pre).ok()?,
+        })
+    }
+}
+
+/// Where a warehouse-diff source's exports are, found once at load.
+pub(crate) struct DiffIndices {
+    pub(crate) source: SourceIndices,
+    pub(crate) diff: warehouse_diff_api::GuestIndices,
+}
+
+impl DiffIndices {
+    /// `None` when the component does not export `warehouse-diff-api`.
+    fn new(pre: &wasmtime::component::InstancePre<PluginState>) -> Option<Self> {
+        Some(DiffIndices {
+            diff: warehouse_diff_api::GuestIndices::new(pre).ok()?,
             source: SourceIndices::new(pre).ok()?,
         })
     }
@@ -145,9 +166,13 @@ impl Plugin {
                 // Optional: a source without `estimate-api` simply has no
                 // estimate in `sluice plan`.
                 let estimate = EstimateIndices::new(&instance_pre).map(Arc::new);
+                // Optional too: without `warehouse-diff-api` a model of this
+                // source diffs on the host.
+                let diff = DiffIndices::new(&instance_pre).map(Arc::new);
                 PluginPre::Source(
                     SourcePre::new(instance_pre).map_err(anyhow::Error::from)?,
                     estimate,
+                    diff,
                 )
             }
             World::Transform => {
@@ -214,6 +239,8 @@ impl Plugin {
             "verifiable-destination"
         } else if self.can_estimate() {
             "estimable-source"
+        } else if self.can_diff_in_warehouse() {
+            "warehouse-diff-source"
         } else {
             self.world.name()
         }
@@ -236,7 +263,13 @@ impl Plugin {
     /// Whether the plugin is a source that can estimate a read (exports
     /// `estimate-api`), so `sluice plan` can show what it would scan.
     pub fn can_estimate(&self) -> bool {
-        matches!(&self.pre, PluginPre::Source(_, Some(_)))
+        matches!(&self.pre, PluginPre::Source(_, Some(_), _))
+    }
+
+    /// Whether the plugin is a source that can diff inside its warehouse
+    /// (exports `warehouse-diff-api`), so a model may say `diff: warehouse`.
+    pub fn can_diff_in_warehouse(&self) -> bool {
+        matches!(&self.pre, PluginPre::Source(_, _, Some(_)))
     }
 
     /// Whether the plugin is a destination that can look records up

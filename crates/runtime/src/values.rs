@@ -3,6 +3,8 @@
 //! render and parse every value the same way.
 
 use crate::Value;
+/// The canonical form the warehouse diff hashes (`docs/warehouse-diff.md`).
+pub use sluice_values::canonical;
 pub use sluice_values::{
     date_micros, format_date, format_timestamp, parse_date, parse_timestamp, ValueRef,
 };

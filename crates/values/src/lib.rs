@@ -8,6 +8,7 @@
 //! wasmtime's and wit-bindgen's `bindgen!` from the same WIT), so each side
 //! lends its value as a [`ValueRef`] and the logic lives here once.
 
+pub mod canonical;
 pub mod columns;
 
 use jiff::civil::{Date, DateTime, Time};

@@ -19,11 +19,13 @@ mod discover;
 pub mod error;
 pub mod reader;
 pub mod types;
+pub mod warehouse;
 
 use config::Config;
 use conn::Connection;
 use reader::PgReader;
 use sluice_sdk::prelude::*;
+use sluice_sdk::{DeliveredRow, DiffRequest};
 
 pub struct Postgres;
 
@@ -74,7 +76,23 @@ impl Source for Postgres {
     }
 }
 
+/// `diff: warehouse`: the sync's snapshot in schema `sluice`, the diff in
+/// SQL (see [`warehouse`]).
+impl WarehouseDiff for Postgres {
+    type DiffReader = PgReader;
+
+    fn diff(config: &str, request: DiffRequest) -> Result<PgReader, PluginError> {
+        let config = Config::parse(config)?;
+        warehouse::open_diff(&config, request)
+    }
+
+    fn advance(config: &str, sync: &str, rows: Vec<DeliveredRow>) -> Result<(), PluginError> {
+        let config = Config::parse(config)?;
+        warehouse::advance(&config, sync, rows)
+    }
+}
+
 // The `postgres-destination` component links this crate for its
 // connection code without the feature, so it exports only its own world.
 #[cfg(feature = "component")]
-sluice_sdk::export_source!(Postgres);
+sluice_sdk::export_warehouse_diff_source!(Postgres);

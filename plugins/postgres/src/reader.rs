@@ -42,8 +42,15 @@ pub struct PgReader {
 impl PgReader {
     /// Connect, open a read-only snapshot and position a cursor on `sql`.
     pub fn open(config: &Config, sql: &str) -> Result<PgReader, PluginError> {
-        let context = format!("query: {}", abbreviate(sql));
         let mut conn = Connection::connect(config)?;
+        conn.simple_query(begin_statement(conn.redshift))?;
+        PgReader::open_in_transaction(conn, sql)
+    }
+
+    /// Position a cursor on `sql` on `conn`, whose read transaction the
+    /// caller began (the warehouse diff describes the model in it first).
+    pub fn open_in_transaction(mut conn: Connection, sql: &str) -> Result<PgReader, PluginError> {
+        let context = format!("query: {}", abbreviate(sql));
         let columns = match position(&mut conn, sql, &context) {
             Ok(columns) => columns,
             Err(error) => {
@@ -193,11 +200,10 @@ impl Drop for PgReader {
     }
 }
 
-/// Begin the read's transaction and bind `sql` to the portal; return the
+/// Bind `sql` to the portal inside the read's transaction; return the
 /// result's columns.
 fn position(conn: &mut Connection, sql: &str, context: &str) -> Result<Vec<Column>, PluginError> {
-    conn.simple_query(begin_statement(conn.redshift))?;
-    let described = describe(conn, sql, context)?;
+    let described = describe(conn, STATEMENT, sql, context)?;
     let oids: Vec<Oid> = described.iter().map(|(_, oid)| *oid).collect();
     let kinds = types::resolve(conn, &oids)?;
     bind(conn, &kinds, context)?;
@@ -224,15 +230,16 @@ pub fn begin_statement(redshift: bool) -> &'static str {
 
 /// Parse and describe `sql` as the named statement; return its result
 /// columns (name, type OID). A statement without a result has none.
-fn describe(
+pub fn describe(
     conn: &mut Connection,
+    statement: &str,
     sql: &str,
     context: &str,
 ) -> Result<Vec<(String, Oid)>, PluginError> {
     let doing = format!("preparing {context}");
     let target = conn.target().to_owned();
-    frontend::parse(STATEMENT, sql, None, conn.buf()).map_err(|e| io_error(&target, &doing, &e))?;
-    frontend::describe(b'S', STATEMENT, conn.buf()).map_err(|e| io_error(&target, &doing, &e))?;
+    frontend::parse(statement, sql, None, conn.buf()).map_err(|e| io_error(&target, &doing, &e))?;
+    frontend::describe(b'S', statement, conn.buf()).map_err(|e| io_error(&target, &doing, &e))?;
     frontend::sync(conn.buf());
     conn.send(&doing)?;
     let mut columns = Vec::new();
