@@ -453,9 +453,9 @@ pub fn check_outcome_table(
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(format!(
-                "{context}: the destination has no table `{wanted}` it may write{hint}; \
-                 create it (README, \"Outcomes in the warehouse\", has the DDL) and grant \
-                 INSERT on it"
+                "{context}: the destination has no table `{wanted}` it may write{hint} (create \
+                 it with the DDL in README's \"Outcomes in the warehouse\" and grant INSERT \
+                 on it)"
             ));
         }
     };
