@@ -506,6 +506,9 @@ pub struct Model {
     pub read: ModelRead,
     /// One or more distinct columns; never empty.
     pub primary_key: Vec<String>,
+    /// Where the model's rows are compared with what was delivered
+    /// (`diff:`, default `host`).
+    pub diff: DiffLocation,
     /// The dbt model this model reads (`dbt:` and `project:`), resolved
     /// from the dbt project's manifest; `read` is then its relation.
     pub dbt: Option<dbt::DbtModel>,
@@ -519,6 +522,36 @@ impl Model {
             ModelRead::Query(q) => ReadRequest::Query(q.expose().to_owned()),
             ModelRead::Object(o) => ReadRequest::Object(o.expose().to_owned()),
         }
+    }
+}
+
+/// Where a model is diffed (`diff:` of a model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DiffLocation {
+    /// On the host: every row of the model is read and hashed there, the
+    /// snapshot is the state store's.
+    #[default]
+    Host,
+    /// Inside the warehouse: the source keeps the snapshot in schema
+    /// `sluice` there and returns only changed rows (sources that export
+    /// `warehouse-diff-api`).
+    Warehouse,
+}
+
+impl DiffLocation {
+    pub const ALL: [DiffLocation; 2] = [DiffLocation::Host, DiffLocation::Warehouse];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffLocation::Host => "host",
+            DiffLocation::Warehouse => "warehouse",
+        }
+    }
+}
+
+impl fmt::Display for DiffLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

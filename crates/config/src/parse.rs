@@ -59,7 +59,15 @@ const PROJECT_LIMIT_KEYS: &[&str] = &[
 /// The most a count limit (`sockets`, `requests_in_flight`) may be.
 const MAX_COUNT_LIMIT: u32 = 100_000;
 const RATE_KEYS: &[&str] = &["requests", "per_ms", "concurrency", "daily"];
-const MODEL_KEYS: &[&str] = &["source", "query", "object", "dbt", "project", "primary_key"];
+const MODEL_KEYS: &[&str] = &[
+    "source",
+    "query",
+    "object",
+    "dbt",
+    "project",
+    "primary_key",
+    "diff",
+];
 const SYNC_KEYS: &[&str] = &[
     "model",
     "destination",
@@ -527,11 +535,13 @@ impl<'a> Reader<'a> {
         let primary_key = self
             .required(&f, "primary_key", &ctx)
             .and_then(|n| self.primary_key(n, &ctx));
+        let diff = self.diff_location(&f, &ctx);
         Some(Model {
             name: name.to_owned(),
             source: source?,
             read: read?,
             primary_key: primary_key?,
+            diff: diff?,
             dbt: None,
             location: self.location(node.pos),
         })
@@ -599,11 +609,13 @@ impl<'a> Reader<'a> {
             }
         };
         let query = format!("select * from {}", resolved.model.relation);
+        let diff = self.diff_location(f, ctx)?;
         Some(Model {
             name: name.to_owned(),
             source: source?,
             read: ModelRead::Query(Str::plain(query)),
             primary_key,
+            diff,
             dbt: Some(resolved.model),
             location: self.location(node.pos),
         })
@@ -857,6 +869,28 @@ impl<'a> Reader<'a> {
             node.describe()
         );
         self.error(node.pos, msg, Some("`true` or `false`"));
+        None
+    }
+
+    /// `diff: host | warehouse` of a model (default `host`).
+    fn diff_location(&mut self, f: &Fields<'_>, ctx: &str) -> Option<super::DiffLocation> {
+        let Some(node) = f.get("diff") else {
+            return Some(super::DiffLocation::Host);
+        };
+        let text = self.name_string(node, &format!("`diff` of {ctx}"))?;
+        let names = super::DiffLocation::ALL.map(super::DiffLocation::as_str);
+        if let Some(d) = super::DiffLocation::ALL
+            .into_iter()
+            .find(|d| d.as_str() == text)
+        {
+            return Some(d);
+        }
+        let msg = unknown_name_message("diff", &text, names.iter().copied());
+        self.error(
+            node.pos,
+            format!("{msg} (in {ctx})"),
+            Some(&names.join(", ")),
+        );
         None
     }
 
