@@ -2,9 +2,12 @@
 //! delivered, then observing every row of the model against it, for
 //! 1,000,000 integer keys, with the model read in the order the rows were
 //! delivered (a table scanned the same way each run) and in a scrambled
-//! order. Run with `cargo bench -p sluice-bench --bench snapshot`;
+//! order. Then the same with the snapshot spilled to disk: a tenth of the
+//! keys in memory (`Snapshot::with_memory_keys`), the rest in the spill.
+//! Run with `cargo bench --workspace --bench snapshot`;
 //! `SLUICE_BENCH_ROWS=N` changes the row count. Reports the median of 5
-//! rounds; asserts only that every row is classified as it should be.
+//! rounds; asserts only that every row is classified as it should be, and
+//! prints the snapshot's heap bytes after the load.
 
 #[path = "common/format.rs"]
 mod format;
@@ -31,10 +34,13 @@ fn main() {
     let scrambled = scramble(rows);
     println!("snapshot of {rows} integer keys, median of {ROUNDS} rounds");
     println!("  {:<44} {:>12} {:>12}", "case", "ns/row", "rows/s");
-    for (name, order) in [("in delivery order", &in_order), ("scrambled", &scrambled)] {
-        let (load, observe) = median_round(&keys, order);
-        report(&format!("load ({name} run)"), load, rows);
-        report(&format!("observe every row, {name}"), observe, rows);
+    for (tier, limit) in [("in memory", usize::MAX), ("spilled", (rows / 10).max(1))] {
+        for (name, order) in [("in delivery order", &in_order), ("scrambled", &scrambled)] {
+            let (load, observe, heap) = median_round(&keys, order, limit);
+            report(&format!("{tier}: load ({name} run)"), load, rows);
+            report(&format!("{tier}: observe every row, {name}"), observe, rows);
+            println!("  {tier}: heap after the load: {:.1} MB", heap as f64 / 1e6);
+        }
     }
 }
 
@@ -51,18 +57,20 @@ fn scramble(n: usize) -> Vec<usize> {
     order
 }
 
-fn median_round(keys: &[RowKey], order: &[usize]) -> (Duration, Duration) {
+fn median_round(keys: &[RowKey], order: &[usize], limit: usize) -> (Duration, Duration, usize) {
     let mut loads = Vec::new();
     let mut observes = Vec::new();
+    let mut heap = 0;
     for _ in 0..ROUNDS {
         let start = Instant::now();
-        let mut snapshot = Snapshot::with_capacity(keys.len(), 10);
+        let mut snapshot = Snapshot::with_memory_keys(keys.len(), 10, limit);
         for (i, k) in keys.iter().enumerate() {
             snapshot
                 .insert_delivered(k.as_bytes(), RowHash(i as u128), None)
                 .unwrap();
         }
         let loaded = Instant::now();
+        heap = snapshot.heap_bytes();
         for &i in order {
             let seen = snapshot
                 .observe(keys[i].as_bytes(), RowHash(i as u128))
@@ -74,7 +82,7 @@ fn median_round(keys: &[RowKey], order: &[usize]) -> (Duration, Duration) {
     }
     loads.sort();
     observes.sort();
-    (loads[ROUNDS / 2], observes[ROUNDS / 2])
+    (loads[ROUNDS / 2], observes[ROUNDS / 2], heap)
 }
 
 fn report(name: &str, took: Duration, rows: usize) {

@@ -15,7 +15,7 @@ use std::fmt;
 
 pub use sluice_state::hash::{row_hash, RowHash, RowHasher};
 pub use sluice_state::key::{DestId, DisplayValue, RowKey};
-pub use sluice_state::snapshot::{Delivered, Snapshot, SnapshotFull};
+pub use sluice_state::snapshot::{Delivered, Snapshot, SnapshotError, SnapshotFull};
 
 use sluice_runtime::{Batch, Value};
 use sluice_state::key::encode_value;
@@ -99,7 +99,7 @@ pub enum DiffError {
         suggestion: String,
     },
     #[error(transparent)]
-    Full(#[from] SnapshotFull),
+    Snapshot(#[from] SnapshotError),
 }
 
 /// A delivered row that left the model.
@@ -174,15 +174,16 @@ impl Differ {
     }
 
     /// Ends the run: every delivered key that no batch contained is removed.
-    pub fn finish(self) -> DiffSummary {
+    pub fn finish(self) -> Result<DiffSummary, DiffError> {
         let removed: Vec<RemovedRow> = self
             .snapshot
-            .unseen_delivered()
+            .unseen_delivered()?
+            .into_iter()
             .map(|(key, dest_id)| RemovedRow { key, dest_id })
             .collect();
         let mut counts = self.counts;
         counts.removed = removed.len() as u64;
-        DiffSummary { counts, removed }
+        Ok(DiffSummary { counts, removed })
     }
 
     fn prepare_layout(&mut self, columns: &[String]) -> Result<(), DiffError> {
@@ -288,7 +289,7 @@ mod tests {
         let mut d = Differ::new(vec!["id".into()], Snapshot::new());
         let out = d.classify(&batch(vec![row(1, "a"), row(2, "b")])).unwrap();
         assert!(out.iter().all(|r| r.change == Change::Added));
-        assert_eq!(d.finish().removed, vec![]);
+        assert_eq!(d.finish().unwrap().removed, vec![]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use sluice_config::{Coercion, MappingSource, MaxDeletes, SyncConfig};
 use sluice_runtime::values::{format_date, format_timestamp};
 use sluice_runtime::Value;
 use sluice_state::key::{DestId, RowKey};
-use sluice_state::snapshot::Snapshot;
+use sluice_state::snapshot::{Snapshot, SnapshotError};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::coerce::coerce;
@@ -136,12 +136,17 @@ pub struct Reconciled {
 
 impl Reconciler {
     /// `snapshot` is what was delivered before this run.
-    pub fn new(sync: &SyncConfig, snapshot: &Snapshot) -> Self {
-        let delivered: HashSet<u64> = snapshot
-            .iter_delivered()
-            .filter_map(|(_, d)| dest_identity(&DestId::from_bytes(d.dest_id?)))
-            .collect();
-        Reconciler {
+    pub fn new(sync: &SyncConfig, snapshot: &Snapshot) -> Result<Self, SnapshotError> {
+        let mut delivered: HashSet<u64> = HashSet::new();
+        snapshot.for_each_delivered(|_, d| {
+            if let Some(identity) = d
+                .dest_id
+                .and_then(|id| dest_identity(&DestId::from_bytes(id)))
+            {
+                delivered.insert(identity);
+            }
+        })?;
+        Ok(Reconciler {
             source: IdentifierSource::of(sync).unwrap_or(IdentifierSource::Unknown),
             transformed: !sync.transforms.is_empty(),
             delivered,
@@ -149,7 +154,7 @@ impl Reconciler {
             unknown: 0,
             valid_rows: 0,
             on_record: snapshot.delivered_len() as u64,
-        }
+        })
     }
 
     /// Positions of the identifier's column in `columns`, for

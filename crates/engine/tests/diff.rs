@@ -63,7 +63,7 @@ fn classification_across_runs() {
     .flat_map(|b| d.classify(b).unwrap())
     .collect();
     assert!(first.iter().all(|r| r.change == Change::Added));
-    let summary = d.finish();
+    let summary = d.finish().unwrap();
     assert_eq!(summary.counts.added, 4);
     assert!(summary.removed.is_empty());
     commit(&mut store, &first, &[3]);
@@ -101,7 +101,7 @@ fn classification_across_runs() {
     );
     assert_eq!(out[4].key, None);
 
-    let summary = d.finish();
+    let summary = d.finish().unwrap();
     let c = summary.counts;
     assert_eq!(
         (c.added, c.changed, c.unchanged, c.invalid, c.removed),

@@ -3,7 +3,8 @@
 //!
 //! - [`key`]: type-tagged encoding of primary keys and destination ids;
 //! - [`hash`]: where a row's content hash is computed;
-//! - [`snapshot`]: the compact in-memory map of what was delivered;
+//! - [`snapshot`]: the map of what was delivered, compact in memory up to
+//!   a bound and spilled to disk beyond it;
 //! - [`StateStore`]: the store's contract; [`SqliteStore`] the embedded one,
 //!   [`PostgresStore`] the shared one; [`open_state`] picks one from a
 //!   `--state` setting.
@@ -39,7 +40,7 @@ pub use sqlite::SqliteStore;
 
 pub use hash::{row_hash, RowHash, RowHasher};
 pub use key::{DestId, DisplayValue, RowKey};
-pub use snapshot::{Delivered, Snapshot, SnapshotFull};
+pub use snapshot::{Delivered, Snapshot, SnapshotError, SnapshotFull};
 
 /// A run's id, assigned by the store.
 pub type RunId = i64;
@@ -401,7 +402,7 @@ pub enum StateError {
     Snapshot {
         sync: String,
         #[source]
-        source: SnapshotFull,
+        source: SnapshotError,
     },
 }
 

@@ -672,9 +672,12 @@ impl PostgresStore {
         let fetched = std::thread::scope(|s| {
             let fetcher = s.spawn(move || -> Result<(), postgres::Error> {
                 let mut tx = client.transaction()?;
+                // In key order (the primary key's index): a snapshot larger
+                // than its memory bound spills sorted runs, and keys arriving
+                // in order are never looked up in the spill while loading.
                 let portal = tx.bind(
                     "SELECT row_key, content_hash, dest_id, run_id FROM sluice.delivered
-                     WHERE tenant = $1 AND sync = $2",
+                     WHERE tenant = $1 AND sync = $2 ORDER BY row_key",
                     &[&tenant, &sync],
                 )?;
                 loop {

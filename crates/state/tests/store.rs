@@ -473,6 +473,7 @@ fn ledger_keeps_a_rejected_row_until_it_succeeds_or_changes<B: Backend>() {
         .load_snapshot("users")
         .unwrap()
         .get(key(7).as_bytes())
+        .unwrap()
         .is_none());
 
     // Accepted: it leaves the ledger and enters the snapshot.
@@ -632,10 +633,12 @@ fn a_million_key_snapshot_fits_the_memory_bound<B: Backend>() {
     assert_eq!(snapshot.len(), N as usize);
     assert_eq!(snapshot.delivered_len(), N as usize);
     let probe = RowKey::from_values(&[Value::Text("user-00765432".into())]);
-    let d = snapshot.get(probe.as_bytes()).unwrap();
+    let d = snapshot.get(probe.as_bytes()).unwrap().unwrap();
     assert_eq!(d.hash, RowHash(765_432u128 * 0x9E37_79B9_7F4A_7C15));
     assert_eq!(
-        DestId::from_bytes(d.dest_id.unwrap()).to_value().unwrap(),
+        DestId::from_bytes(d.dest_id.unwrap().into_owned())
+            .to_value()
+            .unwrap(),
         Value::Text("003000000000765432".into())
     );
     let bytes = snapshot.heap_bytes();

@@ -43,10 +43,12 @@ impl Prepared<'_> {
                 let valid = (!matches!(change, Change::Invalid(_)))
                     .then_some(key.as_ref())
                     .flatten();
-                let recorded = valid
-                    .and_then(|k| differ.snapshot().get(k.as_bytes()))
-                    .and_then(|d| d.dest_id);
+                let recorded = match valid {
+                    Some(k) => differ.snapshot().get(k.as_bytes())?.and_then(|d| d.dest_id),
+                    None => None,
+                };
                 let sent = matches!(change, Change::Added | Change::Changed { .. });
+                let recorded = recorded.as_deref();
                 reconciler.observe_model_row(&batch.rows[index], id_column, valid, recorded, sent);
             }
             match change {

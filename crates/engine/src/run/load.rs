@@ -23,7 +23,8 @@ impl Prepared<'_> {
         // A retry of rejected rows sees only part of the model: it must
         // never conclude that the rest left it.
         self.reconciler = (self.sync.mode.deletes_removed() && self.only_keys.is_none())
-            .then(|| Reconciler::new(self.sync, &snapshot));
+            .then(|| Reconciler::new(self.sync, &snapshot))
+            .transpose()?;
         let mut differ =
             Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
         let ctx = Arc::new(
@@ -108,7 +109,7 @@ impl Prepared<'_> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let summary = differ.finish();
+        let summary = differ.finish()?;
         if let Some(reconciler) = self.reconciler.take() {
             self.clock.enter(Stage::Deletes);
             let reconciled = reconciler.reconcile(self.sync, summary.removed);

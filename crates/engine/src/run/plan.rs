@@ -18,7 +18,8 @@ impl Prepared<'_> {
             .sync
             .mode
             .deletes_removed()
-            .then(|| Reconciler::new(self.sync, &snapshot));
+            .then(|| Reconciler::new(self.sync, &snapshot))
+            .transpose()?;
         let mut differ =
             Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
         let scan_bytes = self.estimate_scan_bytes().await?;
@@ -52,7 +53,7 @@ impl Prepared<'_> {
                 p(&counts);
             }
         }
-        let summary = differ.finish();
+        let summary = differ.finish()?;
         let mut mirror = MirrorSummary::default();
         if let Some(reconciler) = self.reconciler.take() {
             let reconciled = reconciler.reconcile(self.sync, summary.removed);
