@@ -363,6 +363,24 @@ async fn check_destinations(project: &Project, runtime: &Runtime) -> Vec<Diagnos
             ));
         }
     }
+    // `diff: warehouse` needs a source that can diff there, as a run does.
+    for sync in project.syncs.values() {
+        match sluice_engine::run::warehouse_diff_refusal(runtime, project, sync).await {
+            Ok(None) => {}
+            Ok(Some(why)) => problems.push(diagnostic_at(
+                project,
+                Some(&sync.location),
+                format!("sync `{}`: {why}", sync.name),
+                None,
+            )),
+            Err(e) => eprintln!(
+                "note: the source of sync `{}` could not be loaded ({}); `run` checks its \
+                 `diff: warehouse`",
+                sync.name,
+                escape(&format!("{e:#}"))
+            ),
+        }
+    }
     // Each sync's outcome table, as a run checks it before reading.
     for sync in project.syncs.values() {
         let (Some(outcomes), Some(dest)) = (&sync.outcomes, project.outcomes_destination_of(sync))
@@ -491,6 +509,7 @@ pub async fn plan(project: &ProjectArg, args: PlanArgs) -> Result<()> {
     let c = &report.counts;
     println!("plan for sync `{}` (nothing is written):", report.sync);
     println!("  {}", plan_summary(c));
+    println!("  {}", diff_line(report.diff));
     if let Some(bytes) = report.scan_bytes {
         println!(
             "  the source's query scans {} (its dry-run estimate)",
@@ -1080,6 +1099,17 @@ pub async fn verify(project: &ProjectArg, args: VerifyArgs) -> Result<()> {
 
 fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a plan's (and its runs') diff happens, for `sluice plan`.
+fn diff_line(diff: &str) -> &'static str {
+    match diff {
+        "warehouse" => {
+            "diff: warehouse (the source compares the model with the snapshot it keeps in \
+             schema `sluice`; only changed rows leave the database)"
+        }
+        _ => "diff: host (every row of the model is read and compared here)",
+    }
 }
 
 #[cfg(test)]

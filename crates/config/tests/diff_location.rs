@@ -49,6 +49,9 @@ fn an_unknown_diff_is_reported_with_its_line_and_the_choices() {
         .find(|d| d.message.contains("diff"))
         .unwrap_or_else(|| panic!("{diags:#?}"));
     assert_eq!(d.line, 11, "{d}");
-    assert!(d.message.contains("warehose") && d.message.contains("model `users`"), "{d}");
+    assert!(
+        d.message.contains("warehose") && d.message.contains("model `users`"),
+        "{d}"
+    );
     assert_eq!(d.expected.as_deref(), Some("host, warehouse"));
 }

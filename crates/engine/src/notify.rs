@@ -239,6 +239,7 @@ mod tests {
             stage: error.map(|_| "run".to_owned()),
             planned: Vec::new(),
             scan_bytes: None,
+            diff: "host",
             mirror: Default::default(),
             config_changed: false,
             outcomes: None,

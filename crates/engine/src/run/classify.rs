@@ -8,12 +8,12 @@ use sluice_runtime::Value;
 impl Prepared<'_> {
     pub(super) async fn classify(
         &mut self,
-        differ: &mut Differ,
+        differ: &mut Diffing,
         mut batch: Batch,
         counts: &mut RunCounts,
     ) -> Result<Outgoing> {
         let diffs = differ
-            .classify(&batch)
+            .classify(&mut batch)
             .with_context(|| format!("diffing a batch of sync `{}`", self.sync.name))?;
         let first_row = self.rows_read + 1;
         self.rows_read += batch.rows.len() as u64;

@@ -4,16 +4,24 @@
 use super::*;
 
 /// Stream a source in its own task so reading overlaps writing.
+/// With a `diff` request (`diff: warehouse`) the source diffs inside its
+/// warehouse and streams only the changed rows.
 fn spawn_reader(
     mut source: Instance,
     config: String,
-    read: ReadRequest,
+    (read, diff): (ReadRequest, Option<sluice_runtime::instance::DiffRequest>),
     batch_rows: u32,
     clock: Arc<StageClock>,
 ) -> tokio::sync::mpsc::Receiver<Result<Batch, PluginFailure>> {
     let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
     tokio::spawn(async move {
-        let reader = match clock.time(Part::Read, source.read(&config, &read)).await {
+        let opening = async {
+            match &diff {
+                None => source.read(&config, &read).await.map(Ok),
+                Some(request) => source.diff(&config, request).await.map(Err),
+            }
+        };
+        let reader = match clock.time(Part::Read, opening).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -21,9 +29,18 @@ fn spawn_reader(
             }
         };
         loop {
-            let next = clock
-                .time(Part::Read, source.next_batch(&reader, batch_rows))
-                .await;
+            let next = match &reader {
+                Ok(r) => {
+                    clock
+                        .time(Part::Read, source.next_batch(r, batch_rows))
+                        .await
+                }
+                Err(r) => {
+                    clock
+                        .time(Part::Read, source.next_diff_batch(r, batch_rows))
+                        .await
+                }
+            };
             let done = !matches!(next, Ok(Some(_)));
             let item = match next {
                 Ok(Some(batch)) => Ok(batch),
@@ -69,10 +86,11 @@ impl Prepared<'_> {
         // Read in large batches even when writes are small: scanning
         // unchanged rows is cheaper per call, and writes are chunked anyway.
         let rows = (self.write_batch_rows() as u32).max(SOURCE_BATCH_ROWS);
+        let diff = self.warehouse.as_ref().map(|(request, _)| request.clone());
         Ok(spawn_reader(
             source,
             self.source_config.clone(),
-            self.read.clone(),
+            (self.read.clone(), diff),
             rows,
             self.clock.clone(),
         ))

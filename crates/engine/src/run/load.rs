@@ -14,8 +14,17 @@ impl Prepared<'_> {
         // Start reading first: the source's query runs while the snapshot
         // loads and the writers open.
         let mut rx = self.start_reader()?;
-        let snapshot = lock(store).load_snapshot(&self.sync.name)?;
         self.outcomes.start(run, self.sync);
+        let snapshot = match &self.warehouse {
+            None => lock(store).load_snapshot(&self.sync.name)?,
+            // The warehouse holds the snapshot. The host's is forgotten,
+            // so a later `diff: host` run starts from nothing rather than
+            // from what it knew before these deliveries.
+            Some(_) => {
+                lock(store).forget_snapshot(&self.sync.name)?;
+                crate::diff::Snapshot::new()
+            }
+        };
         if options.retry_rejected {
             let ledger = lock(store).ledger(&self.sync.name)?;
             self.only_keys = Some(ledger.into_iter().map(|e| e.key).collect());
@@ -25,8 +34,18 @@ impl Prepared<'_> {
         self.reconciler = (self.sync.mode.deletes_removed() && self.only_keys.is_none())
             .then(|| Reconciler::new(self.sync, &snapshot))
             .transpose()?;
-        let mut differ =
-            Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
+        let mut differ = match &mut self.warehouse {
+            None => Diffing::Host(
+                Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint),
+            ),
+            Some((_, advancer)) => {
+                if let Some(instance) = advancer.take() {
+                    let (config, sync) = (self.source_config.clone(), self.sync.name.clone());
+                    self.advancer = Some(warehouse::Advancer::start(instance, config, sync));
+                }
+                Diffing::Warehouse(warehouse::WarehouseRows::new(self.primary_key.clone()))
+            }
+        };
         let ctx = Arc::new(
             self.delivery
                 .take()
@@ -106,13 +125,20 @@ impl Prepared<'_> {
                 }
             }
         }
+        // `diff: warehouse`: every acknowledged row recorded there before
+        // the run reports, whatever its end.
+        let advanced = match self.advancer.take() {
+            Some(advancer) => advancer.finish().await,
+            None => Ok(()),
+        };
         if let Some(e) = first_error {
             return Err(e);
         }
-        let summary = differ.finish()?;
+        advanced?;
+        let removed = differ.finish()?.map(|s| s.removed).unwrap_or_default();
         if let Some(reconciler) = self.reconciler.take() {
             self.clock.enter(Stage::Deletes);
-            let reconciled = reconciler.reconcile(self.sync, summary.removed);
+            let reconciled = reconciler.reconcile(self.sync, removed);
             self.mirror(store, run, &mut idle, &ctx, reconciled, &mut total, options)
                 .await?;
         }
@@ -192,6 +218,10 @@ impl Prepared<'_> {
         counts.rejected += commit.rejected.len() as u64;
         commit.progress = counts;
         self.scrub(&mut commit);
+        if let Some(advancer) = &self.advancer {
+            // Acknowledged, so recorded in the warehouse's snapshot.
+            advancer.take_acks(&mut commit);
+        }
         let started = Instant::now();
         lock(store).commit_batch(run, &commit)?;
         self.clock.add(Part::Commit, started.elapsed());

@@ -43,9 +43,12 @@ mod plan;
 mod prepare;
 mod stages;
 mod verify;
+mod warehouse;
 
 pub use stages::Stage;
 use stages::{Part, StageClock};
+pub use warehouse::warehouse_diff_refusal;
+use warehouse::Diffing;
 
 pub use verify::{VerifyOptions, VerifyReport};
 
@@ -106,6 +109,9 @@ pub struct RunReport {
     /// Plans only: the bytes the source says its read scans, from a source
     /// that exports `estimate-api` (a BigQuery dry run's `totalBytesProcessed`).
     pub scan_bytes: Option<u64>,
+    /// Where the model is diffed: `host`, or `warehouse` (the model's
+    /// `diff:`; the source compares with its snapshot there).
+    pub diff: &'static str,
     /// Mirror mode: what happened to the keys that left the model.
     pub mirror: MirrorSummary,
     /// The delivery-relevant config differs from the one the last
@@ -274,6 +280,7 @@ impl<S: StateStore> SyncEngine<'_, S> {
             error,
             planned: Vec::new(),
             scan_bytes: None,
+            diff: self.project.model_of(sync).diff.as_str(),
             mirror,
             config_changed,
             outcomes,
@@ -340,6 +347,12 @@ struct Prepared<'p> {
     /// Rows of the model read before the batch being classified, so an
     /// invalid row is named by its position in the source (1-based).
     rows_read: u64,
+    /// `diff: warehouse`: what the source diffs (it reads with `diff`
+    /// instead of `read`), a second source instance that records
+    /// acknowledged rows in the warehouse's snapshot, and, once the run
+    /// started, the task that does so.
+    warehouse: Option<(sluice_runtime::instance::DiffRequest, Option<Instance>)>,
+    advancer: Option<warehouse::Advancer>,
     /// `outcomes:`: the per-row outcomes written back as the run goes.
     outcomes: outcomes::Outcomes,
 }

@@ -9,7 +9,8 @@ impl Prepared<'_> {
         store: &Mutex<S>,
         options: &RunOptions,
     ) -> Result<RunReport> {
-        let snapshot = if options.full_resync {
+        // `diff: warehouse`: the source compares with its own snapshot.
+        let snapshot = if options.full_resync || self.warehouse.is_some() {
             Default::default()
         } else {
             lock(store).load_snapshot(&self.sync.name)?
@@ -20,8 +21,12 @@ impl Prepared<'_> {
             .deletes_removed()
             .then(|| Reconciler::new(self.sync, &snapshot))
             .transpose()?;
-        let mut differ =
-            Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint);
+        let mut differ = match &self.warehouse {
+            None => Diffing::Host(
+                Differ::new(self.primary_key.clone(), snapshot).with_seed(self.fingerprint),
+            ),
+            Some(_) => Diffing::Warehouse(warehouse::WarehouseRows::new(self.primary_key.clone())),
+        };
         let scan_bytes = self.estimate_scan_bytes().await?;
         let mut rx = self.start_reader()?;
         let mut counts = RunCounts::default();
@@ -53,10 +58,10 @@ impl Prepared<'_> {
                 p(&counts);
             }
         }
-        let summary = differ.finish()?;
+        let removed = differ.finish()?.map(|s| s.removed).unwrap_or_default();
         let mut mirror = MirrorSummary::default();
         if let Some(reconciler) = self.reconciler.take() {
-            let reconciled = reconciler.reconcile(self.sync, summary.removed);
+            let reconciled = reconciler.reconcile(self.sync, removed);
             mirror = MirrorSummary {
                 deletes: reconciled.deletes.len() as u64,
                 rekeyed: reconciled.rekeyed.len() as u64,
@@ -87,6 +92,10 @@ impl Prepared<'_> {
             stage: None,
             planned,
             scan_bytes,
+            diff: match self.warehouse {
+                Some(_) => "warehouse",
+                None => "host",
+            },
             mirror,
             config_changed: false,
             outcomes: self.sync.outcomes.as_ref().map(|o| OutcomesReport {

@@ -26,6 +26,10 @@ impl<S: StateStore> SyncEngine<'_, S> {
 
         let (source, _, _) =
             open_run_instance(self.runtime, &project.dir, source_cfg, "source", &clock).await?;
+        let in_warehouse = model.diff == sluice_config::DiffLocation::Warehouse;
+        if in_warehouse {
+            warehouse::check_can_diff(sync, model, source_cfg, &source)?;
+        }
         let (mut destination, spec, dest_identity) =
             open_run_instance(self.runtime, &project.dir, dest_cfg, "destination", &clock).await?;
         let rate = sync_rate(project, sync, &spec);
@@ -114,6 +118,24 @@ impl<S: StateStore> SyncEngine<'_, S> {
             }
             destinations.push(instance);
         }
+        // `diff: warehouse`: a second source instance records what the
+        // destination acknowledged while the first one reads (none for a
+        // plan, which records nothing).
+        let warehouse = match in_warehouse {
+            false => None,
+            true => {
+                let request = warehouse::request(sync, model, fingerprint, options);
+                let advancer = match options.dry_run {
+                    true => None,
+                    false => Some(
+                        open_run_instance(self.runtime, &project.dir, source_cfg, "source", &clock)
+                            .await?
+                            .0,
+                    ),
+                };
+                Some((request, advancer))
+            }
+        };
         Ok(Prepared {
             sync,
             secrets: Scrubber::new(project.secret_values()),
@@ -138,6 +160,8 @@ impl<S: StateStore> SyncEngine<'_, S> {
             clock,
             only_keys: None,
             rows_read: 0,
+            warehouse,
+            advancer: None,
             outcomes: super::outcomes::Outcomes::new(outcomes),
         })
     }
@@ -161,7 +185,11 @@ pub async fn instances_needed(runtime: &Runtime, project: &Project, name: &str) 
     let writers = pacing::concurrency(sync_rate(project, sync, &spec).as_ref());
     // `outcomes:` holds one instance of its destination for the whole run.
     let outcomes = usize::from(sync.outcomes.is_some());
-    Ok(1 + sync.transforms.len() + writers + outcomes)
+    // `diff: warehouse` records acknowledged rows on a second source
+    // instance.
+    let advancer =
+        usize::from(project.model_of(sync).diff == sluice_config::DiffLocation::Warehouse);
+    Ok(1 + sync.transforms.len() + writers + outcomes + advancer)
 }
 
 /// The pace of a destination's calls: its declared `rate` for `writers`
