@@ -543,3 +543,26 @@ async fn the_sql_hash_equals_the_rust_hash_on_every_type() {
         vec!["6|6"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_or_null_key_among_the_changed_rows_is_invalid_and_not_sent() {
+    let db = PgDatabase::create("sluice_whdiff");
+    customers(&db, 5);
+    let receiver = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &db, "postgres", &webhook(&receiver), "");
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml"))
+        .unwrap()
+        .replace(
+            "query: select id, email, ltv from customers",
+            "query: select id, email, ltv from customers union all select 2, 'other', 0 \
+             union all select NULL, 'nobody', 0",
+        );
+    std::fs::write(dir.path().join("sluice.yaml"), yaml).unwrap();
+    let report = run(dir.path()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!((report.counts.sent, report.counts.invalid), (5, 2));
+    let mut ids = received_ids(&receiver);
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5], "each key sent once");
+}

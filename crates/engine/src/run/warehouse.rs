@@ -25,6 +25,7 @@ use sluice_runtime::instance::{DeliveredRow, DiffRequest};
 use sluice_runtime::Value;
 use std::collections::HashSet;
 use tokio::sync::mpsc;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// The column after the model's that carries a row's content hash.
 pub(super) const HASH_COLUMN: &str = "__sluice_hash";
@@ -72,9 +73,11 @@ impl Diffing {
 /// changed (or invalid: a null key, or a key already returned in this run).
 pub(super) struct WarehouseRows {
     primary_key: Vec<String>,
-    /// Keys returned so far: the rows that leave the warehouse, not the
-    /// model, so host memory follows the change set.
-    seen: HashSet<RowKey>,
+    /// The 128-bit hashes of the keys returned so far (an accidental
+    /// collision among billions of keys is negligible, as for content
+    /// hashes): the rows that leave the warehouse, not the model, so host
+    /// memory follows the change set, at 16 bytes a key.
+    seen: HashSet<u128>,
     /// What [`Diffing::snapshot`] shows: the host holds none.
     empty: crate::diff::Snapshot,
 }
@@ -128,7 +131,7 @@ impl WarehouseRows {
             };
             let values: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
             let key = RowKey::from_values(&values);
-            if !self.seen.insert(key.clone()) {
+            if !self.seen.insert(xxh3_128(key.as_bytes())) {
                 out.push(invalid(Some(key), InvalidReason::DuplicateKey));
                 continue;
             }
