@@ -103,6 +103,11 @@ impl Prepared<'_> {
                 // Outcome rows go to their writer in full batches; waiting
                 // while it is behind bounds what the run holds of them.
                 self.outcomes.flush().await;
+                if let Some(advancer) = &self.advancer {
+                    // `diff: warehouse`: read on only while the rows
+                    // waiting to be recorded there stay bounded.
+                    advancer.keep_up().await;
+                }
                 if end {
                     break;
                 }

@@ -260,17 +260,29 @@ fn quote_object(name: &str) -> String {
         .join(".")
 }
 
+/// The most acknowledged rows waiting for the advancer before the run
+/// stops reading until it catches up (a few tens of MB).
+pub(super) const MAX_QUEUED_ROWS: usize = 100_000;
+
 /// Records acknowledged rows in the warehouse's snapshot, in the
 /// background of a run, on a source instance of its own.
 pub(super) struct Advancer {
     tx: Option<mpsc::UnboundedSender<Vec<DeliveredRow>>>,
     task: tokio::task::JoinHandle<Result<()>>,
+    /// Rows handed over and not yet recorded, and a wake-up each time
+    /// some are (or the task ends).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    drained: Arc<tokio::sync::Notify>,
 }
 
 impl Advancer {
     pub(super) fn start(mut source: Instance, config: String, sync: String) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<DeliveredRow>>();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let drained = Arc::new(tokio::sync::Notify::new());
+        let (left, wake) = (queued.clone(), drained.clone());
         let task = tokio::spawn(async move {
+            let _wake_at_end = WakeOnDrop(wake.clone());
             let mut pending: Vec<DeliveredRow> = Vec::new();
             while let Some(rows) = rx.recv().await {
                 pending.extend(rows);
@@ -292,12 +304,33 @@ impl Advancer {
                                 chunk.len()
                             )
                         })?;
+                    left.fetch_sub(chunk.len(), std::sync::atomic::Ordering::AcqRel);
+                    wake.notify_one();
                 }
                 pending.clear();
             }
             Ok(())
         });
-        Advancer { tx: Some(tx), task }
+        Advancer {
+            tx: Some(tx),
+            task,
+            queued,
+            drained,
+        }
+    }
+
+    /// Wait while more than [`MAX_QUEUED_ROWS`] acknowledged rows wait to be
+    /// recorded, so a run that delivers faster than the warehouse records
+    /// holds a bounded queue (it reads on as the advancer catches up, or at
+    /// once when the advancer has stopped: its error ends the run).
+    pub(super) async fn keep_up(&self) {
+        use std::sync::atomic::Ordering;
+        while self.queued.load(Ordering::Acquire) > MAX_QUEUED_ROWS && !self.task.is_finished() {
+            // Woken as rows are recorded; the timeout re-checks a task
+            // that ended between the check and the wait.
+            let wait = std::time::Duration::from_millis(100);
+            let _ = tokio::time::timeout(wait, self.drained.notified()).await;
+        }
     }
 
     /// Hand the rows `commit` acknowledges to the warehouse, and keep in
@@ -321,7 +354,11 @@ impl Advancer {
         if let Some(tx) = &self.tx {
             // A closed channel means the advancer failed: its error ends
             // the run, and these rows are sent again by the next one.
-            let _ = tx.send(rows);
+            let n = rows.len();
+            if tx.send(rows).is_ok() {
+                self.queued
+                    .fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+            }
         }
     }
 
@@ -331,5 +368,15 @@ impl Advancer {
         self.task
             .await
             .map_err(|e| anyhow!("the warehouse snapshot's task failed: {e}"))?
+    }
+}
+
+/// Wakes [`Advancer::keep_up`] when the advancer's task ends, however it
+/// ends (an error, a panic), so a run never waits on a stopped advancer.
+struct WakeOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
