@@ -210,6 +210,62 @@ impl Receiver {
     }
 }
 
+/// Writes a project into `dir`: the files source reading
+/// `data/customers.csv` (`email`, `ltv` a float; see [`write_customers_csv`])
+/// to a webhook at `receiver` (no retries), sync `customers` in `mode` with
+/// `batch_size`, identifier `Email`, mapping `email` → `Email` and `ltv` →
+/// `LTV` (a number).
+pub fn files_to_webhook_project(
+    dir: &std::path::Path,
+    receiver: &Receiver,
+    mode: &str,
+    batch_size: usize,
+) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  files:
+    plugin: files
+    config: {{ path: /data, columns: {{ ltv: float }} }}
+    grants: ["dir:data:/data"]
+destinations:
+  hook:
+    plugin: webhook
+    config: {{ url: "{url}", max_retries: 0 }}
+    grants: ["{grant}"]
+models:
+  customers:
+    source: files
+    object: customers.csv
+    primary_key: email
+syncs:
+  customers:
+    model: customers
+    destination: hook
+    object: contacts
+    mode: {mode}
+    identifier: Email
+    batch_size: {batch_size}
+    mappings:
+      - {{ from: email, to: Email }}
+      - {{ from: ltv, to: LTV, type: number }}
+"#,
+        url = receiver.url,
+        grant = receiver.grant()
+    );
+    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
+}
+
+/// Writes `data/customers.csv` in `dir` with the rows `(email, ltv)`.
+pub fn write_customers_csv(dir: &std::path::Path, rows: &[(&str, &str)]) {
+    let mut text = String::from("email,ltv\n");
+    for (e, l) in rows {
+        text.push_str(&format!("{e},{l}\n"));
+    }
+    std::fs::write(dir.join("data/customers.csv"), text).unwrap();
+}
+
 /// The project the kill and restart tests run, as relative path → text:
 /// `rows` customers `user{i:03}@example.com` with `ltv` `i` in
 /// `data/customers.csv`, synced by the sync `customers` from a files source

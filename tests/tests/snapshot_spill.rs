@@ -9,52 +9,6 @@ use common::*;
 use sluice_engine::run::RunOptions;
 use sluice_state::snapshot::set_memory_keys;
 use sluice_state::{RunStatus, SqliteStore, StateStore};
-use std::path::Path;
-
-fn project(dir: &Path, receiver: &Receiver) {
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let yaml = format!(
-        r#"
-sources:
-  files:
-    plugin: files
-    config: {{ path: /data, columns: {{ ltv: float }} }}
-    grants: ["dir:data:/data"]
-destinations:
-  hook:
-    plugin: webhook
-    config: {{ url: "{url}", max_retries: 0 }}
-    grants: ["{grant}"]
-models:
-  customers:
-    source: files
-    object: customers.csv
-    primary_key: email
-syncs:
-  customers:
-    model: customers
-    destination: hook
-    object: contacts
-    mode: mirror
-    identifier: Email
-    batch_size: 3
-    mappings:
-      - {{ from: email, to: Email }}
-      - {{ from: ltv, to: LTV, type: number }}
-"#,
-        url = receiver.url,
-        grant = receiver.grant()
-    );
-    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
-}
-
-fn csv(dir: &Path, rows: &[(&str, &str)]) {
-    let mut text = String::from("email,ltv\n");
-    for (e, l) in rows {
-        text.push_str(&format!("{e},{l}\n"));
-    }
-    std::fs::write(dir.join("data/customers.csv"), text).unwrap();
-}
 
 type Counts = (u64, u64, u64, u64, u64, u64, u64);
 
@@ -66,7 +20,7 @@ type Counts = (u64, u64, u64, u64, u64, u64, u64);
 async fn three_runs() -> (Vec<Counts>, Vec<Vec<String>>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;
-    project(dir.path(), &rx);
+    files_to_webhook_project(dir.path(), &rx, "mirror", 3);
     let letters = "abcdefghijkl";
     let mut first: Vec<(String, String)> = letters
         .chars()
@@ -97,7 +51,7 @@ async fn three_runs() -> (Vec<Counts>, Vec<Vec<String>>, Vec<String>) {
     let mut received = Vec::new();
     for model in [&first, &second, &second] {
         let rows: Vec<(&str, &str)> = model.iter().map(|(e, l)| (&e[..], &l[..])).collect();
-        csv(dir.path(), &rows);
+        write_customers_csv(dir.path(), &rows);
         let before = rx.requests.lock().unwrap().len();
         let r = run_sync(dir.path(), "customers", &RunOptions::default()).await;
         assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.error);

@@ -12,51 +12,6 @@ use sluice_state::{RunStatus, StateStore};
 use std::path::Path;
 use std::sync::Mutex;
 
-fn project(dir: &Path, receiver: &Receiver) {
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let yaml = format!(
-        r#"
-sources:
-  files:
-    plugin: files
-    config: {{ path: /data, columns: {{ ltv: float }} }}
-    grants: ["dir:data:/data"]
-destinations:
-  hook:
-    plugin: webhook
-    config: {{ url: "{url}", max_retries: 0 }}
-    grants: ["{grant}"]
-models:
-  customers:
-    source: files
-    object: customers.csv
-    primary_key: email
-syncs:
-  customers:
-    model: customers
-    destination: hook
-    object: contacts
-    mode: upsert
-    identifier: Email
-    batch_size: 2
-    mappings:
-      - {{ from: email, to: Email }}
-      - {{ from: ltv, to: LTV, type: number }}
-"#,
-        url = receiver.url,
-        grant = receiver.grant()
-    );
-    std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
-}
-
-fn csv(dir: &Path, rows: &[(&str, &str)]) {
-    let mut text = String::from("email,ltv\n");
-    for (e, l) in rows {
-        text.push_str(&format!("{e},{l}\n"));
-    }
-    std::fs::write(dir.join("data/customers.csv"), text).unwrap();
-}
-
 async fn run(dir: &Path, state: &str) -> RunReport {
     let project = config::validate(dir).unwrap_or_else(|d| panic!("{d:?}"));
     let test = runtime();
@@ -86,9 +41,9 @@ async fn a_sync_with_postgres_state_sends_only_what_changed() {
     let db = PgDatabase::create("sluice_e2e_state");
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver().await;
-    project(dir.path(), &rx);
+    files_to_webhook_project(dir.path(), &rx, "upsert", 2);
     let rows = [("a@x.com", "10.5"), ("b@x.com", "20"), ("c@x.com", "30")];
-    csv(dir.path(), &rows);
+    write_customers_csv(dir.path(), &rows);
 
     let first = run(dir.path(), &db.url()).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
@@ -102,7 +57,7 @@ async fn a_sync_with_postgres_state_sends_only_what_changed() {
     assert_eq!(rx.rows().len(), 3);
 
     // One row changes: one row is sent.
-    csv(
+    write_customers_csv(
         dir.path(),
         &[("a@x.com", "10.5"), ("b@x.com", "99"), ("c@x.com", "30")],
     );
